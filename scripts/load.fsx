@@ -1,0 +1,13 @@
+// Loads the built Rl library (and its packages) into F# Interactive for scripts and notebooks.
+// Build first: `dotnet fsi build.fsx Build` (every build.fsx target that runs scripts does it).
+#r "../src/bin/Release/net10.0/TorchSharp.dll"
+#r "../src/bin/Release/net10.0/Plotly.NET.dll"
+#r "../src/bin/Release/net10.0/DynamicObj.dll"
+#r "../src/bin/Release/net10.0/Giraffe.ViewEngine.dll"
+#r "../src/bin/Release/net10.0/Newtonsoft.Json.dll"
+#r "../src/bin/Release/net10.0/YamlDotNet.dll"
+#r "../src/bin/Release/net10.0/Spectre.Console.dll"
+#r "../src/bin/Release/net10.0/Spectre.Console.Ansi.dll"
+#r "../src/bin/Release/net10.0/Rl.dll"
+
+Rl.Native.init ()
