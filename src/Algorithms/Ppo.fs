@@ -1,0 +1,701 @@
+/// Proximal Policy Optimization (Schulman et al. 2017) for discrete and continuous actions,
+/// with separate actor and critic networks (seed 002) and S seeds trained as one batched
+/// computation (every parameter has a leading seed axis; see `Nn`).
+///
+/// One update reads top to bottom like the seed's pseudo-code: collect a rollout of
+/// `NumSteps` steps in each of `NumEnvs` environments per seed, compute values and GAE,
+/// learn for `UpdateEpochs` epochs of shuffled minibatches, log, discard.
+module Rl.Ppo
+
+open System
+open System.Diagnostics
+open TorchSharp
+open Rl.Tensor
+open Rl.Nn
+
+/// PPO hyperparameters. Config keys (snake_case) are listed in `fields`.
+type PpoConfig =
+    {
+        /// Environment id, e.g. "Pendulum-v1".
+        EnvId: string
+        /// Parallel environments per seed.
+        NumEnvs: int
+        /// Rollout length per environment per update (the rollout holds NumEnvs * NumSteps steps).
+        NumSteps: int
+        /// Environment steps per seed over the whole run.
+        TotalTimesteps: int64
+        /// Passes over each rollout.
+        UpdateEpochs: int
+        /// Samples per minibatch (per seed).
+        MinibatchSize: int
+        /// Discount factor.
+        Gamma: float
+        /// GAE lambda.
+        GaeLambda: float
+        /// PPO clip range epsilon.
+        ClipEps: float
+        /// Actor (policy) learning rate.
+        ActorLr: float
+        /// Critic (value) learning rate.
+        CriticLr: float
+        /// Anneal both learning rates linearly to 0 over the run.
+        AnnealLr: bool
+        /// Entropy bonus coefficient.
+        EntCoef: float
+        /// Global gradient-norm clip per network and seed; 0 disables clipping.
+        MaxGradNorm: float
+        /// Normalise advantages per minibatch.
+        NormAdv: bool
+        /// Clip the value loss with this range (CleanRL `clip_vloss`); 0 disables it.
+        ClipVloss: float
+        /// Hidden layer sizes of actor and critic.
+        Hidden: int list
+        /// Hidden activation.
+        Activation: Activation
+        /// Gaussian standard deviation parameterisation: "softplus" (state-dependent, seed 002) or
+        /// "logstd" (state-independent parameter).
+        Sigma: string
+        /// Initial log standard deviation for Sigma = "logstd".
+        InitLogStd: float
+        /// Squash the Gaussian mean with high * tanh(.) (seed 002) instead of leaving it linear.
+        MeanTanh: bool
+        /// Weight initialisation: "orthogonal" (CleanRL) or "default" (PyTorch nn.Linear).
+        Init: string
+        /// Normalise observations with running mean/variance.
+        NormObs: bool
+        /// Scale rewards by a running estimate of the discounted return's std.
+        NormReward: bool
+        /// Adam beta1, beta2, eps.
+        Beta1: float
+        Beta2: float
+        AdamEps: float
+        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
+        Seed: int64
+        /// Number of independent seeds trained at once.
+        NumSeeds: int
+        /// "cpu", "cuda", "cuda:N" or "auto".
+        Device: string
+        /// libtorch intra-op threads (0 = leave libtorch's default).
+        Threads: int
+        /// Evaluation episodes (deterministic policy) at the end of training.
+        EvalEpisodes: int
+        /// Seed of the evaluation environments (kept apart from training seeds).
+        EvalSeed: int64
+    }
+
+    /// Rollout size per seed: NumEnvs * NumSteps.
+    member c.BatchSize = c.NumEnvs * c.NumSteps
+    /// Number of updates: TotalTimesteps / BatchSize (at least 1).
+    member c.NumUpdates = max 1 (int (c.TotalTimesteps / int64 c.BatchSize))
+    /// Minibatches per epoch: BatchSize / MinibatchSize (samples left over are skipped per epoch).
+    member c.NumMinibatches = c.BatchSize / c.MinibatchSize
+    /// The seed values trained: Seed .. Seed + NumSeeds - 1.
+    member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+
+/// Seed 002's table (Pendulum-v1): 100,000 steps, one environment, rollout 2048, 10 epochs,
+/// minibatch 64, gamma 0.99, lambda 0.95, clip 0.2, actor lr 3e-4, critic lr 1e-3,
+/// mu = 2 tanh, sigma = softplus + 1e-5, 64-64 ReLU networks.
+let seedDefaults =
+    { EnvId = "Pendulum-v1"
+      NumEnvs = 1
+      NumSteps = 2048
+      TotalTimesteps = 100_000L
+      UpdateEpochs = 10
+      MinibatchSize = 64
+      Gamma = 0.99
+      GaeLambda = 0.95
+      ClipEps = 0.2
+      ActorLr = 3e-4
+      CriticLr = 1e-3
+      AnnealLr = false
+      EntCoef = 0.0
+      MaxGradNorm = 0.0
+      NormAdv = true
+      ClipVloss = 0.0
+      Hidden = [ 64; 64 ]
+      Activation = Relu
+      Sigma = "softplus"
+      InitLogStd = 0.0
+      MeanTanh = true
+      Init = "default"
+      NormObs = false
+      NormReward = false
+      Beta1 = 0.9
+      Beta2 = 0.999
+      AdamEps = 1e-8
+      Seed = 0L
+      NumSeeds = 1
+      Device = "cpu"
+      Threads = 0
+      EvalEpisodes = 10
+      EvalSeed = 1_000_000L }
+
+/// One update's diagnostics for one seed.
+type UpdateMetrics =
+    {
+        Seed: int64
+        /// 1-based update index.
+        Update: int
+        /// Environment steps done by this seed so far.
+        Step: int64
+        /// Mean return of the episodes that ended during this update (NaN if none ended).
+        EpisodicReturn: float
+        /// Mean length of those episodes (NaN if none ended).
+        EpisodicLength: float
+        /// Episodes that ended during this update.
+        Episodes: int
+        ActorLoss: float
+        CriticLoss: float
+        Entropy: float
+        ApproxKl: float
+        ClipFraction: float
+        ExplainedVariance: float
+        /// Actor gradient norm before clipping (mean over minibatches).
+        GradNorm: float
+        /// Mean policy standard deviation over the rollout (NaN for discrete actions).
+        SigmaMean: float
+        /// Actor learning rate used in this update.
+        Lr: float
+        /// Environment steps per second over all seeds, this update.
+        Sps: float
+        /// Seconds spent collecting, computing GAE and learning in this update.
+        RolloutSeconds: float
+        GaeSeconds: float
+        LearnSeconds: float
+    }
+
+/// Metric names, in CSV column order, with CleanRL's TensorBoard tags.
+let metricColumns =
+    [ "update", "charts/update"
+      "step", "charts/global_step"
+      "episodic_return", "charts/episodic_return"
+      "episodic_length", "charts/episodic_length"
+      "episodes", "charts/episodes"
+      "actor_loss", "losses/policy_loss"
+      "critic_loss", "losses/value_loss"
+      "entropy", "losses/entropy"
+      "approx_kl", "losses/approx_kl"
+      "clip_fraction", "losses/clipfrac"
+      "explained_variance", "losses/explained_variance"
+      "grad_norm", "losses/grad_norm"
+      "sigma_mean", "charts/sigma_mean"
+      "lr", "charts/learning_rate"
+      "sps", "charts/SPS"
+      "rollout_s", "time/rollout_s"
+      "gae_s", "time/gae_s"
+      "learn_s", "time/learn_s" ]
+
+/// The metric values of one row, in `metricColumns` order.
+let metricValues (m: UpdateMetrics) =
+    [| float m.Update
+       float m.Step
+       m.EpisodicReturn
+       m.EpisodicLength
+       float m.Episodes
+       m.ActorLoss
+       m.CriticLoss
+       m.Entropy
+       m.ApproxKl
+       m.ClipFraction
+       m.ExplainedVariance
+       m.GradNorm
+       m.SigmaMean
+       m.Lr
+       m.Sps
+       m.RolloutSeconds
+       m.GaeSeconds
+       m.LearnSeconds |]
+
+/// Raised when a loss or statistic becomes NaN or infinite: names the update and quantity.
+exception TrainingDivergedException of update: int * quantity: string * value: float with
+    override e.Message =
+        $"training diverged at update {e.update}: {e.quantity} = {e.value}. Metrics up to the previous update are kept; "
+        + "resume from the last checkpoint with a lower learning rate or check the environment's rewards."
+
+/// The networks and optimizers of a PPO agent for S seeds.
+type Agent =
+    { Actor: Actor
+      Critic: Critic
+      ActorOpt: torch.optim.Optimizer
+      CriticOpt: torch.optim.Optimizer
+      Device: torch.Device
+      Seeds: int64[] }
+
+    interface IDisposable with
+        member a.Dispose() =
+            a.ActorOpt.Dispose()
+            a.CriticOpt.Dispose()
+            a.Actor.Dispose()
+            a.Critic.Dispose()
+
+/// The policy head for an action space and config.
+let head (cfg: PpoConfig) (actionSpace: Space) =
+    match actionSpace with
+    | Space.Discrete(n, _) -> CategoricalHead n
+    | Space.Box(low, high, shape) ->
+        let actDim = Array.fold (*) 1 shape
+        let scale = Array.max (Array.map2 (fun l h -> max (abs l) (abs h)) low high)
+
+        let sigma =
+            match cfg.Sigma.ToLowerInvariant() with
+            | "softplus" -> Softplus
+            | "logstd" -> LogStd cfg.InitLogStd
+            | s -> invalidArg "sigma" $"unknown sigma '{s}'; allowed: softplus, logstd"
+
+        GaussianHead(actDim, (if cfg.MeanTanh then Some scale else None), sigma)
+
+/// Builds the actor, critic and their Adam optimizers for `cfg` on `device`, initialised per
+/// seed so that seed k's networks are the same alone or in a batch.
+let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
+    let seeds = cfg.Seeds
+    let S = seeds.Length
+    let actor = new Actor("actor", S, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+    let critic = new Critic("critic", S, obsDim, cfg.Hidden, cfg.Activation)
+
+    match cfg.Init.ToLowerInvariant() with
+    | "orthogonal" ->
+        actor.Initialise(Orthogonal(sqrt 2.0), Orthogonal 0.01, seeds)
+        critic.Initialise(Orthogonal(sqrt 2.0), Orthogonal 1.0, seeds)
+    | "default" ->
+        actor.Initialise(TorchDefault, TorchDefault, seeds)
+        critic.Initialise(TorchDefault, TorchDefault, seeds)
+    | s -> invalidArg "init" $"unknown init '{s}'; allowed: orthogonal, default"
+
+    actor.``to`` device |> ignore
+    critic.``to`` device |> ignore
+    let kind = Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)
+
+    { Actor = actor
+      Critic = critic
+      ActorOpt = Optim.make kind cfg.ActorLr (actor.parameters ())
+      CriticOpt = Optim.make kind cfg.CriticLr (critic.parameters ())
+      Device = device
+      Seeds = seeds }
+
+/// Running mean and variance of a stream of batches (Chan et al. parallel algorithm, as
+/// Gymnasium's `RunningMeanStd` in `gymnasium/wrappers/utils.py`), one set of statistics per
+/// seed: `Mean`, `Var` [S; dim], `Count` [S] (starts at 1e-4 like Gymnasium).
+type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
+    let mutable mean = torch.zeros ([| int64 seeds; int64 dim |], dtype = torch.float64, device = device)
+    let mutable var = torch.ones ([| int64 seeds; int64 dim |], dtype = torch.float64, device = device)
+    let mutable count = 1e-4
+
+    member _.Mean = mean
+    member _.Var = var
+    member _.Count = count
+
+    /// Folds a batch [S; B; dim] into the statistics.
+    member _.Update(x: Tensor) =
+        use _ng = torch.no_grad ()
+        use scope = torch.NewDisposeScope()
+        let x = x.to_type torch.float64
+        let b = float x.shape[1]
+        let bMean = x.mean ([| 1L |])
+        let bVar = x.var (1L, unbiased = false)
+        let delta = bMean - mean
+        let tot = count + b
+        let newMean = mean + delta * (b / tot)
+        let m2 = var * count + bVar * b + delta.square () * (count * b / tot)
+        let newVar = m2 / tot
+        mean.Dispose()
+        var.Dispose()
+        mean <- newMean.MoveToOuterDisposeScope()
+        var <- newVar.MoveToOuterDisposeScope()
+        count <- tot
+
+    /// (x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]; x [S; B; dim], float32 result.
+    member _.Normalize(x: Tensor, clip: float) =
+        ((x.to_type torch.float64 - mean.unsqueeze 1) / torch.sqrt(var.unsqueeze 1 + 1e-8))
+            .clamp((-clip).ToScalar(), clip.ToScalar())
+            .to_type torch.float32
+
+    /// Statistics as text (for checkpoints): count, then mean and var values.
+    member _.Save() : string =
+        let join (t: Tensor) = String.Join(" ", toArray t |> Array.map (fun v -> v.ToString "R"))
+        $"{count:R}\n{join mean}\n{join var}"
+
+    /// Restores statistics written by `Save`. Raises `FormatException` on malformed text.
+    member _.Load(text: string) =
+        let lines = text.Split '\n'
+
+        if lines.Length <> 3 then
+            raise (FormatException "RunningMeanStd.Load: expected 3 lines (count, mean, var)")
+
+        let parse (l: string) =
+            l.Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Array.map float
+
+        let m = parse lines[1]
+        let v = parse lines[2]
+
+        if m.Length <> seeds * dim || v.Length <> seeds * dim then
+            raise (FormatException $"RunningMeanStd.Load: expected {seeds * dim} values per line")
+
+        count <- float lines[0]
+        mean <- torch.tensor(m, dtype = torch.float64, device = device).reshape (int64 seeds, int64 dim)
+        var <- torch.tensor(v, dtype = torch.float64, device = device).reshape (int64 seeds, int64 dim)
+
+/// Hooks through which a caller watches and checkpoints a run.
+type Hooks =
+    {
+        /// Called after every update with one metrics row per seed.
+        OnUpdate: Agent -> UpdateMetrics[] -> unit
+    }
+
+/// Hooks that do nothing.
+let noHooks = { OnUpdate = fun _ _ -> () }
+
+/// State carried across updates that a checkpoint must restore.
+type Progress =
+    { mutable Update: int
+      mutable GlobalStep: int64 }
+
+/// What `train` returns.
+type TrainResult =
+    {
+        Agent: Agent
+        /// One row per update per seed, in order.
+        Metrics: UpdateMetrics list
+        /// Observation statistics when `NormObs` (needed to act with the trained policy).
+        ObsStats: RunningMeanStd option
+        WallSeconds: float
+    }
+
+let private obsClip = 10.0
+let private rewardClip = 10.0
+
+/// Observation preprocessing shared by training, evaluation and charts: identity, or running
+/// normalisation when `obsStats` is given.
+let preprocess (obsStats: RunningMeanStd option) (obs: Tensor) =
+    match obsStats with
+    | Some s -> s.Normalize(obs, obsClip)
+    | None -> obs
+
+/// Evaluates the deterministic policy (mean action / most likely action) of every seed for
+/// `episodes` episodes on fresh environments seeded from `evalSeed`; returns per seed the
+/// episode returns. `makeEnv n` builds a batched environment of n copies.
+let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMeanStd option) (episodes: int) (evalSeed: int64) : float[][] =
+    let S = agent.Seeds.Length
+
+    [| for k in 0 .. S - 1 do
+           use env = makeEnv episodes
+           use _ng = torch.no_grad ()
+           use scope = torch.NewDisposeScope()
+           let mutable obs = env.Reset evalSeed
+           let returns = Array.create episodes nan
+           let mutable stepsLeft = env.MaxEpisodeSteps + 1
+
+           while Array.exists Double.IsNaN returns && stepsLeft > 0 do
+               use stepScope = torch.NewDisposeScope()
+               // Run seed k's slice of the batched networks on all evaluation envs.
+               let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
+               let dist = agent.Actor.Dist(preprocess obsStats x)
+               let action = (Dist.mode dist)[k]
+               let r = env.Step action
+               let isDone = (r.Terminated.logical_or r.Truncated)
+               let finished = toArray isDone
+               let epRet = toArray r.EpisodeReturn
+
+               for i in 0 .. episodes - 1 do
+                   if finished[i] <> 0.0 && Double.IsNaN returns[i] then
+                       returns[i] <- epRet[i]
+
+               obs <- r.Obs.MoveToOuterDisposeScope()
+               stepsLeft <- stepsLeft - 1
+
+           yield returns |]
+
+/// Trains PPO. `makeEnv n` builds a batched environment of n copies (called once per seed for
+/// training; evaluation is separate). `resume` continues from a restored agent and progress.
+/// Raises `TrainingDivergedException` when a loss becomes NaN/Inf.
+let trainWith
+    (makeEnv: int -> IBatchedEnv)
+    (cfg: PpoConfig)
+    (hooks: Hooks)
+    (resume: (Agent * Progress * RunningMeanStd option) option)
+    : TrainResult =
+    let device = Native.device cfg.Device
+
+    if cfg.Threads > 0 then
+        Native.setThreads cfg.Threads
+
+    let seeds = cfg.Seeds
+    let S = seeds.Length
+    let N = cfg.NumEnvs
+    let T = cfg.NumSteps
+    let M = T * N
+    let envs = seeds |> Array.map (fun _ -> makeEnv N)
+    let obsDim = envs[0].ObservationSpace.FlatSize
+    let actionSpace = envs[0].ActionSpace
+
+    let isDiscrete =
+        match actionSpace with
+        | Space.Discrete _ -> true
+        | _ -> false
+
+    let actDim = actionSpace.FlatSize
+
+    let agent, progress, obsStats =
+        match resume with
+        | Some(a, p, s) -> a, p, s
+        | None ->
+            Seed.setGlobal cfg.Seed
+
+            makeAgent cfg obsDim actionSpace device,
+            { Update = 0; GlobalStep = 0L },
+            (if cfg.NormObs then Some(RunningMeanStd(S, obsDim, device)) else None)
+
+    let streamSeed (k: int) (label: string) =
+        Seed.derive seeds[k] $"{label}/{progress.Update}"
+
+    let sampleGens = Array.init S (fun k -> Seed.generator device (streamSeed k "policy"))
+    let shuffleGens = Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
+    // Reward scaling (Gymnasium NormalizeReward): running discounted return per env, its std.
+    let retStats = if cfg.NormReward then Some(RunningMeanStd(S, 1, device)) else None
+    let discounted = torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
+
+    // Rollout storage [S; T; N; ...] on the device.
+    let bObs = torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
+    let bFinalObs = torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
+
+    let bAct =
+        if isDiscrete then
+            torch.zeros ([| int64 S; int64 T; int64 N |], dtype = torch.int64, device = device)
+        else
+            torch.zeros ([| int64 S; int64 T; int64 N; int64 actDim |], device = device)
+
+    let bRew = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
+    let bTerm = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
+    let bTrunc = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
+
+    let resetAll () =
+        torch.stack (
+            [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
+            0L
+        ) // [S; N; obsDim]
+
+    let mutable obs = resetAll ()
+    let metrics = ResizeArray<UpdateMetrics>()
+    let total = Stopwatch.StartNew()
+    let numUpdates = cfg.NumUpdates
+
+    let checkFinite (update: int) (name: string) (v: float) =
+        if Double.IsNaN v || Double.IsInfinity v then
+            raise (TrainingDivergedException(update, name, v))
+
+    try
+        while progress.Update < numUpdates do
+            progress.Update <- progress.Update + 1
+            let update = progress.Update
+            use updateScope = torch.NewDisposeScope()
+            let clock = Stopwatch.StartNew()
+
+            let lrA, lrC =
+                if cfg.AnnealLr then
+                    Optim.linearSchedule cfg.ActorLr numUpdates update,
+                    Optim.linearSchedule cfg.CriticLr numUpdates update
+                else
+                    cfg.ActorLr, cfg.CriticLr
+
+            Optim.setLearningRate agent.ActorOpt lrA
+            Optim.setLearningRate agent.CriticOpt lrC
+
+            // ---- 1. Collect ------------------------------------------------------------
+            let epReturnSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            let epLengthSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            let epCount = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            let sigmaSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+            for t in 0 .. T - 1 do
+                use _ng = torch.no_grad ()
+                use stepScope = torch.NewDisposeScope()
+                obsStats |> Option.iter (fun s -> s.Update obs)
+                let dist = agent.Actor.Dist(preprocess obsStats obs)
+                let action = Dist.sample sampleGens dist
+
+                match dist with
+                | Normal(_, std) -> sigmaSum.add_ (std.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
+                | Categorical _ -> ()
+
+                let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
+                let stack (f: BatchStep -> Tensor) = torch.stack ([| for s in steps -> f s |], 0L)
+                let reward = stack (fun s -> s.Reward)
+                let term = (stack (fun s -> s.Terminated)).to_type torch.float32
+                let trunc = (stack (fun s -> s.Truncated)).to_type torch.float32
+                let isDone = (term + trunc).clamp_max ((1.0).ToScalar())
+
+                let scaledReward =
+                    match retStats with
+                    | None -> reward
+                    | Some rs ->
+                        discounted.mul_(cfg.Gamma.ToScalar()).add_ (reward.to_type torch.float64) |> ignore
+                        rs.Update(discounted.unsqueeze (-1L))
+
+                        let r =
+                            (reward.to_type torch.float64 / torch.sqrt(rs.Var.squeeze(-1).unsqueeze 1 + 1e-8))
+                                .clamp((-rewardClip).ToScalar(), rewardClip.ToScalar())
+                                .to_type torch.float32
+
+                        discounted.mul_ (1.0 - isDone.to_type torch.float64) |> ignore
+                        r
+
+                bObs.select(1L, int64 t).copy_ obs |> ignore
+                bAct.select(1L, int64 t).copy_ action |> ignore
+                bRew.select(1L, int64 t).copy_ scaledReward |> ignore
+                bTerm.select(1L, int64 t).copy_ term |> ignore
+                bTrunc.select(1L, int64 t).copy_ trunc |> ignore
+                bFinalObs.select(1L, int64 t).copy_ (stack (fun s -> s.FinalObs)) |> ignore
+                epReturnSum.add_ ((stack (fun s -> s.EpisodeReturn)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                epLengthSum.add_ ((stack (fun s -> s.EpisodeLength)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                epCount.add_ (isDone.to_type(torch.float64).sum (1L)) |> ignore
+                obs.Dispose()
+                obs <- (stack (fun s -> s.Obs)).MoveToOuterDisposeScope().DetachFromDisposeScope()
+
+            progress.GlobalStep <- progress.GlobalStep + int64 M
+            let rolloutSeconds = clock.Elapsed.TotalSeconds
+
+            // ---- 2. Values, old log-probabilities, GAE ------------------------------------
+            let flatObs = preprocess obsStats (bObs.reshape (int64 S, int64 M, int64 obsDim))
+
+            let flatAct =
+                if isDiscrete then
+                    bAct.reshape (int64 S, int64 M)
+                else
+                    bAct.reshape (int64 S, int64 M, int64 actDim)
+
+            let values, logProbOld, advantages, returns =
+                use _ng = torch.no_grad ()
+                let values = agent.Critic.forward flatObs // [S; M]
+
+                let nextValues =
+                    agent.Critic.forward (preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
+
+                let logProbOld = Dist.logProb (agent.Actor.Dist flatObs) flatAct
+                // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N].
+                let tm (x: Tensor) =
+                    x.reshape(int64 S, int64 T, int64 N).permute(1L, 0L, 2L).reshape (int64 T, int64 (S * N))
+
+                let adv, ret = Advantage.gae cfg.Gamma cfg.GaeLambda (tm bRew) (tm values) (tm nextValues) (tm bTerm) (tm bTrunc)
+                // back to [S; M] in (t, n) order
+                let back (x: Tensor) =
+                    x.reshape(int64 T, int64 S, int64 N).permute(1L, 0L, 2L).reshape (int64 S, int64 M)
+
+                values, logProbOld, back adv, back ret
+
+            let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
+
+            // ---- 3. Learn --------------------------------------------------------------------
+            let B = cfg.MinibatchSize
+            let nMb = cfg.NumMinibatches
+            let acc () = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad = acc (), acc (), acc (), acc (), acc (), acc ()
+            let params (m: torch.nn.Module) = m.parameters () |> Seq.toArray
+            let actorParams = params agent.Actor
+            let criticParams = params agent.Critic
+
+            for _epoch in 1 .. cfg.UpdateEpochs do
+                use epochScope = torch.NewDisposeScope()
+
+                let perm =
+                    torch
+                        .stack([| for g in shuffleGens -> torch.randperm (int64 M, generator = g) |], 0L)
+                        .``to`` device
+
+                for j in 0 .. nMb - 1 do
+                    use mbScope = torch.NewDisposeScope()
+                    let idx = perm.narrow (1L, int64 (j * B), int64 B) // [S; B]
+                    let take2 (x: Tensor) = x.gather (1L, idx)
+
+                    let take3 (x: Tensor) =
+                        x.gather (1L, idx.unsqueeze(-1L).expand (-1L, -1L, x.shape[2]))
+
+                    let mbObs = take3 flatObs
+                    let mbAct = if isDiscrete then take2 flatAct else take3 flatAct
+                    let mbAdv = take2 advantages
+                    let mbAdv = if cfg.NormAdv then Advantage.normalize mbAdv else mbAdv
+
+                    // Actor: clipped surrogate minus entropy bonus.
+                    let dist = agent.Actor.Dist mbObs
+                    let logProbNew = Dist.logProb dist mbAct
+                    let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
+                    let entropy = (Dist.entropy dist).mean ([| 1L |])
+                    let actorLoss = pgLoss - cfg.EntCoef * entropy
+                    agent.ActorOpt.zero_grad ()
+                    actorLoss.sum().backward ()
+
+                    let gradNorm =
+                        Optim.clipGradNormPerSeed S (if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else Double.MaxValue) actorParams
+
+                    agent.ActorOpt.step () |> ignore
+
+                    // Critic: value regression on the GAE returns.
+                    let v = agent.Critic.forward mbObs
+
+                    let vLoss =
+                        Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
+
+                    agent.CriticOpt.zero_grad ()
+                    vLoss.sum().backward ()
+
+                    if cfg.MaxGradNorm > 0.0 then
+                        Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+
+                    agent.CriticOpt.step () |> ignore
+
+                    use _ng = torch.no_grad ()
+                    let f64 (x: Tensor) = x.detach().to_type torch.float64
+                    sumActor.add_ (f64 pgLoss) |> ignore
+                    sumCritic.add_ (f64 vLoss) |> ignore
+                    sumEnt.add_ (f64 entropy) |> ignore
+                    sumKl.add_ (f64 stats.ApproxKl) |> ignore
+                    sumClip.add_ (f64 stats.ClipFraction) |> ignore
+                    sumGrad.add_ (f64 gradNorm) |> ignore
+
+            let learnSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
+            let nSteps = float (cfg.UpdateEpochs * nMb)
+            let explVar = toArray (Losses.explainedVariance values returns)
+            let h (t: Tensor) = toArray t
+            let actorL, criticL, ent, kl, clipF, grad = h sumActor, h sumCritic, h sumEnt, h sumKl, h sumClip, h sumGrad
+            let epRet, epLen, epN, sigma = h epReturnSum, h epLengthSum, h epCount, h sigmaSum
+            let sps = float (M * S) / clock.Elapsed.TotalSeconds
+
+            let rows =
+                [| for k in 0 .. S - 1 ->
+                       { Seed = seeds[k]
+                         Update = update
+                         Step = progress.GlobalStep
+                         EpisodicReturn = (if epN[k] > 0.0 then epRet[k] / epN[k] else nan)
+                         EpisodicLength = (if epN[k] > 0.0 then epLen[k] / epN[k] else nan)
+                         Episodes = int epN[k]
+                         ActorLoss = actorL[k] / nSteps
+                         CriticLoss = criticL[k] / nSteps
+                         Entropy = ent[k] / nSteps
+                         ApproxKl = kl[k] / nSteps
+                         ClipFraction = clipF[k] / nSteps
+                         ExplainedVariance = explVar[k]
+                         GradNorm = grad[k] / nSteps
+                         SigmaMean = (if isDiscrete then nan else sigma[k] / float T)
+                         Lr = lrA
+                         Sps = sps
+                         RolloutSeconds = rolloutSeconds
+                         GaeSeconds = gaeSeconds
+                         LearnSeconds = learnSeconds } |]
+
+            for r in rows do
+                checkFinite update "actor_loss" r.ActorLoss
+                checkFinite update "critic_loss" r.CriticLoss
+                checkFinite update "entropy" r.Entropy
+                checkFinite update "approx_kl" r.ApproxKl
+
+            metrics.AddRange rows
+            hooks.OnUpdate agent rows
+
+        { Agent = agent
+          Metrics = List.ofSeq metrics
+          ObsStats = obsStats
+          WallSeconds = total.Elapsed.TotalSeconds }
+    finally
+        for e in envs do
+            e.Dispose()
+
+        for t in [ obs; bObs; bFinalObs; bAct; bRew; bTerm; bTrunc; discounted ] do
+            t.Dispose()

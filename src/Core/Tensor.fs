@@ -1,0 +1,54 @@
+/// Small tensor helpers used across the library: dispose scopes, host copies, shapes.
+module Rl.Tensor
+
+open TorchSharp
+
+type Tensor = torch.Tensor
+
+/// Runs `f` inside a fresh TorchSharp dispose scope and moves its result out of the scope, so
+/// every temporary tensor made by `f` is freed when it returns. Use around loop bodies
+/// (TorchSharp's `docfx/articles/memory.md`).
+let scoped (f: unit -> Tensor) : Tensor =
+    use scope = torch.NewDisposeScope()
+    (f ()).MoveToOuterDisposeScope()
+
+/// Like `scoped` for a body that returns no tensor (all its tensors are freed).
+let scopedUnit (f: unit -> unit) : unit =
+    use _scope = torch.NewDisposeScope()
+    f ()
+
+/// Copies a tensor of any shape to a flat float[] on the host (converting dtype).
+let toArray (t: Tensor) : float[] =
+    use c = t.detach().cpu().to_type(torch.float64).contiguous()
+    c.data<float>().ToArray()
+
+/// Copies a tensor of any shape to a flat float32[] on the host (converting dtype).
+let toArray32 (t: Tensor) : float32[] =
+    use c = t.detach().cpu().to_type(torch.float32).contiguous()
+    c.data<float32>().ToArray()
+
+/// The value of a one-element tensor as a double (raises `ArgumentException` otherwise).
+let item (t: Tensor) : float =
+    if t.numel () <> 1L then
+        invalidArg "t" $"item: expected a one-element tensor, got shape %A{t.shape}"
+
+    use c = t.detach().cpu().to_type(torch.float64)
+    c.item<float> ()
+
+/// A float32 tensor [len] on `device` from a host array.
+let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor =
+    torch.tensor(xs, device = device)
+
+/// Shape as a readable string, e.g. "[2048; 3]", for error messages.
+let shapeString (t: Tensor) =
+    "[" + System.String.Join("; ", t.shape) + "]"
+
+/// Raises `ArgumentException` unless `t` has exactly `expected` shape (-1 matches any size).
+let expectShape (what: string) (expected: int64[]) (t: Tensor) =
+    let ok =
+        t.shape.Length = expected.Length
+        && Array.forall2 (fun e a -> e = -1L || e = a) expected t.shape
+
+    if not ok then
+        let e = "[" + System.String.Join("; ", expected |> Array.map (fun x -> if x < 0L then "*" else string x)) + "]"
+        invalidArg what $"{what}: expected shape {e}, got {shapeString t}"

@@ -1,0 +1,295 @@
+/// Networks: MLPs whose every parameter carries a leading seed axis (so S independent agents
+/// train as one batched computation, the TorchSharp counterpart of `jax.vmap` over seeds),
+/// per-seed reproducible initialisation, action distributions, policy heads and critics.
+///
+/// Shape convention: network inputs are [S; B; inDim] (S seeds, B samples per seed), outputs
+/// [S; B; outDim]. With one seed S = 1.
+module Rl.Nn
+
+open System
+open TorchSharp
+open TorchSharp.Modules
+open Rl.Tensor
+
+/// Hidden-layer activation.
+type Activation =
+    | Relu
+    | Tanh
+
+    /// Applies the activation elementwise.
+    member a.Apply(x: Tensor) =
+        match a with
+        | Relu -> torch.nn.functional.relu x
+        | Tanh -> torch.tanh x
+
+    /// Parses "relu" or "tanh" (case-insensitive); raises `ArgumentException` otherwise.
+    static member Parse(s: string) =
+        match s.Trim().ToLowerInvariant() with
+        | "relu" -> Relu
+        | "tanh" -> Tanh
+        | _ -> invalidArg "activation" $"unknown activation '{s}'; allowed: relu, tanh"
+
+/// How a layer's weights are initialised (biases start at 0 for `Orthogonal`).
+type Init =
+    /// PyTorch's `nn.Linear` default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))
+    /// (kaiming_uniform with a = sqrt 5; `torch/nn/modules/linear.py` `reset_parameters`).
+    | TorchDefault
+    /// Orthogonal weights scaled by `gain`, zero bias (Saxe et al. 2014; CleanRL's `layer_init`:
+    /// sqrt 2 for hidden layers, 0.01 for the policy output, 1.0 for the value output).
+    | Orthogonal of gain: float
+
+/// A linear layer with a leading seed axis: weight [S; in; out], bias [S; 1; out];
+/// `forward x` maps [S; B; in] to [S; B; out] with one batched matmul (`bmm`) plus the bias.
+type SeededLinear(name: string, seeds: int, inDim: int, outDim: int) as this =
+    inherit torch.nn.Module<Tensor, Tensor>(name)
+
+    let weight =
+        new Parameter(torch.zeros (int64 seeds, int64 inDim, int64 outDim))
+
+    let bias = new Parameter(torch.zeros (int64 seeds, 1L, int64 outDim))
+    do this.RegisterComponents()
+
+    member _.Weight = weight
+    member _.Bias = bias
+    member _.Seeds = seeds
+    member _.InDim = inDim
+    member _.OutDim = outDim
+
+    /// Re-initialises seed k's slice from generator `gens[k]` (CPU generators), so seed k gets
+    /// the same initial weights whether it is trained alone or inside a batch of seeds.
+    member _.Initialise(init: Init, gens: torch.Generator[]) =
+        if gens.Length <> seeds then
+            invalidArg "gens" $"SeededLinear {name}: need {seeds} generators, got {gens.Length}"
+
+        use _ng = torch.no_grad ()
+
+        for k in 0 .. seeds - 1 do
+            use scope = torch.NewDisposeScope()
+
+            match init with
+            | TorchDefault ->
+                let bound = 1.0 / Math.Sqrt(float inDim)
+                let w = torch.rand ([| int64 inDim; int64 outDim |], generator = gens[k]) * (2.0 * bound) - bound
+                let b = torch.rand ([| 1L; int64 outDim |], generator = gens[k]) * (2.0 * bound) - bound
+                weight[k].copy_ w |> ignore
+                bias[k].copy_ b |> ignore
+            | Orthogonal gain ->
+                // torch.nn.init.orthogonal_ on a [out; in] matrix: QR of a normal matrix,
+                // signs fixed by diag(R); transpose when rows < cols.
+                let rows, cols = outDim, inDim
+                let a = torch.randn ([| int64 rows; int64 cols |], generator = gens[k])
+                let a = if rows < cols then a.t () else a
+                let struct (q, r) = torch.linalg.qr a
+                let q = q * torch.sign(torch.diagonal r).unsqueeze 0
+                let q = if rows < cols then q.t () else q // [out; in]
+                weight[k].copy_ ((q * gain).t ()) |> ignore
+                bias[k].zero_ () |> ignore
+
+    // Note: TorchSharp 0.107.0's baddbmm mis-orders its operands, so bmm then add.
+    override _.forward(x: Tensor) = torch.bmm (x, weight) + bias
+
+/// Makes one CPU generator per seed for initialising networks: generator k is seeded from
+/// `seeds[k]` and the stream label `label` (see `Seed.derive`).
+let initGenerators (label: string) (seeds: int64[]) =
+    seeds |> Array.map (fun s -> Seed.generator torch.CPU (Seed.derive s label))
+
+/// An MLP trunk: `SeededLinear` layers of the given sizes, each followed by the activation.
+/// `sizes = [in; h1; h2]` gives two hidden layers. Output [S; B; last size].
+type Trunk(name: string, seeds: int, sizes: int list, activation: Activation) as this =
+    inherit torch.nn.Module<Tensor, Tensor>(name)
+
+    let layers =
+        sizes
+        |> List.pairwise
+        |> List.mapi (fun i (a, b) -> new SeededLinear($"{name}.{i}", seeds, a, b))
+
+    let layerList = torch.nn.ModuleList<SeededLinear>(Array.ofList layers)
+    do this.RegisterComponents()
+
+    member _.Layers = layers
+    member _.OutDim = List.last sizes
+
+    member _.Initialise(init: Init, gens) =
+        for l in layers do
+            l.Initialise(init, gens)
+
+    override _.forward(x: Tensor) =
+        let mutable h = x
+
+        for l in layers do
+            h <- activation.Apply(l.forward h)
+
+        h
+
+// ---------------------------------------------------------------------------------------
+// Distributions
+// ---------------------------------------------------------------------------------------
+
+/// An action distribution for a batch of states; leading dims [S; B].
+type Dist =
+    /// Diagonal Gaussian: mean and standard deviation [S; B; actDim].
+    | Normal of mean: Tensor * std: Tensor
+    /// Categorical over n actions: log-probabilities [S; B; n] (normalised log-softmax).
+    | Categorical of logProbs: Tensor
+
+/// Functions over `Dist`. Log-probabilities and entropies sum over the action dimension, as
+/// CleanRL's `ppo_continuous_action.py` does (`logprob.sum(1)`).
+module Dist =
+    let private log2Pi = Math.Log(2.0 * Math.PI)
+
+    /// log pi(a|s), [S; B]. `action` is [S; B; actDim] float (Normal) or [S; B] int64 (Categorical).
+    let logProb (dist: Dist) (action: Tensor) : Tensor =
+        match dist with
+        | Normal(mean, std) ->
+            let z = (action - mean) / std
+            (-0.5 * z * z - torch.log std - 0.5 * log2Pi).sum (-1L)
+        | Categorical lp -> lp.gather(-1L, action.unsqueeze(-1L)).squeeze (-1L)
+
+    /// Entropy, [S; B].
+    let entropy (dist: Dist) : Tensor =
+        match dist with
+        | Normal(_, std) -> (0.5 + 0.5 * log2Pi + torch.log std).sum (-1L)
+        | Categorical lp -> -(torch.exp lp * lp).sum (-1L)
+
+    /// The deterministic action: the mean (Normal) or the most likely action (Categorical).
+    let mode (dist: Dist) : Tensor =
+        match dist with
+        | Normal(mean, _) -> mean
+        | Categorical lp -> lp.argmax (-1L)
+
+    /// Draws one action per state. `gens[k]` drives seed k's draws (one generator for all
+    /// when `gens` has length 1), so seed k draws the same numbers alone or in a batch.
+    /// Normal: mean + std * N(0,1); Categorical: Gumbel-max (argmax of logits + Gumbel noise).
+    let sample (gens: torch.Generator[]) (dist: Dist) : Tensor =
+        let noise (shape: int64[]) (draw: int64[] -> torch.Generator -> Tensor) =
+            if gens.Length = 1 then
+                draw shape gens[0]
+            else
+                let per = Array.append [| 1L |] shape[1..]
+                torch.cat ([| for g in gens -> draw per g |], 0L)
+
+        match dist with
+        | Normal(mean, std) ->
+            let eps =
+                noise mean.shape (fun s g -> torch.randn (s, generator = g, device = mean.device))
+
+            mean + std * eps
+        | Categorical lp ->
+            let u =
+                noise lp.shape (fun s g -> torch.rand (s, generator = g, device = lp.device))
+
+            let gumbel = -torch.log (-torch.log (u.clamp_min ((1e-20).ToScalar())))
+            (lp + gumbel).argmax (-1L)
+
+// ---------------------------------------------------------------------------------------
+// Policy heads and actors
+// ---------------------------------------------------------------------------------------
+
+/// How a Gaussian policy parameterises its standard deviation.
+type Sigma =
+    /// sigma = softplus(linear(h)) + 1e-5, state-dependent (seed 002's Pendulum actor).
+    | Softplus
+    /// sigma = exp(logStd), a learned parameter per action dimension, independent of the
+    /// state (CleanRL `ppo_continuous_action.py`, `actor_logstd`), starting at `initLogStd`.
+    | LogStd of initLogStd: float
+
+    /// Parses "softplus" or "logstd"; raises `ArgumentException` otherwise.
+    static member Parse(s: string, initLogStd) =
+        match s.Trim().ToLowerInvariant() with
+        | "softplus" -> Softplus
+        | "logstd" -> LogStd initLogStd
+        | _ -> invalidArg "sigma" $"unknown sigma parameterisation '{s}'; allowed: softplus, logstd"
+
+/// What kind of action distribution a policy outputs.
+type Head =
+    /// Categorical over `n` discrete actions.
+    | CategoricalHead of n: int
+    /// Gaussian over `actDim` reals; the mean is `meanScale * tanh(linear h)` when `meanScale`
+    /// is given (seed 002: 2 * tanh for Pendulum's [-2, 2] torque), else `linear h`.
+    | GaussianHead of actDim: int * meanScale: float option * sigma: Sigma
+
+/// A policy network pi(a|s): trunk, then the head. `Dist obs` maps [S; B; obsDim] to a `Dist`.
+type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head) as this =
+    inherit torch.nn.Module(name)
+
+    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
+
+    let outDim =
+        match head with
+        | CategoricalHead n -> n
+        | GaussianHead(d, _, _) -> d
+
+    let outLayer = new SeededLinear($"{name}.out", seeds, trunk.OutDim, outDim)
+
+    let sigmaLayer =
+        match head with
+        | GaussianHead(d, _, Softplus) -> Some(new SeededLinear($"{name}.sigma", seeds, trunk.OutDim, d))
+        | _ -> None
+
+    let logStd =
+        match head with
+        | GaussianHead(d, _, LogStd init) -> Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
+        | _ -> None
+
+    do
+        this.RegisterComponents()
+        sigmaLayer |> Option.iter (fun m -> this.register_module ("sigma", m))
+        logStd |> Option.iter (fun p -> this.register_parameter ("log_std", p))
+
+    member _.Head = head
+    member _.Seeds = seeds
+    member _.Trunk = trunk
+
+    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): hidden layers with
+    /// `hiddenInit`, the output layer(s) with `outInit`; the log-std parameter is reset to its
+    /// initial value.
+    member _.Initialise(hiddenInit: Init, outInit: Init, seedValues: int64[]) =
+        let gens = initGenerators $"{name}.init" seedValues
+        trunk.Initialise(hiddenInit, gens)
+        outLayer.Initialise(outInit, gens)
+
+        sigmaLayer |> Option.iter (fun m -> m.Initialise(outInit, gens))
+
+        match head, logStd with
+        | GaussianHead(_, _, LogStd init), Some p ->
+            use _ng = torch.no_grad ()
+            p.fill_ init |> ignore
+        | _ -> ()
+
+    /// The action distribution for observations [S; B; obsDim].
+    member _.Dist(obs: Tensor) : Dist =
+        let h = trunk.forward obs
+
+        match head with
+        | CategoricalHead _ -> Categorical(torch.nn.functional.log_softmax (outLayer.forward h, -1L))
+        | GaussianHead(_, meanScale, sigma) ->
+            let raw = outLayer.forward h
+
+            let mean =
+                match meanScale with
+                | Some s -> torch.tanh raw * s
+                | None -> raw
+
+            let std =
+                match sigma with
+                | Softplus -> torch.nn.functional.softplus (sigmaLayer.Value.forward h) + 1e-5
+                | LogStd _ -> torch.exp(logStd.Value).expand_as mean
+
+            Normal(mean, std)
+
+/// A state-value network V(s): trunk, then a linear output. `forward` maps [S; B; obsDim] to
+/// [S; B].
+type Critic(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation) as this =
+    inherit torch.nn.Module<Tensor, Tensor>(name)
+
+    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
+    let outLayer = new SeededLinear($"{name}.out", seeds, trunk.OutDim, 1)
+    do this.RegisterComponents()
+
+    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`).
+    member _.Initialise(hiddenInit: Init, outInit: Init, seedValues: int64[]) =
+        let gens = initGenerators $"{name}.init" seedValues
+        trunk.Initialise(hiddenInit, gens)
+        outLayer.Initialise(outInit, gens)
+
+    override _.forward(obs: Tensor) = outLayer.forward(trunk.forward obs).squeeze (-1L)
