@@ -1,0 +1,455 @@
+/// Plumbing shared by every environment: action checks with messages naming the env, the action
+/// and the valid range; Python's floored modulo; and two abstract base classes, one for the single
+/// form (Gymnasium's `Env` under the registered `TimeLimit(OrderEnforcing(...))` stack) and one for
+/// the batched form (N copies as tensor operations with SAME_STEP auto-reset,
+/// `gymnasium/vector/vector_env.py`, `AutoresetMode.SAME_STEP`).
+namespace Rl
+
+open System
+open TorchSharp
+open Rl
+
+/// Small numeric and checking helpers used by the environments.
+module EnvUtil =
+
+    /// Python/numpy floored modulo `x % y` for doubles: the result takes the sign of `y`
+    /// (`npy_divmod` in numpy, `float_rem` in CPython). .NET's `%` truncates (sign of `x`), so
+    /// `y` is added when the signs differ; an exact zero becomes `+0.0` or `-0.0` with the sign
+    /// of `y`, as numpy's `copysign(0, y)`.
+    let pyMod (x: float) (y: float) : float =
+        let m = x % y
+
+        if m <> 0.0 then
+            if (y < 0.0) <> (m < 0.0) then m + y else m
+        elif y < 0.0 then
+            -0.0
+        else
+            0.0
+
+    /// `np.clip(x, lo, hi)` for a non-NaN double.
+    let inline clip (lo: float) (hi: float) (x: float) =
+        if x < lo then lo
+        elif x > hi then hi
+        else x
+
+    let private fmt (xs: float[]) =
+        "[" + String.Join(", ", xs |> Array.map (fun x -> x.ToString "R")) + "]"
+
+    /// Checks a single-env action against a `Space.Discrete` and returns the index.
+    /// Raises `ArgumentException` naming the env, the action and the valid range when the index is
+    /// out of range or the action is continuous.
+    let discreteAction (envId: string) (space: Space) (action: Action) : int =
+        match space with
+        | Space.Discrete(n, start) ->
+            match action with
+            | Action.Discrete a when a >= start && a < start + n -> a
+            | Action.Discrete a ->
+                raise (
+                    ArgumentException(
+                        $"{envId}: action {a} is outside the action space {space}; valid actions are {start}..{start + n - 1}",
+                        "action"
+                    )
+                )
+            | Action.Continuous xs ->
+                raise (
+                    ArgumentException(
+                        $"{envId}: expected a discrete action in {start}..{start + n - 1} ({space}), got the continuous action {fmt xs}",
+                        "action"
+                    )
+                )
+        | _ -> invalidArg "space" $"{envId}: discreteAction needs a Discrete space, got {space}"
+
+    /// Checks a single-env action against a `Space.Box`: it must be `Action.Continuous` of the
+    /// box's flat size with no NaN (infinities are allowed; the env clips them). Returns the values
+    /// unclipped (some envs, e.g. MountainCarContinuous, use the unclipped action in the reward).
+    /// Raises `ArgumentException` naming the env, the action and the box otherwise.
+    let boxAction (envId: string) (space: Space) (action: Action) : float[] =
+        match space with
+        | Space.Box(low, high, _) ->
+            match action with
+            | Action.Continuous xs when xs.Length <> low.Length ->
+                raise (
+                    ArgumentException(
+                        $"{envId}: action {fmt xs} has length {xs.Length}, but the action space {space} needs length {low.Length} (values in {fmt low}..{fmt high})",
+                        "action"
+                    )
+                )
+            | Action.Continuous xs when xs |> Array.exists Double.IsNaN ->
+                raise (
+                    ArgumentException(
+                        $"{envId}: action {fmt xs} contains NaN; the action space is {space} (values in {fmt low}..{fmt high})",
+                        "action"
+                    )
+                )
+            | Action.Continuous xs -> xs
+            | Action.Discrete a ->
+                raise (
+                    ArgumentException(
+                        $"{envId}: expected a continuous action in {space} (values in {fmt low}..{fmt high}), got the discrete action {a}",
+                        "action"
+                    )
+                )
+        | _ -> invalidArg "space" $"{envId}: boxAction needs a Box space, got {space}"
+
+    /// A `System.Random` for an int64 seed (folds the high bits into the 32-bit seed that
+    /// `System.Random` takes; the same seed always gives the same stream).
+    let randomOfSeed (seed: int64) =
+        Random(int (seed &&& 0x7fffffffL) ^^^ int ((seed >>> 31) &&& 0x7fffffffL))
+
+    /// Uniform double in [lo, hi) from `rng`, computed as numpy's `uniform`: `lo + (hi - lo) * u`.
+    let uniform (rng: Random) (lo: float) (hi: float) = lo + (hi - lo) * rng.NextDouble()
+
+/// Base of the single form of the classic-control environments: Gymnasium's
+/// `TimeLimit(OrderEnforcing(env))` stack (`gymnasium/wrappers/common.py:130-133` for the time
+/// limit). Subclasses supply the reset distribution, the observation and the transition.
+///
+/// `Step` refuses to run before `Reset` and after the episode ended (terminated or truncated)
+/// with `InvalidOperationException`. `StepUnchecked` is the explicit opt-in to Gymnasium's own
+/// behaviour of stepping on past the end (the elapsed-step counter keeps counting, so `truncated`
+/// stays true once the limit is reached); it still refuses to run before the first `Reset`.
+[<AbstractClass>]
+type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpisodeSteps: int) =
+    let mutable rng = Random()
+    let mutable elapsed = 0
+    let mutable started = false
+    let mutable ended = false
+
+    /// Draws a fresh initial state from `rng` (Gymnasium's `reset` body).
+    abstract ResetState: rng: Random -> unit
+    /// The observation of the current state.
+    abstract Observe: unit -> float32[]
+    /// Applies a validated action (index in range, or a NaN-free vector of the right length) to the
+    /// state and returns (reward, terminated).
+    abstract Advance: action: Action -> float * bool
+    /// The internal state as doubles (layout per env, as the reference files' `state_layout`).
+    /// Setting it copies the values; raises `ArgumentException` on a wrong length.
+    abstract State: float[] with get, set
+
+    /// Registered id, e.g. `Pendulum-v1`.
+    member _.Id = id
+    member _.ObservationSpace = observationSpace
+    member _.ActionSpace = actionSpace
+    /// The `TimeLimit` length.
+    member _.MaxEpisodeSteps = maxEpisodeSteps
+    /// The generator that `Reset` draws from (reseeded by `Reset (Some seed)`).
+    member _.Rng = rng
+
+    /// TimeLimit's elapsed-step counter (settable to re-synchronise with a recorded trajectory).
+    member _.ElapsedSteps
+        with get () = elapsed
+        and set v = elapsed <- v
+
+    /// True once a step of the current episode returned terminated or truncated (cleared by `Reset`,
+    /// settable for tests).
+    member _.EpisodeEnded
+        with get () = ended
+        and set v = ended <- v
+
+    /// Starts an episode: `Some seed` reseeds the generator (as `reset(seed=...)`), `None`
+    /// continues its stream. Clears the elapsed-step counter. Returns the first observation.
+    member this.Reset(seed: int64 option) : float32[] =
+        match seed with
+        | Some s -> rng <- EnvUtil.randomOfSeed s
+        | None -> ()
+
+        this.ResetState rng
+        elapsed <- 0
+        started <- true
+        ended <- false
+        this.Observe()
+
+    /// Validates the action against `ActionSpace` (see `EnvUtil.discreteAction` and
+    /// `EnvUtil.boxAction`): raises `ArgumentException` on a bad action.
+    member _.CheckAction(action: Action) : Action =
+        match actionSpace with
+        | Space.Discrete _ -> Action.Discrete(EnvUtil.discreteAction id actionSpace action)
+        | Space.Box _ -> Action.Continuous(EnvUtil.boxAction id actionSpace action)
+
+    /// One step as Gymnasium does it, also past the end of an episode (the `post_done_trajectories`
+    /// of the reference files). Raises `InvalidOperationException` before the first `Reset` and
+    /// `ArgumentException` for a bad action.
+    member this.StepUnchecked(action: Action) : StepResult =
+        if not started then
+            invalidOp $"{id}: Step was called before Reset (Gymnasium's OrderEnforcing); call Reset first"
+
+        let action = this.CheckAction action
+        let reward, terminated = this.Advance action
+        elapsed <- elapsed + 1
+        let truncated = elapsed >= maxEpisodeSteps
+
+        if terminated || truncated then
+            ended <- true
+
+        {
+            Obs = this.Observe()
+            Reward = reward
+            Terminated = terminated
+            Truncated = truncated
+        }
+
+    /// One step. Raises `InvalidOperationException` before `Reset` or when the episode already
+    /// ended (call `Reset`, or use `StepUnchecked` to step on as Gymnasium allows), and
+    /// `ArgumentException` for a bad action (see `CheckAction`).
+    member this.Step(action: Action) : StepResult =
+        if ended then
+            invalidOp
+                $"{id}: the episode ended (terminated or truncated) after {elapsed} steps; call Reset before stepping again (StepUnchecked steps on past the end as Gymnasium does)"
+
+        this.StepUnchecked action
+
+    interface IEnv with
+        member this.Id = id
+        member this.ObservationSpace = observationSpace
+        member this.ActionSpace = actionSpace
+        member this.MaxEpisodeSteps = maxEpisodeSteps
+        member this.Reset seed = this.Reset seed
+        member this.Step action = this.Step action
+
+/// Base of the batched form: N copies of an environment as tensors of shape [N; stateDim] on one
+/// device, stepped together, with per-copy elapsed steps, episode return and length, and
+/// auto-reset in Gymnasium's SAME_STEP mode (`gymnasium/vector/vector_env.py`): a copy whose
+/// episode ends at a step is reset within that step, `Obs` is its new first observation and
+/// `FinalObs` the observation the step reached.
+///
+/// Reset draws come from a `torch.Generator` on the env's device, seeded by `Reset seed`.
+/// Internal tensors are detached from dispose scopes (a caller's scope never frees them); the
+/// tensors of a returned `BatchStep` belong to the caller's current dispose scope, if any.
+[<AbstractClass>]
+type BatchedClassicEnv
+    (
+        id: string,
+        numEnvs: int,
+        device: torch.Device,
+        stateDtype: torch.ScalarType,
+        observationSpace: Space,
+        actionSpace: Space,
+        maxEpisodeSteps: int,
+        stateDim: int
+    ) =
+    do
+        if numEnvs < 1 then
+            invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
+
+    let n = int64 numEnvs
+    let keep (t: torch.Tensor) = t.DetachFromDisposeScope()
+
+    let mutable state =
+        keep (torch.zeros ([| n; int64 stateDim |], dtype = stateDtype, device = device))
+
+    let mutable elapsed =
+        keep (torch.zeros ([| n |], dtype = torch.int64, device = device))
+
+    let mutable epReturn =
+        keep (torch.zeros ([| n |], dtype = torch.float64, device = device))
+
+    let mutable generator: torch.Generator = null
+    let mutable started = false
+    let mutable validate = true
+    let mutable syncFree = device.``type`` <> DeviceType.CPU
+    let mutable disposed = false
+
+    let replace (old: torch.Tensor) (t: torch.Tensor) =
+        let t = keep t
+        old.Dispose()
+        t
+
+    let fail (msg: string) =
+        raise (ArgumentException(msg, "action"))
+
+    /// Draws `count` initial states, [count; stateDim] in the state dtype on the device.
+    abstract InitialStates: count: int64 * generator: torch.Generator -> torch.Tensor
+    /// The observation of states [M; stateDim]: [M; obsDim] float32.
+    abstract Observe: state: torch.Tensor -> torch.Tensor
+    /// One transition of all copies: state [N; stateDim], action as prepared by `PrepareAction`;
+    /// returns (new state [N; stateDim] in the state dtype, reward [N] (any float dtype),
+    /// terminated [N] bool).
+    abstract Dynamics: state: torch.Tensor * action: torch.Tensor -> torch.Tensor * torch.Tensor * torch.Tensor
+
+    /// Checks and converts an action tensor: discrete spaces take [N] of an integer dtype
+    /// (returned as int64), boxes take [N; actDim] of a floating dtype (returned in the state dtype,
+    /// unclipped). Moves it to the env's device. Raises `ArgumentException` naming the env, the
+    /// shape or offending value and the valid range. The value checks (range, NaN) read one
+    /// scalar back from the device; `ValidateActions <- false` skips them.
+    abstract PrepareAction: action: torch.Tensor -> torch.Tensor
+
+    default this.PrepareAction(action: torch.Tensor) =
+        match actionSpace with
+        | Space.Discrete(k, start) ->
+            if action.shape <> [| n |] then
+                fail
+                    $"{id}: expected a discrete action tensor of shape [{n}] (one index in {start}..{start + k - 1} per copy), got shape {action.shape |> Array.toList}"
+
+            if action.is_floating_point () || action.dtype = torch.ScalarType.Bool then
+                fail $"{id}: expected an integer action tensor (int64), got dtype {action.dtype}"
+
+            let a = action.``to`` (torch.int64, device)
+
+            if validate then
+                use bad =
+                    a.lt((int64 start).ToScalar()).logical_or(a.ge ((int64 (start + k)).ToScalar()))
+
+                if bad.any().item<bool>() then
+                    use idx = bad.nonzero ()
+                    let i = idx[0, 0].item<int64>()
+                    let v = a[i].item<int64>()
+
+                    fail
+                        $"{id}: action {v} of copy {i} is outside the action space {actionSpace}; valid actions are {start}..{start + k - 1}"
+
+            a
+        | Space.Box(low, high, _) ->
+            let d = int64 low.Length
+
+            if action.shape <> [| n; d |] then
+                fail
+                    $"{id}: expected a continuous action tensor of shape [{n}; {d}] (action space {actionSpace}), got shape {action.shape |> Array.toList}"
+
+            if not (action.is_floating_point ()) then
+                fail $"{id}: expected a floating-point action tensor, got dtype {action.dtype}"
+
+            let a = action.``to`` (stateDtype, device)
+
+            if validate then
+                use nan = a.isnan ()
+
+                if nan.any().item<bool>() then
+                    use idx = nan.nonzero ()
+                    let i = idx[0, 0].item<int64>()
+
+                    fail $"{id}: the action of copy {i} contains NaN; the action space is {actionSpace}"
+
+            a
+
+    /// Registered id.
+    member _.Id = id
+    /// N, the number of copies.
+    member _.NumEnvs = numEnvs
+    member _.Device = device
+    /// The dtype the state is held and integrated in (float32 or float64; int64 for FrozenLake).
+    member _.StateDtype = stateDtype
+    member _.ObservationSpace = observationSpace
+    member _.ActionSpace = actionSpace
+    member _.MaxEpisodeSteps = maxEpisodeSteps
+
+    /// Whether `Step` checks action values (range, NaN); true by default. The check reads one
+    /// boolean back from the device per step.
+    member _.ValidateActions
+        with get () = validate
+        and set v = validate <- v
+
+    /// How auto-reset draws: false (the CPU default) reads back whether any copy is done and draws
+    /// initial states only for those; true (the CUDA default) draws N initial states every step and
+    /// selects with `where`, which never waits for the device. Both are deterministic for a seed,
+    /// but give different streams.
+    member _.SyncFreeAutoReset
+        with get () = syncFree
+        and set v = syncFree <- v
+
+    /// The state of all copies, [N; stateDim] in `StateDtype` (a copy). Setting it copies the
+    /// given tensor (converted to the state dtype and device); raises `ArgumentException` on a wrong
+    /// shape. Used to re-synchronise with recorded trajectories.
+    member _.State
+        with get () = state.clone ()
+        and set (v: torch.Tensor) =
+            if v.shape <> state.shape then
+                invalidArg
+                    "State"
+                    $"{id}: state must have shape {state.shape |> Array.toList}, got {v.shape |> Array.toList}"
+
+            state <- replace state (v.``to``(stateDtype, device).clone())
+
+    /// TimeLimit's elapsed-step counters, [N] int64 (a copy); settable like `State`.
+    member _.ElapsedSteps
+        with get () = elapsed.clone ()
+        and set (v: torch.Tensor) =
+            if v.shape <> elapsed.shape then
+                invalidArg "ElapsedSteps" $"{id}: must have shape [{n}], got {v.shape |> Array.toList}"
+
+            elapsed <- replace elapsed (v.``to``(torch.int64, device).clone())
+
+    /// Return accumulated so far by each copy's running episode, [N] float64 (a copy).
+    member _.RunningReturn = epReturn.clone ()
+
+    /// Resets all copies from a generator on the device seeded with `seed`; returns [N; obsDim]
+    /// float32.
+    member this.Reset(seed: int64) : torch.Tensor =
+        if disposed then
+            raise (ObjectDisposedException id)
+
+        generator <- torch.Generator(uint64 seed, device)
+        use scope = torch.NewDisposeScope()
+        state <- replace state (this.InitialStates(n, generator))
+        elapsed <- replace elapsed (torch.zeros ([| n |], dtype = torch.int64, device = device))
+        epReturn <- replace epReturn (torch.zeros ([| n |], dtype = torch.float64, device = device))
+        started <- true
+        this.Observe(state).MoveToOuterDisposeScope()
+
+    /// Steps all copies (see `IBatchedEnv.Step`). Raises `InvalidOperationException` before the first
+    /// `Reset` and `ArgumentException` for a bad action (see `PrepareAction`).
+    member this.Step(action: torch.Tensor) : BatchStep =
+        if not started then
+            invalidOp $"{id}: Step was called before Reset; call Reset seed first"
+
+        use scope = torch.NewDisposeScope()
+        let a = this.PrepareAction action
+        let newState, reward, terminated = this.Dynamics(state, a)
+        let newElapsed = elapsed + 1L
+        let truncated = newElapsed.ge ((int64 maxEpisodeSteps).ToScalar())
+        let ended = terminated.logical_or truncated
+        let ret = epReturn.add (reward.``to`` torch.float64)
+        let finalObs = this.Observe newState
+        let zeroF = torch.zeros ([| 1L |], dtype = torch.float64, device = device)
+        let zeroL = torch.zeros ([| 1L |], dtype = torch.int64, device = device)
+        let episodeReturn = torch.where (ended, ret, zeroF)
+        let episodeLength = torch.where (ended, newElapsed, zeroL)
+
+        let nextState, obs =
+            if syncFree then
+                let fresh = this.InitialStates(n, generator)
+                let s = torch.where (ended.unsqueeze 1, fresh, newState)
+                s, torch.where (ended.unsqueeze 1, this.Observe fresh, finalObs)
+            else
+                let idx = ended.nonzero().squeeze 1
+                let k = idx.shape[0]
+
+                if k = 0L then
+                    newState, finalObs.clone ()
+                else
+                    let fresh = this.InitialStates(k, generator)
+                    let s = newState.index_copy (0, idx, fresh)
+                    s, finalObs.index_copy (0, idx, this.Observe fresh)
+
+        state <- replace state (nextState.``to`` stateDtype)
+        elapsed <- replace elapsed (torch.where (ended, zeroL, newElapsed))
+        epReturn <- replace epReturn (torch.where (ended, zeroF, ret))
+
+        {
+            Obs = obs.MoveToOuterDisposeScope()
+            Reward = reward.``to``(torch.float32).MoveToOuterDisposeScope()
+            Terminated = terminated.MoveToOuterDisposeScope()
+            Truncated = truncated.MoveToOuterDisposeScope()
+            FinalObs = finalObs.MoveToOuterDisposeScope()
+            EpisodeReturn = episodeReturn.``to``(torch.float32).MoveToOuterDisposeScope()
+            EpisodeLength = episodeLength.MoveToOuterDisposeScope()
+        }
+
+    /// Frees the internal tensors.
+    member _.Dispose() =
+        if not disposed then
+            disposed <- true
+            state.Dispose()
+            elapsed.Dispose()
+            epReturn.Dispose()
+
+    interface IBatchedEnv with
+        member this.Id = id
+        member this.NumEnvs = numEnvs
+        member this.ObservationSpace = observationSpace
+        member this.ActionSpace = actionSpace
+        member this.MaxEpisodeSteps = maxEpisodeSteps
+        member this.Device = device
+        member this.Reset seed = this.Reset seed
+        member this.Step action = this.Step action
+
+    interface IDisposable with
+        member this.Dispose() = this.Dispose()

@@ -1,0 +1,653 @@
+/// Replays Gymnasium's recorded trajectories (the shared reference format, see
+/// `shared/reference/gymnasium/README.md`) through the single and the batched forms and measures
+/// the deviations. Used by `scripts/conformance.fsx` and by the test suite, so both run the same
+/// code.
+///
+/// Modes, per trajectory:
+/// * `single/resync`: before each step the state and the elapsed-step counter are set to the
+///   recorded previous ones (README "Single-step re-sync"); also checks the reset observation.
+/// * `single/rollout`: open loop from `initial_state`, every recorded action applied in turn.
+/// * `batched-float32/resync`, `batched-float64/resync`: all steps of a trajectory as the N copies
+///   of one batched step (copy t starts from the state before step t), on the CPU.
+///   Only normal episodes (`trajectories`, `slippery_trajectories`): the batched form auto-resets,
+///   so stepping past the end has no meaning there.
+///
+/// Pass criteria (`passes`): the single form must be bit-exact (every obs, reward and state
+/// value bit-identical, no flag mismatch); the batched form with no flag mismatch and within
+/// 1e-12 absolute in float64 (see `Float64Tolerance`), and in float32 within 1e-5 relative to
+/// the size of each value, `|e - a| <= 1e-5 max(1, |e|)` (see `Float32Tolerance`).
+module Rl.Conformance
+
+open System
+open System.IO
+open System.Text.Json
+open TorchSharp
+open Rl
+
+/// One recorded step (README "Step object").
+type RefStep =
+    {
+        T: int
+        Action: Action
+        Obs: float[]
+        Reward: float
+        Terminated: bool
+        Truncated: bool
+        State: float[]
+        /// FrozenLake: `info["prob"]`.
+        Prob: float option
+        /// Slippery FrozenLake: the uniform draw of this step.
+        U: float option
+        /// Slippery FrozenLake: index of the chosen entry in `P[s][a]`.
+        TransitionIndex: int option
+    }
+
+/// One recorded trajectory (README "Trajectory object").
+type RefTrajectory =
+    {
+        Id: string
+        /// Which list it came from: `trajectories`, `post_done_trajectories` or `slippery_trajectories`.
+        List: string
+        Description: string
+        /// kwargs given to `gymnasium.make` (JSON bools, numbers and strings as .NET values).
+        EnvKwargs: (string * obj) list
+        ResetSeed: int64
+        InitialState: float[]
+        InitialObs: float[]
+        DoneAtStep: int
+        Steps: RefStep[]
+    }
+
+/// One entry of FrozenLake's transition table `P[s][a]`.
+type RefTransition =
+    {
+        Prob: float
+        NextState: int
+        Reward: float
+        Terminated: bool
+    }
+
+/// A reference file.
+type RefFile =
+    {
+        Path: string
+        EnvId: string
+        MaxEpisodeSteps: int
+        ObservationSpace: Space
+        ActionSpace: Space
+        /// All trajectories of all lists, in file order.
+        Trajectories: RefTrajectory list
+        /// FrozenLake: `transition_tables` by name (`slippery`, `deterministic`), `P[s][a][i]`.
+        TransitionTables: (string * RefTransition[][][]) list
+    }
+
+let private num (e: JsonElement) =
+    match e.ValueKind with
+    | JsonValueKind.String ->
+        match e.GetString() with
+        | "Infinity" -> Double.PositiveInfinity
+        | "-Infinity" -> Double.NegativeInfinity
+        | "NaN" -> Double.NaN
+        | s -> failwith $"not a number: {s}"
+    | _ -> e.GetDouble()
+
+let private nums (e: JsonElement) =
+    match e.ValueKind with
+    | JsonValueKind.Array -> [| for x in e.EnumerateArray() -> num x |]
+    | _ -> [| num e |]
+
+let private opt (name: string) (e: JsonElement) =
+    match e.TryGetProperty name with
+    | true, v when v.ValueKind <> JsonValueKind.Null -> Some v
+    | _ -> None
+
+let private parseSpace (e: JsonElement) =
+    match e.GetProperty("type").GetString() with
+    | "Discrete" -> Space.Discrete(e.GetProperty("n").GetInt32(), e.GetProperty("start").GetInt32())
+    | "Box" ->
+        Space.Box(
+            nums (e.GetProperty "low"),
+            nums (e.GetProperty "high"),
+            [| for x in e.GetProperty("shape").EnumerateArray() -> x.GetInt32() |]
+        )
+    | t -> failwith $"unknown space type {t}"
+
+let private jsonValue (e: JsonElement) : obj =
+    match e.ValueKind with
+    | JsonValueKind.True -> box true
+    | JsonValueKind.False -> box false
+    | JsonValueKind.String -> box (e.GetString())
+    | JsonValueKind.Number ->
+        match e.TryGetInt32() with
+        | true, i -> box i
+        | _ -> box (e.GetDouble())
+    | JsonValueKind.Array -> box [| for x in e.EnumerateArray() -> x.GetString() |]
+    | k -> failwith $"unsupported kwarg value kind {k}"
+
+let private parseStep (e: JsonElement) =
+    let a = e.GetProperty "action"
+
+    {
+        T = e.GetProperty("t").GetInt32()
+        Action =
+            (match a.ValueKind with
+             | JsonValueKind.Array -> Action.Continuous(nums a)
+             | _ -> Action.Discrete(a.GetInt32()))
+        Obs = nums (e.GetProperty "obs")
+        Reward = num (e.GetProperty "reward")
+        Terminated = e.GetProperty("terminated").GetBoolean()
+        Truncated = e.GetProperty("truncated").GetBoolean()
+        State = nums (e.GetProperty "state")
+        Prob = opt "prob" e |> Option.map num
+        U = opt "u" e |> Option.map num
+        TransitionIndex = opt "transition_index" e |> Option.map (fun v -> v.GetInt32())
+    }
+
+let private parseTrajectory (list: string) (e: JsonElement) =
+    {
+        Id = e.GetProperty("id").GetString()
+        List = list
+        Description = e.GetProperty("description").GetString()
+        EnvKwargs =
+            [
+                for p in e.GetProperty("env_kwargs").EnumerateObject() -> p.Name, jsonValue p.Value
+            ]
+        ResetSeed = e.GetProperty("reset_seed").GetInt64()
+        InitialState = nums (e.GetProperty "initial_state")
+        InitialObs = nums (e.GetProperty "initial_obs")
+        DoneAtStep = e.GetProperty("done_at_step").GetInt32()
+        Steps = [| for s in e.GetProperty("steps").EnumerateArray() -> parseStep s |]
+    }
+
+/// Reads a reference file. Raises `IOException`/`JsonException`/`KeyNotFoundException` on an
+/// unreadable or malformed file.
+let load (path: string) : RefFile =
+    use doc = JsonDocument.Parse(File.ReadAllText path)
+    let root = doc.RootElement
+
+    let lists =
+        [
+            for name in [ "trajectories"; "post_done_trajectories"; "slippery_trajectories" ] do
+                match opt name root with
+                | Some l ->
+                    for t in l.EnumerateArray() do
+                        yield parseTrajectory name t
+                | None -> ()
+        ]
+
+    let tables =
+        match opt "transition_tables" root with
+        | None -> []
+        | Some t ->
+            [
+                for p in t.EnumerateObject() ->
+                    p.Name,
+                    [|
+                        for s in p.Value.EnumerateArray() ->
+                            [|
+                                for a in s.EnumerateArray() ->
+                                    [|
+                                        for x in a.EnumerateArray() ->
+                                            {
+                                                Prob = x.GetProperty("prob").GetDouble()
+                                                NextState = x.GetProperty("next_state").GetInt32()
+                                                Reward = num (x.GetProperty "reward")
+                                                Terminated = x.GetProperty("terminated").GetBoolean()
+                                            }
+                                    |]
+                            |]
+                    |]
+            ]
+
+    {
+        Path = path
+        EnvId = root.GetProperty("env_id").GetString()
+        MaxEpisodeSteps = root.GetProperty("max_episode_steps").GetInt32()
+        ObservationSpace = parseSpace (root.GetProperty "observation_space")
+        ActionSpace = parseSpace (root.GetProperty "action_space")
+        Trajectories = lists
+        TransitionTables = tables
+    }
+
+/// Walks up from `startDir` to the first folder holding `shared/reference/gymnasium` and returns
+/// that path, or `None`.
+let findReferenceFolder (startDir: string) : string option =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then
+            None
+        else
+            let p = Path.Combine(d.FullName, "shared", "reference", "gymnasium")
+            if Directory.Exists p then Some p else up d.Parent
+
+    up (DirectoryInfo startDir)
+
+/// The `*.json` files of a folder, sorted, or the file itself.
+let referenceFiles (fileOrFolder: string) : string list =
+    if Directory.Exists fileOrFolder then
+        Directory.GetFiles(fileOrFolder, "*.json") |> Array.sort |> Array.toList
+    elif File.Exists fileOrFolder then
+        [ fileOrFolder ]
+    else
+        raise (FileNotFoundException($"No reference file or folder at {fileOrFolder}", fileOrFolder))
+
+/// Deviations of one replay.
+type Deviation =
+    {
+        /// Steps compared.
+        Steps: int
+        /// Largest absolute deviation of an observation component (as doubles).
+        MaxObs: float
+        MaxReward: float
+        MaxState: float
+        /// Largest deviation of any value scaled by its size, `|e - a| / max(1, |e|)`.
+        MaxScaled: float
+        /// Steps whose terminated or truncated flag (or FrozenLake's prob / transition index) differs.
+        FlagMismatches: int
+        /// Values (obs, reward, state components) that are not bit-identical to the reference.
+        Inexact: int
+        /// Description of the first mismatch (a flag, or an inexact value), if any.
+        First: string option
+    }
+
+let private empty =
+    {
+        Steps = 0
+        MaxObs = 0.0
+        MaxReward = 0.0
+        MaxState = 0.0
+        MaxScaled = 0.0
+        FlagMismatches = 0
+        Inexact = 0
+        First = None
+    }
+
+/// Accumulates comparisons of one replay.
+type private Acc() =
+    let mutable d = empty
+
+    member _.Result = d
+    member _.Step() = d <- { d with Steps = d.Steps + 1 }
+
+    member _.Note(msg: string) =
+        if d.First.IsNone then
+            d <- { d with First = Some msg }
+
+    member this.Flag (t: int) (what: string) (expected: obj) (actual: obj) =
+        if expected <> actual then
+            d <-
+                { d with
+                    FlagMismatches = d.FlagMismatches + 1
+                }
+
+            this.Note $"step {t}: {what} expected {expected}, got {actual}"
+
+    member private this.Values
+        (t: int)
+        (what: string)
+        (exact: float -> float -> bool)
+        (expected: float[])
+        (actual: float[])
+        =
+        if expected.Length <> actual.Length then
+            d <-
+                { d with
+                    FlagMismatches = d.FlagMismatches + 1
+                }
+
+            this.Note $"step {t}: {what} has {actual.Length} values, expected {expected.Length}"
+            0.0
+        else
+            let mutable m = 0.0
+
+            for i in 0 .. expected.Length - 1 do
+                let e, a = expected[i], actual[i]
+                let dev = if e = a then 0.0 else abs (e - a)
+                let dev = if Double.IsNaN dev then Double.PositiveInfinity else dev
+                m <- max m dev
+
+                d <-
+                    { d with
+                        MaxScaled = max d.MaxScaled (dev / max 1.0 (abs e))
+                    }
+
+                if not (exact e a) then
+                    d <- { d with Inexact = d.Inexact + 1 }
+                    this.Note $"step {t}: {what}[{i}] expected {e:R}, got {a:R}"
+
+            m
+
+    member this.Obs (t: int) (expected: float[]) (actual: float32[]) =
+        let bits32 (e: float) (a: float) =
+            BitConverter.SingleToInt32Bits(float32 e) = BitConverter.SingleToInt32Bits(float32 a)
+
+        let m = this.Values t "obs" bits32 expected (Array.map float actual)
+        d <- { d with MaxObs = max d.MaxObs m }
+
+    member this.Reward (t: int) (expected: float) (actual: float) =
+        let bits (e: float) (a: float) =
+            BitConverter.DoubleToInt64Bits e = BitConverter.DoubleToInt64Bits a
+
+        let m = this.Values t "reward" bits [| expected |] [| actual |]
+        d <- { d with MaxReward = max d.MaxReward m }
+
+    member this.State (t: int) (expected: float[]) (actual: float[]) =
+        let bits (e: float) (a: float) =
+            BitConverter.DoubleToInt64Bits e = BitConverter.DoubleToInt64Bits a
+
+        let m = this.Values t "state" bits expected actual
+        d <- { d with MaxState = max d.MaxState m }
+
+/// Creates the single form for a trajectory (its `env_kwargs` as registry options). Raises
+/// `InvalidOperationException` if the registry's env is not a `ClassicEnv`.
+let singleEnv (envId: string) (traj: RefTrajectory) : ClassicEnv =
+    match Envs.makeWith envId traj.EnvKwargs with
+    | :? ClassicEnv as e -> e
+    | e -> invalidOp $"{envId}: {e.GetType().Name} is not a ClassicEnv"
+
+/// Env-specific parts of a replay.
+module private EnvHooks =
+    /// Restores hidden state before a re-synchronised step from the flags of the steps before it
+    /// (CartPole's `steps_beyond_terminated`: None until the first terminated step, then k-1 after
+    /// k terminated steps).
+    let restoreHidden (env: ClassicEnv) (previousTerminated: bool[]) =
+        match box env with
+        | _ -> ()
+
+    /// Injects a recorded uniform draw for the next step (slippery FrozenLake).
+    let injectUniform (env: ClassicEnv) (u: float option) =
+        match box env with
+        | _ -> ()
+
+    /// `info` of the last step as (prob, transition index), where the env has one (FrozenLake).
+    let lastInfo (env: ClassicEnv) : (float * int) option =
+        match box env with
+        | _ -> None
+
+    /// Injects recorded uniform draws [N] float64 for the next batched step (slippery FrozenLake).
+    let prepareBatched (env: BatchedClassicEnv) (uniforms: torch.Tensor option) =
+        match box env with
+        | _ -> ()
+
+/// Restores hidden state and injects the recorded draw before re-synchronised step `t` (1-based).
+let private prepareStep (env: ClassicEnv) (traj: RefTrajectory) (t: int) =
+    EnvHooks.restoreHidden env (traj.Steps[.. t - 2] |> Array.map (fun s -> s.Terminated))
+    EnvHooks.injectUniform env traj.Steps[t - 1].U
+
+/// Compares one step result (and env state) against the record.
+let private compareStep (acc: Acc) (env: ClassicEnv) (s: RefStep) (r: StepResult) =
+    acc.Step()
+    acc.Obs s.T s.Obs r.Obs
+    acc.Reward s.T s.Reward r.Reward
+    acc.Flag s.T "terminated" s.Terminated r.Terminated
+    acc.Flag s.T "truncated" s.Truncated r.Truncated
+    acc.State s.T s.State env.State
+
+    match EnvHooks.lastInfo env with
+    | Some(prob, index) ->
+        s.Prob |> Option.iter (fun p -> acc.Flag s.T "prob" p prob)
+
+        s.TransitionIndex
+        |> Option.iter (fun i -> acc.Flag s.T "transition_index" i index)
+    | None -> ()
+
+/// Single form, re-synchronised before every step (and the reset observation checked as step 0).
+let replaySingleResync (envId: string) (traj: RefTrajectory) : Deviation =
+    let acc = Acc()
+    let env = singleEnv envId traj
+    env.Reset(Some traj.ResetSeed) |> ignore
+    env.State <- traj.InitialState
+    acc.Obs 0 traj.InitialObs (env.Observe())
+
+    for s in traj.Steps do
+        env.Reset(Some traj.ResetSeed) |> ignore
+
+        env.State <-
+            (if s.T = 1 then
+                 traj.InitialState
+             else
+                 traj.Steps[s.T - 2].State)
+
+        env.ElapsedSteps <- s.T - 1
+        prepareStep env traj s.T
+
+        let r =
+            if s.T > traj.DoneAtStep then
+                env.StepUnchecked s.Action
+            else
+                env.Step s.Action
+
+        compareStep acc env s r
+
+    acc.Result
+
+/// Single form, open loop from `initial_state` (`Step` up to the first done step, then
+/// `StepUnchecked`, as the `post_done_trajectories` were recorded).
+let replaySingleRollout (envId: string) (traj: RefTrajectory) : Deviation =
+    let acc = Acc()
+    let env = singleEnv envId traj
+    env.Reset(Some traj.ResetSeed) |> ignore
+    env.State <- traj.InitialState
+
+    for s in traj.Steps do
+        EnvHooks.injectUniform env s.U
+
+        let r =
+            if s.T > traj.DoneAtStep then
+                env.StepUnchecked s.Action
+            else
+                env.Step s.Action
+
+        compareStep acc env s r
+
+    acc.Result
+
+/// Batched form on `device` with state dtype `dtype`: the steps of `traj` as the copies of one
+/// batched step (copy t-1 starts from the state before step t with elapsed steps t-1). Compares
+/// `FinalObs`, `Reward` (float32), the flags, and the state from `Dynamics`.
+let replayBatched (envId: string) (dtype: torch.ScalarType) (device: torch.Device) (traj: RefTrajectory) : Deviation =
+    let acc = Acc()
+    let steps = traj.Steps
+    let n = steps.Length
+    use scope = torch.NewDisposeScope()
+
+    let options =
+        traj.EnvKwargs
+        @ (if envId = "FrozenLake-v1" then
+               []
+           else
+               [ "dtype", box dtype ])
+
+    use env =
+        match Envs.makeBatchedWith envId n device options with
+        | :? BatchedClassicEnv as e -> e
+        | e -> invalidOp $"{envId}: {e.GetType().Name} is not a BatchedClassicEnv"
+
+    env.Reset(traj.ResetSeed) |> ignore
+
+    let prev =
+        steps
+        |> Array.map (fun s -> if s.T = 1 then traj.InitialState else steps[s.T - 2].State)
+
+    let stateTensor () =
+        torch.tensor (Array2D.init n prev[0].Length (fun i j -> prev[i][j]), dtype = torch.float64)
+
+    let actionTensor =
+        match steps[0].Action with
+        | Action.Discrete _ ->
+            torch.tensor (
+                steps
+                |> Array.map (fun s ->
+                    match s.Action with
+                    | Action.Discrete a -> int64 a
+                    | _ -> failwith "mixed actions"),
+                dtype = torch.int64
+            )
+        | Action.Continuous a0 ->
+            let rows =
+                steps
+                |> Array.map (fun s ->
+                    match s.Action with
+                    | Action.Continuous a -> a
+                    | _ -> failwith "mixed actions")
+
+            torch.tensor (Array2D.init n a0.Length (fun i j -> rows[i][j]), dtype = dtype)
+
+    let uniforms =
+        if steps |> Array.forall (fun s -> s.U.IsSome) then
+            Some(torch.tensor (steps |> Array.map (fun s -> s.U.Value), dtype = torch.float64))
+        else
+            None
+
+    // the state after the step, from the dynamics alone (no auto-reset)
+    env.State <- stateTensor ()
+    EnvHooks.prepareBatched env uniforms
+    let a = env.PrepareAction actionTensor
+    let newState, _, _ = env.Dynamics(env.State, a)
+    let newState = newState.``to``(torch.float64).data<float>().ToArray()
+    // the full step
+    env.State <- stateTensor ()
+    env.ElapsedSteps <- torch.tensor (steps |> Array.map (fun s -> int64 (s.T - 1)))
+    EnvHooks.prepareBatched env uniforms
+    let r = env.Step actionTensor
+    let obs = r.FinalObs.data<float32>().ToArray()
+    let reward = r.Reward.data<float32>().ToArray()
+    let term = r.Terminated.data<bool>().ToArray()
+    let trunc = r.Truncated.data<bool>().ToArray()
+    let od = obs.Length / n
+    let sd = newState.Length / n
+
+    for i in 0 .. n - 1 do
+        let s = steps[i]
+        acc.Step()
+        acc.Obs s.T s.Obs obs[i * od .. (i + 1) * od - 1]
+        acc.Reward s.T (float (float32 s.Reward)) (float reward[i])
+        acc.Flag s.T "terminated" s.Terminated term[i]
+        acc.Flag s.T "truncated" s.Truncated trunc[i]
+        acc.State s.T s.State newState[i * sd .. (i + 1) * sd - 1]
+
+    acc.Result
+
+/// Absolute tolerance for the batched float64 form. torch's vectorised `sin`/`cos`/`pow` on the
+/// CPU differ from glibc's by about 1 ulp on some inputs, so bit-exactness is not reachable;
+/// the measured maximum deviation is well below this bound.
+let Float64Tolerance = 1e-12
+
+/// Tolerance for the batched float32 form (single step from a double state), relative to
+/// `max(1, |value|)`. Relative because float32 cannot hold values of size 10..30 (Pendulum's
+/// unwrapped theta and its costs, Acrobot's velocities) to 1e-5 absolute: one float32 ulp at 16
+/// is 1.9e-6, and Pendulum's cost `angle_normalize(theta)^2` amplifies the rounding of a theta of
+/// several turns to about 2e-5 absolute.
+let Float32Tolerance = 1e-5
+
+/// One line of a conformance report.
+type Row =
+    {
+        EnvId: string
+        Trajectory: string
+        Mode: string
+        Deviation: Deviation
+        Passed: bool
+    }
+
+/// Whether a deviation passes in a mode: single modes must be bit-exact; batched float64 within
+/// `Float64Tolerance` absolute, batched float32 within `Float32Tolerance` relative; all with
+/// matching flags.
+let passes (mode: string) (d: Deviation) =
+    d.FlagMismatches = 0
+    && (if mode.StartsWith "single" then
+            d.Inexact = 0
+        elif mode.Contains "float64" then
+            d.MaxObs <= Float64Tolerance
+            && d.MaxReward <= Float64Tolerance
+            && d.MaxState <= Float64Tolerance
+        else
+            d.MaxScaled <= Float32Tolerance)
+
+/// Checks the spaces and the time limit of the registered env against the file; returns a row
+/// per mismatch (mode `spaces`).
+let checkSpaces (file: RefFile) : Row list =
+    let env = Envs.make file.EnvId
+
+    [
+        for what, expected, actual in
+            [
+                "observation_space", string file.ObservationSpace, string env.ObservationSpace
+                "action_space", string file.ActionSpace, string env.ActionSpace
+                "max_episode_steps", string file.MaxEpisodeSteps, string env.MaxEpisodeSteps
+            ] do
+            let ok =
+                match what with
+                | "observation_space" -> file.ObservationSpace = env.ObservationSpace
+                | "action_space" -> file.ActionSpace = env.ActionSpace
+                | _ -> expected = actual
+
+            {
+                EnvId = file.EnvId
+                Trajectory = what
+                Mode = "spaces"
+                Deviation =
+                    { empty with
+                        FlagMismatches = (if ok then 0 else 1)
+                        First =
+                            (if ok then
+                                 None
+                             else
+                                 Some $"expected {expected}, got {actual}")
+                    }
+                Passed = ok
+            }
+    ]
+
+/// Replays every trajectory of a file in every mode (single re-sync and rollout; batched float32
+/// and float64 re-sync on the CPU for normal episodes) and checks the spaces.
+let runFile (file: RefFile) : Row list =
+    let cpu = torch.CPU
+
+    checkSpaces file
+    @ [
+        for traj in file.Trajectories do
+            let modes =
+                [
+                    "single/resync", (fun () -> replaySingleResync file.EnvId traj)
+                    "single/rollout", (fun () -> replaySingleRollout file.EnvId traj)
+                    if traj.List <> "post_done_trajectories" then
+                        "batched-float32/resync", (fun () -> replayBatched file.EnvId torch.float32 cpu traj)
+                        "batched-float64/resync", (fun () -> replayBatched file.EnvId torch.float64 cpu traj)
+                ]
+
+            for mode, f in modes do
+                let d = f ()
+
+                yield
+                    {
+                        EnvId = file.EnvId
+                        Trajectory = traj.Id
+                        Mode = mode
+                        Deviation = d
+                        Passed = passes mode d
+                    }
+    ]
+
+/// Formats a row as one line: env, trajectory, mode, max deviations, mismatches, verdict.
+let formatRow (r: Row) =
+    let d = r.Deviation
+
+    let first =
+        match d.First with
+        | Some f -> "  first: " + f
+        | None -> ""
+
+    sprintf
+        "%-26s %-38s %-24s steps %4d  obs %9.2e  reward %9.2e  state %9.2e  scaled %9.2e  flags %d  inexact %4d  %s%s"
+        r.EnvId
+        r.Trajectory
+        r.Mode
+        d.Steps
+        d.MaxObs
+        d.MaxReward
+        d.MaxState
+        d.MaxScaled
+        d.FlagMismatches
+        d.Inexact
+        (if r.Passed then "ok" else "FAIL")
+        first

@@ -1,0 +1,87 @@
+/// The environment registry: `Envs.make "CartPole-v1"` as Gymnasium's `gymnasium.make`
+/// (`gymnasium/envs/registration.py`), with the registered time limits of
+/// `gymnasium/envs/__init__.py`, and `Envs.makeBatched` for the batched tensor form.
+///
+/// Options are given as `(key, value)` pairs with Gymnasium's kwarg names:
+/// * every env: `"max_episode_steps"` (int, overrides the registered time limit);
+/// * batched forms: `"dtype"` (`torch.ScalarType`, float32 (default) or float64; not FrozenLake);
+/// * Pendulum-v1: `"g"` (float, gravity in m/s^2, default 10.0);
+/// * FrozenLake-v1: `"is_slippery"` (bool, default true), `"map_name"` (`"4x4"` default or
+///   `"8x8"`), `"desc"` (string[], a custom map of `S`, `F`, `H`, `G` rows; overrides `map_name`).
+[<RequireQualifiedAccess>]
+module Rl.Envs
+
+open System
+open TorchSharp
+open Rl
+
+/// The registered ids, in the order Gymnasium's docs list them.
+let ids = [ Pendulum.Id ]
+
+let private unknownId (id: string) =
+    let valid = String.Join(", ", ids)
+    raise (ArgumentException($"Unknown environment id '{id}'. Valid ids: {valid}", "id"))
+
+/// Option reader: checks that every key is allowed for `id` and reads typed values.
+type private Opts(id: string, allowed: string list, options: (string * obj) list) =
+    do
+        let valid = String.Join(", ", allowed)
+
+        for k, v in options do
+            if not (List.contains k allowed) then
+                raise (
+                    ArgumentException($"{id}: unknown option '{k}' (value {v}). Allowed options: {valid}", "options")
+                )
+
+    member _.Get<'T>(key: string) : 'T option =
+        options
+        |> List.tryFindBack (fun (k, _) -> k = key)
+        |> Option.map (fun (_, v) ->
+            match v with
+            | :? 'T as t -> t
+            | :? int as i when typeof<'T> = typeof<float> -> unbox<'T>(box (float i))
+            | _ ->
+                let actual = if isNull v then "null" else v.GetType().Name
+
+                raise (
+                    ArgumentException(
+                        $"{id}: option '{key}' must be a {typeof<'T>.Name}, got {v} ({actual})",
+                        "options"
+                    )
+                ))
+
+let private common = [ "max_episode_steps" ]
+
+/// Creates the single form of `id` with options (see the module comment). Raises
+/// `ArgumentException` for an unknown id (listing the valid ids), an unknown option key (listing
+/// the allowed keys) or a value of the wrong type.
+let makeWith (id: string) (options: (string * obj) list) : IEnv =
+    match id with
+    | Pendulum.Id ->
+        let o = Opts(id, common @ [ "g" ], options)
+        Pendulum.Env(?g = o.Get "g", ?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | _ -> unknownId id
+
+/// Creates the single form of `id` with its registered defaults (`gymnasium.make(id)`). Raises
+/// `ArgumentException` listing the valid ids for an unknown id.
+let make (id: string) : IEnv = makeWith id []
+
+/// Creates the batched form of `id`: `numEnvs` copies on `device`, with options (see the module
+/// comment). Raises `ArgumentException` for an unknown id, option or value, or `numEnvs < 1`.
+let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
+    match id with
+    | Pendulum.Id ->
+        let o = Opts(id, common @ [ "dtype"; "g" ], options)
+
+        new Pendulum.BatchedEnv(
+            numEnvs,
+            device,
+            ?dtype = o.Get "dtype",
+            ?g = o.Get "g",
+            ?maxSteps = o.Get "max_episode_steps"
+        )
+        :> IBatchedEnv
+    | _ -> unknownId id
+
+/// Creates the batched form of `id` with its registered defaults (float32 state).
+let makeBatched (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeBatchedWith id numEnvs device []
