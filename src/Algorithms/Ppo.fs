@@ -276,8 +276,8 @@ let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch
 /// Gymnasium's `RunningMeanStd` in `gymnasium/wrappers/utils.py`), one set of statistics per
 /// seed: `Mean`, `Var` [S; dim], `Count` [S] (starts at 1e-4 like Gymnasium).
 type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
-    let mutable mean = torch.zeros ([| int64 seeds; int64 dim |], dtype = torch.float64, device = device)
-    let mutable var = torch.ones ([| int64 seeds; int64 dim |], dtype = torch.float64, device = device)
+    let mutable mean = torch.zeros([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
+    let mutable var = torch.ones([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
     let mutable count = 1e-4
 
     member _.Mean = mean
@@ -299,8 +299,8 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
         let newVar = m2 / tot
         mean.Dispose()
         var.Dispose()
-        mean <- newMean.MoveToOuterDisposeScope()
-        var <- newVar.MoveToOuterDisposeScope()
+        mean <- newMean.DetachFromDisposeScope()
+        var <- newVar.DetachFromDisposeScope()
         count <- tot
 
     /// (x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]; x [S; B; dim], float32 result.
@@ -331,8 +331,8 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
             raise (FormatException $"RunningMeanStd.Load: expected {seeds * dim} values per line")
 
         count <- float lines[0]
-        mean <- torch.tensor(m, dtype = torch.float64, device = device).reshape (int64 seeds, int64 dim)
-        var <- torch.tensor(v, dtype = torch.float64, device = device).reshape (int64 seeds, int64 dim)
+        mean <- torch.tensor(m, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
+        var <- torch.tensor(v, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
 
 /// Hooks through which a caller watches and checkpoints a run.
 type Hooks =
