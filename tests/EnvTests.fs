@@ -216,6 +216,11 @@ let tests =
         "Envs"
         [
             pendulumTests
+            testList
+                "Conformance"
+                [
+                    for id in Envs.ids |> List.filter ((<>) Pendulum.Id) -> testList id [ conformanceTests id ]
+                ]
 
             test "unknown ids raise an error listing the valid ids" {
                 try

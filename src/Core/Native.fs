@@ -32,9 +32,7 @@ let TorchSharpVersion = "0.107.0"
 [<Literal>]
 let LibTorchVersion = "2.10.0"
 
-type private Marker =
-    class
-    end
+type private Marker = class end
 
 let private missingGlibcxx = "GLIBCXX_3.4.32"
 let private presentGlibcxx = "GLIBCXX_3.4.30"
@@ -49,12 +47,7 @@ let cacheDir () =
     | "" ->
         match Environment.GetEnvironmentVariable "XDG_CACHE_HOME" with
         | null
-        | "" ->
-            Path.Combine(
-                Environment.GetFolderPath Environment.SpecialFolder.UserProfile,
-                ".cache",
-                "rl-workspace"
-            )
+        | "" -> Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".cache", "rl-workspace")
         | xdg -> Path.Combine(xdg, "rl-workspace")
     | dir -> dir
 
@@ -71,11 +64,13 @@ let private candidateDirs (package: string) (version: string) =
     let here = Path.GetDirectoryName(typeof<Marker>.Assembly.Location)
     let torchSharp = Path.GetDirectoryName(typeof<torch.Tensor>.Assembly.Location)
 
-    [ for d in [ here; torchSharp ] do
-          if not (String.IsNullOrEmpty d) then
-              yield d
-              yield Path.Combine(d, "runtimes", "linux-x64", "native")
-      yield Path.Combine(nugetRoot (), package, version, "runtimes", "linux-x64", "native") ]
+    [
+        for d in [ here; torchSharp ] do
+            if not (String.IsNullOrEmpty d) then
+                yield d
+                yield Path.Combine(d, "runtimes", "linux-x64", "native")
+        yield Path.Combine(nugetRoot (), package, version, "runtimes", "linux-x64", "native")
+    ]
     |> List.distinct
 
 let private findIn (dirs: string list) (file: string) =
@@ -112,12 +107,23 @@ let renameVersionNeed (path: string) (fromName: string) (toName: string) : int =
 
     let bytes = File.ReadAllBytes path
 
-    if bytes.Length < 64 || bytes[0] <> 0x7Fuy || bytes[1] <> byte 'E' || bytes[4] <> 2uy || bytes[5] <> 1uy then
+    if
+        bytes.Length < 64
+        || bytes[0] <> 0x7Fuy
+        || bytes[1] <> byte 'E'
+        || bytes[4] <> 2uy
+        || bytes[5] <> 1uy
+    then
         raise (InvalidDataException $"{path} is not a 64-bit little-endian ELF file")
 
-    let u16 (o: int64) = int (BitConverter.ToUInt16(bytes, int o))
+    let u16 (o: int64) =
+        int (BitConverter.ToUInt16(bytes, int o))
+
     let u32 (o: int64) = BitConverter.ToUInt32(bytes, int o)
-    let u64 (o: int64) = int64 (BitConverter.ToUInt64(bytes, int o))
+
+    let u64 (o: int64) =
+        int64 (BitConverter.ToUInt64(bytes, int o))
+
     let shoff = u64 0x28L
     let shentsize = u16 0x3AL
     let shnum = u16 0x3CL
@@ -170,10 +176,12 @@ let renameVersionNeed (path: string) (fromName: string) (toName: string) : int =
 // ---------------------------------------------------------------------------------------
 
 let private libstdcxxPaths =
-    [ "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
-      "/lib/x86_64-linux-gnu/libstdc++.so.6"
-      "/usr/lib64/libstdc++.so.6"
-      "/usr/lib/libstdc++.so.6" ]
+    [
+        "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
+        "/lib/x86_64-linux-gnu/libstdc++.so.6"
+        "/usr/lib64/libstdc++.so.6"
+        "/usr/lib/libstdc++.so.6"
+    ]
 
 /// True when this host's libstdc++ lacks `GLIBCXX_3.4.32`, so TorchSharp's native library
 /// needs the repaired copy. False on non-Linux hosts and where no libstdc++ is found.
@@ -343,7 +351,14 @@ let init () =
                                     $"libtorch_cpu.so not found (searched: {searched}). Run `dotnet fsi build.fsx Setup`."
                             )
 
-                for name in [ "libc10.so"; "libc10_cuda.so"; "libtorch_cpu.so"; "libtorch_cuda.so"; "libtorch.so" ] do
+                for name in
+                    [
+                        "libc10.so"
+                        "libc10_cuda.so"
+                        "libtorch_cpu.so"
+                        "libtorch_cuda.so"
+                        "libtorch.so"
+                    ] do
                     let p = Path.Combine(torchDir, name)
 
                     if File.Exists p then
@@ -352,7 +367,10 @@ let init () =
                 cudaLibs <- isUser && File.Exists(Path.Combine(torchDir, "libtorch_cuda.so"))
 
                 let libTorchSharp =
-                    if needsRepair () then repair () else originalLibTorchSharp ()
+                    if needsRepair () then
+                        repair ()
+                    else
+                        originalLibTorchSharp ()
 
                 load libTorchSharp
 
@@ -380,7 +398,8 @@ let device (name: string) : torch.Device =
                 | None ->
                     $"set {LibTorchEnvVar} to a CUDA libtorch `lib` folder or PyTorch's `torch/lib` (e.g. "
                     + "`export RL_LIBTORCH=$(python3 -c \"import torch,os;print(os.path.dirname(torch.__file__))\")/lib`)"
-                | Some d -> $"{LibTorchEnvVar}={d} was loaded but CUDA is not available there (no libtorch_cuda.so, no GPU, or no driver)"
+                | Some d ->
+                    $"{LibTorchEnvVar}={d} was loaded but CUDA is not available there (no libtorch_cuda.so, no GPU, or no driver)"
 
             invalidOp $"device '{name}' asked for but CUDA is not available: {how}. See README.md, 'Using a GPU'."
 

@@ -322,6 +322,9 @@ type BatchedClassicEnv
 
     /// Registered id.
     member _.Id = id
+    /// The generator of reset draws (and of any other randomness of the dynamics); null before
+    /// the first `Reset`.
+    member _.Generator = generator
     /// N, the number of copies.
     member _.NumEnvs = numEnvs
     member _.Device = device

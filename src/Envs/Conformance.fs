@@ -180,23 +180,25 @@ let load (path: string) : RefFile =
         | None -> []
         | Some t ->
             [
-                for p in t.EnumerateObject() ->
-                    p.Name,
-                    [|
-                        for s in p.Value.EnumerateArray() ->
+                for p in t.EnumerateObject() do
+                    if p.Value.ValueKind = JsonValueKind.Array then
+                        yield
+                            p.Name,
                             [|
-                                for a in s.EnumerateArray() ->
+                                for s in p.Value.EnumerateArray() ->
                                     [|
-                                        for x in a.EnumerateArray() ->
-                                            {
-                                                Prob = x.GetProperty("prob").GetDouble()
-                                                NextState = x.GetProperty("next_state").GetInt32()
-                                                Reward = num (x.GetProperty "reward")
-                                                Terminated = x.GetProperty("terminated").GetBoolean()
-                                            }
+                                        for a in s.EnumerateArray() ->
+                                            [|
+                                                for x in a.EnumerateArray() ->
+                                                    {
+                                                        Prob = x.GetProperty("prob").GetDouble()
+                                                        NextState = x.GetProperty("next_state").GetInt32()
+                                                        Reward = num (x.GetProperty "reward")
+                                                        Terminated = x.GetProperty("terminated").GetBoolean()
+                                                    }
+                                            |]
                                     |]
                             |]
-                    |]
             ]
 
     {
@@ -350,22 +352,28 @@ module private EnvHooks =
     /// (CartPole's `steps_beyond_terminated`: None until the first terminated step, then k-1 after
     /// k terminated steps).
     let restoreHidden (env: ClassicEnv) (previousTerminated: bool[]) =
-        match box env with
+        match env with
+        | :? CartPole.Env as c ->
+            let k = previousTerminated |> Array.filter id |> Array.length
+            c.StepsBeyondTerminated <- (if k = 0 then None else Some(k - 1))
         | _ -> ()
 
     /// Injects a recorded uniform draw for the next step (slippery FrozenLake).
     let injectUniform (env: ClassicEnv) (u: float option) =
-        match box env with
+        match env, u with
+        | :? FrozenLake.Env as f, Some u -> f.UniformSource <- Some(fun () -> u)
         | _ -> ()
 
     /// `info` of the last step as (prob, transition index), where the env has one (FrozenLake).
     let lastInfo (env: ClassicEnv) : (float * int) option =
-        match box env with
+        match env with
+        | :? FrozenLake.Env as f -> Some(f.LastProb, f.LastTransitionIndex)
         | _ -> None
 
     /// Injects recorded uniform draws [N] float64 for the next batched step (slippery FrozenLake).
     let prepareBatched (env: BatchedClassicEnv) (uniforms: torch.Tensor option) =
-        match box env with
+        match env, uniforms with
+        | :? FrozenLake.BatchedEnv as f, Some u -> f.NextUniforms <- Some u
         | _ -> ()
 
 /// Restores hidden state and injects the recorded draw before re-synchronised step `t` (1-based).

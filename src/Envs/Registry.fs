@@ -7,7 +7,8 @@
 /// * batched forms: `"dtype"` (`torch.ScalarType`, float32 (default) or float64; not FrozenLake);
 /// * Pendulum-v1: `"g"` (float, gravity in m/s^2, default 10.0);
 /// * FrozenLake-v1: `"is_slippery"` (bool, default true), `"map_name"` (`"4x4"` default or
-///   `"8x8"`), `"desc"` (string[], a custom map of `S`, `F`, `H`, `G` rows; overrides `map_name`).
+///   `"8x8"`), `"desc"` (string[], a custom map of `S`, `F`, `H`, `G` rows; overrides `map_name`),
+///   `"success_rate"` (float, default 1/3).
 [<RequireQualifiedAccess>]
 module Rl.Envs
 
@@ -16,7 +17,15 @@ open TorchSharp
 open Rl
 
 /// The registered ids, in the order Gymnasium's docs list them.
-let ids = [ Pendulum.Id ]
+let ids =
+    [
+        CartPole.Id
+        Pendulum.Id
+        MountainCar.Id
+        MountainCarContinuous.Id
+        Acrobot.Id
+        FrozenLake.Id
+    ]
 
 let private unknownId (id: string) =
     let valid = String.Join(", ", ids)
@@ -60,6 +69,30 @@ let makeWith (id: string) (options: (string * obj) list) : IEnv =
     | Pendulum.Id ->
         let o = Opts(id, common @ [ "g" ], options)
         Pendulum.Env(?g = o.Get "g", ?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | CartPole.Id ->
+        let o = Opts(id, common, options)
+        CartPole.Env(?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | MountainCar.Id ->
+        let o = Opts(id, common, options)
+        MountainCar.Env(?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | MountainCarContinuous.Id ->
+        let o = Opts(id, common, options)
+        MountainCarContinuous.Env(?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | Acrobot.Id ->
+        let o = Opts(id, common, options)
+        Acrobot.Env(?maxSteps = o.Get "max_episode_steps") :> IEnv
+    | FrozenLake.Id ->
+        let o =
+            Opts(id, common @ [ "is_slippery"; "map_name"; "desc"; "success_rate" ], options)
+
+        FrozenLake.Env(
+            ?desc = o.Get "desc",
+            ?mapName = o.Get "map_name",
+            ?isSlippery = o.Get "is_slippery",
+            ?successRate = o.Get "success_rate",
+            ?maxSteps = o.Get "max_episode_steps"
+        )
+        :> IEnv
     | _ -> unknownId id
 
 /// Creates the single form of `id` with its registered defaults (`gymnasium.make(id)`). Raises
@@ -78,6 +111,45 @@ let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options:
             device,
             ?dtype = o.Get "dtype",
             ?g = o.Get "g",
+            ?maxSteps = o.Get "max_episode_steps"
+        )
+        :> IBatchedEnv
+    | CartPole.Id ->
+        let o = Opts(id, common @ [ "dtype" ], options)
+
+        new CartPole.BatchedEnv(numEnvs, device, ?dtype = o.Get "dtype", ?maxSteps = o.Get "max_episode_steps")
+        :> IBatchedEnv
+    | MountainCar.Id ->
+        let o = Opts(id, common @ [ "dtype" ], options)
+
+        new MountainCar.BatchedEnv(numEnvs, device, ?dtype = o.Get "dtype", ?maxSteps = o.Get "max_episode_steps")
+        :> IBatchedEnv
+    | MountainCarContinuous.Id ->
+        let o = Opts(id, common @ [ "dtype" ], options)
+
+        new MountainCarContinuous.BatchedEnv(
+            numEnvs,
+            device,
+            ?dtype = o.Get "dtype",
+            ?maxSteps = o.Get "max_episode_steps"
+        )
+        :> IBatchedEnv
+    | Acrobot.Id ->
+        let o = Opts(id, common @ [ "dtype" ], options)
+
+        new Acrobot.BatchedEnv(numEnvs, device, ?dtype = o.Get "dtype", ?maxSteps = o.Get "max_episode_steps")
+        :> IBatchedEnv
+    | FrozenLake.Id ->
+        let o =
+            Opts(id, common @ [ "is_slippery"; "map_name"; "desc"; "success_rate" ], options)
+
+        new FrozenLake.BatchedEnv(
+            numEnvs,
+            device,
+            ?desc = o.Get "desc",
+            ?mapName = o.Get "map_name",
+            ?isSlippery = o.Get "is_slippery",
+            ?successRate = o.Get "success_rate",
             ?maxSteps = o.Get "max_episode_steps"
         )
         :> IBatchedEnv
