@@ -1,0 +1,608 @@
+/// Typed, algorithm-agnostic configuration: each algorithm keeps its hyperparameters in a plain
+/// F# record with defaults and describes its keys with a list of `Field`s; this module loads a
+/// YAML mapping into the record, applies `key=value` overrides, reports every bad key or value
+/// with the key, the value and what is allowed, and writes the resolved record back as YAML with
+/// each field's documentation as a comment. Nothing here touches the disk except `load`, which
+/// only reads, so a bad config is refused before a run writes anything.
+namespace Rl
+
+open System
+open System.Globalization
+open System.IO
+open System.Text
+open System.Text.RegularExpressions
+open YamlDotNet.Core
+open YamlDotNet.RepresentationModel
+
+/// Raised for a configuration that cannot be used: a YAML syntax error, an unknown key, a value
+/// that does not parse or is out of range, or a failed cross-field check.
+/// `Source` is where it came from (a file path, `override 'k=v'`, `yaml` or `check`); `Key` and
+/// `Value` are the offending key and its text (empty for a syntax error); `Allowed` says what is
+/// accepted; `Problem` says what is wrong.
+exception ConfigError of Source: string * Key: string * Value: string * Allowed: string * Problem: string with
+    override this.Message =
+        let where =
+            if String.IsNullOrEmpty this.Source then
+                ""
+            else
+                this.Source + ": "
+
+        if String.IsNullOrEmpty this.Key then
+            where + this.Problem
+        else
+            let allowed =
+                if String.IsNullOrEmpty this.Allowed then
+                    ""
+                else
+                    "; allowed: " + this.Allowed
+
+            sprintf "%sconfig key '%s' = '%s': %s%s" where this.Key this.Value this.Problem allowed
+
+/// One key of a configuration record `'C`: its YAML name, its documentation, what it accepts, how
+/// to read it from the record as text, and how to set it from text (an `Error` says what is wrong
+/// with the text; `Config` adds the key, the value and `Allowed` to the message).
+type Field<'C> =
+    {
+        /// The YAML key and override name, e.g. `learning_rate`.
+        Key: string
+        /// One or more lines of documentation (units, meaning); written as comments by `Config.toYaml`.
+        Doc: string
+        /// What the field accepts, in words, e.g. `float > 0` or `one of: cpu, cuda`.
+        Allowed: string
+        /// The value in the record as text that `Set` accepts back (round trip).
+        Get: 'C -> string
+        /// Parses and checks the text and returns the updated record, or the problem.
+        Set: 'C -> string -> Result<'C, string>
+        /// True when `Get` returns a YAML flow sequence (`[1, 2]`) written without quotes.
+        IsList: bool
+    }
+
+/// Ranges for numeric fields: a pair of the text shown to users and the check. The bounds fix
+/// the numeric type, so `Allow.gt 0.0` is for floats and `Allow.ge 1` for ints.
+module Allow =
+    /// Any value.
+    let any<'T> : string * ('T -> bool) = "any", (fun _ -> true)
+
+    /// Strictly greater than `lo`.
+    let inline gt lo = sprintf "> %O" lo, (fun x -> x > lo)
+
+    /// Greater than or equal to `lo`.
+    let inline ge lo = sprintf ">= %O" lo, (fun x -> x >= lo)
+
+    /// In the closed interval `[lo, hi]`.
+    let inline between lo hi =
+        sprintf "in [%O, %O]" lo hi, (fun x -> x >= lo && x <= hi)
+
+    /// In the half-open interval `(lo, hi]`, e.g. a discount factor `Allow.openClosed 0.0 1.0`.
+    let inline openClosed lo hi =
+        sprintf "in (%O, %O]" lo hi, (fun x -> x > lo && x <= hi)
+
+    /// In the open interval `(lo, hi)`.
+    let inline within lo hi =
+        sprintf "in (%O, %O)" lo hi, (fun x -> x > lo && x < hi)
+
+/// Text forms of values as this module writes and reads them (invariant culture, YAML 1.2 core
+/// schema spellings plus YAML 1.1 conveniences such as `100_000`).
+module ConfigText =
+    let private inv = CultureInfo.InvariantCulture
+
+    let private numberWithUnderscores =
+        Regex(@"^[+-]?[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?\z", RegexOptions.Compiled)
+
+    let private stripUnderscores (s: string) =
+        if s.Contains '_' && numberWithUnderscores.IsMatch s then
+            s.Replace("_", "")
+        else
+            s
+
+    /// Float as round-trip text: shortest exact form, `e` for exponents, always with `.` or `e`
+    /// so it reads as a float (`3.0`, `0.0003`, `1e-05`), and `.inf`, `-.inf`, `.nan`.
+    let formatFloat (x: float) =
+        if Double.IsNaN x then
+            ".nan"
+        elif Double.IsPositiveInfinity x then
+            ".inf"
+        elif Double.IsNegativeInfinity x then
+            "-.inf"
+        else
+            let s = x.ToString("R", inv).Replace("E", "e")
+
+            if s.Contains '.' || s.Contains 'e' then s else s + ".0"
+
+    /// Parses a float: decimal or exponent notation (`3e-4`, `1_000.5`), `.inf`/`inf`,
+    /// `-.inf`, `.nan`/`nan`. A finite literal too large for a double is an error.
+    let parseFloat (text: string) : Result<float, string> =
+        let s = text.Trim()
+
+        match s.ToLowerInvariant() with
+        | ""
+        | "~"
+        | "null" -> Error "missing value"
+        | ".inf"
+        | "+.inf"
+        | "inf"
+        | "+inf"
+        | "infinity" -> Ok Double.PositiveInfinity
+        | "-.inf"
+        | "-inf"
+        | "-infinity" -> Ok Double.NegativeInfinity
+        | ".nan"
+        | "nan" -> Ok Double.NaN
+        | _ ->
+            match Double.TryParse(stripUnderscores s, NumberStyles.Float, inv) with
+            | true, x when Double.IsInfinity x -> Error "too large for a float"
+            | true, x when not (Double.IsNaN x) -> Ok x
+            | _ -> Error "not a number"
+
+    /// Parses a whole number: `100000`, `100_000`, `+5`, or exponent/decimal notation whose value
+    /// is whole (`1e5`, `2e6`, `2.5e3`). `1.5` is an error ("not a whole number").
+    let parseInt64 (text: string) : Result<int64, string> =
+        let s = stripUnderscores (text.Trim())
+
+        match s.ToLowerInvariant() with
+        | ""
+        | "~"
+        | "null" -> Error "missing value"
+        | _ ->
+            match Int64.TryParse(s, NumberStyles.AllowLeadingSign, inv) with
+            | true, n -> Ok n
+            | _ ->
+                match Decimal.TryParse(s, NumberStyles.Float, inv) with
+                | true, d when d <> Decimal.Truncate d -> Error "not a whole number"
+                | true, d when d >= decimal Int64.MinValue && d <= decimal Int64.MaxValue -> Ok(int64 d)
+                | _ ->
+                    match Double.TryParse(s, NumberStyles.Float, inv) with
+                    | true, x when not (Double.IsNaN x) -> Error "too large for a 64-bit integer"
+                    | _ -> Error "not a whole number"
+
+    /// Parses a 32-bit whole number (see `parseInt64`).
+    let parseInt (text: string) : Result<int, string> =
+        match parseInt64 text with
+        | Ok n when n >= int64 Int32.MinValue && n <= int64 Int32.MaxValue -> Ok(int n)
+        | Ok _ -> Error "too large for a 32-bit integer"
+        | Error e -> Error e
+
+    /// Parses `true`/`false` (also `yes`/`no`, `on`/`off`), case-insensitive.
+    let parseBool (text: string) : Result<bool, string> =
+        match text.Trim().ToLowerInvariant() with
+        | "true"
+        | "yes"
+        | "on" -> Ok true
+        | "false"
+        | "no"
+        | "off" -> Ok false
+        | ""
+        | "~"
+        | "null" -> Error "missing value"
+        | _ -> Error "not a boolean"
+
+    /// Splits a list written as `[a, b, c]` or `a,b,c` into trimmed items; `[]` is empty.
+    let splitList (text: string) : string list =
+        let s = text.Trim()
+
+        let inner =
+            if s.StartsWith "[" && s.EndsWith "]" then
+                s.Substring(1, s.Length - 2)
+            else
+                s
+
+        if String.IsNullOrWhiteSpace inner then
+            []
+        else
+            inner.Split ',' |> Array.map (fun x -> x.Trim()) |> List.ofArray
+
+    /// Formats items as a YAML flow sequence `[a, b]`.
+    let formatList (items: string seq) = "[" + String.Join(", ", items) + "]"
+
+    let private plain =
+        Regex(@"^-?[A-Za-z0-9_.+/][A-Za-z0-9_.+\-/]*\z", RegexOptions.Compiled)
+
+    /// A string as a YAML scalar: plain when it only has letters, digits and `_ . + - /`
+    /// (and does not start with `-` alone), else double-quoted with escapes for `\`, `"` and
+    /// control characters.
+    let quote (s: string) =
+        if plain.IsMatch s then
+            s
+        else
+            let sb = StringBuilder("\"")
+
+            for c in s do
+                match c with
+                | '\\' -> sb.Append "\\\\" |> ignore
+                | '"' -> sb.Append "\\\"" |> ignore
+                | '\n' -> sb.Append "\\n" |> ignore
+                | '\t' -> sb.Append "\\t" |> ignore
+                | '\r' -> sb.Append "\\r" |> ignore
+                | c when Char.IsControl c || c = '\u2028' || c = '\u2029' || c = '\uFEFF' ->
+                    sb.AppendFormat("\\u{0:X4}", int c) |> ignore
+                | c -> sb.Append c |> ignore
+
+            sb.Append('"').ToString()
+
+    /// Edit distance (insertions, deletions, substitutions) between two strings.
+    let levenshtein (a: string) (b: string) =
+        let d = Array2D.zeroCreate (a.Length + 1) (b.Length + 1)
+
+        for i in 0 .. a.Length do
+            d[i, 0] <- i
+
+        for j in 0 .. b.Length do
+            d[0, j] <- j
+
+        for i in 1 .. a.Length do
+            for j in 1 .. b.Length do
+                let cost = if a[i - 1] = b[j - 1] then 0 else 1
+                d[i, j] <- min (min (d[i - 1, j] + 1) (d[i, j - 1] + 1)) (d[i - 1, j - 1] + cost)
+
+        d[a.Length, b.Length]
+
+    /// The candidate closest to `word` when it is plausibly a typo of it (edit distance at most
+    /// max(2, length/3) after lower-casing and mapping `-` to `_`, or one contains the other).
+    let closest (candidates: string seq) (word: string) : string option =
+        let norm (s: string) = s.ToLowerInvariant().Replace('-', '_')
+        let w = norm word
+
+        candidates
+        |> Seq.map (fun c ->
+            let n = norm c
+            let dist = levenshtein w n
+
+            let ok =
+                dist <= max 2 (max w.Length n.Length / 3)
+                || (w.Length >= 3 && (n.Contains w || w.Contains n))
+
+            c, dist, ok)
+        |> Seq.filter (fun (_, _, ok) -> ok)
+        |> Seq.sortBy (fun (_, d, _) -> d)
+        |> Seq.tryHead
+        |> Option.map (fun (c, _, _) -> c)
+
+/// Constructors of `Field`s for the common value types. Each takes the key, the documentation,
+/// (for numbers) an `Allow` range, a getter and a setter of the record.
+module Field =
+    /// A field of any type given its description of allowed values, a formatter and a parser
+    /// (an `Error` from the parser says what is wrong with the text).
+    let custom
+        (key: string)
+        (doc: string)
+        (allowed: string)
+        (format: 'T -> string)
+        (parse: string -> Result<'T, string>)
+        (get: 'C -> 'T)
+        (set: 'C -> 'T -> 'C)
+        : Field<'C> =
+        {
+            Key = key
+            Doc = doc
+            Allowed = allowed
+            Get = get >> format
+            Set = fun c s -> parse s |> Result.map (set c)
+            IsList = false
+        }
+
+    let private inRange (parse: string -> Result<'T, string>) (check: 'T -> bool) (text: string) =
+        match parse text with
+        | Ok x when check x -> Ok x
+        | Ok _ -> Error "out of range"
+        | Error e -> Error e
+
+    let private describe kind (allowed: string) =
+        if allowed = "any" then
+            "any " + kind
+        else
+            kind + " " + allowed
+
+    /// A 64-bit float field with a range, e.g.
+    /// `Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v -> { c with Gamma = v })`.
+    let float key doc (allowed: string, check: float -> bool) (get: 'C -> float) (set: 'C -> float -> 'C) =
+        custom key doc (describe "float" allowed) ConfigText.formatFloat (inRange ConfigText.parseFloat check) get set
+
+    /// A 32-bit integer field with a range; accepts `100_000`, `1e5` and other whole-valued notations.
+    let int key doc (allowed: string, check: int -> bool) (get: 'C -> int) (set: 'C -> int -> 'C) =
+        custom
+            key
+            doc
+            (describe "integer" allowed)
+            (fun (n: int) -> n.ToString CultureInfo.InvariantCulture)
+            (inRange ConfigText.parseInt check)
+            get
+            set
+
+    /// A 64-bit integer field with a range (e.g. total environment steps, seeds).
+    let int64 key doc (allowed: string, check: int64 -> bool) (get: 'C -> int64) (set: 'C -> int64 -> 'C) =
+        custom
+            key
+            doc
+            (describe "integer" allowed)
+            (fun (n: int64) -> n.ToString CultureInfo.InvariantCulture)
+            (inRange ConfigText.parseInt64 check)
+            get
+            set
+
+    /// A boolean field (`true`/`false`, also `yes`/`no`, `on`/`off`).
+    let bool key doc (get: 'C -> bool) (set: 'C -> bool -> 'C) =
+        custom key doc "true or false" (fun b -> if b then "true" else "false") ConfigText.parseBool get set
+
+    /// A free-text field (any string, including empty).
+    let string key doc (get: 'C -> string) (set: 'C -> string -> 'C) = custom key doc "any text" id Ok get set
+
+    /// A text field restricted to `choices` (case-sensitive), e.g. a device or an environment id.
+    /// The error for another value suggests the closest choice.
+    let choice key doc (choices: string list) (get: 'C -> string) (set: 'C -> string -> 'C) =
+        let parse (s: string) =
+            let s = s.Trim()
+
+            if List.contains s choices then
+                Ok s
+            else
+                match ConfigText.closest choices s with
+                | Some c -> Error(sprintf "not a valid choice (did you mean '%s'?)" c)
+                | None -> Error "not a valid choice"
+
+        custom key doc ("one of: " + String.Join(", ", choices)) id parse get set
+
+    /// An optional float: `null`, `~`, `none` or an empty value mean `None` (e.g. PPO's target KL).
+    let floatOption
+        key
+        doc
+        (allowed: string, check: float -> bool)
+        (get: 'C -> float option)
+        (set: 'C -> float option -> 'C)
+        =
+        let parse (s: string) =
+            match s.Trim().ToLowerInvariant() with
+            | ""
+            | "~"
+            | "null"
+            | "none" -> Ok None
+            | _ -> inRange ConfigText.parseFloat check s |> Result.map Some
+
+        let format =
+            function
+            | None -> "null"
+            | Some x -> ConfigText.formatFloat x
+
+        custom key doc (describe "float" allowed + ", or null") format parse get set
+
+    let private list kind (parseItem: string -> Result<'T, string>) (formatItem: 'T -> string) key doc allowed get set =
+        let parse (s: string) =
+            let items = ConfigText.splitList s
+
+            let rec go acc i =
+                function
+                | [] -> Ok(List.rev acc)
+                | x :: rest ->
+                    match parseItem x with
+                    | Ok v -> go (v :: acc) (i + 1) rest
+                    | Error e -> Error(sprintf "item %d ('%s'): %s" i x e)
+
+            go [] 0 items
+
+        { custom
+              key
+              doc
+              (sprintf "list of %s" (describe kind allowed))
+              (List.map formatItem >> ConfigText.formatList)
+              parse
+              get
+              set with
+            IsList = true
+        }
+
+    /// A list of floats written `[0.1, 0.2]` in YAML or `key=0.1,0.2` / `key=[0.1,0.2]` as an override;
+    /// each item must pass the range.
+    let floatList
+        key
+        doc
+        (allowed: string, check: float -> bool)
+        (get: 'C -> float list)
+        (set: 'C -> float list -> 'C)
+        =
+        list "float" (inRange ConfigText.parseFloat check) ConfigText.formatFloat key doc allowed get set
+
+    /// A list of 32-bit integers (e.g. hidden layer sizes `[64, 64]`); each item must pass the range.
+    let intList key doc (allowed: string, check: int -> bool) (get: 'C -> int list) (set: 'C -> int list -> 'C) =
+        list
+            "integer"
+            (inRange ConfigText.parseInt check)
+            (fun (n: int) -> n.ToString CultureInfo.InvariantCulture)
+            key
+            doc
+            allowed
+            get
+            set
+
+/// Loading, overriding, checking and writing configuration records described by `Field` lists.
+module Config =
+    let private fail source key value allowed problem =
+        raise (ConfigError(source, key, value, allowed, problem))
+
+    let private validKeys (fields: Field<'C> list) =
+        String.Join(", ", fields |> List.map (fun f -> f.Key))
+
+    let private checkFields (fields: Field<'C> list) =
+        match fields |> List.countBy (fun f -> f.Key) |> List.filter (fun (_, n) -> n > 1) with
+        | [] -> ()
+        | dups ->
+            invalidArg
+                "fields"
+                (sprintf "duplicate config keys in the field list: %s" (String.Join(", ", dups |> List.map fst)))
+
+    /// Sets one key from its text; raises `ConfigError` (naming `source`, the key, the value and
+    /// what is allowed) for an unknown key (suggesting the closest one) or a bad value.
+    let set (source: string) (fields: Field<'C> list) (key: string) (value: string) (cfg: 'C) : 'C =
+        match fields |> List.tryFind (fun f -> f.Key = key) with
+        | None ->
+            let problem =
+                match ConfigText.closest (fields |> List.map (fun f -> f.Key)) key with
+                | Some k -> sprintf "unknown key (did you mean '%s'?)" k
+                | None -> "unknown key"
+
+            fail source key value ("one of the keys " + validKeys fields) problem
+        | Some f ->
+            match f.Set cfg value with
+            | Ok c -> c
+            | Error problem -> fail source key value f.Allowed problem
+
+    let private scalarText (source: string) (key: string) (node: YamlNode) =
+        match node with
+        | :? YamlScalarNode as s -> if isNull s.Value then "" else s.Value
+        | :? YamlSequenceNode as q ->
+            let items =
+                q.Children
+                |> Seq.map (fun n ->
+                    match n with
+                    | :? YamlScalarNode as s -> s.Value
+                    | _ ->
+                        fail
+                            source
+                            key
+                            (string n)
+                            "a list of plain values"
+                            "nested lists or mappings are not supported")
+
+            ConfigText.formatList items
+        | _ -> fail source key (string node) "a plain value or a list" "nested mappings are not supported"
+
+    /// Reads `yaml` (a mapping of keys to plain values or flow/block lists; comments allowed; an
+    /// empty document gives `defaults`) into a record starting from `defaults`. `source` names
+    /// the text in errors (a file path, or `yaml`). Raises `ConfigError` for a syntax error (with
+    /// line and column), a duplicate key, a non-mapping document, an unknown key or a bad value.
+    let parseFrom (source: string) (fields: Field<'C> list) (defaults: 'C) (yaml: string) : 'C =
+        checkFields fields
+        let stream = YamlStream()
+
+        try
+            stream.Load(new StringReader(yaml))
+        with
+        | :? YamlException as e ->
+            let problem =
+                let inner =
+                    match e.InnerException with
+                    | null -> e.Message
+                    | i -> e.Message + " " + i.Message
+
+                if inner.Contains "Duplicate key" || inner.Contains "same key" then
+                    "duplicate key in the YAML mapping"
+                else
+                    inner
+
+            fail source "" "" "" (sprintf "YAML error at line %d, column %d: %s" e.Start.Line e.Start.Column problem)
+        | :? ArgumentException as e -> fail source "" "" "" ("YAML error (duplicate key?): " + e.Message)
+        | e -> fail source "" "" "" ("YAML error (unterminated list or quote?): " + e.Message)
+
+        match List.ofSeq stream.Documents with
+        | [] -> defaults
+        | [ doc ] ->
+            match doc.RootNode with
+            | :? YamlMappingNode as m ->
+                m.Children
+                |> Seq.fold
+                    (fun cfg kv ->
+                        let key =
+                            match kv.Key with
+                            | :? YamlScalarNode as k -> k.Value
+                            | k -> fail source (string k) "" "" "keys must be plain text"
+
+                        set source fields key (scalarText source key kv.Value) cfg)
+                    defaults
+            | :? YamlScalarNode as s when String.IsNullOrEmpty s.Value -> defaults
+            | _ -> fail source "" "" "" "the YAML document must be a mapping of keys to values"
+        | _ -> fail source "" "" "" "expected one YAML document, found several (---)"
+
+    /// `parseFrom "yaml"`: reads a YAML mapping into a record; see `parseFrom`.
+    let parse (fields: Field<'C> list) (defaults: 'C) (yaml: string) : 'C = parseFrom "yaml" fields defaults yaml
+
+    /// Reads the YAML file at `path` into a record (see `parseFrom`); errors name the file.
+    /// Raises `ConfigError` also when the file does not exist.
+    let load (fields: Field<'C> list) (defaults: 'C) (path: string) : 'C =
+        if not (File.Exists path) then
+            fail path "" "" "" "config file not found"
+
+        parseFrom path fields defaults (File.ReadAllText path)
+
+    /// Splits one `key=value` override at the first `=` (the value may contain `=`); the key is
+    /// trimmed. Raises `ConfigError` for text without `=` or with an empty key.
+    let parseOverride (text: string) : string * string =
+        match text.IndexOf '=' with
+        | i when i > 0 && not (String.IsNullOrWhiteSpace(text.Substring(0, i))) ->
+            text.Substring(0, i).Trim(), text.Substring(i + 1).Trim()
+        | _ -> fail (sprintf "override '%s'" text) "" "" "" "an override must look like key=value"
+
+    /// Applies `key=value` overrides in order (a later one wins). Values are plain text as typed
+    /// (lists as `a,b` or `[a,b]`). Raises `ConfigError` naming the override for a malformed one,
+    /// an unknown key or a bad value.
+    let withOverrides (fields: Field<'C> list) (overrides: string list) (cfg: 'C) : 'C =
+        checkFields fields
+
+        overrides
+        |> List.fold
+            (fun c o ->
+                let k, v = parseOverride o
+                set (sprintf "override '%s'" o) fields k v c)
+            cfg
+
+    /// Separates command-line arguments into `key=value` overrides and the rest: an argument is an
+    /// override when it contains `=` and does not start with `-`. Raises `ConfigError` for a
+    /// malformed override (empty key, or whitespace inside the key).
+    let splitOverrides (args: string list) : string list * string list =
+        let isOverride (a: string) =
+            a.Contains '=' && not (a.StartsWith "-")
+
+        for a in args |> List.filter isOverride do
+            let k, _ = parseOverride a
+
+            if k |> Seq.exists Char.IsWhiteSpace then
+                fail (sprintf "override '%s'" a) "" "" "" "an override key cannot contain spaces"
+
+        List.partition isOverride args
+
+    /// The record as `(key, value text)` pairs in field order (for summaries and logs).
+    let pairs (fields: Field<'C> list) (cfg: 'C) : (string * string) list =
+        fields |> List.map (fun f -> f.Key, f.Get cfg)
+
+    /// Writes the record as YAML: for each field its documentation and allowed values as `#`
+    /// comments, then `key: value` (strings quoted when needed, lists as `[a, b]`). The text
+    /// parses back to the same record with `parse fields anyDefaults`.
+    let toYaml (fields: Field<'C> list) (cfg: 'C) : string =
+        checkFields fields
+        let sb = StringBuilder()
+
+        for f in fields do
+            for line in f.Doc.Replace("\r\n", "\n").Split '\n' do
+                if not (String.IsNullOrWhiteSpace line) then
+                    sb.Append("# ").Append(line.TrimEnd()).Append('\n') |> ignore
+
+            sb.Append("# allowed: ").Append(f.Allowed).Append('\n') |> ignore
+            let v = f.Get cfg
+
+            sb.Append(f.Key).Append(": ").Append(if f.IsList then v else ConfigText.quote v).Append("\n\n")
+            |> ignore
+
+        sb.ToString()
+
+    /// A cross-field check for an algorithm's validation function: raises `ConfigError` for `key`
+    /// with `value` and the `allowed` description when `ok` is false, e.g.
+    /// `Config.check (c.MinibatchSize <= c.NumSteps * c.NumEnvs) "minibatch_size" (string c.MinibatchSize) "<= num_steps * num_envs"`.
+    let check (ok: bool) (key: string) (value: string) (allowed: string) : unit =
+        if not ok then
+            fail "check" key value allowed "inconsistent with other settings"
+
+    /// Everything a script does before a run: defaults, then the YAML file at `path` if given,
+    /// then `overrides`, then the algorithm's cross-field `validate` (which raises through
+    /// `check`). Raises `ConfigError` on the first problem; touches nothing on disk but reading.
+    let resolve
+        (fields: Field<'C> list)
+        (defaults: 'C)
+        (validate: 'C -> unit)
+        (path: string option)
+        (overrides: string list)
+        : 'C =
+        let fromFile =
+            match path with
+            | Some p -> load fields defaults p
+            | None -> defaults
+
+        let cfg = withOverrides fields overrides fromFile
+        validate cfg
+        cfg
