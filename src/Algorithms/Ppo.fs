@@ -167,7 +167,7 @@ type UpdateMetrics =
 /// Metric names, in CSV column order, with CleanRL's TensorBoard tags.
 let metricColumns =
     [ "update", "charts/update"
-      "step", "charts/global_step"
+      "global_step", ""
       "episodic_return", "charts/episodic_return"
       "episodic_length", "charts/episodic_length"
       "episodes", "charts/episodes"
@@ -334,20 +334,35 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
         mean <- torch.tensor(m, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
         var <- torch.tensor(v, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
 
-/// Hooks through which a caller watches and checkpoints a run.
-type Hooks =
-    {
-        /// Called after every update with one metrics row per seed.
-        OnUpdate: Agent -> UpdateMetrics[] -> unit
-    }
-
-/// Hooks that do nothing.
-let noHooks = { OnUpdate = fun _ _ -> () }
-
 /// State carried across updates that a checkpoint must restore.
 type Progress =
     { mutable Update: int
       mutable GlobalStep: int64 }
+
+/// Running statistics that preprocess observations and rewards (None when disabled); part of
+/// a checkpoint, since the trained policy only works on observations normalised the same way.
+type Normalizers =
+    {
+        /// Observation mean/variance per seed ([S; obsDim]), when `NormObs`.
+        Obs: RunningMeanStd option
+        /// Variance of the discounted return per seed ([S; 1]), when `NormReward`.
+        Return: RunningMeanStd option
+    }
+
+/// Fresh (empty) normalisation statistics for `cfg`.
+let newNormalizers (cfg: PpoConfig) (obsDim: int) (device: torch.Device) =
+    { Obs = (if cfg.NormObs then Some(RunningMeanStd(cfg.NumSeeds, obsDim, device)) else None)
+      Return = (if cfg.NormReward then Some(RunningMeanStd(cfg.NumSeeds, 1, device)) else None) }
+
+/// Hooks through which a caller watches and checkpoints a run.
+type Hooks =
+    {
+        /// Called after every update with one metrics row per seed.
+        OnUpdate: Agent -> Progress -> Normalizers -> UpdateMetrics[] -> unit
+    }
+
+/// Hooks that do nothing.
+let noHooks = { OnUpdate = fun _ _ _ _ -> () }
 
 /// What `train` returns.
 type TrainResult =
@@ -355,8 +370,9 @@ type TrainResult =
         Agent: Agent
         /// One row per update per seed, in order.
         Metrics: UpdateMetrics list
-        /// Observation statistics when `NormObs` (needed to act with the trained policy).
-        ObsStats: RunningMeanStd option
+        /// Observation and return statistics (observation statistics are needed to act with the
+        /// trained policy).
+        Normalizers: Normalizers
         WallSeconds: float
     }
 
@@ -370,10 +386,11 @@ let preprocess (obsStats: RunningMeanStd option) (obs: Tensor) =
     | Some s -> s.Normalize(obs, obsClip)
     | None -> obs
 
-/// Evaluates the deterministic policy (mean action / most likely action) of every seed for
+/// Evaluates the policy of every seed, deterministic (mean action / most likely action) or
+/// sampled, for
 /// `episodes` episodes on fresh environments seeded from `evalSeed`; returns per seed the
 /// episode returns. `makeEnv n` builds a batched environment of n copies.
-let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMeanStd option) (episodes: int) (evalSeed: int64) : float[][] =
+let evaluateWith (deterministic: bool) (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMeanStd option) (episodes: int) (evalSeed: int64) : float[][] =
     let S = agent.Seeds.Length
 
     [| for k in 0 .. S - 1 do
@@ -381,6 +398,7 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMean
            use _ng = torch.no_grad ()
            use scope = torch.NewDisposeScope()
            let mutable obs = env.Reset evalSeed
+           let gens = [| Seed.generator agent.Device (Seed.derive evalSeed "eval-policy") |]
            let returns = Array.create episodes nan
            let mutable stepsLeft = env.MaxEpisodeSteps + 1
 
@@ -389,7 +407,16 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMean
                // Run seed k's slice of the batched networks on all evaluation envs.
                let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
                let dist = agent.Actor.Dist(preprocess obsStats x)
-               let action = (Dist.mode dist)[k]
+               let action =
+                   if deterministic then
+                       (Dist.mode dist)[k]
+                   else
+                       let one =
+                           match dist with
+                           | Normal(m, sd) -> Normal(m.narrow (0L, int64 k, 1L), sd.narrow (0L, int64 k, 1L))
+                           | Categorical lp -> Categorical(lp.narrow (0L, int64 k, 1L))
+
+                       (Dist.sample gens one)[0]
                let r = env.Step action
                let isDone = (r.Terminated.logical_or r.Truncated)
                let finished = toArray isDone
@@ -404,6 +431,10 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMean
 
            yield returns |]
 
+/// `evaluateWith true`: the deterministic policy's episode returns per seed.
+let evaluate makeEnv agent obsStats episodes evalSeed =
+    evaluateWith true makeEnv agent obsStats episodes evalSeed
+
 /// Trains PPO. `makeEnv n` builds a batched environment of n copies (called once per seed for
 /// training; evaluation is separate). `resume` continues from a restored agent and progress.
 /// Raises `TrainingDivergedException` when a loss becomes NaN/Inf.
@@ -411,7 +442,7 @@ let trainWith
     (makeEnv: int -> IBatchedEnv)
     (cfg: PpoConfig)
     (hooks: Hooks)
-    (resume: (Agent * Progress * RunningMeanStd option) option)
+    (resume: (Agent * Progress * Normalizers) option)
     : TrainResult =
     let device = Native.device cfg.Device
 
@@ -434,15 +465,18 @@ let trainWith
 
     let actDim = actionSpace.FlatSize
 
-    let agent, progress, obsStats =
+    let agent, progress, normalizers =
         match resume with
-        | Some(a, p, s) -> a, p, s
+        | Some(a, p, n) -> a, p, n
         | None ->
             Seed.setGlobal cfg.Seed
 
             makeAgent cfg obsDim actionSpace device,
             { Update = 0; GlobalStep = 0L },
-            (if cfg.NormObs then Some(RunningMeanStd(S, obsDim, device)) else None)
+            newNormalizers cfg obsDim device
+
+    let obsStats = normalizers.Obs
+    let retStats = normalizers.Return
 
     let streamSeed (k: int) (label: string) =
         Seed.derive seeds[k] $"{label}/{progress.Update}"
@@ -450,7 +484,6 @@ let trainWith
     let sampleGens = Array.init S (fun k -> Seed.generator device (streamSeed k "policy"))
     let shuffleGens = Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
     // Reward scaling (Gymnasium NormalizeReward): running discounted return per env, its std.
-    let retStats = if cfg.NormReward then Some(RunningMeanStd(S, 1, device)) else None
     let discounted = torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
 
     // Rollout storage [S; T; N; ...] on the device.
@@ -687,11 +720,11 @@ let trainWith
                 checkFinite update "approx_kl" r.ApproxKl
 
             metrics.AddRange rows
-            hooks.OnUpdate agent rows
+            hooks.OnUpdate agent progress normalizers rows
 
         { Agent = agent
           Metrics = List.ofSeq metrics
-          ObsStats = obsStats
+          Normalizers = normalizers
           WallSeconds = total.Elapsed.TotalSeconds }
     finally
         for e in envs do
@@ -699,3 +732,58 @@ let trainWith
 
         for t in [ obs; bObs; bFinalObs; bAct; bRew; bTerm; bTrunc; discounted ] do
             t.Dispose()
+
+// ---------------------------------------------------------------------------------------
+// Config keys
+// ---------------------------------------------------------------------------------------
+
+/// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
+/// allowed values.
+let fields: Field<PpoConfig> list =
+    [ Field.choice "env_id" "Environment id." Envs.ids (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
+      Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v -> { c with NumEnvs = v })
+      Field.int "num_steps" "Rollout length per environment per update." (Allow.ge 1) (fun c -> c.NumSteps) (fun c v -> { c with NumSteps = v })
+      Field.int64 "total_timesteps" "Environment steps per seed over the run." (Allow.ge 1L) (fun c -> c.TotalTimesteps) (fun c v -> { c with TotalTimesteps = v })
+      Field.int "update_epochs" "Passes over each rollout." (Allow.ge 1) (fun c -> c.UpdateEpochs) (fun c v -> { c with UpdateEpochs = v })
+      Field.int "minibatch_size" "Samples per minibatch (per seed); at most num_envs * num_steps." (Allow.ge 1) (fun c -> c.MinibatchSize) (fun c v -> { c with MinibatchSize = v })
+      Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v -> { c with Gamma = v })
+      Field.float "gae_lambda" "GAE lambda (0: one-step TD, 1: Monte Carlo)." (Allow.between 0.0 1.0) (fun c -> c.GaeLambda) (fun c v -> { c with GaeLambda = v })
+      Field.float "clip_eps" "PPO clip range epsilon." (Allow.gt 0.0) (fun c -> c.ClipEps) (fun c v -> { c with ClipEps = v })
+      Field.float "actor_lr" "Actor learning rate." (Allow.gt 0.0) (fun c -> c.ActorLr) (fun c v -> { c with ActorLr = v })
+      Field.float "critic_lr" "Critic learning rate." (Allow.gt 0.0) (fun c -> c.CriticLr) (fun c v -> { c with CriticLr = v })
+      Field.bool "anneal_lr" "Anneal both learning rates linearly towards 0." (fun c -> c.AnnealLr) (fun c v -> { c with AnnealLr = v })
+      Field.float "ent_coef" "Entropy bonus coefficient." (Allow.ge 0.0) (fun c -> c.EntCoef) (fun c v -> { c with EntCoef = v })
+      Field.float "max_grad_norm" "Global gradient-norm clip per network and seed; 0 disables it." (Allow.ge 0.0) (fun c -> c.MaxGradNorm) (fun c v -> { c with MaxGradNorm = v })
+      Field.bool "norm_adv" "Normalise advantages per minibatch." (fun c -> c.NormAdv) (fun c v -> { c with NormAdv = v })
+      Field.float "clip_vloss" "Clip range of the value loss (CleanRL clip_vloss); 0 disables it." (Allow.ge 0.0) (fun c -> c.ClipVloss) (fun c v -> { c with ClipVloss = v })
+      Field.intList "hidden" "Hidden layer sizes of actor and critic." (Allow.ge 1) (fun c -> c.Hidden) (fun c v -> { c with Hidden = v })
+      Field.choice "activation" "Hidden activation." [ "relu"; "tanh" ] (fun c -> (match c.Activation with Relu -> "relu" | Tanh -> "tanh")) (fun c v -> { c with Activation = Activation.Parse v })
+      Field.choice "sigma" "Gaussian std: softplus (state-dependent, seed 002) or logstd (state-independent parameter)." [ "softplus"; "logstd" ] (fun c -> c.Sigma) (fun c v -> { c with Sigma = v })
+      Field.float "init_log_std" "Initial log std when sigma = logstd." Allow.any (fun c -> c.InitLogStd) (fun c v -> { c with InitLogStd = v })
+      Field.bool "mean_tanh" "Squash the Gaussian mean to the action bound with high * tanh (seed 002)." (fun c -> c.MeanTanh) (fun c v -> { c with MeanTanh = v })
+      Field.choice "init" "Weight initialisation: orthogonal (CleanRL) or default (PyTorch nn.Linear)." [ "orthogonal"; "default" ] (fun c -> c.Init) (fun c v -> { c with Init = v })
+      Field.bool "norm_obs" "Normalise observations with running mean and variance." (fun c -> c.NormObs) (fun c v -> { c with NormObs = v })
+      Field.bool "norm_reward" "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)." (fun c -> c.NormReward) (fun c v -> { c with NormReward = v })
+      Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+      Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+      Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+      Field.int64 "seed" "Base seed; seeds seed .. seed + num_seeds - 1 are trained." (Allow.ge 0L) (fun c -> c.Seed) (fun c v -> { c with Seed = v })
+      Field.int "num_seeds" "Independent seeds trained at once as one batched computation." (Allow.ge 1) (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
+      Field.custom "device" "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id (fun s -> let s = s.Trim().ToLowerInvariant() in if s = "cpu" || s = "cuda" || s = "auto" || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5))) then Ok s else Error "not a valid device") (fun c -> c.Device) (fun c v -> { c with Device = v })
+      Field.int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+      Field.int "eval_episodes" "Episodes of the deterministic policy evaluated at the end." (Allow.ge 1) (fun c -> c.EvalEpisodes) (fun c v -> { c with EvalEpisodes = v })
+      Field.int64 "eval_seed" "Seed of the evaluation environments." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v }) ]
+
+/// Cross-field checks of a PPO config; raises `ConfigError`.
+let validate (c: PpoConfig) =
+    Config.check (c.MinibatchSize <= c.NumEnvs * c.NumSteps) "minibatch_size" (string c.MinibatchSize) $"<= num_envs * num_steps = {c.NumEnvs * c.NumSteps}"
+    Config.check (c.TotalTimesteps >= int64 (c.NumEnvs * c.NumSteps)) "total_timesteps" (string c.TotalTimesteps) $">= num_envs * num_steps = {c.NumEnvs * c.NumSteps} (one update)"
+
+/// Batched environments for `cfg` from the registry, on the config's device.
+let makeEnv (cfg: PpoConfig) : int -> IBatchedEnv =
+    let device = Native.device cfg.Device
+    fun n -> Envs.makeBatched cfg.EnvId n device
+
+/// Trains PPO on `cfg.EnvId` (see `trainWith`): `train cfg noHooks None` is the whole run.
+let train (cfg: PpoConfig) (hooks: Hooks) (resume: (Agent * Progress * Normalizers) option) : TrainResult =
+    trainWith (makeEnv cfg) cfg hooks resume
