@@ -6,6 +6,7 @@ module Rl.Train
 
 open System
 open System.IO
+open TorchSharp
 open Rl
 
 /// Default config file for PPO.

@@ -476,5 +476,259 @@ let checkpointTests =
             }
         ]
 
+// ---------------------------------------------------------------------------------------------
+
+let runTests =
+    testList
+        "Run"
+        [
+            test "create makes runs/<algo>-<env>-<time> with config.yaml, unique and sanitised" {
+                withTempDir (fun root ->
+                    let time = DateTime(2025, 3, 4, 5, 6, 7)
+                    let a = Run.createAt time root "ppo" "CartPole-v1" "gamma: 0.99\n"
+                    Expect.equal (Path.GetFileName a) "ppo-CartPole-v1-20250304-050607" "name"
+                    Expect.equal (File.ReadAllText(Path.Combine(a, "config.yaml"))) "gamma: 0.99\n" "config"
+                    let b = Run.createAt time root "ppo" "CartPole-v1" "x: 1\n"
+                    Expect.equal (Path.GetFileName b) "ppo-CartPole-v1-20250304-050607-2" "unique"
+                    let c = Run.createAt time root "ppo" "ALE/Pong-v5" ""
+                    Expect.equal (Path.GetFileName c) "ppo-ALE_Pong-v5-20250304-050607" "sanitised"
+                    Expect.equal (Directory.GetDirectories root |> Array.length) 3 "no staging folders left")
+            }
+
+            test "a bad config is refused before the run folder exists" {
+                withTempDir (fun tmp ->
+                    let root = Path.Combine(tmp, "runs")
+
+                    let start overrides =
+                        let cfg =
+                            Config.resolve ConfigTests.fields ConfigTests.defaults ConfigTests.validate None overrides
+
+                        Run.create root "ppo" cfg.EnvId (Config.toYaml ConfigTests.fields cfg)
+
+                    ConfigTests.configError (fun () -> start [ "gamma=2" ]) |> ignore
+                    Expect.isFalse (Directory.Exists root) "nothing written"
+                    let dir = start [ "gamma=0.5" ]
+
+                    let back =
+                        Config.load ConfigTests.fields ConfigTests.defaults (Path.Combine(dir, "config.yaml"))
+
+                    Expect.equal back.Gamma 0.5 "config.yaml reads back")
+            }
+
+            test "summary.json is written atomically with numbers and strings" {
+                withTempDir (fun dir ->
+                    let pairs =
+                        [
+                            "algo", Text "ppo"
+                            "final_return", Number -150.25
+                            "total_steps", Integer 1_000_000L
+                            "diverged", Number nan
+                            "note", Text "quote \" <b>"
+                        ]
+
+                    Run.writeSummary dir pairs
+                    Expect.equal (Directory.GetFiles dir |> Array.map Path.GetFileName) [| "summary.json" |] "one file"
+
+                    use doc =
+                        Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")))
+
+                    let root = doc.RootElement
+                    Expect.equal (root.GetProperty("final_return").GetDouble()) -150.25 "number"
+                    Expect.equal (root.GetProperty("total_steps").GetInt64()) 1_000_000L "integer"
+                    Expect.equal (root.GetProperty("algo").GetString()) "ppo" "string"
+                    Expect.equal (root.GetProperty("diverged").GetString()) "NaN" "NaN as a string"
+                    let back = Run.readSummary dir
+                    Expect.equal (back |> List.map fst) (pairs |> List.map fst) "keys in order"
+                    Expect.equal back[1] ("final_return", Number -150.25) "float back"
+                    Expect.equal back[2] ("total_steps", Integer 1_000_000L) "integer back"
+                    Expect.equal back[4] ("note", Text "quote \" <b>") "text back"
+
+                    Expect.equal
+                        (Run.summaryText pairs |> List.take 3)
+                        [ "algo", "ppo"; "final_return", "-150.25"; "total_steps", "1,000,000" ]
+                        "display text"
+
+                    Expect.throwsT<ArgumentException>
+                        (fun () -> Run.writeSummary dir [ "a", Integer 1L; "a", Integer 2L ])
+                        "duplicate key")
+            }
+        ]
+
+let progressTests =
+    testList
+        "Progress"
+        [
+            test "formatLine shows steps, percent, speed, return, elapsed and ETA" {
+                Expect.equal
+                    (Progress.formatLine "ppo" 40_000L 500_000L (TimeSpan.FromSeconds 20.0) 123.4)
+                    "ppo 40,000/500,000 (8.0%) | 2,000 steps/s | return 123.4 | elapsed 00:00:20 | eta 00:03:50"
+                    "line"
+
+                Expect.equal
+                    (Progress.formatLine "" 0L 100L TimeSpan.Zero nan)
+                    "0/100 (0.0%) | elapsed 00:00:00 | eta --:--:--"
+                    "start: no speed, no return, unknown ETA"
+            }
+
+            test "plain mode prints one line per 10 % with no ANSI codes, and returns the result" {
+                use w = new StringWriter()
+
+                let result =
+                    Progress.runWith (Plain(w, TimeSpan.FromHours 1.0)) "dqn" 1000L (fun report ->
+                        for s in 1L .. 1000L do
+                            report s (if s < 500L then nan else float s)
+
+                        42)
+
+                Expect.equal result 42 "result"
+                let lines = w.ToString().TrimEnd().Split '\n'
+                Expect.equal lines.Length 10 "one line per decile"
+                Expect.stringStarts lines[0] "dqn 100/1,000 (10.0%)" "first line"
+                Expect.isFalse (lines[0].Contains "return") "no return before the first episode"
+                Expect.stringContains lines[9] "return 1000" "latest return"
+                Expect.isFalse (w.ToString().Contains "\u001b") "no escape codes"
+            }
+
+            test "plain mode prints on the interval and a final line; errors propagate" {
+                use w = new StringWriter()
+
+                Progress.runWith (Plain(w, TimeSpan.Zero)) "" 1_000_000L (fun report ->
+                    report 5L nan
+                    report 7L nan)
+
+                Expect.equal (w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 2 "every report"
+                use w2 = new StringWriter()
+                Progress.runWith (Plain(w2, TimeSpan.FromHours 1.0)) "" 1_000_000L (fun report -> report 3L nan)
+                Expect.stringStarts (w2.ToString()) "3/1,000,000" "final line"
+
+                Expect.throwsT<InvalidOperationException>
+                    (fun () -> Progress.runWith Silent "" 10L (fun _ -> invalidOp "boom"))
+                    "propagates"
+            }
+        ]
+
+// ---------------------------------------------------------------------------------------------
+
+/// Three seeds, four updates: return = seed + step/100; seed 2 has no return at step 100.
+let seedTable () =
+    let t = Metrics.empty [ "seed"; "global_step"; "episodic_return"; "approx_kl" ]
+
+    for seed in 0..2 do
+        for step in [ 100.0; 200.0; 300.0; 400.0 ] do
+            let r =
+                if seed = 2 && step = 100.0 then
+                    nan
+                else
+                    float seed + step / 100.0
+
+            Metrics.addRow [| float seed; step; r; 0.01 * float seed |] t
+
+    t
+
+let chartTests =
+    testList
+        "Charts"
+        [
+            test "seedStats gives mean, std, min, max and count per step, ignoring NaN" {
+                let s = Charts.seedStats "global_step" "episodic_return" (seedTable ())
+                Expect.equal s.X [| 100.0; 200.0; 300.0; 400.0 |] "steps"
+                Expect.equal s.Count [| 2; 3; 3; 3 |] "seeds with a value"
+                Expect.equal s.Mean [| 1.5; 3.0; 4.0; 5.0 |] "mean"
+                Expect.equal s.Min [| 1.0; 2.0; 3.0; 4.0 |] "min"
+                Expect.equal s.Max [| 2.0; 4.0; 5.0; 6.0 |] "max"
+                Expect.floatClose Accuracy.veryHigh s.Std[0] 0.5 "population std of {1, 2}"
+                Expect.floatClose Accuracy.veryHigh s.Std[1] (sqrt (2.0 / 3.0)) "population std of {2, 3, 4}"
+            }
+
+            test "learning curves, panels and heatmaps render to Plotly HTML fragments" {
+                let t = seedTable ()
+
+                let band =
+                    Charts.learningCurve MeanStd "global_step" "episodic_return" t |> Charts.toHtml
+
+                Expect.stringContains band "Plotly.newPlot" "draws"
+                Expect.stringContains band "\"fill\":\"tonexty\"" "band fill"
+                Expect.stringContains band "mean ± std (3 seeds)" "legend"
+                Expect.stringContains band "environment steps" "x label"
+
+                let perSeed =
+                    Charts.learningCurve PerSeed "global_step" "episodic_return" t |> Charts.toHtml
+
+                for s in 0..2 do
+                    Expect.stringContains perSeed (sprintf "\"seed %d\"" s) "a line per seed"
+
+                let minmax =
+                    Charts.learningCurve MeanMinMax "global_step" "episodic_return" t
+                    |> Charts.toHtml
+
+                Expect.stringContains minmax "[1.0,2.0,3.0,4.0]" "min edge"
+
+                let p =
+                    Charts.panels PerSeed "global_step" [ "episodic_return"; "approx_kl" ] t
+                    |> Charts.toHtml
+
+                Expect.stringContains p "approx_kl" "panel title"
+
+                let h =
+                    Charts.heatmap
+                        "V(s)"
+                        "theta"
+                        "theta dot"
+                        "value"
+                        [| -1.0; 0.0; 1.0 |]
+                        [| -8.0; 8.0 |]
+                        [| [| 1.0; 2.0; 3.0 |]; [| 4.0; 5.0; 6.0 |] |]
+                    |> Charts.toHtml
+
+                Expect.stringContains h "\"type\":\"heatmap\"" "heatmap"
+                Expect.stringContains h "\"z\":[[1.0,2.0,3.0],[4.0,5.0,6.0]]" "z rows follow y"
+                Expect.stringContains h "\"colorbar\":{\"title\":{\"text\":\"value\"}}" "colour bar"
+
+                Expect.throwsT<ArgumentException>
+                    (fun () -> Charts.heatmap "" "" "" "" [| 0.0 |] [| 0.0; 1.0 |] [| [| 1.0 |] |] |> ignore)
+                    "shape mismatch"
+            }
+
+            test "the report is one offline HTML page: plotly.js inline, no external script" {
+                withTempDir (fun dir ->
+                    let t = seedTable ()
+                    let path = Path.Combine(dir, "report.html")
+
+                    Report.write
+                        path
+                        "PPO <Pendulum>"
+                        [ "final return", "-150.2"; "note", "<b>bold?</b>" ]
+                        [
+                            "Learning curve", [ Charts.learningCurve MeanStd "global_step" "episodic_return" t ]
+                            "Diagnostics", [ Charts.panels MeanStd "global_step" [ "approx_kl" ] t ]
+                        ]
+
+                    let html = File.ReadAllText path
+                    Expect.stringContains html "Plotly.newPlot" "draws charts"
+                    let body = html.Substring(html.IndexOf "</head>")
+
+                    Expect.equal
+                        (Text.RegularExpressions.Regex.Matches(body, "Plotly.newPlot\\(").Count)
+                        2
+                        "two charts"
+
+                    Expect.isFalse
+                        (Text.RegularExpressions.Regex.IsMatch(html, "<script[^>]*\\ssrc\\s*="))
+                        "no script src"
+                    // plotly.js itself names cdn.plot.ly as the default topojson URL (geo charts only).
+                    Expect.isFalse (body.Contains "cdn.plot.ly") "charts do not refer to the CDN"
+                    Expect.stringContains html ("plotly.js v" + Charts.plotlyJsVersion ()) "plotly.js embedded"
+                    Expect.isGreaterThan html.Length 3_000_000 "the library itself is inline"
+                    Expect.stringContains html "<title>PPO &lt;Pendulum&gt;</title>" "title escaped"
+                    Expect.stringContains html "<td>&lt;b&gt;bold?&lt;/b&gt;</td>" "summary escaped"
+
+                    Expect.isLessThan
+                        (html.IndexOf "<script")
+                        (html.IndexOf "Plotly.newPlot")
+                        "plotly.js before charts")
+            }
+        ]
+
 [<Tests>]
-let tests = testList "Experiment" [ metricsTests; checkpointTests ]
+let tests =
+    testList "Experiment" [ metricsTests; checkpointTests; runTests; progressTests; chartTests ]

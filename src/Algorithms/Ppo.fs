@@ -126,7 +126,7 @@ let seedDefaults =
       Seed = 0L
       NumSeeds = 1
       Device = "cpu"
-      Threads = 0
+      Threads = 1
       EvalEpisodes = 10
       EvalSeed = 1_000_000L }
 

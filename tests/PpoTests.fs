@@ -1,0 +1,157 @@
+module Rl.Tests.PpoTests
+
+open System
+open System.IO
+open Expecto
+open TorchSharp
+open Rl
+open Rl.Tests.TestPaths
+
+/// A small, fast PPO config on Pendulum-v1 for tests.
+let small =
+    { Ppo.seedDefaults with
+        NumEnvs = 4
+        NumSteps = 256
+        TotalTimesteps = 2048L
+        MinibatchSize = 256
+        UpdateEpochs = 2
+        Gamma = 0.9
+        ActorLr = 2e-3
+        CriticLr = 2e-3
+        Sigma = "logstd"
+        NormObs = true
+        NormReward = true
+        Threads = 1
+        EvalEpisodes = 4 }
+
+let private expectConfigError (args: string list) (mentions: string list) =
+    let runs = tempDir "rl-runs"
+
+    try
+        let e =
+            Expect.throwsC (fun () -> Train.runPpo (args @ [ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]) |> ignore) id
+
+        match e with
+        | ConfigError _ ->
+            for m in mentions do
+                Expect.stringContains e.Message m $"the message names '{m}'"
+        | _ -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}"
+
+        Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing is written for a bad config"
+    finally
+        Directory.Delete(runs, true)
+
+/// An environment wrapper whose rewards become NaN after `after` steps.
+type NanRewardEnv(inner: IBatchedEnv, after: int) =
+    let mutable steps = 0
+
+    interface IBatchedEnv with
+        member _.Id = inner.Id
+        member _.NumEnvs = inner.NumEnvs
+        member _.ObservationSpace = inner.ObservationSpace
+        member _.ActionSpace = inner.ActionSpace
+        member _.MaxEpisodeSteps = inner.MaxEpisodeSteps
+        member _.Device = inner.Device
+        member _.Reset seed = inner.Reset seed
+
+        member _.Step action =
+            steps <- steps + 1
+            let r = inner.Step action
+            if steps > after then { r with Reward = torch.full_like (r.Reward, nan) } else r
+
+        member _.Dispose() = inner.Dispose()
+
+[<Tests>]
+let tests =
+    testList
+        "Ppo"
+        [ test "unknown config key is refused, naming it and listing valid keys" {
+              expectConfigError [ "gama=0.9" ] [ "gama"; "gamma" ]
+          }
+
+          test "invalid values are refused with key, value and what is allowed" {
+              expectConfigError [ "actor_lr=0" ] [ "actor_lr"; "0"; "> 0" ]
+              expectConfigError [ "gamma=1.5" ] [ "gamma"; "1.5"; "(0, 1]" ]
+              expectConfigError [ "minibatch_size=4096" ] [ "minibatch_size"; "4096"; "2048" ]
+              expectConfigError [ "device=tpu" ] [ "device"; "tpu"; "cpu" ]
+              expectConfigError [ "env_id=Pendulum-v9" ] [ "env_id"; "Pendulum-v9"; "Pendulum-v1" ]
+          }
+
+          test "asking for CUDA without it fails before a run folder exists" {
+              if not (Native.cudaAvailable ()) then
+                  let runs = tempDir "rl-runs"
+
+                  try
+                      Expect.throwsT<InvalidOperationException>
+                          (fun () -> Train.runPpo [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ] |> ignore)
+                          "no CUDA here"
+
+                      Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing written"
+                  finally
+                      Directory.Delete(runs, true)
+          }
+
+          test "a NaN loss stops training with the update number and quantity" {
+              let cfg = small
+              let mutable rowsSeen = 0
+              let hooks = { Ppo.noHooks with OnUpdate = fun _ _ _ rows -> rowsSeen <- rowsSeen + rows.Length }
+              let make n = new NanRewardEnv(Envs.makeBatched cfg.EnvId n torch.CPU, 300) :> IBatchedEnv
+
+              let e =
+                  Expect.throwsC (fun () -> Ppo.trainWith make cfg hooks None |> ignore) id
+
+              match e with
+              | Ppo.TrainingDivergedException(update, quantity, _) ->
+                  Expect.equal update 2 "the second update sees NaN rewards (steps 257..)"
+                  Expect.equal quantity "actor_loss" "NaN rewards make the advantages NaN; the actor loss is checked first"
+                  Expect.equal rowsSeen 1 "the first update's metrics were delivered"
+              | _ -> failtest $"expected TrainingDivergedException, got {e}"
+          }
+
+          test "checkpoint round trip restores networks, optimizers and statistics" {
+              let runs = tempDir "rl-runs"
+
+              try
+                  let dir =
+                      Train.runPpo
+                          [ $"runs={runs}"
+                            "config=" + config "ppo-pendulum-seed.yaml"
+                            "num_envs=2"
+                            "num_steps=128"
+                            "minibatch_size=128"
+                            "update_epochs=1"
+                            "total_timesteps=512"
+                            "norm_obs=true"
+                            "eval_episodes=2"
+                            "threads=1" ]
+
+                  for f in [ "config.yaml"; "metrics.csv"; "summary.json"; "report.html"; "checkpoint/manifest.json" ] do
+                      Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
+
+                  let cfg = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(dir, "config.yaml"))
+                  let a1, p1, n1 = Train.loadPpo cfg dir
+                  let a2, p2, n2 = Train.loadPpo cfg dir
+                  Expect.equal p1.Update 2 "two updates of 256 steps"
+                  Expect.equal p1.GlobalStep 512L "steps"
+                  Expect.equal (n1.Obs.Value.Save()) (n2.Obs.Value.Save()) "obs statistics"
+                  let e1 = Ppo.evaluate (Ppo.makeEnv cfg) a1 n1.Obs 3 7L
+                  let e2 = Ppo.evaluate (Ppo.makeEnv cfg) a2 n2.Obs 3 7L
+                  Expect.equal e1 e2 "same checkpoint, same evaluation"
+                  let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
+                  for key in [ "eval_return_mean"; "eval_return_std"; "wall_seconds"; "total_timesteps"; "steps_per_second"; "seed"; "device" ] do
+                      Expect.stringContains summary $"\"{key}\"" $"summary has {key}"
+                  // a damaged checkpoint is refused
+                  let actorFile = Directory.GetFiles(Path.Combine(dir, "checkpoint")) |> Array.find (fun f -> Path.GetFileName(f).Contains "actor")
+                  File.WriteAllBytes(actorFile, Array.append (File.ReadAllBytes actorFile) [| 0uy |])
+                  Expect.throwsC (fun () -> Train.loadPpo cfg dir |> ignore) (fun e -> Expect.stringContains e.Message "actor" "names the file")
+              finally
+                  Directory.Delete(runs, true)
+          }
+
+          test "same seed and config give identical metrics" {
+              let run () =
+                  let r = Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None
+                  r.Metrics |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.EpisodicReturn, m.ApproxKl)
+
+              Expect.equal (run ()) (run ()) "bit-identical on the CPU"
+          } ]
