@@ -250,3 +250,8 @@ let main (args: string list) : int =
         eprintfn "checkpoint error: %s" e.Message
         2
     | Ppo.TrainingDivergedException _ -> 1
+
+/// PPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
+/// `seeds > 1`), for charts in notebooks.
+let ppoTable (seeds: int) (rows: Ppo.UpdateMetrics list) : MetricsTable =
+    Metrics.ofRows (ppoColumns seeds |> List.map (fun c -> c.Name)) (rows |> List.map (ppoRow seeds))
