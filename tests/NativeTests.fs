@@ -23,10 +23,12 @@ let tests =
             }
 
             test "unknown device names are refused with the allowed list" {
-                let e =
-                    Expect.throwsT<System.ArgumentException>(fun () -> Native.device "tpu" |> ignore)
-
-                ()
+                Expect.throwsC
+                    (fun () -> Native.device "tpu" |> ignore)
+                    (fun e ->
+                        Expect.isTrue (e :? System.ArgumentException) "ArgumentException"
+                        Expect.stringContains e.Message "tpu" "names the device"
+                        Expect.stringContains e.Message "cpu, cuda" "lists the allowed names")
             }
 
             test "asking for CUDA without it explains how to enable it" {
@@ -43,7 +45,7 @@ let tests =
                 File.WriteAllText(p, "not an elf file at all, but long enough to have a header.........")
 
                 Expect.throwsT<InvalidDataException>(fun () ->
-                    Native.renameVersionNeed p "GLIBCXX_3.4.32" "GLIBCXX_3.4.30" |> ignore)
+                    Native.renameVersionNeed p "GLIBCXX_3.4.32" "GLIBCXX_3.4.30" |> ignore) "not an ELF file"
 
                 File.Delete p
             }
