@@ -96,6 +96,14 @@ module EnvUtil =
     let randomOfSeed (seed: int64) =
         Random(int (seed &&& 0x7fffffffL) ^^^ int ((seed >>> 31) &&& 0x7fffffffL))
 
+    /// Applies `f` to every element of a float64 tensor on the host (copy out, map, copy in);
+    /// same shape, float64, on the CPU. Used to evaluate `sin`, `cos` and `pow` with .NET's
+    /// `Math` functions (glibc's on Linux, as Gymnasium's numpy), which torch's vectorised
+    /// kernels miss by one ulp on some inputs.
+    let hostMap (f: float -> float) (t: torch.Tensor) : torch.Tensor =
+        let values = t.contiguous().data<float>().ToArray()
+        torch.tensor(Array.map f values, dtype = torch.float64).reshape(t.shape)
+
     /// Uniform double in [lo, hi) from `rng`, computed as numpy's `uniform`: `lo + (hi - lo) * u`.
     let uniform (rng: Random) (lo: float) (hi: float) = lo + (hi - lo) * rng.NextDouble()
 
@@ -247,6 +255,10 @@ type BatchedClassicEnv
     let mutable validate = true
     let mutable syncFree = device.``type`` <> DeviceType.CPU
     let mutable disposed = false
+    let mutable exactMath = false
+
+    let host () =
+        exactMath && stateDtype = torch.float64 && device.``type`` = DeviceType.CPU
 
     let replace (old: torch.Tensor) (t: torch.Tensor) =
         let t = keep t
@@ -347,6 +359,30 @@ type BatchedClassicEnv
     member _.SyncFreeAutoReset
         with get () = syncFree
         and set v = syncFree <- v
+
+    /// When true (default false), a float64 env on the CPU evaluates `sin`, `cos` and squares on
+    /// the host with `Math.Sin`, `Math.Cos` and `Math.Pow(x, 2.0)` (see `EnvUtil.hostMap`), which
+    /// makes it bit-identical to the single form and to Gymnasium; slower. Ignored for float32 or
+    /// CUDA. Without it, torch's vectorised `sin`/`cos` differ from glibc by one ulp on some inputs.
+    member _.ExactMath
+        with get () = exactMath
+        and set v = exactMath <- v
+
+    /// Elementwise sine: `torch.sin`, or `Math.Sin` on the host under `ExactMath`.
+    member _.Sin(t: torch.Tensor) =
+        if host () then EnvUtil.hostMap Math.Sin t else t.sin ()
+
+    /// Elementwise cosine: `torch.cos`, or `Math.Cos` on the host under `ExactMath`.
+    member _.Cos(t: torch.Tensor) =
+        if host () then EnvUtil.hostMap Math.Cos t else t.cos ()
+
+    /// Elementwise `x**2` of Python: `torch.pow(x, 2)` (which is `x * x`), or glibc's
+    /// `Math.Pow(x, 2.0)` on the host under `ExactMath`.
+    member _.Square(t: torch.Tensor) =
+        if host () then
+            EnvUtil.hostMap (fun x -> Math.Pow(x, 2.0)) t
+        else
+            t.pow ((2.0).ToScalar())
 
     /// The state of all copies, [N; stateDim] in `StateDtype` (a copy). Setting it copies the
     /// given tensor (converted to the state dtype and device); raises `ArgumentException` on a wrong

@@ -162,14 +162,14 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
 
     override _.Observe state = state.``to`` torch.float32
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let x = state.select (1, 0L)
         let xDot = state.select (1, 1L)
         let theta = state.select (1, 2L)
         let thetaDot = state.select (1, 3L)
         let force = (action.``to`` dtype * (2.0 * forceMag)) - forceMag
-        let costheta = theta.cos ()
-        let sintheta = theta.sin ()
+        let costheta = this.Cos theta
+        let sintheta = this.Sin theta
         let temp = (force + thetaDot * thetaDot * polemassLength * sintheta) / totalMass
 
         let thetaacc =
