@@ -297,16 +297,29 @@ type BatchedClassicEnv
             let a = action.``to`` (torch.int64, device)
 
             if validate then
-                use bad =
-                    a.lt((int64 start).ToScalar()).logical_or(a.ge ((int64 (start + k)).ToScalar()))
+                let lo, hi = int64 start, int64 (start + k)
 
-                if bad.any().item<bool>() then
-                    use idx = bad.nonzero ()
-                    let i = idx[0, 0].item<int64>()
-                    let v = a[i].item<int64>()
+                let badIndex =
+                    if device.``type`` = DeviceType.CPU then
+                        // one copy to the host is cheaper than four tensor operations
+                        a.contiguous().data<int64>().ToArray()
+                        |> Array.tryFindIndex (fun v -> v < lo || v >= hi)
+                    else
+                        use bad = a.lt(lo.ToScalar()).logical_or(a.ge (hi.ToScalar()))
+
+                        if bad.any().item<bool>() then
+                            use idx = bad.nonzero ()
+                            Some(int (idx[0, 0].item<int64>()))
+                        else
+                            None
+
+                match badIndex with
+                | Some i ->
+                    let v = a[int64 i].item<int64>()
 
                     fail
                         $"{id}: action {v} of copy {i} is outside the action space {actionSpace}; valid actions are {start}..{start + k - 1}"
+                | None -> ()
 
             a
         | Space.Box(low, high, _) ->
@@ -322,13 +335,22 @@ type BatchedClassicEnv
             let a = action.``to`` (stateDtype, device)
 
             if validate then
-                use nan = a.isnan ()
+                let nanIndex =
+                    if device.``type`` = DeviceType.CPU then
+                        let values = a.``to``(torch.float64).contiguous().data<float>().ToArray()
+                        values |> Array.tryFindIndex Double.IsNaN |> Option.map (fun j -> j / int d)
+                    else
+                        use nan = a.isnan ()
 
-                if nan.any().item<bool>() then
-                    use idx = nan.nonzero ()
-                    let i = idx[0, 0].item<int64>()
+                        if nan.any().item<bool>() then
+                            use idx = nan.nonzero ()
+                            Some(int (idx[0, 0].item<int64>()))
+                        else
+                            None
 
-                    fail $"{id}: the action of copy {i} contains NaN; the action space is {actionSpace}"
+                match nanIndex with
+                | Some i -> fail $"{id}: the action of copy {i} contains NaN; the action space is {actionSpace}"
+                | None -> ()
 
             a
 
@@ -432,15 +454,14 @@ type BatchedClassicEnv
         use scope = torch.NewDisposeScope()
         let a = this.PrepareAction action
         let newState, reward, terminated = this.Dynamics(state, a)
-        let newElapsed = elapsed + 1L
-        let truncated = newElapsed.ge ((int64 maxEpisodeSteps).ToScalar())
+        // the internal counters are updated in place (they are detached from every scope)
+        elapsed.add_ (1L.ToScalar()) |> ignore
+        epReturn.add_ reward |> ignore
+        let truncated = elapsed.ge ((int64 maxEpisodeSteps).ToScalar())
         let ended = terminated.logical_or truncated
-        let ret = epReturn.add (reward.``to`` torch.float64)
         let finalObs = this.Observe newState
-        let zeroF = torch.zeros ([| 1L |], dtype = torch.float64, device = device)
-        let zeroL = torch.zeros ([| 1L |], dtype = torch.int64, device = device)
-        let episodeReturn = torch.where (ended, ret, zeroF)
-        let episodeLength = torch.where (ended, newElapsed, zeroL)
+        let episodeReturn = epReturn.mul(ended).``to`` torch.float32
+        let episodeLength = elapsed.mul ended
 
         let nextState, obs =
             if syncFree then
@@ -458,17 +479,30 @@ type BatchedClassicEnv
                     let s = newState.index_copy (0, idx, fresh)
                     s, finalObs.index_copy (0, idx, this.Observe fresh)
 
-        state <- replace state (nextState.``to`` stateDtype)
-        elapsed <- replace elapsed (torch.where (ended, zeroL, newElapsed))
-        epReturn <- replace epReturn (torch.where (ended, zeroF, ret))
+        state <-
+            replace
+                state
+                (if nextState.dtype = stateDtype then
+                     nextState
+                 else
+                     nextState.``to`` stateDtype)
+
+        elapsed.masked_fill_ (ended, 0L.ToScalar()) |> ignore
+        epReturn.masked_fill_ (ended, 0.0.ToScalar()) |> ignore
+
+        let reward =
+            if reward.dtype = torch.float32 then
+                reward
+            else
+                reward.``to`` torch.float32
 
         {
             Obs = obs.MoveToOuterDisposeScope()
-            Reward = reward.``to``(torch.float32).MoveToOuterDisposeScope()
+            Reward = reward.MoveToOuterDisposeScope()
             Terminated = terminated.MoveToOuterDisposeScope()
             Truncated = truncated.MoveToOuterDisposeScope()
             FinalObs = finalObs.MoveToOuterDisposeScope()
-            EpisodeReturn = episodeReturn.``to``(torch.float32).MoveToOuterDisposeScope()
+            EpisodeReturn = episodeReturn.MoveToOuterDisposeScope()
             EpisodeLength = episodeLength.MoveToOuterDisposeScope()
         }
 
