@@ -267,14 +267,19 @@ let private empty =
 
 /// Accumulates comparisons of one replay.
 type private Acc() =
+    let mutable firstIsFlag = false
     let mutable d = empty
 
     member _.Result = d
     member _.Step() = d <- { d with Steps = d.Steps + 1 }
 
-    member _.Note(msg: string) =
-        if d.First.IsNone then
+    /// Keeps the first message; a flag mismatch replaces an earlier note about an inexact value.
+    member _.Note(msg: string, ?isFlag: bool) =
+        let isFlag = defaultArg isFlag false
+
+        if d.First.IsNone || (isFlag && not firstIsFlag) then
             d <- { d with First = Some msg }
+            firstIsFlag <- isFlag
 
     member this.Flag (t: int) (what: string) (expected: obj) (actual: obj) =
         if expected <> actual then
@@ -283,7 +288,7 @@ type private Acc() =
                     FlagMismatches = d.FlagMismatches + 1
                 }
 
-            this.Note $"step {t}: {what} expected {expected}, got {actual}"
+            this.Note($"step {t}: {what} expected {expected}, got {actual}", true)
 
     member private this.Values
         (t: int)
@@ -668,7 +673,7 @@ let formatRow (r: Row) =
         | None -> ""
 
     sprintf
-        "%-26s %-38s %-24s steps %4d  obs %9.2e  reward %9.2e  state %9.2e  scaled %9.2e  flags %d  inexact %4d  %s%s"
+        "%-26s %-38s %-30s steps %4d  obs %9.2e  reward %9.2e  state %9.2e  scaled %9.2e  flags %d  inexact %4d  %s%s"
         r.EnvId
         r.Trajectory
         r.Mode
