@@ -88,6 +88,11 @@ let benchEnvs () =
         (torch.get_num_threads ())
         secondsPerCase
 
+    if IO.File.Exists "/proc/loadavg" then
+        printfn
+            "(load average at start: %s; figures from a busy machine are low and noisy)"
+            ((IO.File.ReadAllText "/proc/loadavg").Trim())
+
     printfn "%-14s %-10s %8s %14s %12s" "env" "form" "N" "steps/s" "vs single"
 
     for id in [ CartPole.Id; Pendulum.Id ] do
