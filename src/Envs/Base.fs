@@ -437,7 +437,10 @@ type BatchedClassicEnv
         if disposed then
             raise (ObjectDisposedException id)
 
-        generator <- torch.Generator(uint64 seed, device)
+        if not (isNull generator) then
+            generator.Dispose()
+
+        generator <- new torch.Generator(uint64 seed, device)
         use scope = torch.NewDisposeScope()
         state <- replace state (this.InitialStates(n, generator))
         elapsed <- replace elapsed (torch.zeros ([| n |], dtype = torch.int64, device = device))
@@ -513,6 +516,9 @@ type BatchedClassicEnv
             state.Dispose()
             elapsed.Dispose()
             epReturn.Dispose()
+
+            if not (isNull generator) then
+                generator.Dispose()
 
     interface IBatchedEnv with
         member this.Id = id
