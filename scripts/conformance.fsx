@@ -49,7 +49,7 @@ let worst f mode =
     rows |> List.filter (fun r -> r.Mode = mode) |> List.map f |> List.fold max 0.0
 
 printfn
-    "SUMMARY: %d files, %d rows, %d failed; single max dev %.2e (inexact values %d); batched float32 max scaled dev %.2e; batched float64 max dev %.2e"
+    "SUMMARY: %d files, %d rows, %d failed; single max dev %.2e (inexact values %d); batched float32 max scaled dev %.2e; batched float64 max dev %.2e; batched float64 exact-math max dev %.2e"
     files.Length
     rows.Length
     failed.Length
@@ -61,5 +61,8 @@ printfn
      |> List.sumBy (fun r -> r.Deviation.Inexact))
     (worst (fun r -> r.Deviation.MaxScaled) "batched-float32/resync")
     (worst (fun r -> max r.Deviation.MaxState (max r.Deviation.MaxObs r.Deviation.MaxReward)) "batched-float64/resync")
+    (worst
+        (fun r -> max r.Deviation.MaxState (max r.Deviation.MaxObs r.Deviation.MaxReward))
+        "batched-float64-exact/resync")
 
 exit (if failed.IsEmpty then 0 else 1)

@@ -376,6 +376,35 @@ let tests =
                         Expect.equal (c.State, env.LastTransitionIndex) (0, 2) "last entry (UP)"
                     }
 
+                    test "slippery: a uniform source given to the constructor replays the recorded episodes" {
+                        let file =
+                            Conformance.load (Path.Combine(EnvTests.referenceFolder.Value, "FrozenLake-v1.json"))
+
+                        for traj in file.Trajectories |> List.filter (fun t -> t.List = "slippery_trajectories") do
+                            // reset consumes one draw (any value gives S), then one per step
+                            let draws = Collections.Generic.Queue(0.5 :: [ for s in traj.Steps -> s.U.Value ])
+
+                            let env =
+                                FrozenLake.Env(isSlippery = true, uniformSource = (fun () -> draws.Dequeue()))
+
+                            Expect.equal (env.ResetIndex(Some traj.ResetSeed)) 0 "S"
+
+                            for s in traj.Steps do
+                                let a =
+                                    match s.Action with
+                                    | Action.Discrete a -> a
+                                    | _ -> failwith "discrete"
+
+                                let r = env.StepIndex a
+
+                                Expect.equal
+                                    (float r.State, r.Reward, r.Terminated, r.Truncated)
+                                    (s.Obs[0], s.Reward, s.Terminated, s.Truncated)
+                                    $"{traj.Id} step {s.T}"
+
+                                Expect.equal (Some r.Prob) s.Prob "prob"
+                    }
+
                     test "batched slippery: next-state frequencies are 1/3 each" {
                         use env = new FrozenLake.BatchedEnv(30000, torch.CPU)
                         env.Reset 1L |> ignore
@@ -403,6 +432,27 @@ let tests =
                         Expect.equal (last.EpisodeLength.data<int64>().ToArray()) [| 6L; 6L; 6L |] "length 6"
                     }
                 ]
+
+            test "batched: stepping inside a caller's dispose scope leaks no tensors and keeps the env alive" {
+                for id in Envs.ids do
+                    use env = Envs.makeBatched id 32 torch.CPU
+                    let g = torch.Generator(5UL)
+                    env.Reset 1L |> ignore
+                    let stats = DisposeScopeManager.Statistics
+                    // warm up, then count live tensors over 300 steps in per-step scopes
+                    for _ in 1..5 do
+                        use scope = torch.NewDisposeScope()
+                        env.Step(env.ActionSpace.SampleBatch(32, g, torch.CPU)) |> ignore
+
+                    let before = stats.ThreadTotalLiveCount
+
+                    for _ in 1..300 do
+                        use scope = torch.NewDisposeScope()
+                        let r = env.Step(env.ActionSpace.SampleBatch(32, g, torch.CPU))
+                        Expect.equal r.Obs.shape[0] 32L "obs rows"
+
+                    Expect.equal stats.ThreadTotalLiveCount before $"{id}: live tensors stay flat"
+            }
 
             testList
                 "Spaces"

@@ -58,13 +58,14 @@ let conformanceTests (envId: string) =
                         let d = Conformance.replayBatched envId torch.float64 torch.CPU traj
                         Expect.isTrue (Conformance.passes "batched-float64/resync" d) $"{traj.Id}: {describe d}"
             }
+
+            test "batched float64 form with ExactMath, single step, is bit-exact" {
+                for traj in file.Value.Trajectories do
+                    if traj.List <> "post_done_trajectories" then
+                        let d = Conformance.replayBatchedWith envId torch.float64 true torch.CPU traj
+                        Expect.isTrue (Conformance.passes "batched-float64-exact/resync" d) $"{traj.Id}: {describe d}"
+            }
         ]
-
-let private obsClose (tol: float) (expected: float32[]) (actual: float32[]) msg =
-    Expect.equal actual.Length expected.Length msg
-
-    for i in 0 .. expected.Length - 1 do
-        Expect.isLessThanOrEqual (abs (float expected[i] - float actual[i])) tol $"{msg} [{i}]"
 
 /// Checks of an env's single form beyond the reference data: reset distribution bounds, seeding,
 /// the done guard, bad actions.

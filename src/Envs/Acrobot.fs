@@ -178,10 +178,12 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         if dtype <> torch.float32 && dtype <> torch.float64 then
             invalidArg "dtype" $"{Id}: dtype must be float32 or float64, got {dtype}"
 
-    let two = (2.0).ToScalar()
-
-    /// `_dsdt` on columns (each [N]); same operation order as `dsdt`.
+    /// `_dsdt` on columns (each [N]); same operation order as `dsdt`; `sin`, `cos`, `sq` are the
+    /// env's elementwise functions (see `BatchedClassicEnv.ExactMath`).
     let dsdtT
+        (sin: torch.Tensor -> torch.Tensor)
+        (cos: torch.Tensor -> torch.Tensor)
+        (sq: torch.Tensor -> torch.Tensor)
         (a: torch.Tensor)
         (theta1: torch.Tensor)
         (theta2: torch.Tensor)
@@ -191,8 +193,8 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         let m1, m2, l1 = linkMass1, linkMass2, linkLength1
         let lc1, lc2, I1, I2 = linkComPos1, linkComPos2, linkMoi, linkMoi
         let pi = Math.PI
-        let cos2 = theta2.cos ()
-        let sin2 = theta2.sin ()
+        let cos2 = cos theta2
+        let sin2 = sin theta2
 
         let d1 =
             ((cos2 * (2.0 * l1 * lc2) + (Math.Pow(l1, 2.0) + Math.Pow(lc2, 2.0))) * m2
@@ -201,17 +203,17 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
             + I2
 
         let d2 = (cos2 * (l1 * lc2) + Math.Pow(lc2, 2.0)) * m2 + I2
-        let phi2 = (theta1 + theta2 - pi / 2.0).cos() * (m2 * lc2 * g)
+        let phi2 = cos (theta1 + theta2 - pi / 2.0) * (m2 * lc2 * g)
 
         let phi1 =
-            dtheta2.pow two * (-m2 * l1 * lc2) * sin2
+            sq dtheta2 * (-m2 * l1 * lc2) * sin2
             - dtheta2 * (2.0 * m2 * l1 * lc2) * dtheta1 * sin2
-            + (theta1 - pi / 2.0).cos() * ((m1 * lc1 + m2 * l1) * g)
+            + cos (theta1 - pi / 2.0) * ((m1 * lc1 + m2 * l1) * g)
             + phi2
 
         let ddtheta2 =
-            (a + d2 / d1 * phi1 - dtheta1.pow two * (m2 * l1 * lc2) * sin2 - phi2)
-            / ((d2.pow two / d1).neg() + (m2 * Math.Pow(lc2, 2.0) + I2))
+            (a + d2 / d1 * phi1 - sq dtheta1 * (m2 * l1 * lc2) * sin2 - phi2)
+            / ((sq d2 / d1).neg() + (m2 * Math.Pow(lc2, 2.0) + I2))
 
         let ddtheta1 = (d2 * ddtheta2 + phi1).neg() / d1
         [| dtheta1; dtheta2; ddtheta1; ddtheta2 |]
@@ -237,7 +239,7 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
 
         (u * 0.2 - 0.1).``to``(torch.float32).``to``(dtype).MoveToOuterDisposeScope()
 
-    override _.Observe state =
+    override this.Observe state =
         use scope = torch.NewDisposeScope()
         let t1 = state.select (1, 0L)
         let t2 = state.select (1, 1L)
@@ -245,10 +247,10 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         torch
             .stack(
                 [
-                    t1.cos ()
-                    t1.sin ()
-                    t2.cos ()
-                    t2.sin ()
+                    this.Cos t1
+                    this.Sin t1
+                    this.Cos t2
+                    this.Sin t2
                     state.select (1, 2L)
                     state.select (1, 3L)
                 ],
@@ -257,11 +259,14 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
             .``to``(torch.float32)
             .MoveToOuterDisposeScope()
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let torques = torch.tensor (availTorque, dtype = dtype, device = device)
         let a = torques.index_select (0, action)
         let y0 = [| for i in 0L .. 3L -> state.select (1, i) |]
-        let f (y: torch.Tensor[]) = dsdtT a y[0] y[1] y[2] y[3]
+
+        let f (y: torch.Tensor[]) =
+            dsdtT this.Sin this.Cos this.Square a y[0] y[1] y[2] y[3]
+
         let dt2 = dt / 2.0
         let k1 = f y0
         let k2 = f (Array.init 4 (fun i -> y0[i] + k1[i] * dt2))
@@ -275,6 +280,6 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         let t2 = wrapT ns[1]
         let v1 = ns[2].clamp((-maxVel1).ToScalar(), maxVel1.ToScalar())
         let v2 = ns[3].clamp((-maxVel2).ToScalar(), maxVel2.ToScalar())
-        let terminal = (t1.cos().neg() - (t2 + t1).cos()).gt(1.0.ToScalar())
+        let terminal = ((this.Cos t1).neg() - this.Cos(t2 + t1)).gt(1.0.ToScalar())
         let reward = terminal.``to`` dtype - 1.0
         torch.stack ([ t1; t2; v1; v2 ], 1), reward, terminal

@@ -96,6 +96,14 @@ module EnvUtil =
     let randomOfSeed (seed: int64) =
         Random(int (seed &&& 0x7fffffffL) ^^^ int ((seed >>> 31) &&& 0x7fffffffL))
 
+    /// Applies `f` to every element of a float64 tensor on the host (copy out, map, copy in);
+    /// same shape, float64, on the CPU. Used to evaluate `sin`, `cos` and `pow` with .NET's
+    /// `Math` functions (glibc's on Linux, as Gymnasium's numpy), which torch's vectorised
+    /// kernels miss by one ulp on some inputs.
+    let hostMap (f: float -> float) (t: torch.Tensor) : torch.Tensor =
+        let values = t.contiguous().data<float>().ToArray()
+        torch.tensor(Array.map f values, dtype = torch.float64).reshape(t.shape)
+
     /// Uniform double in [lo, hi) from `rng`, computed as numpy's `uniform`: `lo + (hi - lo) * u`.
     let uniform (rng: Random) (lo: float) (hi: float) = lo + (hi - lo) * rng.NextDouble()
 
@@ -247,6 +255,10 @@ type BatchedClassicEnv
     let mutable validate = true
     let mutable syncFree = device.``type`` <> DeviceType.CPU
     let mutable disposed = false
+    let mutable exactMath = false
+
+    let host () =
+        exactMath && stateDtype = torch.float64 && device.``type`` = DeviceType.CPU
 
     let replace (old: torch.Tensor) (t: torch.Tensor) =
         let t = keep t
@@ -285,16 +297,29 @@ type BatchedClassicEnv
             let a = action.``to`` (torch.int64, device)
 
             if validate then
-                use bad =
-                    a.lt((int64 start).ToScalar()).logical_or(a.ge ((int64 (start + k)).ToScalar()))
+                let lo, hi = int64 start, int64 (start + k)
 
-                if bad.any().item<bool>() then
-                    use idx = bad.nonzero ()
-                    let i = idx[0, 0].item<int64>()
-                    let v = a[i].item<int64>()
+                let badIndex =
+                    if device.``type`` = DeviceType.CPU then
+                        // one copy to the host is cheaper than four tensor operations
+                        a.contiguous().data<int64>().ToArray()
+                        |> Array.tryFindIndex (fun v -> v < lo || v >= hi)
+                    else
+                        use bad = a.lt(lo.ToScalar()).logical_or(a.ge (hi.ToScalar()))
+
+                        if bad.any().item<bool>() then
+                            use idx = bad.nonzero ()
+                            Some(int (idx[0, 0].item<int64>()))
+                        else
+                            None
+
+                match badIndex with
+                | Some i ->
+                    let v = a[int64 i].item<int64>()
 
                     fail
                         $"{id}: action {v} of copy {i} is outside the action space {actionSpace}; valid actions are {start}..{start + k - 1}"
+                | None -> ()
 
             a
         | Space.Box(low, high, _) ->
@@ -310,13 +335,22 @@ type BatchedClassicEnv
             let a = action.``to`` (stateDtype, device)
 
             if validate then
-                use nan = a.isnan ()
+                let nanIndex =
+                    if device.``type`` = DeviceType.CPU then
+                        let values = a.``to``(torch.float64).contiguous().data<float>().ToArray()
+                        values |> Array.tryFindIndex Double.IsNaN |> Option.map (fun j -> j / int d)
+                    else
+                        use nan = a.isnan ()
 
-                if nan.any().item<bool>() then
-                    use idx = nan.nonzero ()
-                    let i = idx[0, 0].item<int64>()
+                        if nan.any().item<bool>() then
+                            use idx = nan.nonzero ()
+                            Some(int (idx[0, 0].item<int64>()))
+                        else
+                            None
 
-                    fail $"{id}: the action of copy {i} contains NaN; the action space is {actionSpace}"
+                match nanIndex with
+                | Some i -> fail $"{id}: the action of copy {i} contains NaN; the action space is {actionSpace}"
+                | None -> ()
 
             a
 
@@ -347,6 +381,30 @@ type BatchedClassicEnv
     member _.SyncFreeAutoReset
         with get () = syncFree
         and set v = syncFree <- v
+
+    /// When true (default false), a float64 env on the CPU evaluates `sin`, `cos` and squares on
+    /// the host with `Math.Sin`, `Math.Cos` and `Math.Pow(x, 2.0)` (see `EnvUtil.hostMap`), which
+    /// makes it bit-identical to the single form and to Gymnasium; slower. Ignored for float32 or
+    /// CUDA. Without it, torch's vectorised `sin`/`cos` differ from glibc by one ulp on some inputs.
+    member _.ExactMath
+        with get () = exactMath
+        and set v = exactMath <- v
+
+    /// Elementwise sine: `torch.sin`, or `Math.Sin` on the host under `ExactMath`.
+    member _.Sin(t: torch.Tensor) =
+        if host () then EnvUtil.hostMap Math.Sin t else t.sin ()
+
+    /// Elementwise cosine: `torch.cos`, or `Math.Cos` on the host under `ExactMath`.
+    member _.Cos(t: torch.Tensor) =
+        if host () then EnvUtil.hostMap Math.Cos t else t.cos ()
+
+    /// Elementwise `x**2` of Python: `torch.pow(x, 2)` (which is `x * x`), or glibc's
+    /// `Math.Pow(x, 2.0)` on the host under `ExactMath`.
+    member _.Square(t: torch.Tensor) =
+        if host () then
+            EnvUtil.hostMap (fun x -> Math.Pow(x, 2.0)) t
+        else
+            t.pow ((2.0).ToScalar())
 
     /// The state of all copies, [N; stateDim] in `StateDtype` (a copy). Setting it copies the
     /// given tensor (converted to the state dtype and device); raises `ArgumentException` on a wrong
@@ -379,7 +437,10 @@ type BatchedClassicEnv
         if disposed then
             raise (ObjectDisposedException id)
 
-        generator <- torch.Generator(uint64 seed, device)
+        if not (isNull generator) then
+            generator.Dispose()
+
+        generator <- new torch.Generator(uint64 seed, device)
         use scope = torch.NewDisposeScope()
         state <- replace state (this.InitialStates(n, generator))
         elapsed <- replace elapsed (torch.zeros ([| n |], dtype = torch.int64, device = device))
@@ -396,15 +457,14 @@ type BatchedClassicEnv
         use scope = torch.NewDisposeScope()
         let a = this.PrepareAction action
         let newState, reward, terminated = this.Dynamics(state, a)
-        let newElapsed = elapsed + 1L
-        let truncated = newElapsed.ge ((int64 maxEpisodeSteps).ToScalar())
+        // the internal counters are updated in place (they are detached from every scope)
+        elapsed.add_ (1L.ToScalar()) |> ignore
+        epReturn.add_ reward |> ignore
+        let truncated = elapsed.ge ((int64 maxEpisodeSteps).ToScalar())
         let ended = terminated.logical_or truncated
-        let ret = epReturn.add (reward.``to`` torch.float64)
         let finalObs = this.Observe newState
-        let zeroF = torch.zeros ([| 1L |], dtype = torch.float64, device = device)
-        let zeroL = torch.zeros ([| 1L |], dtype = torch.int64, device = device)
-        let episodeReturn = torch.where (ended, ret, zeroF)
-        let episodeLength = torch.where (ended, newElapsed, zeroL)
+        let episodeReturn = epReturn.mul(ended).``to`` torch.float32
+        let episodeLength = elapsed.mul ended
 
         let nextState, obs =
             if syncFree then
@@ -422,17 +482,30 @@ type BatchedClassicEnv
                     let s = newState.index_copy (0, idx, fresh)
                     s, finalObs.index_copy (0, idx, this.Observe fresh)
 
-        state <- replace state (nextState.``to`` stateDtype)
-        elapsed <- replace elapsed (torch.where (ended, zeroL, newElapsed))
-        epReturn <- replace epReturn (torch.where (ended, zeroF, ret))
+        state <-
+            replace
+                state
+                (if nextState.dtype = stateDtype then
+                     nextState
+                 else
+                     nextState.``to`` stateDtype)
+
+        elapsed.masked_fill_ (ended, 0L.ToScalar()) |> ignore
+        epReturn.masked_fill_ (ended, 0.0.ToScalar()) |> ignore
+
+        let reward =
+            if reward.dtype = torch.float32 then
+                reward
+            else
+                reward.``to`` torch.float32
 
         {
             Obs = obs.MoveToOuterDisposeScope()
-            Reward = reward.``to``(torch.float32).MoveToOuterDisposeScope()
+            Reward = reward.MoveToOuterDisposeScope()
             Terminated = terminated.MoveToOuterDisposeScope()
             Truncated = truncated.MoveToOuterDisposeScope()
             FinalObs = finalObs.MoveToOuterDisposeScope()
-            EpisodeReturn = episodeReturn.``to``(torch.float32).MoveToOuterDisposeScope()
+            EpisodeReturn = episodeReturn.MoveToOuterDisposeScope()
             EpisodeLength = episodeLength.MoveToOuterDisposeScope()
         }
 
@@ -443,6 +516,9 @@ type BatchedClassicEnv
             state.Dispose()
             elapsed.Dispose()
             epReturn.Dispose()
+
+            if not (isNull generator) then
+                generator.Dispose()
 
     interface IBatchedEnv with
         member this.Id = id

@@ -152,6 +152,10 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         if dtype <> torch.float32 && dtype <> torch.float64 then
             invalidArg "dtype" $"{Id}: dtype must be float32 or float64, got {dtype}"
 
+    /// The force of actions 0 and 1, N.
+    let forces =
+        torch.tensor([| -forceMag; forceMag |], dtype = dtype, device = device).DetachFromDisposeScope()
+
     override _.InitialStates(count, generator) =
         use scope = torch.NewDisposeScope()
 
@@ -162,14 +166,14 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
 
     override _.Observe state = state.``to`` torch.float32
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let x = state.select (1, 0L)
         let xDot = state.select (1, 1L)
         let theta = state.select (1, 2L)
         let thetaDot = state.select (1, 3L)
-        let force = (action.``to`` dtype * (2.0 * forceMag)) - forceMag
-        let costheta = theta.cos ()
-        let sintheta = theta.sin ()
+        let force = forces.index_select (0, action)
+        let costheta = this.Cos theta
+        let sintheta = this.Sin theta
         let temp = (force + thetaDot * thetaDot * polemassLength * sintheta) / totalMass
 
         let thetaacc =
@@ -183,10 +187,7 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         let thetaDot = thetaDot + thetaacc * tau
 
         let terminated =
-            x
-                .lt((-xThreshold).ToScalar())
-                .logical_or(x.gt (xThreshold.ToScalar()))
-                .logical_or(theta.lt ((-thetaThresholdRadians).ToScalar()))
-                .logical_or(theta.gt (thetaThresholdRadians.ToScalar()))
+            // |x| > 2.4 is exactly x < -2.4 or x > 2.4
+            x.abs().gt(xThreshold.ToScalar()).logical_or(theta.abs().gt(thetaThresholdRadians.ToScalar()))
 
         torch.stack ([ x; xDot; theta; thetaDot ], 1), torch.ones_like (x, dtype = torch.float32), terminated

@@ -196,9 +196,17 @@ type IndexStep =
 
 /// The single form. `desc` is a custom map (rows of S/F/H/G), else `mapName` ("4x4" default or
 /// "8x8"); `isSlippery` defaults to true. Every `Reset` and every step consumes one uniform draw
-/// in [0, 1), as Gymnasium's `np_random.random()`: from `UniformSource` when set (to replay
-/// recorded draws), else from the env's generator.
-type Env(?desc: string[], ?mapName: string, ?isSlippery: bool, ?successRate: float, ?maxSteps: int) =
+/// in [0, 1), as Gymnasium's `np_random.random()`: from `uniformSource` / `UniformSource` when
+/// given (to replay recorded draws), else from the env's generator (seeded by `Reset`).
+type Env
+    (
+        ?desc: string[],
+        ?mapName: string,
+        ?isSlippery: bool,
+        ?successRate: float,
+        ?maxSteps: int,
+        ?uniformSource: unit -> float
+    ) =
     inherit
         ClassicEnv(
             Id,
@@ -217,7 +225,7 @@ type Env(?desc: string[], ?mapName: string, ?isSlippery: bool, ?successRate: flo
     let mutable s = 0
     let mutable lastProb = 1.0
     let mutable lastIndex = 0
-    let mutable uniformSource: (unit -> float) option = None
+    let mutable uniformSource: (unit -> float) option = uniformSource
 
     /// The map.
     member _.Desc = Array.copy desc

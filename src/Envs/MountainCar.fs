@@ -144,13 +144,13 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
 
     override _.Observe state = state.``to`` torch.float32
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let position = state.select (1, 0L)
         let velocity = state.select (1, 1L)
 
         let velocity =
             velocity
-            + ((action - 1L).``to`` dtype * force + (position * 3.0).cos() * (-gravity))
+            + ((action - 1L).``to`` dtype * force + this.Cos(position * 3.0) * (-gravity))
 
         let position, velocity = moveTensor position velocity
 

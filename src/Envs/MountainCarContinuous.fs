@@ -117,18 +117,18 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
 
     override _.Observe state = state.``to`` torch.float32
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let position = state.select (1, 0L)
         let velocity = state.select (1, 1L)
         let a = action.select (1, 0L)
         let force = a.clamp (minAction.ToScalar(), maxAction.ToScalar())
-        let velocity = velocity + (force * power - (position * 3.0).cos() * gravity)
+        let velocity = velocity + (force * power - this.Cos(position * 3.0) * gravity)
         let position, velocity = MountainCar.moveTensor position velocity
 
         let terminated =
             position.ge(goalPosition.ToScalar()).logical_and(velocity.ge (goalVelocity.ToScalar()))
 
-        let reward = terminated.``to`` dtype * 100.0 - a.pow (2.0.ToScalar()) * 0.1
+        let reward = terminated.``to`` dtype * 100.0 - this.Square a * 0.1
         // the float32 store of continuous_mountain_car.py:178
         let next = torch.stack([ position; velocity ], 1).``to``(torch.float32).``to`` dtype
         next, reward, terminated

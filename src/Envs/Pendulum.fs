@@ -102,7 +102,7 @@ type Env(?g: float, ?maxSteps: int) =
 
 /// The batched form: state [N; 2] in `dtype` (float32 default, or float64) on `device`; actions
 /// [N; 1] floating (clipped to [-2, 2]). Same formulas as `transition`, as tensor operations
-/// (`torch.pow(x, 2)` for `x**2`, `torch.remainder` for the floored modulo).
+/// (`Square` for `x**2`, `torch.remainder` for the floored modulo; see `ExactMath` for bit-exact float64).
 type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?g: float, ?maxSteps: int) =
     inherit
         BatchedClassicEnv(
@@ -133,13 +133,13 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?g
         // numpy's uniform(low, high) = low + (high - low) * u with low = -high
         (u * (high * 2.0) - high).MoveToOuterDisposeScope()
 
-    override _.Observe state =
+    override this.Observe state =
         use scope = torch.NewDisposeScope()
         let th = state.select (1, 0L)
         let thdot = state.select (1, 1L)
-        torch.stack([ th.cos (); th.sin (); thdot ], 1).``to``(torch.float32).MoveToOuterDisposeScope()
+        torch.stack([ this.Cos th; this.Sin th; thdot ], 1).``to``(torch.float32).MoveToOuterDisposeScope()
 
-    override _.Dynamics(state, action) =
+    override this.Dynamics(state, action) =
         let th = state.select (1, 0L)
         let thdot = state.select (1, 1L)
 
@@ -148,11 +148,11 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?g
 
         let two = (2.0).ToScalar()
         let an = (th + Math.PI).remainder((2.0 * Math.PI).ToScalar()) - Math.PI
-        let costs = an.pow two + thdot.pow two * 0.1 + u.pow two * 0.001
+        let costs = this.Square an + this.Square thdot * 0.1 + this.Square u * 0.001
 
         let newthdot =
             (thdot
-             + (th.sin () * (3.0 * g / (2.0 * l)) + u * (3.0 / (m * Math.Pow(l, 2.0)))) * dt)
+             + (this.Sin th * (3.0 * g / (2.0 * l)) + u * (3.0 / (m * Math.Pow(l, 2.0)))) * dt)
                 .clamp(min = (-maxSpeed).ToScalar(), max = maxSpeed.ToScalar())
 
         let newth = th + newthdot * dt

@@ -99,9 +99,12 @@ let makeWith (id: string) (options: (string * obj) list) : IEnv =
 /// `ArgumentException` listing the valid ids for an unknown id.
 let make (id: string) : IEnv = makeWith id []
 
-/// Creates the batched form of `id`: `numEnvs` copies on `device`, with options (see the module
-/// comment). Raises `ArgumentException` for an unknown id, option or value, or `numEnvs < 1`.
-let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
+let private makeBatchedCore
+    (id: string)
+    (numEnvs: int)
+    (device: torch.Device)
+    (options: (string * obj) list)
+    : IBatchedEnv =
     match id with
     | Pendulum.Id ->
         let o = Opts(id, common @ [ "dtype"; "g" ], options)
@@ -154,6 +157,22 @@ let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options:
         )
         :> IBatchedEnv
     | _ -> unknownId id
+
+/// Creates the batched form of `id`: `numEnvs` copies on `device`, with options (see the module
+/// comment; also `"exact_math"` (bool, default false), see `BatchedClassicEnv.ExactMath`).
+/// Raises `ArgumentException` for an unknown id, option or value, or `numEnvs < 1`.
+let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
+    let exact, rest = options |> List.partition (fun (k, _) -> k = "exact_math")
+    let env = makeBatchedCore id numEnvs device rest
+
+    match exact |> List.tryLast, env with
+    | Some(_, (:? bool as b)), (:? BatchedClassicEnv as e) -> e.ExactMath <- b
+    | Some(_, v), _ ->
+        env.Dispose()
+        raise (ArgumentException($"{id}: option 'exact_math' must be a Boolean, got {v}", "options"))
+    | None, _ -> ()
+
+    env
 
 /// Creates the batched form of `id` with its registered defaults (float32 state).
 let makeBatched (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeBatchedWith id numEnvs device []
