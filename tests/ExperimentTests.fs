@@ -570,6 +570,24 @@ let progressTests =
                     "start: no speed, no return, unknown ETA"
             }
 
+            test "the compact status for the live bar uses SI counts" {
+                Expect.equal
+                    [
+                        Progress.formatCount 950.0
+                        Progress.formatCount 12_345.0
+                        Progress.formatCount 154_000.0
+                        Progress.formatCount 1_234_567.0
+                        Progress.formatCount 3e9
+                    ]
+                    [ "950"; "12.3k"; "154k"; "1.23M"; "3.00G" ]
+                    "counts"
+
+                Expect.equal
+                    (Progress.formatCompact "ppo" 154_000L 200_000L (TimeSpan.FromSeconds 2.0) -1046.0)
+                    "ppo · 154k/200k · 77.0k steps/s · return -1046 · 00:00:02"
+                    "compact line"
+            }
+
             test "plain mode prints one line per 10 % with no ANSI codes, and returns the result" {
                 use w = new StringWriter()
 
