@@ -152,11 +152,19 @@ module Charts =
                     |> Array.filter (fun (a, b) -> Double.IsFinite a && Double.IsFinite b)
 
                 let lineName =
-                    if single then name
-                    elif name = "" then sprintf "seed %d" seed
+                    if name = "" then sprintf "seed %d" seed
+                    elif single then name
                     else sprintf "%s seed %d" name seed
 
-                line lineName color name (showLegend && (i = 0 || name = "")) (Array.map fst pts) (Array.map snd pts))
+                // One run: a colour and legend entry per seed. Several runs: a colour per run and
+                // one legend entry that toggles all its seeds.
+                let color, group =
+                    if name = "" then
+                        palette[i % palette.Length], lineName
+                    else
+                        color, name
+
+                line lineName color group (showLegend && (i = 0 || name = "")) (Array.map fst pts) (Array.map snd pts))
         | MeanStd
         | MeanMinMax ->
             let s = seedStats x y table
@@ -214,7 +222,8 @@ module Charts =
         compareRuns view x y [ "", table ]
 
     /// A grid of small line charts, one per column in `ys` (losses, entropy, approx KL, clip
-    /// fraction, sigma, ...), each against column `x`, three per row, titled by column. Raises
+    /// fraction, sigma, ...), each against column `x`, three per row, titled by column; the
+    /// legend entries (from the first panel) toggle a seed in every panel. Raises
     /// `ArgumentException` for an empty `ys` and `KeyNotFoundException` for a missing column.
     let panels (view: SeedView) (x: string) (ys: string list) (table: MetricsTable) : GenericChart =
         if ys.IsEmpty then
@@ -225,10 +234,10 @@ module Charts =
 
         ys
         |> List.mapi (fun i y ->
+            // The subplot title names the metric; a y-axis title would crowd the small panels.
             runTraces view "" palette[0] (i = 0) x y table
             |> Chart.combine
-            |> Chart.withXAxisStyle (label x)
-            |> Chart.withYAxisStyle (label y))
+            |> Chart.withXAxisStyle (label x))
         |> Chart.Grid(rows, cols, SubPlotTitles = (ys |> List.map label), XGap = 0.15, YGap = 0.35)
         |> Chart.withSize (1000, 300 * rows)
 

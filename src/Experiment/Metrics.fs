@@ -59,7 +59,8 @@ type MetricsOptions =
         Dir: string
         /// The columns, in CSV order.
         Columns: Column list
-        /// Write TensorBoard event files besides the CSV.
+        /// Write TensorBoard event files besides the CSV (loads libtorch through `Native.init`,
+        /// because TorchSharp's writer checksums records in native code).
         TensorBoard: bool
         /// The column holding the x-axis step for TensorBoard (default `global_step`); when it is
         /// not among the columns, the row number (per seed) is used.
@@ -428,6 +429,8 @@ module Metrics =
                 | Some s -> Path.Combine(log.Options.Dir, sprintf "seed-%d" s)
                 | None -> log.Options.Dir
 
+            // TorchSharp computes the event files' CRC-32C in its native library.
+            Native.init ()
             let w = torch.utils.tensorboard.SummaryWriter(dir)
 
             if not log.Options.Hyperparameters.IsEmpty then
