@@ -1,13 +1,24 @@
 /// Plotly.NET charts of training runs (learning curves over seeds, metric panels, heatmaps over
 /// a 2-D grid) and one self-contained offline HTML report per run.
 ///
-/// Offline use: Plotly.NET 6.0.0 ships plotly.js 2.28.0 as an embedded resource of its assembly.
-/// `GenericChart.toChartHTML` (what `Charts.toHtml` returns) contains only the chart's `<div>` and
-/// its `Plotly.newPlot` script, so the page must load plotly.js once before it: `Report` embeds
-/// it inline; a notebook page includes `Charts.plotlyScript ()` once (about 3.6 MB) or a
-/// `<script src="...">` to a local copy written by `Charts.writePlotlyJs`. Plotly.NET's own
-/// default (`PlotlyJSReference.CDN`) needs the network. Note: Plotly.NET's `Chart.with*`
-/// functions mutate the chart they are given as well as returning it.
+/// Offline use (checked with Plotly.NET 6.0.0, fsdocs 22.2.0 and headless Chromium, no network):
+/// - Plotly.NET embeds plotly.js 2.28.0 as a resource of its assembly, but its default
+///   `PlotlyJSReference` is `CDN "https://cdn.plot.ly/plotly-2.28.0.min.js"`, so
+///   `GenericChart.toEmbeddedHTML`/`Chart.show` pages need the network unless a chart is given
+///   `DisplayOptions.init(PlotlyJSReference = PlotlyJSReference.Full)`.
+/// - `GenericChart.toChartHTML` (what `Charts.toHtml` returns) holds only the chart's `<div>` and
+///   its `Plotly.newPlot` script, whatever the reference: the page must load plotly.js first.
+/// - `Report` embeds plotly.js inline once per page (about 3.6 MB).
+/// - A notebook rendered by `fsdocs build --eval` can do the same: a hidden first cell
+///   `Charts.plotlyScript ()` followed by `(*** include-it-raw ***)`. fsdocs then also copies the
+///   3.6 MB into the page's `.md`, search index and `llms-full.txt`, so for a site of several
+///   notebooks prefer writing the file once with `Charts.writePlotlyJs "docs/content/plotly.min.js"`
+///   and including `Charts.plotlyScriptRef "content/plotly.min.js"` (a relative path) instead.
+///   fsdocs' default template itself links Google Fonts and an iconify CDN script and uses
+///   root-absolute `/<project>/content/` paths; an offline site needs its own `_template.html`
+///   (or `--parameters root ./`).
+/// - plotly.js mentions `https://cdn.plot.ly/` only as the topojson default of geo charts, unused here.
+/// - Plotly.NET's `Chart.with*` functions mutate the chart they are given as well as returning it.
 namespace Rl
 
 open System
@@ -152,11 +163,19 @@ module Charts =
                     |> Array.filter (fun (a, b) -> Double.IsFinite a && Double.IsFinite b)
 
                 let lineName =
-                    if single then name
-                    elif name = "" then sprintf "seed %d" seed
+                    if name = "" then sprintf "seed %d" seed
+                    elif single then name
                     else sprintf "%s seed %d" name seed
 
-                line lineName color name (showLegend && (i = 0 || name = "")) (Array.map fst pts) (Array.map snd pts))
+                // One run: a colour and legend entry per seed. Several runs: a colour per run and
+                // one legend entry that toggles all its seeds.
+                let color, group =
+                    if name = "" then
+                        palette[i % palette.Length], lineName
+                    else
+                        color, name
+
+                line lineName color group (showLegend && (i = 0 || name = "")) (Array.map fst pts) (Array.map snd pts))
         | MeanStd
         | MeanMinMax ->
             let s = seedStats x y table
@@ -214,7 +233,8 @@ module Charts =
         compareRuns view x y [ "", table ]
 
     /// A grid of small line charts, one per column in `ys` (losses, entropy, approx KL, clip
-    /// fraction, sigma, ...), each against column `x`, three per row, titled by column. Raises
+    /// fraction, sigma, ...), each against column `x`, three per row, titled by column; the
+    /// legend entries (from the first panel) toggle a seed in every panel. Raises
     /// `ArgumentException` for an empty `ys` and `KeyNotFoundException` for a missing column.
     let panels (view: SeedView) (x: string) (ys: string list) (table: MetricsTable) : GenericChart =
         if ys.IsEmpty then
@@ -225,10 +245,10 @@ module Charts =
 
         ys
         |> List.mapi (fun i y ->
+            // The subplot title names the metric; a y-axis title would crowd the small panels.
             runTraces view "" palette[0] (i = 0) x y table
             |> Chart.combine
-            |> Chart.withXAxisStyle (label x)
-            |> Chart.withYAxisStyle (label y))
+            |> Chart.withXAxisStyle (label x))
         |> Chart.Grid(rows, cols, SubPlotTitles = (ys |> List.map label), XGap = 0.15, YGap = 0.35)
         |> Chart.withSize (1000, 300 * rows)
 
@@ -292,6 +312,11 @@ module Charts =
     /// `<script>` element holding plotly.js inline: include once per page, before any chart.
     let plotlyScript () : string =
         "<script type=\"text/javascript\" charset=\"utf-8\">" + js.Value + "</script>"
+
+    /// A `<script src>` element loading plotly.js from `src`, a path relative to the page (e.g.
+    /// `content/plotly.min.js` written by `writePlotlyJs`): works offline, unlike a CDN address.
+    let plotlyScriptRef (src: string) : string =
+        sprintf "<script type=\"text/javascript\" charset=\"utf-8\" src=\"%s\"></script>" (WebUtility.HtmlEncode src)
 
     /// Writes plotly.js to `path` (e.g. a docs `content/` folder) so pages can load it with a
     /// relative `<script src>` that works offline.

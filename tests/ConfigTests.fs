@@ -376,6 +376,18 @@ exp_name: "my run: #1"
                 Expect.contains p ("target_kl", "null") "none"
             }
 
+            test "range texts use the invariant culture" {
+                let saved = Globalization.CultureInfo.CurrentCulture
+                Globalization.CultureInfo.CurrentCulture <- Globalization.CultureInfo "de-DE"
+
+                try
+                    Expect.equal (fst (Allow.openClosed 0.0 0.5)) "in (0, 0.5]" "no decimal comma"
+                    Expect.equal (ConfigText.formatFloat 0.25) "0.25" "values too"
+                    Expect.equal (ConfigText.parseFloat "0.25") (Ok 0.25) "and parsing"
+                finally
+                    Globalization.CultureInfo.CurrentCulture <- saved
+            }
+
             test "a field list with duplicate keys is a programming error" {
                 Expect.throwsT<ArgumentException>
                     (fun () -> Config.parse (fields @ [ fields.Head ]) defaults "" |> ignore)

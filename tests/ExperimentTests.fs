@@ -128,6 +128,11 @@ let metricsTests =
                 Expect.equal (Metrics.lastFinite "return" (snd groups[0])) (Some 6.0) "last finite"
                 Expect.equal (Metrics.count (Metrics.where "global_step" (fun s -> s <= 100.0) t)) 2 "where"
                 Expect.equal (Metrics.bySeed (Metrics.empty [ "x" ]) |> List.map fst) [ 0 ] "no seed column: one group"
+
+                let copy = Metrics.ofRows (Metrics.columns t) (Metrics.rows t)
+                Expect.equal copy t "equal tables (NaN equals NaN)"
+                Metrics.addRow [| 0.0; 300.0; 1.0 |] copy
+                Expect.notEqual copy t "a different row count differs"
             }
 
             test "unknown columns, wrong lengths and bad names are refused" {
@@ -570,6 +575,24 @@ let progressTests =
                     "start: no speed, no return, unknown ETA"
             }
 
+            test "the compact status for the live bar uses SI counts" {
+                Expect.equal
+                    [
+                        Progress.formatCount 950.0
+                        Progress.formatCount 12_345.0
+                        Progress.formatCount 154_000.0
+                        Progress.formatCount 1_234_567.0
+                        Progress.formatCount 3e9
+                    ]
+                    [ "950"; "12.3k"; "154k"; "1.23M"; "3.00G" ]
+                    "counts"
+
+                Expect.equal
+                    (Progress.formatCompact "ppo" 154_000L 200_000L (TimeSpan.FromSeconds 2.0) -1046.0)
+                    "ppo · 154k/200k · 77.0k steps/s · return -1046 · 00:00:02"
+                    "compact line"
+            }
+
             test "plain mode prints one line per 10 % with no ANSI codes, and returns the result" {
                 use w = new StringWriter()
 
@@ -718,6 +741,15 @@ let chartTests =
                     // plotly.js itself names cdn.plot.ly as the default topojson URL (geo charts only).
                     Expect.isFalse (body.Contains "cdn.plot.ly") "charts do not refer to the CDN"
                     Expect.stringContains html ("plotly.js v" + Charts.plotlyJsVersion ()) "plotly.js embedded"
+                    let js = Path.Combine(dir, "content", "plotly.min.js")
+                    Charts.writePlotlyJs js
+                    Expect.equal (File.ReadAllText js) (Charts.plotlyJs ()) "local copy for sites"
+
+                    Expect.equal
+                        (Charts.plotlyScriptRef "content/plotly.min.js")
+                        "<script type=\"text/javascript\" charset=\"utf-8\" src=\"content/plotly.min.js\"></script>"
+                        "relative script element"
+
                     Expect.isGreaterThan html.Length 3_000_000 "the library itself is inline"
                     Expect.stringContains html "<title>PPO &lt;Pendulum&gt;</title>" "title escaped"
                     Expect.stringContains html "<td>&lt;b&gt;bold?&lt;/b&gt;</td>" "summary escaped"

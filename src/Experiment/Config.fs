@@ -57,29 +57,30 @@ type Field<'C> =
         IsList: bool
     }
 
-/// Ranges for numeric fields: a pair of the text shown to users and the check. The bounds fix
-/// the numeric type, so `Allow.gt 0.0` is for floats and `Allow.ge 1` for ints.
+/// Ranges for numeric fields: a pair of the text shown to users (bounds in the invariant
+/// culture) and the check. The bounds fix the numeric type, so `Allow.gt 0.0` is for floats and
+/// `Allow.ge 1` for ints.
 module Allow =
     /// Any value.
     let any<'T> : string * ('T -> bool) = "any", (fun _ -> true)
 
     /// Strictly greater than `lo`.
-    let inline gt lo = sprintf "> %O" lo, (fun x -> x > lo)
+    let inline gt lo = "> " + string lo, (fun x -> x > lo)
 
     /// Greater than or equal to `lo`.
-    let inline ge lo = sprintf ">= %O" lo, (fun x -> x >= lo)
+    let inline ge lo = ">= " + string lo, (fun x -> x >= lo)
 
     /// In the closed interval `[lo, hi]`.
     let inline between lo hi =
-        sprintf "in [%O, %O]" lo hi, (fun x -> x >= lo && x <= hi)
+        sprintf "in [%s, %s]" (string lo) (string hi), (fun x -> x >= lo && x <= hi)
 
     /// In the half-open interval `(lo, hi]`, e.g. a discount factor `Allow.openClosed 0.0 1.0`.
     let inline openClosed lo hi =
-        sprintf "in (%O, %O]" lo hi, (fun x -> x > lo && x <= hi)
+        sprintf "in (%s, %s]" (string lo) (string hi), (fun x -> x > lo && x <= hi)
 
     /// In the open interval `(lo, hi)`.
     let inline within lo hi =
-        sprintf "in (%O, %O)" lo hi, (fun x -> x > lo && x < hi)
+        sprintf "in (%s, %s)" (string lo) (string hi), (fun x -> x > lo && x < hi)
 
 /// Text forms of values as this module writes and reads them (invariant culture, YAML 1.2 core
 /// schema spellings plus YAML 1.1 conveniences such as `100_000`).

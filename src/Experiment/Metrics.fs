@@ -43,6 +43,9 @@ module Column =
 
 /// A table of float metrics: named columns, one row per update, appended in order. Missing
 /// values are NaN. Not thread-safe: add rows from one thread.
+/// Two tables are equal when they have the same columns and bit-for-bit the same rows (NaN
+/// equals NaN), as reproducibility checks need.
+[<CustomEquality; NoComparison>]
 type MetricsTable =
     private
         {
@@ -50,6 +53,23 @@ type MetricsTable =
             Index: Dictionary<string, int>
             Data: ResizeArray<float[]>
         }
+
+    override this.Equals(other: obj) =
+        match other with
+        | :? MetricsTable as t ->
+            this.Cols = t.Cols
+            && this.Data.Count = t.Data.Count
+            && Seq.forall2
+                (fun (a: float[]) (b: float[]) ->
+                    a.Length = b.Length && Array.forall2 (fun (x: float) y -> x.Equals y) a b)
+                this.Data
+                t.Data
+        | _ -> false
+
+    override this.GetHashCode() = hash this.Cols ^^^ this.Data.Count
+
+    override this.ToString() =
+        sprintf "MetricsTable(%d rows; %s)" this.Data.Count (String.Join(", ", this.Cols))
 
 /// Options of a metrics log; start from `MetricsOptions.defaults`.
 type MetricsOptions =
@@ -59,7 +79,8 @@ type MetricsOptions =
         Dir: string
         /// The columns, in CSV order.
         Columns: Column list
-        /// Write TensorBoard event files besides the CSV.
+        /// Write TensorBoard event files besides the CSV (loads libtorch through `Native.init`,
+        /// because TorchSharp's writer checksums records in native code).
         TensorBoard: bool
         /// The column holding the x-axis step for TensorBoard (default `global_step`); when it is
         /// not among the columns, the row number (per seed) is used.
@@ -87,6 +108,7 @@ module MetricsOptions =
 
 /// An open metrics log: the in-memory table plus the CSV stream and TensorBoard writers.
 /// Dispose it (or `Metrics.close`) to flush and close `metrics.csv`.
+[<NoEquality; NoComparison>]
 type MetricsLog =
     private
         {
@@ -428,6 +450,8 @@ module Metrics =
                 | Some s -> Path.Combine(log.Options.Dir, sprintf "seed-%d" s)
                 | None -> log.Options.Dir
 
+            // TorchSharp computes the event files' CRC-32C in its native library.
+            Native.init ()
             let w = torch.utils.tensorboard.SummaryWriter(dir)
 
             if not log.Options.Hyperparameters.IsEmpty then

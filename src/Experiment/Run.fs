@@ -251,6 +251,43 @@ module Progress =
 
         sb.Append(" | elapsed ").Append(formatDuration elapsed).Append(" | eta ").Append(formatDuration eta).ToString()
 
+    /// A count with an SI suffix and 3 significant digits: `950`, `12.3k`, `154k`, `1.2M`, `3.00G`.
+    let formatCount (n: float) =
+        let a = abs n
+
+        let v, suffix =
+            if a >= 1e9 then n / 1e9, "G"
+            elif a >= 1e6 then n / 1e6, "M"
+            elif a >= 1e3 then n / 1e3, "k"
+            else n, ""
+
+        if suffix = "" then Math.Round(n).ToString("0", inv)
+        elif abs v >= 100.0 then v.ToString("0", inv) + suffix
+        elif abs v >= 10.0 then v.ToString("0.0", inv) + suffix
+        else v.ToString("0.00", inv) + suffix
+
+    /// The short status drawn beside the live bar, e.g.
+    /// `ppo 154k/200k · 163k steps/s · return -1046 · 00:00:01` (the bar shows the percentage and
+    /// the remaining time).
+    let formatCompact (label: string) (step: int64) (total: int64) (elapsed: TimeSpan) (recentReturn: float) =
+        let rate =
+            if elapsed.TotalSeconds > 0.0 then
+                float step / elapsed.TotalSeconds
+            else
+                nan
+
+        [
+            if label <> "" then
+                yield label
+            yield sprintf "%s/%s" (formatCount (float step)) (formatCount (float total))
+            if Double.IsFinite rate then
+                yield formatCount rate + " steps/s"
+            if not (Double.IsNaN recentReturn) then
+                yield "return " + recentReturn.ToString("G4", inv)
+            yield formatDuration elapsed
+        ]
+        |> String.concat " · "
+
     /// Runs `body` with a reporter `report step recentReturn` (steps done so far, and the recent
     /// mean episode return or NaN when none yet) and shows progress as `mode` says. The reporter
     /// is cheap (it redraws at most every 100 ms), so calling it every iteration is fine. Returns
@@ -303,12 +340,10 @@ module Progress =
                     .HideCompleted(false)
                     .Columns(
                         [|
-                            TaskDescriptionColumn() :> ProgressColumn
-                            ProgressBarColumn()
+                            TaskDescriptionColumn(Alignment = Justify.Left) :> ProgressColumn
+                            ProgressBarColumn(Width = Nullable 20)
                             PercentageColumn()
-                            ElapsedTimeColumn()
                             RemainingTimeColumn()
-                            SpinnerColumn()
                         |]
                     )
 
@@ -319,29 +354,23 @@ module Progress =
                 let lastStep = ref 0L
 
                 let describe (step: int64) =
-                    let rate =
-                        if clock.Elapsed.TotalSeconds > 0.0 then
-                            float step / clock.Elapsed.TotalSeconds
+                    // The bar, percentage and remaining time take about 36 columns; the rest
+                    // holds the description, cut to fit so narrow terminals do not lose it all.
+                    let width =
+                        try
+                            max 20 (AnsiConsole.Profile.Width - 36)
+                        with _ ->
+                            40
+
+                    let text = formatCompact label step total clock.Elapsed lastReturn.Value
+
+                    let text =
+                        if text.Length > width then
+                            text.Substring(0, width - 1) + "…"
                         else
-                            0.0
+                            text
 
-                    let ret =
-                        if Double.IsNaN lastReturn.Value then
-                            ""
-                        else
-                            " | return " + lastReturn.Value.ToString("G4", inv)
-
-                    task.Description <-
-                        Markup.Escape(
-                            sprintf
-                                "%s %s/%s | %s steps/s%s"
-                                label
-                                (step.ToString("N0", inv))
-                                (total.ToString("N0", inv))
-                                (rate.ToString("N0", inv))
-                                ret
-                        )
-
+                    task.Description <- Markup.Escape text
                     task.Value <- float step
 
                 let report (step: int64) (ret: float) =
