@@ -181,7 +181,7 @@ let runPpo (args: string list) : string =
 
     for k in 0 .. S - 1 do
         let m, s = meanStd evals[k]
-        printfn "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)" cfg.Seeds[k] m s cfg.EvalEpisodes cfg.EvalSeed
+        printfn "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)" cfg.Seeds[k] m s cfg.EvalEpisodes (cfg.EvalSeed + cfg.Seeds[k])
 
     let all = Array.concat evals
     let m, s = meanStd all

@@ -79,7 +79,8 @@ type PpoConfig =
         Threads: int
         /// Evaluation episodes (deterministic policy) at the end of training.
         EvalEpisodes: int
-        /// Seed of the evaluation environments (kept apart from training seeds).
+        /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
+        /// from EvalSeed + s (kept apart from the training streams).
         EvalSeed: int64
     }
 
@@ -388,7 +389,8 @@ let preprocess (obsStats: RunningMeanStd option) (obs: Tensor) =
 
 /// Evaluates the policy of every seed, deterministic (mean action / most likely action) or
 /// sampled, for
-/// `episodes` episodes on fresh environments seeded from `evalSeed`; returns per seed the
+/// `episodes` episodes on fresh environments; training seed s uses the evaluation seed
+/// `evalSeed + s` (kept apart from training streams); returns per seed the
 /// episode returns. `makeEnv n` builds a batched environment of n copies.
 let evaluateWith (deterministic: bool) (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMeanStd option) (episodes: int) (evalSeed: int64) : float[][] =
     let S = agent.Seeds.Length
@@ -397,8 +399,11 @@ let evaluateWith (deterministic: bool) (makeEnv: int -> IBatchedEnv) (agent: Age
            use env = makeEnv episodes
            use _ng = torch.no_grad ()
            use scope = torch.NewDisposeScope()
-           let mutable obs = env.Reset evalSeed
-           let gens = [| Seed.generator agent.Device (Seed.derive evalSeed "eval-policy") |]
+           // Training seed s evaluates on start states drawn from evalSeed + s: the same states
+           // whether s trains alone or in a batch, and different seeds see different starts.
+           let envSeed = evalSeed + agent.Seeds[k]
+           let mutable obs = env.Reset envSeed
+           let gens = [| Seed.generator agent.Device (Seed.derive envSeed "eval-policy") |]
            let returns = Array.create episodes nan
            let mutable stepsLeft = env.MaxEpisodeSteps + 1
 
@@ -772,7 +777,7 @@ let fields: Field<PpoConfig> list =
       Field.custom "device" "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id (fun s -> let s = s.Trim().ToLowerInvariant() in if s = "cpu" || s = "cuda" || s = "auto" || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5))) then Ok s else Error "not a valid device") (fun c -> c.Device) (fun c v -> { c with Device = v })
       Field.int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) (fun c -> c.Threads) (fun c v -> { c with Threads = v })
       Field.int "eval_episodes" "Episodes of the deterministic policy evaluated at the end." (Allow.ge 1) (fun c -> c.EvalEpisodes) (fun c v -> { c with EvalEpisodes = v })
-      Field.int64 "eval_seed" "Seed of the evaluation environments." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v }) ]
+      Field.int64 "eval_seed" "Base seed of the evaluation environments; training seed s uses eval_seed + s." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v }) ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =
