@@ -129,6 +129,51 @@ let test () =
     printfn "%d passed, %d failed" passed failed
     if failed > 0 then exit 1
 
+
+/// Converts a literate notebook (.fsx with `(** markdown *)` blocks, fsdocs style) to a Jupyter
+/// notebook: markdown blocks become markdown cells, the code between them code cells; fsdocs
+/// directives `(*** ... ***)` and the front-matter block are dropped.
+let toIpynb (fsx: string) (ipynb: string) =
+    let text = File.ReadAllText(fsx).Replace("\r\n", "\n")
+    let cells = ResizeArray<string * string>()
+    let addCode (code: string) =
+        let lines =
+            code.Split '\n'
+            |> Array.filter (fun l -> not (l.TrimStart().StartsWith "(***"))
+        let c = String.Join("\n", lines).Trim('\n', ' ')
+        // the page-level plotly.js include is for the HTML rendering only
+        if c <> "" && c <> "Charts.plotlyScript ()" then cells.Add("code", c)
+    let mutable i = 0
+    while i < text.Length do
+        let start = text.IndexOf("(**", i)
+        let isMarkdown = start >= 0 && (start + 3 >= text.Length || text[start + 3] <> '*')
+        if start < 0 then
+            addCode (text.Substring i)
+            i <- text.Length
+        elif not isMarkdown then
+            // a directive: skip to its end
+            let e = text.IndexOf("***)", start)
+            addCode (text.Substring(i, start - i))
+            i <- if e < 0 then text.Length else e + 4
+        else
+            addCode (text.Substring(i, start - i))
+            let e = text.IndexOf("*)", start + 3)
+            let md = text.Substring(start + 3, (if e < 0 then text.Length else e) - start - 3).Trim()
+            if not (md.StartsWith "---") then cells.Add("markdown", md)
+            i <- if e < 0 then text.Length else e + 2
+    let json (s: string) = Text.Json.JsonSerializer.Serialize s
+    let cell (kind, src: string) =
+        let lines = src.Split '\n' |> Array.mapi (fun j l -> json (if j < src.Split('\n').Length - 1 then l + "\n" else l))
+        let source = String.Join(", ", lines)
+        if kind = "code" then
+            sprintf "{\"cell_type\": \"code\", \"execution_count\": null, \"metadata\": {}, \"outputs\": [], \"source\": [%s]}" source
+        else
+            sprintf "{\"cell_type\": \"markdown\", \"metadata\": {}, \"source\": [%s]}" source
+    let body = String.Join(",\n  ", cells |> Seq.map cell)
+    let meta =
+        "{\"kernelspec\": {\"display_name\": \".NET (F#)\", \"language\": \"F#\", \"name\": \".net-fsharp\"}, \"language_info\": {\"name\": \"F#\", \"file_extension\": \".fsx\"}}"
+    File.WriteAllText(ipynb, sprintf "{\n \"cells\": [\n  %s\n ],\n \"metadata\": %s,\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n" body meta)
+
 let targets =
     [ "Setup", setup
       "Build", (fun () -> restore (); build ())
@@ -141,7 +186,11 @@ let targets =
       "Notebooks",
       (fun () ->
           setup ()
-          run "dotnet" [ "fsdocs"; "build"; "--eval"; "--clean"; "--input"; "notebooks"; "--output"; "output"; "--noapidocs" ])
+          run "dotnet" [ "fsdocs"; "build"; "--eval"; "--clean"; "--input"; "notebooks"; "--output"; "output"; "--noapidocs" ]
+          for nb in notebooks () do
+              let target = Path.Combine(root, "output", Path.ChangeExtension(Path.GetFileName nb, ".ipynb"))
+              toIpynb nb target
+              printfn "wrote %s" target)
       "Bench",
       (fun () ->
           setup ()

@@ -1,6 +1,8 @@
 // Benchmarks, one section per argument:
 //
 //   dotnet fsi scripts/bench.fsx envs      env steps/s, single and batched forms (CPU)
+//   dotnet fsi scripts/bench.fsx ppo       PPO on Pendulum-v1: wall time, steps/s, time split,
+//                                          RSS over the run, thread counts, peers' figures
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -105,7 +107,79 @@ let benchEnvs () =
 
     printfn "(goal: batched N=1024 >= 20x the single form per core; 'vs single' is that ratio at %d thread(s))" threads
 
-let sections = [ ("envs", benchEnvs) ]
+/// Resident set size of this process in MiB.
+let rssMiB () =
+    Process.GetCurrentProcess().Refresh()
+    float (Process.GetCurrentProcess().WorkingSet64) / 1048576.0
+
+/// One PPO run of `cfg` (no files written): wall seconds, env steps/s, the rollout/GAE/learn
+/// split, and RSS (MiB) when the run passes 25 %, 50 % and 100 % of its updates.
+let ppoRun (cfg: Ppo.PpoConfig) =
+    let marks = [| 0.25; 0.5; 1.0 |]
+    let rss = Array.create marks.Length nan
+
+    let hooks: Ppo.Hooks =
+        { OnUpdate =
+            fun _ progress _ _ ->
+                let frac = float progress.Update / float cfg.NumUpdates
+
+                marks
+                |> Array.iteri (fun i m -> if Double.IsNaN rss[i] && frac >= m then rss[i] <- rssMiB ()) }
+
+    let r = Ppo.train cfg hooks None
+    let sum f = r.Metrics |> List.sumBy f
+    let evals = Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+    (r.Agent :> IDisposable).Dispose()
+    let steps = float cfg.TotalTimesteps * float cfg.NumSeeds
+    let perSeed = float cfg.NumSeeds
+    let rollout = sum (fun m -> m.RolloutSeconds) / perSeed
+    let gae = sum (fun m -> m.GaeSeconds) / perSeed
+    let learn = sum (fun m -> m.LearnSeconds) / perSeed
+    r.WallSeconds, steps / r.WallSeconds, (rollout, gae, learn), rss, evals |> Array.map Array.average
+
+let benchPpo () =
+    let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
+    let load name = Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, name))
+    let defaults = load "ppo-pendulum.yaml"
+    let seedCfg = load "ppo-pendulum-seed.yaml"
+    printfn "## ppo: PPO on Pendulum-v1 (CPU)"
+
+    if IO.File.Exists "/proc/loadavg" then
+        printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
+
+    printfn "%-34s %7s %8s %9s %22s %24s %s" "case" "threads" "wall s" "steps/s" "rollout/gae/learn s" "RSS MiB 25/50/100%" "eval (per seed)"
+
+    let show name (cfg: Ppo.PpoConfig) =
+        let wall, sps, (ro, g, l), rss, evals = ppoRun cfg
+        let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
+
+        printfn
+            "%-34s %7d %8.1f %9.0f %22s %24s %s"
+            name
+            cfg.Threads
+            wall
+            sps
+            $"{ro:F1}/{g:F2}/{l:F1}"
+            $"{rss[0]:F0}/{rss[1]:F0}/{rss[2]:F0}"
+            ev
+
+        wall, sps
+
+    let w100, sps100 = show "default config, 100k steps" { defaults with TotalTimesteps = 100_000L; Threads = 1 }
+    show "default config, 100k steps" { defaults with TotalTimesteps = 100_000L; Threads = 2 } |> ignore
+    let wFull, _ = show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Threads = 1 }
+    let wSeed, spsSeed = show "seed 002 table, 100k steps" { seedCfg with Threads = 1 }
+    show "default config, 100k, 5 seeds batched" { defaults with TotalTimesteps = 100_000L; NumSeeds = 5; Threads = 1 } |> ignore
+    // Python peers on this machine kind (../shared/reference/peers.md, 1 torch thread):
+    // CleanRL ppo_continuous_action.py 98,304 steps in 75.1 s (mean of 3); SB3 100,352 in 59.1 s.
+    let cleanRlSps = 98_304.0 / 75.1
+    let sb3Sps = 100_352.0 / 59.1
+    printfn "peers (same machine kind, seed's table): CleanRL %.0f steps/s, SB3 %.0f steps/s" cleanRlSps sb3Sps
+    printfn "ratio, seed's table: %.2fx CleanRL, %.2fx SB3 (steps/s)" (spsSeed / cleanRlSps) (spsSeed / sb3Sps)
+    printfn "ratio, default config: %.2fx CleanRL's steps/s; 100k steps in %.1f s (goal < 60 s)" (sps100 / cleanRlSps) w100
+    printfn "full default run: %.1f s; seed's table: %.1f s" wFull wSeed
+
+let sections = [ ("envs", benchEnvs); ("ppo", benchPpo) ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->
