@@ -35,10 +35,10 @@ let exec (env: (string * string) list) (exe: string) (argv: string list) =
     p.ExitCode
 
 /// Runs a process and fails the build when it fails.
-let run exe argv =
+let run (exe: string) (argv: string list) =
     let code = exec [] exe argv
     if code <> 0 then
-        let joined = String.Join(" ", argv: string list)
+        let joined = String.Join(" ", argv)
         failwithf "'%s %s' failed with exit code %d" exe joined code
 
 let onPath (exe: string) =
@@ -91,7 +91,7 @@ let setup () =
 
 let notebooks () =
     Directory.GetFiles(Path.Combine(root, "notebooks"), "*.fsx")
-    |> Array.filter (fun f -> Char.IsDigit (Path.GetFileName f)[0])
+    |> Array.filter (fun f -> Char.IsDigit((Path.GetFileName f).[0]))
     |> Array.sort
     |> List.ofArray
 
@@ -100,8 +100,10 @@ let notebooks () =
 let test () =
     setup ()
     let summary = Path.Combine(Path.GetTempPath(), $"rl-tests-{Environment.ProcessId}.txt")
-    let expectoArgs = [ "--summary" ] @ (if isCi then [ "--colours"; "0"; "--no-spinner" ] else []) @ rest
-    let code = exec [ "RL_TEST_SUMMARY", summary ] "dotnet" ([ "tests/bin/Release/net10.0/Rl.Tests.dll" ] @ expectoArgs)
+    // Sequenced: TorchSharp scalars and dispose scopes misbehave when tests run on several
+    // threads at once ("Unknown scalar type"); the suite is CPU-bound on 2 cores anyway.
+    let expectoArgs = [ "--summary"; "--sequenced" ] @ (if isCi then [ "--colours"; "0"; "--no-spinner" ] else []) @ rest
+    let code = exec [ ("RL_TEST_SUMMARY", summary) ] "dotnet" ([ "tests/bin/Release/net10.0/Rl.Tests.dll" ] @ expectoArgs)
     let passed, failed =
         if File.Exists summary then
             let parts = File.ReadAllText(summary).Split ' '
@@ -123,7 +125,7 @@ let test () =
     for nb in notebooks () do
         printfn "notebook (quick mode): %s" (Path.GetFileName nb)
         let sw = Stopwatch.StartNew()
-        let ok = fsi [ "RL_QUICK", "1" ] nb [] = 0
+        let ok = fsi [ ("RL_QUICK", "1") ] nb [] = 0
         printfn "  %s in %.0f s" (if ok then "ok" else "FAILED") sw.Elapsed.TotalSeconds
         check nb ok
     printfn "%d passed, %d failed" passed failed
