@@ -215,6 +215,32 @@ let tests =
                   Directory.Delete(runs, true)
           }
 
+          test "a multi-seed run writes one metrics row per update and seed, and per-seed evaluations" {
+              let runs = tempDir "rl-runs"
+
+              try
+                  let dir =
+                      Train.runPpo
+                          [ $"runs={runs}"
+                            "config=" + config "ppo-pendulum-seed.yaml"
+                            "num_seeds=2"
+                            "seed=5"
+                            "num_envs=2"
+                            "num_steps=128"
+                            "minibatch_size=128"
+                            "update_epochs=1"
+                            "total_timesteps=512"
+                            "eval_episodes=2"
+                            "threads=1" ]
+
+                  let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
+                  Expect.sequenceEqual (Metrics.column "seed" table) [| 5.0; 6.0; 5.0; 6.0 |] "seeds 5 and 6, two updates"
+                  let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
+                  Expect.stringContains summary "eval_return_mean_seed_6" "per-seed evaluation"
+              finally
+                  Directory.Delete(runs, true)
+          }
+
           test "resuming a folder without a checkpoint fails clearly" {
               let runs = tempDir "rl-runs"
 
