@@ -264,7 +264,8 @@ type Row =
         RewardMean: float
         /// Greedy accuracy on the test images, fraction in [0, 1]; NaN except at epoch ends.
         TestAccuracy: float
-        /// k3 KL to the reference policy.
+        /// Exact KL(pi || pi_ref) over the 10 digits, at the sampling policy, averaged over images
+        /// (the loss's penalty uses the k3 estimate, which is unbiased but heavy-tailed).
         KlRef: float
         /// k3 KL between old and new policy within updates (PPO's approx_kl).
         ApproxKl: float
@@ -437,8 +438,15 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
 
                 let actions = Dist.sample sampleGens (grouped lpOld) // [S; B; G]
                 let rewards = actions.eq(y.unsqueeze 2).to_type torch.float32 // [S; B; G]
-                let logProbRef = Dist.logProb (agent.Reference.Dist x) actions
-                actions, Dist.logProb (grouped lpOld) actions, logProbRef, rewards
+                let lpRef =
+                    match agent.Reference.Dist x with
+                    | Categorical lp -> lp
+                    | Normal _ -> invalidOp "GRPO's actor is Categorical"
+
+                // Exact KL(pi_old || pi_ref) over the 10 digits, for the log (the penalty uses k3).
+                let klExact = (lpOld.exp () * (lpOld - lpRef)).sum(-1L).mean ([| 1L |])
+                sums[1].add_ (klExact.to_type torch.float64) |> ignore
+                actions, Dist.logProb (grouped lpOld) actions, Dist.logProb (grouped lpRef) actions, rewards
 
             // ---- 3. Group-relative advantages (no critic) ---------------------------------------
             let advantages = Advantage.groupRelative cfg.ScaleByStd rewards
@@ -464,7 +472,6 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
                 use _ng = torch.no_grad ()
                 let w = 1.0 / float cfg.UpdateEpochs
                 let add (i: int) (t: Tensor) = sums[i].add_ (t.detach().to_type(torch.float64) * w) |> ignore
-                add 1 parts.Kl
                 add 2 parts.Stats.ApproxKl
                 add 3 parts.Stats.ClipFraction
                 add 4 parts.Entropy
