@@ -15,7 +15,8 @@ let bytesPerElement (dtype: torch.ScalarType) : int64 =
     | torch.ScalarType.Float32 -> 4L
     | torch.ScalarType.BFloat16
     | torch.ScalarType.Float16 -> 2L
-    | d -> invalidArg "dtype" $"bytesPerElement: {d} is not a training dtype; allowed: Float64, Float32, BFloat16, Float16"
+    | d ->
+        invalidArg "dtype" $"bytesPerElement: {d} is not a training dtype; allowed: Float64, Float32, BFloat16, Float16"
 
 /// Parses a dtype name: float64/fp64, float32/fp32, bfloat16/bf16, float16/fp16 (case-insensitive).
 /// Raises `ArgumentException` naming the allowed values.
@@ -32,7 +33,10 @@ let parseDtype (name: string) : torch.ScalarType =
     | "float16"
     | "fp16"
     | "half" -> torch.ScalarType.Float16
-    | _ -> invalidArg "dtype" $"unknown dtype '{name}'; allowed: float64, float32, bfloat16, float16 (or fp64, fp32, bf16, fp16)"
+    | _ ->
+        invalidArg
+            "dtype"
+            $"unknown dtype '{name}'; allowed: float64, float32, bfloat16, float16 (or fp64, fp32, bf16, fp16)"
 
 /// Optimizer state values kept per parameter: Adam 2 (first and second moments m, v; Kingma &
 /// Ba 2015, Algorithm 1), RMSprop 1 (running mean of squared gradients), SGD with momentum 1
@@ -68,10 +72,12 @@ let estimate (kind: Optim.OptimizerKind) (dtype: torch.ScalarType) (parameters: 
 
     let b = bytesPerElement dtype
 
-    { Parameters = parameters
-      ParameterBytes = parameters * b
-      GradientBytes = parameters * b
-      OptimizerBytes = parameters * b * int64 (stateValuesPerParameter kind) }
+    {
+        Parameters = parameters
+        ParameterBytes = parameters * b
+        GradientBytes = parameters * b
+        OptimizerBytes = parameters * b * int64 (stateValuesPerParameter kind)
+    }
 
 /// The number of parameters (elements) of live modules, counting every registered parameter.
 let parameterCount (modules: torch.nn.Module seq) : int64 =
@@ -100,22 +106,33 @@ let formatBytes (bytes: int64) : string =
 /// A text table of footprints, one row per `(name, footprint)`: parameters, weights, gradients,
 /// optimizer state and total, in readable units (see `formatBytes`).
 let table (rows: (string * Footprint) list) : string =
-    let header = [| "model"; "parameters"; "weights"; "gradients"; "optimizer"; "total" |]
+    let header =
+        [| "model"; "parameters"; "weights"; "gradients"; "optimizer"; "total" |]
 
     let cells =
-        [ for name, f in rows ->
-              [| name
-                 f.Parameters.ToString("N0", Globalization.CultureInfo.InvariantCulture)
-                 formatBytes f.ParameterBytes
-                 formatBytes f.GradientBytes
-                 formatBytes f.OptimizerBytes
-                 formatBytes f.TotalBytes |] ]
+        [
+            for name, f in rows ->
+                [|
+                    name
+                    f.Parameters.ToString("N0", Globalization.CultureInfo.InvariantCulture)
+                    formatBytes f.ParameterBytes
+                    formatBytes f.GradientBytes
+                    formatBytes f.OptimizerBytes
+                    formatBytes f.TotalBytes
+                |]
+        ]
 
     let all = header :: cells
-    let widths = Array.init header.Length (fun j -> all |> List.map (fun r -> r[j].Length) |> List.max)
+
+    let widths =
+        Array.init header.Length (fun j -> all |> List.map (fun r -> r[j].Length) |> List.max)
 
     let line (r: string[]) =
-        String.Join(" | ", r |> Array.mapi (fun j c -> if j = 0 then c.PadRight widths[j] else c.PadLeft widths[j]))
+        String.Join(
+            " | ",
+            r
+            |> Array.mapi (fun j c -> if j = 0 then c.PadRight widths[j] else c.PadLeft widths[j])
+        )
 
     let rule = String.Join("-|-", widths |> Array.map (fun w -> String('-', w)))
     String.Join("\n", [ line header; rule ] @ (cells |> List.map line)) + "\n"

