@@ -3,6 +3,7 @@
 //   dotnet fsi scripts/bench.fsx envs      env steps/s, single and batched forms (CPU)
 //   dotnet fsi scripts/bench.fsx ppo       PPO on Pendulum-v1: wall time, steps/s, time split,
 //                                          RSS over the run, thread counts, peers' figures
+//   dotnet fsi scripts/bench.fsx grpo      wall time of one GRPO epoch on MNIST (CPU; CUDA if present)
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -179,7 +180,41 @@ let benchPpo () =
     printfn "ratio, default config: %.2fx CleanRL's steps/s; 100k steps in %.1f s (goal < 60 s)" (sps100 / cleanRlSps) w100
     printfn "full default run: %.1f s; seed's table: %.1f s" wFull wSeed
 
-let sections = [ ("envs", benchEnvs); ("ppo", benchPpo) ]
+/// One GRPO epoch on MNIST (60,000 images, the default config, one seed and three batched
+/// seeds) on the CPU, and on CUDA when available. RL_BENCH_GRPO_IMAGES shrinks the epoch.
+let benchGrpo () =
+    let images =
+        match Environment.GetEnvironmentVariable "RL_BENCH_GRPO_IMAGES" with
+        | null
+        | "" -> 0
+        | s -> int s
+
+    let cfg =
+        Config.load Grpo.fields Grpo.defaults (IO.Path.Combine(__SOURCE_DIRECTORY__, "configs", "grpo-mnist.yaml"))
+
+    printfn "## grpo: one epoch of GRPO on MNIST (batch %d, G = %d, %d inner epochs, torch threads %d)" cfg.BatchSize cfg.GroupSize cfg.UpdateEpochs threads
+    printfn "%-6s %6s %10s %12s %14s %10s" "device" "seeds" "images" "epoch s" "images/s" "accuracy"
+
+    let devices = [ yield "cpu"; if Native.cudaAvailable () then yield "cuda" ]
+
+    for device in devices do
+        for seeds in [ 1; 3 ] do
+            let c =
+                { cfg with
+                    Epochs = 1
+                    NumSeeds = seeds
+                    Device = device
+                    Threads = threads
+                    TrainSize = images
+                    TestSize = 10000 }
+
+            use data = Grpo.loadData c
+            let r = Grpo.train data c Grpo.noHooks
+            use _a = r.Agent
+            let n = float (data.Train.Count / c.BatchSize * c.BatchSize * seeds)
+            printfn "%-6s %6d %10.0f %12.2f %14.0f %10.4f" device seeds n r.EpochSeconds[0] (n / r.EpochSeconds[0]) (Array.average r.EpochAccuracy[0])
+
+let sections = [ ("envs", benchEnvs); ("ppo", benchPpo); ("grpo", benchGrpo) ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->

@@ -99,3 +99,23 @@ let discountedReturns (gamma: float) (rewards: Tensor) (terminated: Tensor) (tru
             out[i] <- float32 g[b]
 
     torch.tensor(out, device = rewards.device).reshape (int64 T, int64 B)
+
+/// Group-relative advantages of GRPO (Shao et al. 2024, "DeepSeekMath", section 4.1.2, outcome
+/// supervision): each of the G outputs sampled for the same input is scored against its own
+/// group, A_i = r_i - mean(r), or with `scaleByStd` A_i = (r_i - mean(r)) / (std(r) + 1e-4)
+/// as in the paper's normalised reward (std: unbiased, as `torch.std` and TRL's GRPOTrainer,
+/// whose eps 1e-4 this uses). The group is the LAST dimension: `rewards` [...; G] gives
+/// advantages of the same shape. A group whose rewards are all equal (all correct or all wrong)
+/// gets zero advantage: it carries no learning signal. Raises `ArgumentException` for a scalar
+/// input or G < 2 (a group of one has no baseline).
+let groupRelative (scaleByStd: bool) (rewards: Tensor) : Tensor =
+    if rewards.dim () < 1L || rewards.shape[rewards.shape.Length - 1] < 2L then
+        invalidArg "rewards" $"groupRelative: expected rewards [...; G] with group size G >= 2, got {shapeString rewards}"
+
+    let r = rewards.to_type torch.float32
+    let centred = r - r.mean ([| -1L |], keepdim = true)
+
+    if scaleByStd then
+        centred / (r.std (-1L, unbiased = true, keepdim = true) + 1e-4)
+    else
+        centred

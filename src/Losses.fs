@@ -44,6 +44,19 @@ let ppoClip (clipEps: float) (logProbNew: Tensor) (logProbOld: Tensor) (advantag
 
     loss, stats
 
+/// k3 estimator of KL(pi_theta || pi_ref) per sample, averaged per seed [S] (DeepSeekMath,
+/// Shao et al. 2024, eq. 4; Schulman, "Approximating KL Divergence", 2020):
+///   D = pi_ref(o|q) / pi_theta(o|q) - log(pi_ref(o|q) / pi_theta(o|q)) - 1 >= 0
+/// evaluated at actions sampled from the old policy. Unbiased for samples from pi_theta, always
+/// non-negative, and differentiable in `logProbNew` (GRPO adds beta times it to the loss).
+/// `logProbNew`, `logProbRef`: [S; M]. Raises `ArgumentException` when the shapes differ.
+let klToReference (logProbNew: Tensor) (logProbRef: Tensor) : Tensor =
+    if logProbNew.shape <> logProbRef.shape then
+        invalidArg "logProbRef" $"klToReference: shapes differ: logProbNew {shapeString logProbNew}, logProbRef {shapeString logProbRef}"
+
+    let d = logProbRef - logProbNew
+    (torch.exp d - d - 1.0).mean ([| -1L |])
+
 /// Value loss 0.5 * mean((V - R)^2) per seed [S] (CleanRL / PureJaxRL convention). With
 /// `clip = Some eps` the clipped variant max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
 /// (CleanRL `ppo.py` `clip_vloss`), which needs `oldValues`. Inputs [S; M].

@@ -104,7 +104,10 @@ type Trunk(name: string, seeds: int, sizes: int list, activation: Activation) as
         |> List.mapi (fun i (a, b) -> new SeededLinear($"{name}.{i}", seeds, a, b))
 
     let layerList = torch.nn.ModuleList<SeededLinear>(Array.ofList layers)
-    do this.RegisterComponents()
+    // Registered explicitly: `RegisterComponents` only sees fields, and `layerList` (used only
+    // here) compiles to a constructor local, which left every hidden layer out of
+    // `parameters ()` (so optimizers never trained them) and out of checkpoints.
+    do this.register_module ("layers", layerList)
 
     member _.Layers = layers
     member _.OutDim = List.last sizes

@@ -28,11 +28,14 @@ let splitArgs (args: string list) : Map<string, string> * string list =
     let rest = pairs |> List.filter (fun (k, _, _) -> not (List.contains k reserved))
     (special |> List.map (fun (k, v, _) -> k, v) |> Map.ofList), (rest |> List.map (fun (_, _, a) -> a))
 
-let private ppoColumns (seeds: int) =
+/// The metric columns of an algorithm's `(name, tag)` list (tag "" = CSV only), after a `seed`
+/// column when `seeds > 1`.
+let columnsFor (seeds: int) (metricColumns: (string * string) list) : Column list =
     [ if seeds > 1 then
           yield Column.plain Metrics.SeedColumn
-      for name, tag in Ppo.metricColumns do
-          yield (if tag = "" then Column.plain name else Column.named name tag) ]
+      for name, tag in metricColumns -> if tag = "" then Column.plain name else Column.named name tag ]
+
+let private ppoColumns (seeds: int) = columnsFor seeds Ppo.metricColumns
 
 let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
     [| if seeds > 1 then float m.Seed
@@ -227,6 +230,137 @@ let evaluatePpo (path: string) (episodes: int option) : float[][] =
     use _a = agent
     Ppo.evaluate (Ppo.makeEnv cfg) agent norm.Obs (defaultArg episodes cfg.EvalEpisodes) cfg.EvalSeed
 
+// ---------------------------------------------------------------------------------------
+// GRPO on MNIST
+// ---------------------------------------------------------------------------------------
+
+/// Default config file for GRPO.
+let defaultGrpoConfig = Path.Combine("scripts", "configs", "grpo-mnist.yaml")
+
+let private grpoRow (seeds: int) (r: Grpo.Row) =
+    [| if seeds > 1 then float r.Seed
+       yield! Grpo.metricValues r |]
+
+/// GRPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
+/// `seeds > 1`), for charts in notebooks.
+let grpoTable (seeds: int) (rows: Grpo.Row list) : MetricsTable =
+    Metrics.ofRows (columnsFor seeds Grpo.metricColumns |> List.map (fun c -> c.Name)) (rows |> List.map (grpoRow seeds))
+
+/// Saves a GRPO checkpoint (actor, reference policy, optimizer, epoch) into `dir/checkpoint`
+/// atomically.
+let saveGrpoCheckpoint (dir: string) (agent: Grpo.Agent) (epoch: int) =
+    Checkpoint.save
+        (Path.Combine(dir, Run.CheckpointDir))
+        [ "actor", agent.Actor :> torch.nn.Module; "reference", agent.Reference ]
+        [ "optimizer", agent.Optimizer :?> Modules.OptimizerHelper ]
+        (Map.ofList [ "epoch", string epoch ])
+
+/// Writes `report.html` for a GRPO run folder from its `metrics.csv` and summary pairs.
+let writeGrpoReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
+    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
+    let view = SeedView.MeanStd
+
+    Report.write
+        (Path.Combine(dir, Run.ReportFile))
+        title
+        (Run.summaryText summary)
+        [ "Test accuracy (greedy) per epoch", [ Charts.learningCurve view "epoch" "test_accuracy" table ]
+          "Mean reward of the sampled guesses", [ Charts.learningCurve view "global_step" "reward_mean" table ]
+          "Diagnostics",
+          [ Charts.panels view "global_step" [ "kl_ref"; "approx_kl"; "clip_fraction"; "entropy"; "policy_loss"; "grad_norm"; "zero_adv_fraction" ] table ]
+          "Speed", [ Charts.panels view "epoch" [ "images_per_second"; "epoch_seconds" ] table ] ]
+
+/// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)
+/// and returns the run folder: metrics.csv (+ TensorBoard), a checkpoint after every epoch,
+/// summary.json (`test_accuracy`: fraction in [0, 1] of the greedy policy, mean over seeds) and
+/// report.html. Checks the config and the MNIST files before writing anything; raises
+/// `ConfigError` (also for `resume=`, which GRPO does not support) and `FileNotFoundException`
+/// when MNIST is absent.
+let runGrpo (args: string list) : string =
+    let special, overrides = splitArgs args
+
+    if special.ContainsKey "resume" then
+        raise (ConfigError("arguments", "resume", special["resume"], "ppo runs only", "GRPO runs are short and do not resume; start a new run"))
+
+    let path = special.TryFind "config" |> Option.defaultValue defaultGrpoConfig
+    let cfg = Config.resolve Grpo.fields Grpo.defaults Grpo.validate (Some path) overrides
+    Native.device cfg.Device |> ignore
+
+    match Mnist.problems (Mnist.dataDir ()) with
+    | [] -> ()
+    | ps ->
+        let what = String.Join("; ", ps)
+
+        raise (
+            FileNotFoundException(
+                $"MNIST is not ready in {Mnist.dataDir ()} ({what}); fetch it once with `dotnet fsi scripts/data.fsx` (or set {Mnist.DirEnvVar})"
+            )
+        )
+
+    use data = Grpo.loadData cfg
+    let runs = special.TryFind "runs" |> Option.defaultValue "runs"
+    let dir = Run.create runs "grpo" "MNIST" (Config.toYaml Grpo.fields cfg)
+    printfn "run folder: %s" dir
+    let S = cfg.NumSeeds
+
+    let options =
+        { MetricsOptions.defaults dir (columnsFor S Grpo.metricColumns) with
+            Hyperparameters = Config.pairs Grpo.fields cfg }
+
+    use log = Metrics.openWith options
+    let total = int64 cfg.Epochs * int64 (data.Train.Count / cfg.BatchSize * cfg.BatchSize)
+
+    let result =
+        Progress.run $"grpo MNIST (G={cfg.GroupSize}, {S} seed(s))" total (fun report ->
+            let hooks: Grpo.Hooks =
+                { OnRows =
+                    fun _ rows ->
+                        for r in rows do
+                            Metrics.logRow (grpoRow S r) log
+
+                        report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
+                  OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint dir agent epoch }
+
+            Grpo.train data cfg hooks)
+
+    for e in 0 .. result.EpochAccuracy.Length - 1 do
+        let accs = result.EpochAccuracy[e] |> Array.map (sprintf "%.4f")
+        printfn "epoch %2d: test accuracy %s (%.1f s)" (e + 1) (String.Join(" ", accs)) result.EpochSeconds[e]
+
+    let final = Array.last result.EpochAccuracy
+    let m, s = meanStd final
+
+    let epochsTo95 (k: int) =
+        match result.EpochAccuracy |> Array.tryFindIndex (fun a -> a[k] >= 0.95) with
+        | Some e -> Integer(int64 (e + 1))
+        | None -> Text "not reached"
+
+    let images = float total * float S
+
+    let summary =
+        [ "test_accuracy", Number m
+          "test_accuracy_std", Number s
+          "wall_seconds", Number result.WallSeconds
+          "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
+          "images_per_second", Number(images / Array.sum result.EpochSeconds)
+          "epochs", Integer(int64 cfg.Epochs)
+          "group_size", Integer(int64 cfg.GroupSize)
+          "train_images", Integer(int64 data.Train.Count)
+          "test_images", Integer(int64 data.Test.Count)
+          "seed", Integer cfg.Seed
+          "num_seeds", Integer(int64 S)
+          "device", Text cfg.Device
+          for k in 0 .. S - 1 do
+              $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
+              $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k ]
+
+    Run.writeSummary dir summary
+    (log :> IDisposable).Dispose()
+    writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
+    printfn "test accuracy %.4f +- %.4f over %d seed(s); wrote %s, %s, %s" m s S Metrics.CsvFile Run.SummaryFile Run.ReportFile
+    (result.Agent :> IDisposable).Dispose()
+    dir
+
 /// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo). Returns an exit code:
 /// 0 on success, 2 for a bad config or arguments, 1 for a failed run.
 let main (args: string list) : int =
@@ -238,8 +372,12 @@ let main (args: string list) : int =
             let rest = args |> List.filter (fun a -> not (a.StartsWith "algo="))
             runPpo rest |> ignore
             0
+        | "grpo" ->
+            let rest = args |> List.filter (fun a -> not (a.StartsWith "algo="))
+            runGrpo rest |> ignore
+            0
         | other ->
-            eprintfn "unknown algo '%s'; allowed: ppo" other
+            eprintfn "unknown algo '%s'; allowed: ppo, grpo" other
             2
     with
     | ConfigError _ as e ->
@@ -250,6 +388,9 @@ let main (args: string list) : int =
         2
     | CheckpointError _ as e ->
         eprintfn "checkpoint error: %s" e.Message
+        2
+    | Mnist.MnistDataError msg ->
+        eprintfn "data error: %s" msg
         2
     | Ppo.TrainingDivergedException _ -> 1
 
