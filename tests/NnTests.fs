@@ -38,6 +38,17 @@ let tests =
               Expect.isFalse (close first[0] first[1] 1e-3) "seeds differ"
           }
 
+          test "every layer is registered: optimizers and checkpoints see the hidden layers" {
+              use actor = new Actor("a", 2, 3, [ 64; 64 ], Relu, GaussianHead(1, Some 2.0, Softplus))
+              use critic = new Critic("c", 2, 3, [ 64; 64 ], Relu)
+              let count (m: TorchSharp.torch.nn.Module) = m.parameters () |> Seq.sumBy (fun p -> p.numel ())
+              // per seed: trunk (3*64 + 64) + (64*64 + 64) = 4416; mean head 65; sigma head 65
+              Expect.equal (count actor) (2L * (4416L + 65L + 65L)) "actor parameters, 2 seeds"
+              Expect.equal (count critic) (2L * (4416L + 65L)) "critic parameters, 2 seeds"
+              let names = actor.named_parameters () |> Seq.map (fun struct (n, _) -> n) |> List.ofSeq
+              Expect.isTrue (names |> List.exists (fun n -> n.Contains "layers")) $"hidden layers named: %A{names}"
+          }
+
           test "orthogonal init gives orthonormal columns scaled by the gain" {
               use l = new SeededLinear("l", 1, 8, 4)
               l.Initialise(Orthogonal 2.0, initGenerators "o" [| 3L |])
