@@ -173,10 +173,8 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?m
         )
 
     let dtype = defaultArg dtype torch.float32
+    do EnvUtil.checkFloatDtype Id dtype
 
-    do
-        if dtype <> torch.float32 && dtype <> torch.float64 then
-            invalidArg "dtype" $"{Id}: dtype must be float32 or float64, got {dtype}"
 
     /// `_dsdt` on columns (each [N]); same operation order as `dsdt`; `sin`, `cos`, `sq` are the
     /// env's elementwise functions (see `BatchedClassicEnv.ExactMath`).

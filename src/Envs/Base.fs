@@ -11,6 +11,12 @@ open Rl
 
 /// Small numeric and checking helpers used by the environments.
 module EnvUtil =
+    /// Raises `ArgumentException` unless `dtype` is float32 or float64 (the state dtypes the
+    /// classic-control batched forms support).
+    let checkFloatDtype (id: string) (dtype: TorchSharp.torch.ScalarType) =
+        if dtype <> TorchSharp.torch.float32 && dtype <> TorchSharp.torch.float64 then
+            invalidArg "dtype" $"{id}: dtype must be float32 or float64, got {dtype}"
+
 
     /// Python/numpy floored modulo `x % y` for doubles: the result takes the sign of `y`
     /// (`npy_divmod` in numpy, `float_rem` in CPython). .NET's `%` truncates (sign of `x`), so

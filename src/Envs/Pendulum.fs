@@ -117,11 +117,9 @@ type BatchedEnv(numEnvs: int, device: torch.Device, ?dtype: torch.ScalarType, ?g
         )
 
     let dtype = defaultArg dtype torch.float32
+    do EnvUtil.checkFloatDtype Id dtype
     let g = defaultArg g defaultG
 
-    do
-        if dtype <> torch.float32 && dtype <> torch.float64 then
-            invalidArg "dtype" $"{Id}: dtype must be float32 or float64, got {dtype}"
 
     override _.InitialStates(count, generator) =
         use scope = torch.NewDisposeScope()
