@@ -104,7 +104,10 @@ type Trunk(name: string, seeds: int, sizes: int list, activation: Activation) as
         |> List.mapi (fun i (a, b) -> new SeededLinear($"{name}.{i}", seeds, a, b))
 
     let layerList = torch.nn.ModuleList<SeededLinear>(Array.ofList layers)
-    do this.RegisterComponents()
+    // Register the layers explicitly: `RegisterComponents` only sees fields, and `layerList`,
+    // used in the constructor alone, is compiled as a local, so the hidden layers were neither
+    // trained nor checkpointed.
+    do this.register_module ("layers", layerList)
 
     member _.Layers = layers
     member _.OutDim = List.last sizes

@@ -229,8 +229,10 @@ let evaluatePpo (path: string) (episodes: int option) : float[][] =
 let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
 
 let private dqnColumns (seeds: int) =
-    [ if seeds > 1 then Column.plain Metrics.SeedColumn
-      for name, tag in Dqn.metricColumns -> if tag = "" then Column.plain name else Column.named name tag ]
+    [ if seeds > 1 then
+          yield Column.plain Metrics.SeedColumn
+      for name, tag in Dqn.metricColumns do
+          yield (if tag = "" then Column.plain name else Column.named name tag) ]
 
 let private dqnRow (seeds: int) (m: Dqn.DqnMetrics) =
     [| if seeds > 1 then float m.Seed

@@ -194,7 +194,7 @@ let learnStep (cfg: DqnConfig) (agent: Agent) (batch: Buffers.ReplayBatch) : Lea
     let S = agent.Seeds.Length
 
     let gradNorm =
-        Optim.clipGradNormPerSeed S (if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else Double.MaxValue) (agent.QNet.parameters ())
+        Optim.clipGradNormPerSeed S (if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else 1e30 (* no clipping; a float32-representable bound *)) (agent.QNet.parameters ())
 
     agent.Opt.step () |> ignore
     use _ng = torch.no_grad ()
