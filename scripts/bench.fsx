@@ -1,6 +1,7 @@
 // Benchmarks, one section per argument:
 //
 //   dotnet fsi scripts/bench.fsx envs      env steps/s, single and batched forms (CPU)
+//   dotnet fsi scripts/bench.fsx dqn       DQN on CartPole-v1, 100k steps: wall time and steps/s
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -105,7 +106,24 @@ let benchEnvs () =
 
     printfn "(goal: batched N=1024 >= 20x the single form per core; 'vs single' is that ratio at %d thread(s))" threads
 
-let sections = [ ("envs", benchEnvs) ]
+/// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
+/// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
+/// kind (../shared/reference/peers.md).
+let benchDqn () =
+    let cfg = Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
+    printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
+    printfn "%-6s %10s %16s %22s %14s" "seeds" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
+
+    for seeds in [ 1; 5 ] do
+        let c = { cfg with TotalTimesteps = 100_000L; NumSeeds = seeds; Threads = threads }
+        let r = Dqn.train c Dqn.noHooks None
+        (r.Agent :> IDisposable).Dispose()
+        let sps = 100_000.0 / r.WallSeconds
+        printfn "%-6d %10.1f %16.0f %22.0f %13.2fx" seeds r.WallSeconds sps (sps * float seeds) (sps * float seeds / 2400.0)
+
+    printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
+
+let sections = [ ("envs", benchEnvs); ("dqn", benchDqn) ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->

@@ -34,7 +34,9 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
 
     do
         if seeds < 1 || capacity < 1 || obsDim < 1 then
-            invalidArg "capacity" $"ReplayBuffer: seeds, capacity and obsDim must be >= 1, got {seeds}, {capacity}, {obsDim}"
+            invalidArg
+                "capacity"
+                $"ReplayBuffer: seeds, capacity and obsDim must be >= 1, got {seeds}, {capacity}, {obsDim}"
 
     let S, C, D = int64 seeds, int64 capacity, int64 obsDim
     let obs = torch.zeros ([| S; C; D |], device = device)
@@ -68,7 +70,9 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
         let n = if obsIn.dim () = 3L then obsIn.shape[1] else -1L
 
         if obsIn.shape <> [| S; n; D |] || nextObsIn.shape <> obsIn.shape then
-            invalidArg "obs" $"ReplayBuffer.Add: obs and nextObs must be [{S}; N; {D}], got {shapeString obsIn} and {shapeString nextObsIn}"
+            invalidArg
+                "obs"
+                $"ReplayBuffer.Add: obs and nextObs must be [{S}; N; {D}], got {shapeString obsIn} and {shapeString nextObsIn}"
 
         for name, t in [ "actions", actionsIn; "rewards", rewardsIn; "terminated", terminatedIn ] do
             if t.shape <> [| S; n |] then
@@ -79,7 +83,10 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
 
         use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        let idx = (torch.arange (n, dtype = torch.int64, device = device) + int64 position).remainder (C.ToScalar())
+
+        let idx =
+            (torch.arange (n, dtype = torch.int64, device = device) + int64 position).remainder(C.ToScalar())
+
         obs.index_copy_ (1L, idx, obsIn) |> ignore
         nextObs.index_copy_ (1L, idx, nextObsIn) |> ignore
         actions.index_copy_ (1L, idx, actionsIn.to_type torch.int64) |> ignore
@@ -102,20 +109,29 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
             torch.randint (int64 count, [| S; int64 batchSize |], generator = gen, dtype = torch.int64, device = device)
 
         let take3 (x: Tensor) =
-            x.gather (1L, idx.unsqueeze(-1L).expand (-1L, -1L, D))
+            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, D))
 
-        { Obs = take3 obs
-          Actions = actions.gather (1L, idx)
-          Rewards = rewards.gather (1L, idx)
-          NextObs = take3 nextObs
-          Terminated = terminated.gather (1L, idx)
-          Indices = idx }
+        {
+            Obs = take3 obs
+            Actions = actions.gather (1L, idx)
+            Rewards = rewards.gather (1L, idx)
+            NextObs = take3 nextObs
+            Terminated = terminated.gather (1L, idx)
+            Indices = idx
+        }
 
     /// Restores the host counters after loading the storage from a checkpoint. Raises
     /// `ArgumentException` when they are out of range.
     member _.Restore(newPosition: int, newCount: int) =
-        if newPosition < 0 || newPosition >= capacity || newCount < 0 || newCount > capacity then
-            invalidArg "newPosition" $"ReplayBuffer.Restore: position {newPosition} must be in 0..{capacity - 1} and count {newCount} in 0..{capacity}"
+        if
+            newPosition < 0
+            || newPosition >= capacity
+            || newCount < 0
+            || newCount > capacity
+        then
+            invalidArg
+                "newPosition"
+                $"ReplayBuffer.Restore: position {newPosition} must be in 0..{capacity - 1} and count {newCount} in 0..{capacity}"
 
         position <- newPosition
         count <- newCount

@@ -85,50 +85,56 @@ type DqnConfig =
 /// 1 -> 0.05 over the first half, learning starts at 10k, a gradient step every 10 steps, a
 /// 120-84 ReLU network (seed 004's three-layer MLP), MSE loss, no gradient clipping.
 let defaults =
-    { EnvId = "CartPole-v1"
-      NumEnvs = 1
-      TotalTimesteps = 500_000L
-      LearningRate = 2.5e-4
-      BufferSize = 10_000
-      Gamma = 0.99
-      Tau = 1.0
-      TargetNetworkFrequency = 500
-      BatchSize = 128
-      StartE = 1.0
-      EndE = 0.05
-      ExplorationFraction = 0.5
-      LearningStarts = 10_000L
-      TrainFrequency = 10
-      Hidden = [ 120; 84 ]
-      Activation = Relu
-      Loss = Losses.Mse
-      MaxGradNorm = 0.0
-      Init = "default"
-      Beta1 = 0.9
-      Beta2 = 0.999
-      AdamEps = 1e-8
-      Seed = 0L
-      NumSeeds = 1
-      Device = "cpu"
-      Threads = 1
-      LogEvery = 5000
-      EvalEpisodes = 10
-      EvalSeed = 1_000_000L }
+    {
+        EnvId = "CartPole-v1"
+        NumEnvs = 1
+        TotalTimesteps = 500_000L
+        LearningRate = 2.5e-4
+        BufferSize = 10_000
+        Gamma = 0.99
+        Tau = 1.0
+        TargetNetworkFrequency = 500
+        BatchSize = 128
+        StartE = 1.0
+        EndE = 0.05
+        ExplorationFraction = 0.5
+        LearningStarts = 10_000L
+        TrainFrequency = 10
+        Hidden = [ 120; 84 ]
+        Activation = Relu
+        Loss = Losses.Mse
+        MaxGradNorm = 0.0
+        Init = "default"
+        Beta1 = 0.9
+        Beta2 = 0.999
+        AdamEps = 1e-8
+        Seed = 0L
+        NumSeeds = 1
+        Device = "cpu"
+        Threads = 1
+        LogEvery = 5000
+        EvalEpisodes = 10
+        EvalSeed = 1_000_000L
+    }
 
 /// The linear epsilon schedule of CleanRL `dqn.py` (`linear_schedule`): epsilon at environment
 /// step `step` falls from `startE` to `endE` over `duration` steps, then stays at `endE`.
 let epsilonAt (startE: float) (endE: float) (duration: float) (step: int64) : float =
-    if duration <= 0.0 then endE
-    else max endE (startE + (endE - startE) * float step / duration)
+    if duration <= 0.0 then
+        endE
+    else
+        max endE (startE + (endE - startE) * float step / duration)
 
 /// The networks, optimizer and replay buffer of a DQN agent for S seeds.
 type Agent =
-    { QNet: QNetwork
-      Target: QNetwork
-      Opt: torch.optim.Optimizer
-      Buffer: Buffers.ReplayBuffer
-      Device: torch.Device
-      Seeds: int64[] }
+    {
+        QNet: QNetwork
+        Target: QNetwork
+        Opt: torch.optim.Optimizer
+        Buffer: Buffers.ReplayBuffer
+        Device: torch.Device
+        Seeds: int64[]
+    }
 
     interface IDisposable with
         member a.Dispose() =
@@ -143,7 +149,10 @@ let makeAgent (cfg: DqnConfig) (obsDim: int) (actionSpace: Space) (device: torch
     let nActions =
         match actionSpace with
         | Space.Discrete(n, _) -> n
-        | other -> invalidArg "actionSpace" $"DQN needs a discrete action space, got {other}; allowed: Discrete environments such as CartPole-v1"
+        | other ->
+            invalidArg
+                "actionSpace"
+                $"DQN needs a discrete action space, got {other}; allowed: Discrete environments such as CartPole-v1"
 
     let seeds = cfg.Seeds
     let S = seeds.Length
@@ -162,12 +171,14 @@ let makeAgent (cfg: DqnConfig) (obsDim: int) (actionSpace: Space) (device: torch
     for p in target.parameters () do
         p.requires_grad <- false
 
-    { QNet = q
-      Target = target
-      Opt = Optim.make (Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)) cfg.LearningRate (q.parameters ())
-      Buffer = new Buffers.ReplayBuffer(S, cfg.BufferSize, obsDim, device)
-      Device = device
-      Seeds = seeds }
+    {
+        QNet = q
+        Target = target
+        Opt = Optim.make (Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)) cfg.LearningRate (q.parameters ())
+        Buffer = new Buffers.ReplayBuffer(S, cfg.BufferSize, obsDim, device)
+        Device = device
+        Seeds = seeds
+    }
 
 /// Diagnostics of one gradient step, per seed [S] (no gradient).
 type LearnStats =
@@ -187,21 +198,31 @@ let learnStep (cfg: DqnConfig) (agent: Agent) (batch: Buffers.ReplayBatch) : Lea
         use _ng = torch.no_grad ()
         Losses.dqnTargets cfg.Gamma batch.Rewards batch.Terminated (agent.Target.forward batch.NextObs)
 
-    let qTaken = agent.QNet.forward(batch.Obs).gather(-1L, batch.Actions.unsqueeze -1L).squeeze (-1L)
+    let qTaken =
+        agent.QNet.forward(batch.Obs).gather(-1L, batch.Actions.unsqueeze -1L).squeeze(-1L)
+
     let loss = Losses.tdLoss cfg.Loss qTaken targets
     agent.Opt.zero_grad ()
-    loss.sum().backward ()
+    loss.sum().backward()
     let S = agent.Seeds.Length
 
     let gradNorm =
-        Optim.clipGradNormPerSeed S (if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else 1e30 (* no clipping; a float32-representable bound *)) (agent.QNet.parameters ())
+        Optim.clipGradNormPerSeed
+            S
+            (if cfg.MaxGradNorm > 0.0 then
+                 cfg.MaxGradNorm
+             else
+                 1e30 (* no clipping; a float32-representable bound *) )
+            (agent.QNet.parameters ())
 
     agent.Opt.step () |> ignore
     use _ng = torch.no_grad ()
 
-    { Loss = loss.detach ()
-      QMean = qTaken.detach().mean ([| -1L |])
-      GradNorm = gradNorm }
+    {
+        Loss = loss.detach ()
+        QMean = qTaken.detach().mean([| -1L |])
+        GradNorm = gradNorm
+    }
 
 /// One metrics row per seed per `LogEvery` environment steps.
 type DqnMetrics =
@@ -230,29 +251,33 @@ type DqnMetrics =
 
 /// Metric names in CSV column order, with CleanRL's TensorBoard tags.
 let metricColumns =
-    [ "global_step", ""
-      "episodic_return", "charts/episodic_return"
-      "episodic_length", "charts/episodic_length"
-      "episodes", "charts/episodes"
-      "return_last20", "charts/return_last20"
-      "td_loss", "losses/td_loss"
-      "q_values", "losses/q_values"
-      "grad_norm", "losses/grad_norm"
-      "epsilon", "charts/epsilon"
-      "sps", "charts/SPS" ]
+    [
+        "global_step", ""
+        "episodic_return", "charts/episodic_return"
+        "episodic_length", "charts/episodic_length"
+        "episodes", "charts/episodes"
+        "return_last20", "charts/return_last20"
+        "td_loss", "losses/td_loss"
+        "q_values", "losses/q_values"
+        "grad_norm", "losses/grad_norm"
+        "epsilon", "charts/epsilon"
+        "sps", "charts/SPS"
+    ]
 
 /// The values of a row in `metricColumns` order.
 let metricValues (m: DqnMetrics) =
-    [| float m.Step
-       m.EpisodicReturn
-       m.EpisodicLength
-       float m.Episodes
-       m.ReturnLast20
-       m.TdLoss
-       m.QMean
-       m.GradNorm
-       m.Epsilon
-       m.Sps |]
+    [|
+        float m.Step
+        m.EpisodicReturn
+        m.EpisodicLength
+        float m.Episodes
+        m.ReturnLast20
+        m.TdLoss
+        m.QMean
+        m.GradNorm
+        m.Epsilon
+        m.Sps
+    |]
 
 /// One finished training episode.
 type Episode =
@@ -301,8 +326,10 @@ let firstStepReaching (window: int) (threshold: float) (episodes: Episode seq) :
 
 /// Mean return of the last `n` episodes (NaN when fewer than `n`).
 let lastMean (n: int) (episodes: ResizeArray<Episode>) =
-    if episodes.Count < n then nan
-    else Seq.averageBy (fun e -> e.Return) (Seq.skip (episodes.Count - n) episodes)
+    if episodes.Count < n then
+        nan
+    else
+        Seq.averageBy (fun e -> e.Return) (Seq.skip (episodes.Count - n) episodes)
 
 /// Trains DQN. `makeEnv n` builds a batched environment of n copies; the S seeds share one
 /// environment of S * NumEnvs copies (seed k owns copies k*N .. k*N + N - 1; its episodes thus
@@ -310,7 +337,12 @@ let lastMean (n: int) (episodes: ResizeArray<Episode>) =
 /// own seed value). `resume` continues a restored agent (the environments restart with fresh
 /// episodes). Raises `Ppo.TrainingDivergedException` (window index, quantity) when the TD loss
 /// becomes NaN or infinite.
-let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (resume: (Agent * Progress) option) : TrainResult =
+let trainWith
+    (makeEnv: int -> IBatchedEnv)
+    (cfg: DqnConfig)
+    (hooks: Hooks)
+    (resume: (Agent * Progress) option)
+    : TrainResult =
     let device = Native.device cfg.Device
 
     if cfg.Threads > 0 then
@@ -329,11 +361,16 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
             Seed.setGlobal cfg.Seed
 
             makeAgent cfg obsDim env.ActionSpace device,
-            { GlobalStep = 0L
-              Episodes = Array.init S (fun _ -> ResizeArray()) }
+            {
+                GlobalStep = 0L
+                Episodes = Array.init S (fun _ -> ResizeArray())
+            }
 
     let nActions = agent.QNet.NumActions
-    let stream label = Seed.derive cfg.Seed $"{label}/{progress.GlobalStep}"
+
+    let stream label =
+        Seed.derive cfg.Seed $"{label}/{progress.GlobalStep}"
+
     let exploreGen = Seed.generator device (stream "dqn-explore")
     let sampleGen = Seed.generator device (stream "dqn-replay")
     let duration = cfg.ExplorationFraction * float cfg.TotalTimesteps
@@ -342,10 +379,16 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
     let winDone = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
     let winRet = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
     let winLen = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
-    let acc () = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+    let acc () =
+        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
     let sumLoss, sumQ, sumGrad = acc (), acc (), acc ()
     let mutable nLearn = 0
-    let mutable obs = env.Reset(stream "dqn-env").reshape(int64 S, int64 N, int64 obsDim).DetachFromDisposeScope()
+
+    let mutable obs =
+        env.Reset(stream "dqn-env").reshape(int64 S, int64 N, int64 obsDim).DetachFromDisposeScope()
+
     let metrics = ResizeArray<DqnMetrics>()
     let total = Stopwatch.StartNew()
     let mutable clock = Stopwatch.StartNew()
@@ -361,17 +404,26 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
             // ---- 1. Act epsilon-greedily ----------------------------------------------------
             let action =
                 use _ng = torch.no_grad ()
-                let greedy = agent.QNet.forward(obs).argmax (-1L) // [S; N]
+                let greedy = agent.QNet.forward(obs).argmax(-1L) // [S; N]
 
                 let random =
-                    torch.randint (int64 nActions, [| int64 S; int64 N |], generator = exploreGen, dtype = torch.int64, device = device)
+                    torch.randint (
+                        int64 nActions,
+                        [| int64 S; int64 N |],
+                        generator = exploreGen,
+                        dtype = torch.int64,
+                        device = device
+                    )
 
                 let u = torch.rand ([| int64 S; int64 N |], generator = exploreGen, device = device)
                 let explore = u.lt (epsilon.ToScalar())
                 torch.where (explore, random, greedy)
 
             let r = env.Step(action.reshape (int64 (S * N)))
-            let shape3 (x: Tensor) = x.reshape (int64 S, int64 N, int64 obsDim)
+
+            let shape3 (x: Tensor) =
+                x.reshape (int64 S, int64 N, int64 obsDim)
+
             let shape2 (x: Tensor) = x.reshape (int64 S, int64 N)
 
             // ---- 2. Store (s, a, r, s', terminated); s' is the final observation ------------
@@ -379,7 +431,7 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
             let isDone = r.Terminated.logical_or(r.Truncated).to_type torch.float32
             winDone[t].copy_ isDone |> ignore
             winRet[t].copy_ r.EpisodeReturn |> ignore
-            winLen[t].copy_ (r.EpisodeLength.to_type torch.float32) |> ignore
+            winLen[t].copy_(r.EpisodeLength.to_type torch.float32) |> ignore
             obs.Dispose()
             obs <- (shape3 r.Obs).MoveToOuterDisposeScope().DetachFromDisposeScope()
             progress.GlobalStep <- progress.GlobalStep + int64 N
@@ -416,32 +468,49 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
 
                             if d[c] <> 0.0 then
                                 let e =
-                                    { EndStep = stepAtStart + int64 ((i + 1) * N)
-                                      Return = rets[c]
-                                      Length = int lens[c] }
+                                    {
+                                        EndStep = stepAtStart + int64 ((i + 1) * N)
+                                        Return = rets[c]
+                                        Length = int lens[c]
+                                    }
 
                                 winEps[k].Add e
                                 progress.Episodes[k].Add e
 
                 let loss, q, grad = toArray sumLoss, toArray sumQ, toArray sumGrad
-                let per (x: float[]) k = if nLearn > 0 then x[k] / float nLearn else nan
+
+                let per (x: float[]) k =
+                    if nLearn > 0 then x[k] / float nLearn else nan
+
                 let sps = float (t * N * S) / clock.Elapsed.TotalSeconds
 
                 let rows =
-                    [| for k in 0 .. S - 1 ->
-                           let we = winEps[k]
+                    [|
+                        for k in 0 .. S - 1 ->
+                            let we = winEps[k]
 
-                           { Seed = seeds[k]
-                             Step = step
-                             EpisodicReturn = (if we.Count > 0 then we |> Seq.averageBy (fun e -> e.Return) else nan)
-                             EpisodicLength = (if we.Count > 0 then we |> Seq.averageBy (fun e -> float e.Length) else nan)
-                             Episodes = we.Count
-                             ReturnLast20 = lastMean 20 progress.Episodes[k]
-                             TdLoss = per loss k
-                             QMean = per q k
-                             GradNorm = per grad k
-                             Epsilon = epsilon
-                             Sps = sps } |]
+                            {
+                                Seed = seeds[k]
+                                Step = step
+                                EpisodicReturn =
+                                    (if we.Count > 0 then
+                                         we |> Seq.averageBy (fun e -> e.Return)
+                                     else
+                                         nan)
+                                EpisodicLength =
+                                    (if we.Count > 0 then
+                                         we |> Seq.averageBy (fun e -> float e.Length)
+                                     else
+                                         nan)
+                                Episodes = we.Count
+                                ReturnLast20 = lastMean 20 progress.Episodes[k]
+                                TdLoss = per loss k
+                                QMean = per q k
+                                GradNorm = per grad k
+                                Epsilon = epsilon
+                                Sps = sps
+                            }
+                    |]
 
                 for row in rows do
                     if Double.IsNaN row.TdLoss && nLearn > 0 || Double.IsInfinity row.TdLoss then
@@ -457,10 +526,12 @@ let trainWith (makeEnv: int -> IBatchedEnv) (cfg: DqnConfig) (hooks: Hooks) (res
                 hooks.OnLog agent progress rows
                 clock <- Stopwatch.StartNew()
 
-        { Agent = agent
-          Metrics = List.ofSeq metrics
-          Progress = progress
-          WallSeconds = total.Elapsed.TotalSeconds }
+        {
+            Agent = agent
+            Metrics = List.ofSeq metrics
+            Progress = progress
+            WallSeconds = total.Elapsed.TotalSeconds
+        }
     finally
         for x in [ obs; winDone; winRet; winLen; sumLoss; sumQ; sumGrad ] do
             x.Dispose()
@@ -482,7 +553,7 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (episodes: int) (evalS
     while returns |> Array.exists (Array.exists Double.IsNaN) && stepsLeft > 0 do
         use stepScope = torch.NewDisposeScope()
         let q = agent.QNet.forward (obs.reshape (int64 S, int64 episodes, int64 obsDim))
-        let r = env.Step(q.argmax(-1L).reshape (int64 (S * episodes)))
+        let r = env.Step(q.argmax(-1L).reshape(int64 (S * episodes)))
         let finished = toArray (r.Terminated.logical_or r.Truncated)
         let epRet = toArray r.EpisodeReturn
 
@@ -504,35 +575,151 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (episodes: int) (evalS
 
 /// The config keys of `DqnConfig` (snake_case, as CleanRL's `dqn.py` arguments).
 let fields: Field<DqnConfig> list =
-    [ Field.choice "env_id" "Environment id (discrete actions)." Envs.ids (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
-      Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v -> { c with NumEnvs = v })
-      Field.int64 "total_timesteps" "Environment steps per seed over the run." (Allow.ge 1L) (fun c -> c.TotalTimesteps) (fun c v -> { c with TotalTimesteps = v })
-      Field.float "learning_rate" "Adam learning rate." (Allow.gt 0.0) (fun c -> c.LearningRate) (fun c v -> { c with LearningRate = v })
-      Field.int "buffer_size" "Replay capacity per seed (transitions)." (Allow.ge 1) (fun c -> c.BufferSize) (fun c v -> { c with BufferSize = v })
-      Field.float "gamma" "Discount factor." (Allow.between 0.0 1.0) (fun c -> c.Gamma) (fun c v -> { c with Gamma = v })
-      Field.float "tau" "Target update rate: 1 = hard copy, < 1 = Polyak averaging." (Allow.openClosed 0.0 1.0) (fun c -> c.Tau) (fun c v -> { c with Tau = v })
-      Field.int "target_network_frequency" "Environment steps between target updates." (Allow.ge 1) (fun c -> c.TargetNetworkFrequency) (fun c v -> { c with TargetNetworkFrequency = v })
-      Field.int "batch_size" "Minibatch size per seed." (Allow.ge 1) (fun c -> c.BatchSize) (fun c v -> { c with BatchSize = v })
-      Field.float "start_e" "Initial epsilon." (Allow.between 0.0 1.0) (fun c -> c.StartE) (fun c v -> { c with StartE = v })
-      Field.float "end_e" "Final epsilon." (Allow.between 0.0 1.0) (fun c -> c.EndE) (fun c v -> { c with EndE = v })
-      Field.float "exploration_fraction" "Fraction of total_timesteps over which epsilon falls linearly." (Allow.between 0.0 1.0) (fun c -> c.ExplorationFraction) (fun c v -> { c with ExplorationFraction = v })
-      Field.int64 "learning_starts" "Environment steps before learning begins." (Allow.ge 0L) (fun c -> c.LearningStarts) (fun c v -> { c with LearningStarts = v })
-      Field.int "train_frequency" "Environment steps between gradient steps." (Allow.ge 1) (fun c -> c.TrainFrequency) (fun c v -> { c with TrainFrequency = v })
-      Field.intList "hidden" "Hidden layer sizes of the Q-network." (Allow.ge 1) (fun c -> c.Hidden) (fun c v -> { c with Hidden = v })
-      Field.choice "activation" "Hidden activation." [ "relu"; "tanh" ] (fun c -> (match c.Activation with Relu -> "relu" | Tanh -> "tanh")) (fun c v -> { c with Activation = Activation.Parse v })
-      Field.choice "loss" "TD loss: mse or huber." [ "mse"; "huber" ] (fun c -> (match c.Loss with Losses.Mse -> "mse" | Losses.Huber -> "huber")) (fun c v -> { c with Loss = Losses.TdLossKind.Parse v })
-      Field.float "max_grad_norm" "Per-seed global gradient-norm clip; 0 disables it." (Allow.ge 0.0) (fun c -> c.MaxGradNorm) (fun c v -> { c with MaxGradNorm = v })
-      Field.choice "init" "Weight initialisation: default (PyTorch nn.Linear) or orthogonal." [ "default"; "orthogonal" ] (fun c -> c.Init) (fun c v -> { c with Init = v })
-      Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-      Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-      Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-      Field.int64 "seed" "Base seed; seeds seed .. seed + num_seeds - 1 are trained." (Allow.ge 0L) (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-      Field.int "num_seeds" "Independent seeds trained at once as one batched computation." (Allow.ge 1) (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-      Field.custom "device" "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id (fun s -> let s = s.Trim().ToLowerInvariant() in if s = "cpu" || s = "cuda" || s = "auto" || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5))) then Ok s else Error "not a valid device") (fun c -> c.Device) (fun c v -> { c with Device = v })
-      Field.int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) (fun c -> c.Threads) (fun c v -> { c with Threads = v })
-      Field.int "log_every" "Environment steps per metrics row." (Allow.ge 1) (fun c -> c.LogEvery) (fun c v -> { c with LogEvery = v })
-      Field.int "eval_episodes" "Greedy evaluation episodes at the end." (Allow.ge 1) (fun c -> c.EvalEpisodes) (fun c v -> { c with EvalEpisodes = v })
-      Field.int64 "eval_seed" "Seed of the evaluation environments." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v }) ]
+    [
+        Field.choice "env_id" "Environment id (discrete actions)." Envs.ids (fun c -> c.EnvId) (fun c v ->
+            { c with EnvId = v })
+        Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
+            { c with NumEnvs = v })
+        Field.int64
+            "total_timesteps"
+            "Environment steps per seed over the run."
+            (Allow.ge 1L)
+            (fun c -> c.TotalTimesteps)
+            (fun c v -> { c with TotalTimesteps = v })
+        Field.float "learning_rate" "Adam learning rate." (Allow.gt 0.0) (fun c -> c.LearningRate) (fun c v ->
+            { c with LearningRate = v })
+        Field.int
+            "buffer_size"
+            "Replay capacity per seed (transitions)."
+            (Allow.ge 1)
+            (fun c -> c.BufferSize)
+            (fun c v -> { c with BufferSize = v })
+        Field.float "gamma" "Discount factor." (Allow.between 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
+            { c with Gamma = v })
+        Field.float
+            "tau"
+            "Target update rate: 1 = hard copy, < 1 = Polyak averaging."
+            (Allow.openClosed 0.0 1.0)
+            (fun c -> c.Tau)
+            (fun c v -> { c with Tau = v })
+        Field.int
+            "target_network_frequency"
+            "Environment steps between target updates."
+            (Allow.ge 1)
+            (fun c -> c.TargetNetworkFrequency)
+            (fun c v -> { c with TargetNetworkFrequency = v })
+        Field.int "batch_size" "Minibatch size per seed." (Allow.ge 1) (fun c -> c.BatchSize) (fun c v ->
+            { c with BatchSize = v })
+        Field.float "start_e" "Initial epsilon." (Allow.between 0.0 1.0) (fun c -> c.StartE) (fun c v ->
+            { c with StartE = v })
+        Field.float "end_e" "Final epsilon." (Allow.between 0.0 1.0) (fun c -> c.EndE) (fun c v -> { c with EndE = v })
+        Field.float
+            "exploration_fraction"
+            "Fraction of total_timesteps over which epsilon falls linearly."
+            (Allow.between 0.0 1.0)
+            (fun c -> c.ExplorationFraction)
+            (fun c v -> { c with ExplorationFraction = v })
+        Field.int64
+            "learning_starts"
+            "Environment steps before learning begins."
+            (Allow.ge 0L)
+            (fun c -> c.LearningStarts)
+            (fun c v -> { c with LearningStarts = v })
+        Field.int
+            "train_frequency"
+            "Environment steps between gradient steps."
+            (Allow.ge 1)
+            (fun c -> c.TrainFrequency)
+            (fun c v -> { c with TrainFrequency = v })
+        Field.intList "hidden" "Hidden layer sizes of the Q-network." (Allow.ge 1) (fun c -> c.Hidden) (fun c v ->
+            { c with Hidden = v })
+        Field.choice
+            "activation"
+            "Hidden activation."
+            [ "relu"; "tanh" ]
+            (fun c ->
+                (match c.Activation with
+                 | Relu -> "relu"
+                 | Tanh -> "tanh"))
+            (fun c v ->
+                { c with
+                    Activation = Activation.Parse v
+                })
+        Field.choice
+            "loss"
+            "TD loss: mse or huber."
+            [ "mse"; "huber" ]
+            (fun c ->
+                (match c.Loss with
+                 | Losses.Mse -> "mse"
+                 | Losses.Huber -> "huber"))
+            (fun c v ->
+                { c with
+                    Loss = Losses.TdLossKind.Parse v
+                })
+        Field.float
+            "max_grad_norm"
+            "Per-seed global gradient-norm clip; 0 disables it."
+            (Allow.ge 0.0)
+            (fun c -> c.MaxGradNorm)
+            (fun c v -> { c with MaxGradNorm = v })
+        Field.choice
+            "init"
+            "Weight initialisation: default (PyTorch nn.Linear) or orthogonal."
+            [ "default"; "orthogonal" ]
+            (fun c -> c.Init)
+            (fun c v -> { c with Init = v })
+        Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+        Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+        Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+        Field.int64
+            "seed"
+            "Base seed; seeds seed .. seed + num_seeds - 1 are trained."
+            (Allow.ge 0L)
+            (fun c -> c.Seed)
+            (fun c v -> { c with Seed = v })
+        Field.int
+            "num_seeds"
+            "Independent seeds trained at once as one batched computation."
+            (Allow.ge 1)
+            (fun c -> c.NumSeeds)
+            (fun c v -> { c with NumSeeds = v })
+        Field.custom
+            "device"
+            "cpu, cuda, cuda:N or auto (CUDA when available)."
+            "one of: cpu, cuda, cuda:N, auto"
+            id
+            (fun s ->
+                let s = s.Trim().ToLowerInvariant() in
+
+                if
+                    s = "cpu"
+                    || s = "cuda"
+                    || s = "auto"
+                    || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5)))
+                then
+                    Ok s
+                else
+                    Error "not a valid device")
+            (fun c -> c.Device)
+            (fun c v -> { c with Device = v })
+        Field.int
+            "threads"
+            "libtorch intra-op threads; 0 keeps libtorch's default."
+            (Allow.ge 0)
+            (fun c -> c.Threads)
+            (fun c v -> { c with Threads = v })
+        Field.int "log_every" "Environment steps per metrics row." (Allow.ge 1) (fun c -> c.LogEvery) (fun c v ->
+            { c with LogEvery = v })
+        Field.int
+            "eval_episodes"
+            "Greedy evaluation episodes at the end."
+            (Allow.ge 1)
+            (fun c -> c.EvalEpisodes)
+            (fun c v -> { c with EvalEpisodes = v })
+        Field.int64 "eval_seed" "Seed of the evaluation environments." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v ->
+            { c with EvalSeed = v })
+    ]
 
 /// Cross-field checks of a DQN config; raises `ConfigError`.
 let validate (c: DqnConfig) =

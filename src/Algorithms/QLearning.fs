@@ -37,16 +37,18 @@ type QLearningConfig =
 /// Defaults for the deterministic 4x4 map (alpha 0.1 and gamma 0.99 as seed 004 module 2.3
 /// gives them as examples).
 let deterministicDefaults =
-    { Episodes = 2000
-      Alpha = 0.1
-      Gamma = 0.99
-      EpsilonStart = 1.0
-      EpsilonEnd = 0.01
-      EpsilonDecay = 0.995
-      IsSlippery = false
-      MapName = "4x4"
-      Seed = 0L
-      EvalEvery = 50 }
+    {
+        Episodes = 2000
+        Alpha = 0.1
+        Gamma = 0.99
+        EpsilonStart = 1.0
+        EpsilonEnd = 0.01
+        EpsilonDecay = 0.995
+        IsSlippery = false
+        MapName = "4x4"
+        Seed = 0L
+        EvalEvery = 50
+    }
 
 /// Defaults for the slippery 4x4 map: more episodes, a smaller alpha (the TD targets are noisy)
 /// and a slower epsilon decay.
@@ -56,7 +58,8 @@ let slipperyDefaults =
         Alpha = 0.05
         EpsilonDecay = 0.9995
         IsSlippery = true
-        EvalEvery = 500 }
+        EvalEvery = 500
+    }
 
 /// The TD target of seed 004 module 2.3, R + gamma * max_a' Q(S', a'), with the bootstrap
 /// dropped when S' is terminal (`terminated`; a truncated step still bootstraps).
@@ -72,8 +75,19 @@ let updated (alpha: float) (q: float) (tdErr: float) : float = q + alpha * tdErr
 
 /// One Q-learning step on transition (s, a, r, s', terminated): updates `q[s, a]` in place
 /// with `updated alpha q[s,a] (tdError (tdTarget ...) q[s,a])` and returns the TD error.
-let learn (alpha: float) (gamma: float) (q: float[,]) (s: int) (a: int) (reward: float) (s': int) (terminated: bool) : float =
-    let target = tdTarget gamma reward terminated (Array.init (Array2D.length2 q) (fun j -> q[s', j]))
+let learn
+    (alpha: float)
+    (gamma: float)
+    (q: float[,])
+    (s: int)
+    (a: int)
+    (reward: float)
+    (s': int)
+    (terminated: bool)
+    : float =
+    let target =
+        tdTarget gamma reward terminated (Array.init (Array2D.length2 q) (fun j -> q[s', j]))
+
     let err = tdError target q[s, a]
     q[s, a] <- updated alpha q[s, a] err
     err
@@ -92,16 +106,27 @@ let greedy (q: float[,]) (s: int) : int =
 let greedyRandomTies (rng: Random) (q: float[,]) (s: int) : int =
     let row = Array.init (Array2D.length2 q) (fun a -> q[s, a])
     let m = Array.max row
-    let best = [| for a in 0 .. row.Length - 1 do if row[a] = m then a |]
+
+    let best =
+        [|
+            for a in 0 .. row.Length - 1 do
+                if row[a] = m then
+                    a
+        |]
+
     best[rng.Next best.Length]
 
 /// Epsilon-greedy (seed 004 module 1.4): with probability epsilon a uniformly random action,
 /// otherwise the greedy one (random ties).
 let epsilonGreedy (rng: Random) (epsilon: float) (q: float[,]) (s: int) : int =
-    if rng.NextDouble() < epsilon then rng.Next(Array2D.length2 q) else greedyRandomTies rng q s
+    if rng.NextDouble() < epsilon then
+        rng.Next(Array2D.length2 q)
+    else
+        greedyRandomTies rng q s
 
 /// The greedy policy of a Q-table: one action per state (ties to the lowest index).
-let greedyPolicy (q: float[,]) : int[] = Array.init (Array2D.length1 q) (greedy q)
+let greedyPolicy (q: float[,]) : int[] =
+    Array.init (Array2D.length1 q) (greedy q)
 
 /// Value iteration (Sutton & Barto 2018, sec. 4.4) on a transition table `p[s][a]` (see
 /// `FrozenLake.transitions`) until the largest change is below `tol`. Returns Q* as a
@@ -125,7 +150,8 @@ let valueIteration (gamma: float) (tol: float) (p: FrozenLake.Transition[][][]) 
             for a in 0 .. nA - 1 do
                 let x =
                     p[s][a]
-                    |> Array.sumBy (fun t -> t.Prob * (t.Reward + (if t.Terminated then 0.0 else gamma * v[t.NextState])))
+                    |> Array.sumBy (fun t ->
+                        t.Prob * (t.Reward + (if t.Terminated then 0.0 else gamma * v[t.NextState])))
 
                 delta <- max delta (abs (x - q[s, a]))
                 q[s, a] <- x
@@ -152,8 +178,10 @@ let successProbability (p: FrozenLake.Transition[][][]) (initial: float[]) (hori
                 for t in p[s][policy[s]] do
                     let m = dist[s] * t.Prob
 
-                    if t.Reward > 0.0 then success <- success + m
-                    elif not t.Terminated then next[t.NextState] <- next[t.NextState] + m
+                    if t.Reward > 0.0 then
+                        success <- success + m
+                    elif not t.Terminated then
+                        next[t.NextState] <- next[t.NextState] + m
 
         dist <- next
 
@@ -205,7 +233,8 @@ type QLearningResult =
     }
 
 /// The FrozenLake environment of a config (time limit 100).
-let makeEnv (cfg: QLearningConfig) = FrozenLake.Env(mapName = cfg.MapName, isSlippery = cfg.IsSlippery)
+let makeEnv (cfg: QLearningConfig) =
+    FrozenLake.Env(mapName = cfg.MapName, isSlippery = cfg.IsSlippery)
 
 /// Trains a Q-table from zeros: for each episode, act epsilon-greedily, `learn` from every
 /// transition, then decay epsilon. Deterministic for a given config. Raises
@@ -218,7 +247,12 @@ let train (cfg: QLearningConfig) : QLearningResult =
     if cfg.Gamma < 0.0 || cfg.Gamma > 1.0 then
         invalidArg "Gamma" $"QLearning: gamma must be in [0, 1], got {cfg.Gamma}"
 
-    for name, e in [ "EpsilonStart", cfg.EpsilonStart; "EpsilonEnd", cfg.EpsilonEnd; "EpsilonDecay", cfg.EpsilonDecay ] do
+    for name, e in
+        [
+            "EpsilonStart", cfg.EpsilonStart
+            "EpsilonEnd", cfg.EpsilonEnd
+            "EpsilonDecay", cfg.EpsilonDecay
+        ] do
         if e < 0.0 || e > 1.0 then
             invalidArg name $"QLearning: {name} must be in [0, 1], got {e}"
 
@@ -228,7 +262,10 @@ let train (cfg: QLearningConfig) : QLearningResult =
     let env = makeEnv cfg
     let nS = env.P.Length
     let q = Array2D.zeroCreate nS 4
-    let rng = Random(int (Seed.derive cfg.Seed "qlearning-explore" % int64 Int32.MaxValue))
+
+    let rng =
+        Random(int (Seed.derive cfg.Seed "qlearning-explore" % int64 Int32.MaxValue))
+
     let initial = FrozenLake.initialDistribution env.Desc
     let curve = ResizeArray()
     let mutable wins = 0
@@ -252,13 +289,19 @@ let train (cfg: QLearningConfig) : QLearningResult =
             let window = (ep - 1) % cfg.EvalEvery + 1
 
             curve.Add
-                { Episode = ep
-                  Epsilon = epsilon
-                  TrainSuccess = float wins / float window
-                  GreedySuccess = successProbability env.P initial env.MaxEpisodeSteps (greedyPolicy q) }
+                {
+                    Episode = ep
+                    Epsilon = epsilon
+                    TrainSuccess = float wins / float window
+                    GreedySuccess = successProbability env.P initial env.MaxEpisodeSteps (greedyPolicy q)
+                }
 
             wins <- 0
 
         epsilon <- max cfg.EpsilonEnd (epsilon * cfg.EpsilonDecay)
 
-    { Q = q; Curve = List.ofSeq curve; Env = env }
+    {
+        Q = q
+        Curve = List.ofSeq curve
+        Env = env
+    }

@@ -53,29 +53,33 @@ type ReinforceConfig =
 /// Defaults for CartPole-v1: 8 episodes per update, gamma 0.99, Adam 1e-2 (policy) and 1e-2
 /// (value, 10 full-batch steps per update), 64-64 tanh networks, with the baseline.
 let defaults =
-    { EnvId = "CartPole-v1"
-      Iterations = 100
-      EpisodesPerBatch = 8
-      Gamma = 0.99
-      Lr = 1e-2
-      CriticLr = 1e-2
-      CriticEpochs = 10
-      Baseline = true
-      Hidden = [ 64; 64 ]
-      Activation = Tanh
-      Seed = 0L
-      NumSeeds = 1
-      Device = "cpu"
-      Threads = 1 }
+    {
+        EnvId = "CartPole-v1"
+        Iterations = 100
+        EpisodesPerBatch = 8
+        Gamma = 0.99
+        Lr = 1e-2
+        CriticLr = 1e-2
+        CriticEpochs = 10
+        Baseline = true
+        Hidden = [ 64; 64 ]
+        Activation = Tanh
+        Seed = 0L
+        NumSeeds = 1
+        Device = "cpu"
+        Threads = 1
+    }
 
 /// Policy, value network and their optimizers for S seeds.
 type Agent =
-    { Actor: Actor
-      Critic: Critic
-      ActorOpt: torch.optim.Optimizer
-      CriticOpt: torch.optim.Optimizer
-      Device: torch.Device
-      Seeds: int64[] }
+    {
+        Actor: Actor
+        Critic: Critic
+        ActorOpt: torch.optim.Optimizer
+        CriticOpt: torch.optim.Optimizer
+        Device: torch.Device
+        Seeds: int64[]
+    }
 
     interface IDisposable with
         member a.Dispose() =
@@ -90,11 +94,17 @@ let makeAgent (cfg: ReinforceConfig) (obsDim: int) (actionSpace: Space) (device:
     let n =
         match actionSpace with
         | Space.Discrete(n, _) -> n
-        | other -> invalidArg "actionSpace" $"REINFORCE here needs a discrete action space, got {other}; allowed: CartPole-v1, Acrobot-v1, MountainCar-v0, FrozenLake-v1"
+        | other ->
+            invalidArg
+                "actionSpace"
+                $"REINFORCE here needs a discrete action space, got {other}; allowed: CartPole-v1, Acrobot-v1, MountainCar-v0, FrozenLake-v1"
 
     let seeds = cfg.Seeds
     let S = seeds.Length
-    let actor = new Actor("pi", S, obsDim, cfg.Hidden, cfg.Activation, CategoricalHead n)
+
+    let actor =
+        new Actor("pi", S, obsDim, cfg.Hidden, cfg.Activation, CategoricalHead n)
+
     let critic = new Critic("v", S, obsDim, cfg.Hidden, cfg.Activation)
     actor.Initialise(TorchDefault, TorchDefault, seeds)
     critic.Initialise(TorchDefault, TorchDefault, seeds)
@@ -102,12 +112,14 @@ let makeAgent (cfg: ReinforceConfig) (obsDim: int) (actionSpace: Space) (device:
     critic.``to`` device |> ignore
     let adam = Optim.Adam(0.9, 0.999, 1e-8)
 
-    { Actor = actor
-      Critic = critic
-      ActorOpt = Optim.make adam cfg.Lr (actor.parameters ())
-      CriticOpt = Optim.make adam cfg.CriticLr (critic.parameters ())
-      Device = device
-      Seeds = seeds }
+    {
+        Actor = actor
+        Critic = critic
+        ActorOpt = Optim.make adam cfg.Lr (actor.parameters ())
+        CriticOpt = Optim.make adam cfg.CriticLr (critic.parameters ())
+        Device = device
+        Seeds = seeds
+    }
 
 /// A batch of complete episodes: E per seed, padded to the longest (T steps). Tensors are
 /// [S; T * E] (step-major within a seed: index t * E + e), on the agent's device.
@@ -132,7 +144,14 @@ type EpisodeBatch =
 /// finished its first episode, and computes the Monte-Carlo returns with
 /// `Advantage.discountedReturns` (no bootstrap: a time-limit cut counts as the end of the
 /// return, G_T = 0). Raises `ArgumentException` when the env does not have S * E copies.
-let collect (gamma: float) (agent: Agent) (env: IBatchedEnv) (episodes: int) (reset: int64) (gen: torch.Generator) : EpisodeBatch =
+let collect
+    (gamma: float)
+    (agent: Agent)
+    (env: IBatchedEnv)
+    (episodes: int)
+    (reset: int64)
+    (gen: torch.Generator)
+    : EpisodeBatch =
     let S = agent.Seeds.Length
     let E = episodes
 
@@ -142,7 +161,10 @@ let collect (gamma: float) (agent: Agent) (env: IBatchedEnv) (episodes: int) (re
     let obsDim = env.ObservationSpace.FlatSize
     use _ng = torch.no_grad ()
     let mutable obs = env.Reset reset
-    let obsL, actL, rewL, termL, truncL, maskL = ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray()
+
+    let obsL, actL, rewL, termL, truncL, maskL =
+        ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray(), ResizeArray()
+
     let mutable alive = torch.ones ([| int64 (S * E) |], device = agent.Device)
     let epRet = torch.zeros ([| int64 (S * E) |], device = agent.Device)
     let mutable running = true
@@ -167,23 +189,28 @@ let collect (gamma: float) (agent: Agent) (env: IBatchedEnv) (episodes: int) (re
     // Time-major [T; S*E] for the return recursion.
     let stackTm (xs: ResizeArray<Tensor>) = torch.stack (xs, 0L)
     let rewards = stackTm rewL
-    let returns = Advantage.discountedReturns gamma rewards (stackTm termL) (stackTm truncL) (torch.zeros_like rewards)
+
+    let returns =
+        Advantage.discountedReturns gamma rewards (stackTm termL) (stackTm truncL) (torch.zeros_like rewards)
+
     let mask = stackTm maskL
     // [T; S*E] -> [S; T*E] (t-major within the seed)
     let toSeed (x: Tensor) =
-        x.reshape(T, int64 S, int64 E).permute(1L, 0L, 2L).reshape (int64 S, T * int64 E)
+        x.reshape(T, int64 S, int64 E).permute(1L, 0L, 2L).reshape(int64 S, T * int64 E)
 
-    let obsAll = torch.stack(obsL, 1L).reshape (int64 S, T * int64 E, int64 obsDim) // [S; T; E; D] -> [S; T*E; D]
-    let actAll = torch.stack(actL, 1L).reshape (int64 S, T * int64 E)
+    let obsAll = torch.stack(obsL, 1L).reshape(int64 S, T * int64 E, int64 obsDim) // [S; T; E; D] -> [S; T*E; D]
+    let actAll = torch.stack(actL, 1L).reshape(int64 S, T * int64 E)
     let rets = toArray epRet
     let maskS = toSeed mask
 
-    { Obs = obsAll
-      Actions = actAll
-      Returns = toSeed returns * maskS
-      Mask = maskS
-      EpisodeReturns = Array.init S (fun k -> rets[k * E .. k * E + E - 1])
-      Steps = toArray (maskS.sum ([| 1L |])) |> Array.map int64 }
+    {
+        Obs = obsAll
+        Actions = actAll
+        Returns = toSeed returns * maskS
+        Mask = maskS
+        EpisodeReturns = Array.init S (fun k -> rets[k * E .. k * E + E - 1])
+        Steps = toArray (maskS.sum ([| 1L |])) |> Array.map int64
+    }
 
 /// The policy loss of a batch per seed [S]: `Losses.reinforce` with b = V(s) when `baseline`,
 /// else b = 0.
@@ -217,7 +244,9 @@ type ReinforceMetrics =
 
 /// Flattened policy gradient per seed [S; P] of the current `.grad` fields (a copy).
 let private flatGrads (S: int) (m: torch.nn.Module) =
-    let parts: Tensor[] = [| for p in m.parameters () -> p.grad.detach().reshape (int64 S, -1L) |]
+    let parts: Tensor[] =
+        [| for p in m.parameters () -> p.grad.detach().reshape(int64 S, -1L) |]
+
     torch.cat (parts, 1L)
 
 /// Variance of the policy-gradient estimate, per seed.
@@ -235,7 +264,14 @@ type GradVariance =
 /// Collects `batches` independent batches of `episodes` episodes with the current policy and
 /// computes both gradient estimates (b = 0 and b = V(s)) on each; returns their variances across
 /// batches (unbiased, summed over all policy parameters). The policy is not changed.
-let gradientVariance (cfg: ReinforceConfig) (agent: Agent) (env: IBatchedEnv) (batches: int) (episodes: int) (seed: int64) : GradVariance =
+let gradientVariance
+    (cfg: ReinforceConfig)
+    (agent: Agent)
+    (env: IBatchedEnv)
+    (batches: int)
+    (episodes: int)
+    (seed: int64)
+    : GradVariance =
     if batches < 2 then
         invalidArg "batches" $"gradientVariance: need at least 2 batches, got {batches}"
 
@@ -245,26 +281,36 @@ let gradientVariance (cfg: ReinforceConfig) (agent: Agent) (env: IBatchedEnv) (b
 
     let grads baseline batch =
         agent.Actor.zero_grad ()
-        (policyLoss agent baseline batch episodes).sum().backward ()
+        (policyLoss agent baseline batch episodes).sum().backward()
         flatGrads S agent.Actor
 
     let g0, g1 =
-        [ for b in 0 .. batches - 1 do
-              use s = torch.NewDisposeScope()
-              let batch = collect cfg.Gamma agent env episodes (Seed.derive seed $"variance-env/{b}") gen
-              yield (grads false batch).MoveToOuterDisposeScope(), (grads true batch).MoveToOuterDisposeScope() ]
+        [
+            for b in 0 .. batches - 1 do
+                use s = torch.NewDisposeScope()
+
+                let batch =
+                    collect cfg.Gamma agent env episodes (Seed.derive seed $"variance-env/{b}") gen
+
+                yield (grads false batch).MoveToOuterDisposeScope(), (grads true batch).MoveToOuterDisposeScope()
+        ]
         |> List.unzip
 
     let g0: Tensor list = g0
     let g1: Tensor list = g1
 
     agent.Actor.zero_grad ()
-    let var (gs: Tensor list) = toArray (torch.stack(gs, 0L).var(0L, unbiased = true).sum ([| 1L |]))
-    let mean0 = torch.stack(g0, 0L).mean ([| 0L |])
 
-    { NoBaseline = var g0
-      WithBaseline = var g1
-      MeanGradSqNorm = toArray (mean0.square().sum ([| 1L |])) }
+    let var (gs: Tensor list) =
+        toArray (torch.stack(gs, 0L).var(0L, unbiased = true).sum([| 1L |]))
+
+    let mean0 = torch.stack(g0, 0L).mean([| 0L |])
+
+    {
+        NoBaseline = var g0
+        WithBaseline = var g1
+        MeanGradSqNorm = toArray (mean0.square().sum([| 1L |]))
+    }
 
 /// What `train` returns.
 type TrainResult =
@@ -281,7 +327,9 @@ type TrainResult =
 /// for a config on the CPU. Raises `ArgumentException` for Iterations or EpisodesPerBatch < 1.
 let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : TrainResult =
     if cfg.Iterations < 1 || cfg.EpisodesPerBatch < 1 then
-        invalidArg "cfg" $"Reinforce.train: Iterations and EpisodesPerBatch must be >= 1, got {cfg.Iterations} and {cfg.EpisodesPerBatch}"
+        invalidArg
+            "cfg"
+            $"Reinforce.train: Iterations and EpisodesPerBatch must be >= 1, got {cfg.Iterations} and {cfg.EpisodesPerBatch}"
 
     let device = Native.device cfg.Device
 
@@ -309,18 +357,24 @@ let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : T
         // Actor step (baseline from the critic before it sees this batch).
         let loss = policyLoss agent cfg.Baseline batch E
         agent.ActorOpt.zero_grad ()
-        loss.sum().backward ()
-        let gradNorm = Optim.clipGradNormPerSeed S 1e30 (* no clipping; a float32-representable bound *) (agent.Actor.parameters ())
+        loss.sum().backward()
+
+        let gradNorm =
+            Optim.clipGradNormPerSeed
+                S
+                1e30 (* no clipping; a float32-representable bound *)
+                (agent.Actor.parameters ())
+
         agent.ActorOpt.step () |> ignore
         // Critic steps: MSE of V(s) against G_t on real steps.
-        let n = batch.Mask.sum([| 1L |]).clamp_min ((1.0).ToScalar())
+        let n = batch.Mask.sum([| 1L |]).clamp_min((1.0).ToScalar())
         let mutable vLoss = torch.zeros ([| int64 S |], device = device)
 
         for _ in 1 .. max 1 cfg.CriticEpochs do
             let v = agent.Critic.forward batch.Obs
-            vLoss <- ((v - batch.Returns).square () * batch.Mask).sum ([| 1L |]) / n
+            vLoss <- ((v - batch.Returns).square() * batch.Mask).sum([| 1L |]) / n
             agent.CriticOpt.zero_grad ()
-            vLoss.sum().backward ()
+            vLoss.sum().backward()
             agent.CriticOpt.step () |> ignore
 
         let l, vl, g = toArray loss, toArray vLoss, toArray gradNorm
@@ -329,15 +383,19 @@ let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : T
             steps[k] <- steps[k] + batch.Steps[k]
 
             metrics.Add
-                { Seed = agent.Seeds[k]
-                  Iteration = it
-                  Step = steps[k]
-                  EpisodicReturn = Array.average batch.EpisodeReturns[k]
-                  ActorLoss = l[k]
-                  CriticLoss = vl[k]
-                  GradNorm = g[k] }
+                {
+                    Seed = agent.Seeds[k]
+                    Iteration = it
+                    Step = steps[k]
+                    EpisodicReturn = Array.average batch.EpisodeReturns[k]
+                    ActorLoss = l[k]
+                    CriticLoss = vl[k]
+                    GradNorm = g[k]
+                }
 
-    { Agent = agent
-      Metrics = List.ofSeq metrics
-      Variance = List.ofSeq variances
-      WallSeconds = clock.Elapsed.TotalSeconds }
+    {
+        Agent = agent
+        Metrics = List.ofSeq metrics
+        Variance = List.ofSeq variances
+        WallSeconds = clock.Elapsed.TotalSeconds
+    }
