@@ -4,6 +4,7 @@
 //   dotnet fsi scripts/bench.fsx ppo       PPO on Pendulum-v1: wall time, steps/s, time split,
 //                                          RSS over the run, thread counts, peers' figures
 //   dotnet fsi scripts/bench.fsx grpo      wall time of one GRPO epoch on MNIST (CPU; CUDA if present)
+//   dotnet fsi scripts/bench.fsx dqn       DQN on CartPole-v1, 100k steps: wall time and steps/s
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -214,7 +215,25 @@ let benchGrpo () =
             let n = float (data.Train.Count / c.BatchSize * c.BatchSize * seeds)
             printfn "%-6s %6d %10.0f %12.2f %14.0f %10.4f" device seeds n r.EpochSeconds[0] (n / r.EpochSeconds[0]) (Array.average r.EpochAccuracy[0])
 
-let sections = [ ("envs", benchEnvs); ("ppo", benchPpo); ("grpo", benchGrpo) ]
+/// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
+/// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
+/// kind (../shared/reference/peers.md).
+let benchDqn () =
+    let cfg = Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
+    printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
+    printfn "%-6s %10s %16s %22s %14s" "seeds" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
+
+    for seeds in [ 1; 5 ] do
+        let c = { cfg with TotalTimesteps = 100_000L; NumSeeds = seeds; Threads = threads }
+        let r = Dqn.train c Dqn.noHooks None
+        (r.Agent :> IDisposable).Dispose()
+        let sps = 100_000.0 / r.WallSeconds
+        printfn "%-6d %10.1f %16.0f %22.0f %13.2fx" seeds r.WallSeconds sps (sps * float seeds) (sps * float seeds / 2400.0)
+
+    printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
+
+let sections =
+    [ ("envs", benchEnvs); ("ppo", benchPpo); ("dqn", benchDqn); ("grpo", benchGrpo) ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->

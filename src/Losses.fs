@@ -76,3 +76,78 @@ let explainedVariance (values: Tensor) (returns: Tensor) : Tensor =
     let varR = returns.var (-1L, unbiased = false)
     let varD = (returns - values).var (-1L, unbiased = false)
     torch.where (varR.gt ((0.0).ToScalar()), 1.0 - varD / varR.clamp_min ((1e-12).ToScalar()), torch.zeros_like varR)
+
+/// Which regression loss DQN applies to the TD error.
+type TdLossKind =
+    /// Mean squared error (seed 004 module 3.3; CleanRL `dqn.py`: `F.mse_loss`).
+    | Mse
+    /// Huber (smooth L1) with threshold 1: 0.5 d^2 for |d| <= 1, |d| - 0.5 otherwise (Mnih et al.
+    /// 2015, "Human-level control through deep reinforcement learning", Methods: error clipping).
+    | Huber
+
+    /// Parses "mse" or "huber" (case-insensitive); raises `ArgumentException` otherwise.
+    static member Parse(s: string) =
+        match s.Trim().ToLowerInvariant() with
+        | "mse" -> Mse
+        | "huber" -> Huber
+        | _ -> invalidArg "loss" $"unknown TD loss '{s}'; allowed: mse, huber"
+
+/// The DQN TD target (seed 004 module 3.2; Mnih et al. 2015, eq. 2 with the target network):
+///   y = r + gamma * (1 - terminated) * max_a' Q_target(s', a')
+/// `nextQ` = Q_target(s', .) [S; M; nActions] where s' is the observation the step reached (the
+/// final observation before any auto-reset); `rewards`, `terminated` (bool or 0/1) [S; M].
+/// Only termination stops the bootstrap: a step cut by the time limit (truncated) still
+/// bootstraps from its true next state, because its future exists (Pardo et al. 2018, "Time
+/// Limits in Reinforcement Learning"). Returns [S; M] float32 without gradient.
+/// Raises `ArgumentException` for mismatched shapes or gamma outside [0, 1].
+let dqnTargets (gamma: float) (rewards: Tensor) (terminated: Tensor) (nextQ: Tensor) : Tensor =
+    if gamma < 0.0 || gamma > 1.0 then
+        invalidArg "gamma" $"dqnTargets: gamma must be in [0, 1], got {gamma}"
+
+    if rewards.shape <> terminated.shape || nextQ.dim () <> 3L || nextQ.shape[0..1] <> rewards.shape then
+        invalidArg
+            "nextQ"
+            $"dqnTargets: expected rewards [S; M], terminated [S; M], nextQ [S; M; nActions], got {shapeString rewards}, {shapeString terminated}, {shapeString nextQ}"
+
+    use _ng = torch.no_grad ()
+    let notTerm = 1.0 - terminated.to_type torch.float32
+    let maxNext = nextQ.amax ([| -1L |])
+    (rewards.to_type torch.float32 + gamma * notTerm * maxNext).detach ()
+
+/// The DQN loss per seed [S]: the mean over the batch of MSE or Huber of the TD error
+/// `targets - qTaken` (seed 004 module 3.2: Loss = (TD target - Q_online(S, A))^2), where
+/// `qTaken` = Q_online(s, a) [S; M] (with gradient) and `targets` [S; M] from `dqnTargets`.
+/// The MSE is the plain mean square (CleanRL's `F.mse_loss`, no factor 1/2). Raises
+/// `ArgumentException` when the shapes differ.
+let tdLoss (kind: TdLossKind) (qTaken: Tensor) (targets: Tensor) : Tensor =
+    if qTaken.shape <> targets.shape then
+        invalidArg "targets" $"tdLoss: shapes differ: qTaken {shapeString qTaken}, targets {shapeString targets}"
+
+    let d = targets - qTaken
+
+    match kind with
+    | Mse -> d.square().mean ([| -1L |])
+    | Huber ->
+        let a = d.abs ()
+        let perSample = torch.where (a.le ((1.0).ToScalar()), 0.5 * d.square (), a - 0.5)
+        perSample.mean ([| -1L |])
+
+/// The REINFORCE loss per seed [S] (Williams 1992; Sutton & Barto 2018, sec. 13.3-13.4,
+/// REINFORCE with baseline): the negated score-function estimate of the policy gradient,
+///   L = -(1 / E) * sum_t mask_t * log pi(a_t | s_t) * (G_t - b(s_t))
+/// with `logProbs` log pi(a_t|s_t) [S; M] (with gradient), `returns` G_t [S; M], `baselines`
+/// b(s_t) [S; M] (zeros for plain REINFORCE; treated as constants: they are detached), `mask`
+/// [S; M] 1 for steps that belong to a collected episode and 0 for padding, and `episodes` E
+/// the number of episodes per seed, so the gradient is the average over episodes of
+/// sum_t grad log pi * (G_t - b) (the estimator of grad J whose variance seed 004 module 4.3
+/// discusses). Raises `ArgumentException` for mismatched shapes or `episodes < 1`.
+let reinforce (episodes: int) (logProbs: Tensor) (returns: Tensor) (baselines: Tensor) (mask: Tensor) : Tensor =
+    if episodes < 1 then
+        invalidArg "episodes" $"reinforce: episodes must be >= 1, got {episodes}"
+
+    for name, t in [ "returns", returns; "baselines", baselines; "mask", mask ] do
+        if t.shape <> logProbs.shape then
+            invalidArg name $"reinforce: {name} has shape {shapeString t}, logProbs {shapeString logProbs}; they must match"
+
+    let weight = (returns - baselines.detach ()).detach () * mask.to_type torch.float32
+    -(logProbs * weight).sum ([| -1L |]) / float episodes

@@ -296,3 +296,54 @@ type Critic(name: string, seeds: int, obsDim: int, hidden: int list, activation:
         outLayer.Initialise(outInit, gens)
 
     override _.forward(obs: Tensor) = outLayer.forward(trunk.forward obs).squeeze (-1L)
+
+/// An action-value network Q(s, .) for `nActions` discrete actions: a trunk (hidden layers with
+/// the activation) and a linear output layer. `forward` maps [S; B; obsDim] to [S; B; nActions]
+/// (seed 004 module 3.1: input the state, output one Q-value per action; CleanRL `dqn.py`
+/// `QNetwork` is the 4-120-84-2 case).
+type QNetwork(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, nActions: int) as this =
+    inherit torch.nn.Module<Tensor, Tensor>(name)
+
+    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
+    let outLayer = new SeededLinear($"{name}.out", seeds, trunk.OutDim, nActions)
+    do this.RegisterComponents()
+
+    /// Number of seeds S (the leading axis of every parameter).
+    member _.Seeds = seeds
+    /// Number of actions (the output width).
+    member _.NumActions = nActions
+
+    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`); with the same
+    /// `seedValues` (and `name`) two networks get identical weights.
+    member _.Initialise(hiddenInit: Init, outInit: Init, seedValues: int64[]) =
+        let gens = initGenerators $"{name}.init" seedValues
+        trunk.Initialise(hiddenInit, gens)
+        outLayer.Initialise(outInit, gens)
+
+    override _.forward(obs: Tensor) = outLayer.forward (trunk.forward obs)
+
+/// Polyak averaging of parameters, target <- tau * source + (1 - tau) * target, parameter by
+/// parameter in registration order (the two modules must have the same architecture); `tau = 1`
+/// is DQN's hard copy ("target network", Mnih et al. 2015, Methods), `tau < 1` the soft update of
+/// Lillicrap et al. 2016 (DDPG, Algorithm 1). No gradient is recorded. Raises
+/// `ArgumentException` when tau is outside (0, 1] or the parameter lists differ in count or shape.
+let syncParameters (tau: float) (source: torch.nn.Module) (target: torch.nn.Module) : unit =
+    if not (tau > 0.0 && tau <= 1.0) then
+        invalidArg "tau" $"syncParameters: tau must be in (0, 1], got {tau}"
+
+    let src = source.parameters () |> Seq.toArray
+    let dst = target.parameters () |> Seq.toArray
+
+    if src.Length <> dst.Length then
+        invalidArg "target" $"syncParameters: source has {src.Length} parameters, target {dst.Length}"
+
+    use _ng = torch.no_grad ()
+
+    for s, d in Array.zip src dst do
+        if s.shape <> d.shape then
+            invalidArg "target" $"syncParameters: parameter shapes differ: {shapeString s} vs {shapeString d}"
+
+        if tau = 1.0 then
+            d.copy_ s |> ignore
+        else
+            d.mul_((1.0 - tau).ToScalar()).add_ (s, alpha = tau.ToScalar()) |> ignore

@@ -361,24 +361,182 @@ let runGrpo (args: string list) : string =
     (result.Agent :> IDisposable).Dispose()
     dir
 
+/// Default config file for DQN.
+let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
+
+let private dqnColumns (seeds: int) = columnsFor seeds Dqn.metricColumns
+
+let private dqnRow (seeds: int) (m: Dqn.DqnMetrics) =
+    [| if seeds > 1 then float m.Seed
+       yield! Dqn.metricValues m |]
+
+/// DQN metrics rows as a table with the columns of `metrics.csv`, for charts in notebooks.
+let dqnTable (seeds: int) (rows: Dqn.DqnMetrics list) : MetricsTable =
+    Metrics.ofRows (dqnColumns seeds |> List.map (fun c -> c.Name)) (rows |> List.map (dqnRow seeds))
+
+let private dqnModules (agent: Dqn.Agent) : (string * torch.nn.Module) list =
+    [ "q", agent.QNet :> torch.nn.Module; "target", agent.Target; "replay", agent.Buffer ]
+
+/// Saves a DQN checkpoint (online and target networks, replay buffer, optimizer, step counter,
+/// buffer counters and the finished episodes) into `dir/checkpoint` atomically.
+let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) =
+    let extra =
+        [ "global_step", string progress.GlobalStep
+          "buffer_position", string agent.Buffer.Position
+          "buffer_count", string agent.Buffer.Count
+          for k in 0 .. progress.Episodes.Length - 1 do
+              let eps = progress.Episodes[k]
+              $"episodes_{k}", Checkpoint.encodeFloats [| for e in eps do yield float e.EndStep; yield e.Return; yield float e.Length |] ]
+        |> Map.ofList
+
+    Checkpoint.save (Path.Combine(dir, Run.CheckpointDir)) (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ] extra
+
+/// Builds a DQN agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
+/// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
+let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
+    let ckpt =
+        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then path
+        else Path.Combine(path, Run.CheckpointDir)
+
+    use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
+    let agent = Dqn.makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace TorchSharp.torch.CPU
+    let extra = Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+    agent.Buffer.Restore(int extra["buffer_position"], int extra["buffer_count"])
+
+    let episodes =
+        Array.init cfg.NumSeeds (fun k ->
+            let xs = Checkpoint.decodeFloats extra[$"episodes_{k}"]
+
+            ResizeArray(
+                [ for i in 0..3 .. xs.Length - 3 ->
+                      ({ EndStep = int64 xs[i]; Return = xs[i + 1]; Length = int xs[i + 2] }: Dqn.Episode) ]
+            ))
+
+    agent, { GlobalStep = int64 extra["global_step"]; Episodes = episodes }
+
+/// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
+/// (in log windows) and config overrides), as `runPpo` does for PPO, and returns the run folder.
+/// `summary.json` holds `eval_return_mean` of the greedy policy over `eval_episodes` episodes
+/// per seed, and per seed the first step where the mean of 20 training episodes reached 475
+/// (CartPole's bar) and the mean of the last 20. Writes nothing before the config is valid.
+let runDqn (args: string list) : string =
+    let special, overrides = splitArgs args
+
+    let cfg, dir, resume =
+        match special.TryFind "resume" with
+        | Some runDir ->
+            let configPath = Path.Combine(runDir, Run.ConfigFile)
+
+            if not (File.Exists configPath) then
+                raise (FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath))
+
+            let cfg = Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some configPath) overrides
+            let agent, progress = loadDqn cfg runDir
+            printfn "resuming %s at step %d" runDir progress.GlobalStep
+            Files.writeTextAtomic configPath (Config.toYaml Dqn.fields cfg)
+            cfg, Path.GetFullPath runDir, Some(agent, progress)
+        | None ->
+            let path = special.TryFind "config" |> Option.defaultValue defaultDqnConfig
+            let cfg = Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some path) overrides
+            Native.device cfg.Device |> ignore
+            let runs = special.TryFind "runs" |> Option.defaultValue "runs"
+            let dir = Run.create runs "dqn" cfg.EnvId (Config.toYaml Dqn.fields cfg)
+            cfg, dir, None
+
+    let every =
+        special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
+
+    printfn "run folder: %s" dir
+    let S = cfg.NumSeeds
+
+    let options =
+        { MetricsOptions.defaults dir (dqnColumns S) with
+            Append = resume.IsSome
+            Hyperparameters = Config.pairs Dqn.fields cfg }
+
+    use log = Metrics.openWith options
+    let clock = Diagnostics.Stopwatch.StartNew()
+    let mutable windows = 0
+
+    let result =
+        Progress.run $"dqn {cfg.EnvId}" cfg.TotalTimesteps (fun report ->
+            let hooks: Dqn.Hooks =
+                { OnLog =
+                    fun agent progress rows ->
+                        for r in rows do
+                            Metrics.logRow (dqnRow S r) log
+
+                        let recent = rows |> Array.map (fun r -> r.ReturnLast20) |> Array.filter Double.IsFinite
+                        report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
+                        windows <- windows + 1
+
+                        if windows % every = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
+                            saveDqnCheckpoint dir agent progress }
+
+            Dqn.train cfg hooks resume)
+
+    let wall = clock.Elapsed.TotalSeconds
+    let evals = Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
+    let bar k = Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
+
+    for k in 0 .. S - 1 do
+        let m, s = meanStd evals[k]
+        let reached = bar k |> Option.map string |> Option.defaultValue "not reached"
+        printfn "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s" cfg.Seeds[k] m s cfg.EvalEpisodes (Dqn.lastMean 20 result.Progress.Episodes[k]) reached
+
+    let m, s = meanStd (Array.concat evals)
+
+    let summary =
+        [ "eval_return_mean", Number m
+          "eval_return_std", Number s
+          "wall_seconds", Number wall
+          "total_timesteps", Integer cfg.TotalTimesteps
+          "steps_per_second", Number(float cfg.TotalTimesteps * float S / wall)
+          "seed", Integer cfg.Seed
+          "num_seeds", Integer(int64 S)
+          "device", Text cfg.Device
+          "env_id", Text cfg.EnvId
+          "seeds_reaching_475", Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
+          for k in 0 .. S - 1 do
+              $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
+              $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
+              $"step_reaching_475_seed_{cfg.Seeds[k]}", (match bar k with Some st -> Integer st | None -> Text "not reached") ]
+
+    Run.writeSummary dir summary
+    (log :> IDisposable).Dispose()
+    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
+
+    Report.write
+        (Path.Combine(dir, Run.ReportFile))
+        $"DQN on {cfg.EnvId}"
+        (Run.summaryText summary)
+        [ "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
+          "Losses and diagnostics", [ Charts.panels SeedView.MeanStd "global_step" [ "episodic_return"; "td_loss"; "q_values"; "grad_norm"; "epsilon"; "sps" ] table ] ]
+
+    printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
+    (result.Agent :> IDisposable).Dispose()
+    dir
+
 /// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo). Returns an exit code:
 /// 0 on success, 2 for a bad config or arguments, 1 for a failed run.
 let main (args: string list) : int =
     try
         let special, _ = splitArgs args
 
-        match special.TryFind "algo" |> Option.defaultValue "ppo" with
-        | "ppo" ->
-            let rest = args |> List.filter (fun a -> not (a.StartsWith "algo="))
-            runPpo rest |> ignore
+        let run =
+            match special.TryFind "algo" |> Option.defaultValue "ppo" with
+            | "ppo" -> Some runPpo
+            | "dqn" -> Some runDqn
+            | "grpo" -> Some runGrpo
+            | other ->
+                eprintfn "unknown algo '%s'; allowed: ppo, dqn, grpo" other
+                None
+
+        match run with
+        | Some f ->
+            args |> List.filter (fun a -> not (a.StartsWith "algo=")) |> f |> ignore
             0
-        | "grpo" ->
-            let rest = args |> List.filter (fun a -> not (a.StartsWith "algo="))
-            runGrpo rest |> ignore
-            0
-        | other ->
-            eprintfn "unknown algo '%s'; allowed: ppo, grpo" other
-            2
+        | None -> 2
     with
     | ConfigError _ as e ->
         eprintfn "config error: %s" e.Message
