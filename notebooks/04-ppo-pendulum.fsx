@@ -153,7 +153,7 @@ The library's `Ppo.train` runs the loop of seed 002 (collect → GAE → epochs 
 discard) with the default config `scripts/configs/ppo-pendulum.yaml`. That config starts from the
 seed's table and changes what the peers' runs show must change (see the comments in the file):
 several parallel environments, a shorter horizon (γ = 0.95), a state-independent log-std,
-observation and reward normalisation, larger learning rates and a larger step budget.
+observation and reward normalisation, annealed learning rates and a larger step budget.
 *)
 
 let cfg =

@@ -189,8 +189,8 @@ let tests =
               for k in 0 .. cfg.NumSeeds - 1 do
                   let trained = Array.average evals[k]
                   let random = randomPolicyReturn cfg cfg.Seeds[k] 10
-                  // measured here: seed 0 -1109 vs -1374, seed 1 -856 vs -1225
-                  Expect.isGreaterThan trained (random + 100.0) $"seed {cfg.Seeds[k]}: trained {trained:F0} vs random {random:F0}"
+                  // measured here: seed 0 -318 vs -1374, seed 1 -211 vs -1225
+                  Expect.isGreaterThan trained (random + 500.0) $"seed {cfg.Seeds[k]}: trained {trained:F0} vs random {random:F0}"
           }
 
           test "training resumes from a run folder and continues its metrics" {
