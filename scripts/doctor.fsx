@@ -7,7 +7,12 @@ open TorchSharp
 open Rl
 
 let repaired = Native.needsRepair ()
-printfn "libtorch %s via TorchSharp %s; threads %d" Native.LibTorchVersion Native.TorchSharpVersion (torch.get_num_threads ())
+
+printfn
+    "libtorch %s via TorchSharp %s; threads %d"
+    Native.LibTorchVersion
+    Native.TorchSharpVersion
+    (torch.get_num_threads ())
 
 if repaired then
     printfn "host libstdc++ lacks GLIBCXX_3.4.32: using the repaired copy in %s" (Native.repairedDir ())
@@ -17,4 +22,4 @@ match Native.userLibTorch () with
 | None -> printfn "CPU libtorch from the TorchSharp-cpu packages (set %s to use a CUDA libtorch)" Native.LibTorchEnvVar
 
 use x = torch.ones (2L, 2L)
-printfn "check: sum of ones(2,2) = %g" (x.sum().item<float32> ())
+printfn "check: sum of ones(2,2) = %g" (x.sum().item<float32>())

@@ -11,7 +11,11 @@ let path, episodes =
     | p :: rest ->
         let episodes =
             rest
-            |> List.tryPick (fun a -> if a.StartsWith "episodes=" then Some(int (a.Substring 9)) else None)
+            |> List.tryPick (fun a ->
+                if a.StartsWith "episodes=" then
+                    Some(int (a.Substring 9))
+                else
+                    None)
 
         p, episodes
     | [] ->

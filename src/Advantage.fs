@@ -22,7 +22,15 @@ let private checkSame (name: string) (reference: Tensor) (t: Tensor) =
 /// rewards' device, with returns = advantages + values (the critic's regression target).
 /// Raises `ArgumentException` if shapes differ or `gamma`/`lambda` lie outside [0, 1].
 /// The recursion runs on the host in float64 (two transfers per rollout, none per step).
-let gae (gamma: float) (lambda: float) (rewards: Tensor) (values: Tensor) (nextValues: Tensor) (terminated: Tensor) (truncated: Tensor) =
+let gae
+    (gamma: float)
+    (lambda: float)
+    (rewards: Tensor)
+    (values: Tensor)
+    (nextValues: Tensor)
+    (terminated: Tensor)
+    (truncated: Tensor)
+    =
     if gamma < 0.0 || gamma > 1.0 then
         invalidArg "gamma" $"gae: gamma must be in [0, 1], got {gamma}"
 
@@ -43,7 +51,7 @@ let gae (gamma: float) (lambda: float) (rewards: Tensor) (values: Tensor) (nextV
     let nv = toArray nextValues
     let term = toArray terminated
     let trunc = toArray truncated
-    let adv = Array.zeroCreate<float32> (T * B)
+    let adv = Array.zeroCreate<float32>(T * B)
     let last = Array.zeroCreate<float> B
 
     for t in T - 1 .. -1 .. 0 do
@@ -56,7 +64,7 @@ let gae (gamma: float) (lambda: float) (rewards: Tensor) (values: Tensor) (nextV
             adv[i] <- float32 last[b]
 
     let advantages =
-        torch.tensor(adv, device = rewards.device).reshape (int64 T, int64 B)
+        torch.tensor(adv, device = rewards.device).reshape(int64 T, int64 B)
 
     let returns = advantages + values.to_type torch.float32
     advantages, returns
@@ -83,7 +91,7 @@ let discountedReturns (gamma: float) (rewards: Tensor) (terminated: Tensor) (tru
     let term = toArray terminated
     let trunc = toArray truncated
     let nv = toArray nextValues
-    let out = Array.zeroCreate<float32> (T * B)
+    let out = Array.zeroCreate<float32>(T * B)
     let g = Array.zeroCreate<float> B
 
     for t in T - 1 .. -1 .. 0 do
@@ -98,7 +106,7 @@ let discountedReturns (gamma: float) (rewards: Tensor) (terminated: Tensor) (tru
             g[b] <- r[i] + gamma * next
             out[i] <- float32 g[b]
 
-    torch.tensor(out, device = rewards.device).reshape (int64 T, int64 B)
+    torch.tensor(out, device = rewards.device).reshape(int64 T, int64 B)
 
 /// Group-relative advantages of GRPO (Shao et al. 2024, "DeepSeekMath", section 4.1.2, outcome
 /// supervision): each of the G outputs sampled for the same input is scored against its own
@@ -110,7 +118,9 @@ let discountedReturns (gamma: float) (rewards: Tensor) (terminated: Tensor) (tru
 /// input or G < 2 (a group of one has no baseline).
 let groupRelative (scaleByStd: bool) (rewards: Tensor) : Tensor =
     if rewards.dim () < 1L || rewards.shape[rewards.shape.Length - 1] < 2L then
-        invalidArg "rewards" $"groupRelative: expected rewards [...; G] with group size G >= 2, got {shapeString rewards}"
+        invalidArg
+            "rewards"
+            $"groupRelative: expected rewards [...; G] with group size G >= 2, got {shapeString rewards}"
 
     let r = rewards.to_type torch.float32
     let centred = r - r.mean ([| -1L |], keepdim = true)

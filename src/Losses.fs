@@ -33,14 +33,20 @@ let ppoClip (clipEps: float) (logProbNew: Tensor) (logProbOld: Tensor) (advantag
     let logRatio = logProbNew - logProbOld
     let ratio = torch.exp logRatio
     let unclipped = -advantages * ratio
-    let clipped = -advantages * torch.clamp (ratio, (1.0 - clipEps).ToScalar(), (1.0 + clipEps).ToScalar())
-    let loss = torch.maximum(unclipped, clipped).mean ([| -1L |])
+
+    let clipped =
+        -advantages
+        * torch.clamp (ratio, (1.0 - clipEps).ToScalar(), (1.0 + clipEps).ToScalar())
+
+    let loss = torch.maximum(unclipped, clipped).mean([| -1L |])
 
     let stats =
         use _ng = torch.no_grad ()
 
-        { ApproxKl = ((ratio - 1.0) - logRatio).mean ([| -1L |])
-          ClipFraction = ((ratio - 1.0).abs().gt(clipEps.ToScalar())).to_type(torch.float32).mean ([| -1L |]) }
+        {
+            ApproxKl = ((ratio - 1.0) - logRatio).mean([| -1L |])
+            ClipFraction = ((ratio - 1.0).abs().gt(clipEps.ToScalar())).to_type(torch.float32).mean([| -1L |])
+        }
 
     loss, stats
 
@@ -52,29 +58,33 @@ let ppoClip (clipEps: float) (logProbNew: Tensor) (logProbOld: Tensor) (advantag
 /// `logProbNew`, `logProbRef`: [S; M]. Raises `ArgumentException` when the shapes differ.
 let klToReference (logProbNew: Tensor) (logProbRef: Tensor) : Tensor =
     if logProbNew.shape <> logProbRef.shape then
-        invalidArg "logProbRef" $"klToReference: shapes differ: logProbNew {shapeString logProbNew}, logProbRef {shapeString logProbRef}"
+        invalidArg
+            "logProbRef"
+            $"klToReference: shapes differ: logProbNew {shapeString logProbNew}, logProbRef {shapeString logProbRef}"
 
     let d = logProbRef - logProbNew
-    (torch.exp d - d - 1.0).mean ([| -1L |])
+    (torch.exp d - d - 1.0).mean([| -1L |])
 
 /// Value loss 0.5 * mean((V - R)^2) per seed [S] (CleanRL / PureJaxRL convention). With
 /// `clip = Some eps` the clipped variant max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
 /// (CleanRL `ppo.py` `clip_vloss`), which needs `oldValues`. Inputs [S; M].
 let valueLoss (clip: float option) (values: Tensor) (oldValues: Tensor) (returns: Tensor) : Tensor =
-    let unclipped = (values - returns).square ()
+    let unclipped = (values - returns).square()
 
     match clip with
     | None -> 0.5 * unclipped.mean ([| -1L |])
     | Some eps ->
-        let vClipped = oldValues + torch.clamp (values - oldValues, (-eps).ToScalar(), eps.ToScalar())
-        0.5 * torch.maximum(unclipped, (vClipped - returns).square ()).mean ([| -1L |])
+        let vClipped =
+            oldValues + torch.clamp (values - oldValues, (-eps).ToScalar(), eps.ToScalar())
+
+        0.5 * torch.maximum(unclipped, (vClipped - returns).square()).mean([| -1L |])
 
 /// Explained variance 1 - Var(R - V) / Var(R) per seed [S] (NaN-free: 0 where Var(R) = 0).
 /// 1 means the critic predicts the returns perfectly, 0 no better than a constant.
 let explainedVariance (values: Tensor) (returns: Tensor) : Tensor =
     use _ng = torch.no_grad ()
     let varR = returns.var (-1L, unbiased = false)
-    let varD = (returns - values).var (-1L, unbiased = false)
+    let varD = (returns - values).var(-1L, unbiased = false)
     torch.where (varR.gt ((0.0).ToScalar()), 1.0 - varD / varR.clamp_min ((1e-12).ToScalar()), torch.zeros_like varR)
 
 /// Which regression loss DQN applies to the TD error.
@@ -104,7 +114,11 @@ let dqnTargets (gamma: float) (rewards: Tensor) (terminated: Tensor) (nextQ: Ten
     if gamma < 0.0 || gamma > 1.0 then
         invalidArg "gamma" $"dqnTargets: gamma must be in [0, 1], got {gamma}"
 
-    if rewards.shape <> terminated.shape || nextQ.dim () <> 3L || nextQ.shape[0..1] <> rewards.shape then
+    if
+        rewards.shape <> terminated.shape
+        || nextQ.dim () <> 3L
+        || nextQ.shape[0..1] <> rewards.shape
+    then
         invalidArg
             "nextQ"
             $"dqnTargets: expected rewards [S; M], terminated [S; M], nextQ [S; M; nActions], got {shapeString rewards}, {shapeString terminated}, {shapeString nextQ}"
@@ -112,7 +126,7 @@ let dqnTargets (gamma: float) (rewards: Tensor) (terminated: Tensor) (nextQ: Ten
     use _ng = torch.no_grad ()
     let notTerm = 1.0 - terminated.to_type torch.float32
     let maxNext = nextQ.amax ([| -1L |])
-    (rewards.to_type torch.float32 + gamma * notTerm * maxNext).detach ()
+    (rewards.to_type torch.float32 + gamma * notTerm * maxNext).detach()
 
 /// The DQN loss per seed [S]: the mean over the batch of MSE or Huber of the TD error
 /// `targets - qTaken` (seed 004 module 3.2: Loss = (TD target - Q_online(S, A))^2), where
@@ -126,7 +140,7 @@ let tdLoss (kind: TdLossKind) (qTaken: Tensor) (targets: Tensor) : Tensor =
     let d = targets - qTaken
 
     match kind with
-    | Mse -> d.square().mean ([| -1L |])
+    | Mse -> d.square().mean([| -1L |])
     | Huber ->
         let a = d.abs ()
         let perSample = torch.where (a.le ((1.0).ToScalar()), 0.5 * d.square (), a - 0.5)
@@ -147,7 +161,9 @@ let reinforce (episodes: int) (logProbs: Tensor) (returns: Tensor) (baselines: T
 
     for name, t in [ "returns", returns; "baselines", baselines; "mask", mask ] do
         if t.shape <> logProbs.shape then
-            invalidArg name $"reinforce: {name} has shape {shapeString t}, logProbs {shapeString logProbs}; they must match"
+            invalidArg
+                name
+                $"reinforce: {name} has shape {shapeString t}, logProbs {shapeString logProbs}; they must match"
 
-    let weight = (returns - baselines.detach ()).detach () * mask.to_type torch.float32
-    -(logProbs * weight).sum ([| -1L |]) / float episodes
+    let weight = (returns - baselines.detach ()).detach() * mask.to_type torch.float32
+    -(logProbs * weight).sum([| -1L |]) / float episodes

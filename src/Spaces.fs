@@ -24,8 +24,10 @@ type Space =
         | Discrete(n, s) -> $"Discrete({n}, start={s})"
         | Box(low, high, shape) ->
             let b (xs: float[]) =
-                if xs |> Array.forall ((=) xs[0]) then string xs[0]
-                else "[" + System.String.Join(", ", xs) + "]"
+                if xs |> Array.forall ((=) xs[0]) then
+                    string xs[0]
+                else
+                    "[" + System.String.Join(", ", xs) + "]"
 
             let sh = System.String.Join(",", shape)
             $"Box({b low}, {b high}, ({sh},))"

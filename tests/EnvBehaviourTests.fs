@@ -50,10 +50,21 @@ let tests =
         "Envs.Behaviour"
         [
             test "batched classic-control forms refuse a state dtype other than float32/float64" {
-                for id in [ CartPole.Id; Pendulum.Id; MountainCar.Id; MountainCarContinuous.Id; Acrobot.Id ] do
+                for id in
+                    [
+                        CartPole.Id
+                        Pendulum.Id
+                        MountainCar.Id
+                        MountainCarContinuous.Id
+                        Acrobot.Id
+                    ] do
                     Expect.throwsC
                         (fun () -> Envs.makeBatchedWith id 2 torch.CPU [ "dtype", box torch.int32 ] |> ignore)
-                        (fun e -> Expect.stringContains e.Message $"{id}: dtype must be float32 or float64" "names env and allowed dtypes")
+                        (fun e ->
+                            Expect.stringContains
+                                e.Message
+                                $"{id}: dtype must be float32 or float64"
+                                "names env and allowed dtypes")
             }
 
             testList

@@ -24,6 +24,7 @@ let main argv =
                         if not (String.IsNullOrEmpty summaryFile) then
                             let failed = s.failed.Length + s.errored.Length
                             File.WriteAllText(summaryFile, $"{s.passed.Length} {failed} {s.ignored.Length}")
-                    } }
+                    }
+        }
 
     Tests.runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer withCounts ] argv

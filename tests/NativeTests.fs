@@ -23,12 +23,10 @@ let tests =
             }
 
             test "unknown device names are refused with the allowed list" {
-                Expect.throwsC
-                    (fun () -> Native.device "tpu" |> ignore)
-                    (fun e ->
-                        Expect.isTrue (e :? System.ArgumentException) "ArgumentException"
-                        Expect.stringContains e.Message "tpu" "names the device"
-                        Expect.stringContains e.Message "cpu, cuda" "lists the allowed names")
+                Expect.throwsC (fun () -> Native.device "tpu" |> ignore) (fun e ->
+                    Expect.isTrue (e :? System.ArgumentException) "ArgumentException"
+                    Expect.stringContains e.Message "tpu" "names the device"
+                    Expect.stringContains e.Message "cpu, cuda" "lists the allowed names")
             }
 
             test "asking for CUDA without it explains how to enable it" {
@@ -44,8 +42,9 @@ let tests =
                 let p = Path.GetTempFileName()
                 File.WriteAllText(p, "not an elf file at all, but long enough to have a header.........")
 
-                Expect.throwsT<InvalidDataException>(fun () ->
-                    Native.renameVersionNeed p "GLIBCXX_3.4.32" "GLIBCXX_3.4.30" |> ignore) "not an ELF file"
+                Expect.throwsT<InvalidDataException>
+                    (fun () -> Native.renameVersionNeed p "GLIBCXX_3.4.32" "GLIBCXX_3.4.30" |> ignore)
+                    "not an ELF file"
 
                 File.Delete p
             }

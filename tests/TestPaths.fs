@@ -11,7 +11,10 @@ let repoRoot =
         (let rec up (d: DirectoryInfo) =
             if isNull d then
                 failwith $"repository root (with build.fsx) not found above {AppContext.BaseDirectory}"
-            elif File.Exists(Path.Combine(d.FullName, "build.fsx")) && Directory.Exists(Path.Combine(d.FullName, "scripts")) then
+            elif
+                File.Exists(Path.Combine(d.FullName, "build.fsx"))
+                && Directory.Exists(Path.Combine(d.FullName, "scripts"))
+            then
                 d.FullName
             else
                 up d.Parent
@@ -19,7 +22,8 @@ let repoRoot =
          up (DirectoryInfo AppContext.BaseDirectory))
 
 /// A config file under `scripts/configs`.
-let config (name: string) = Path.Combine(repoRoot.Value, "scripts", "configs", name)
+let config (name: string) =
+    Path.Combine(repoRoot.Value, "scripts", "configs", name)
 
 /// A fresh empty temporary folder; delete it with `Directory.Delete(path, true)`.
 let tempDir (prefix: string) =

@@ -33,11 +33,10 @@ let item (t: Tensor) : float =
         invalidArg "t" $"item: expected a one-element tensor, got shape %A{t.shape}"
 
     use c = t.detach().cpu().to_type(torch.float64)
-    c.item<float> ()
+    c.item<float>()
 
 /// A float32 tensor [len] on `device` from a host array.
-let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor =
-    torch.tensor(xs, device = device)
+let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor = torch.tensor (xs, device = device)
 
 /// Shape as a readable string, e.g. "[2048; 3]", for error messages.
 let shapeString (t: Tensor) =
@@ -50,5 +49,9 @@ let expectShape (what: string) (expected: int64[]) (t: Tensor) =
         && Array.forall2 (fun e a -> e = -1L || e = a) expected t.shape
 
     if not ok then
-        let e = "[" + System.String.Join("; ", expected |> Array.map (fun x -> if x < 0L then "*" else string x)) + "]"
+        let e =
+            "["
+            + System.String.Join("; ", expected |> Array.map (fun x -> if x < 0L then "*" else string x))
+            + "]"
+
         invalidArg what $"{what}: expected shape {e}, got {shapeString t}"
