@@ -522,6 +522,9 @@ Charts.lines
 |> Charts.toHtml
 (*** include-it-raw ***)
 
+(*** hide ***)
+Array.iter2 (fun e (g, t) -> printfn "epsilon %.2f: greedy %.4f, training %.4f" e g t) epsilons sweep
+
 (**
 The two curves pull in opposite directions. More exploration visits more state–action pairs,
 so the *learned* greedy policy gets better; but every random action costs reward *now*, so the
