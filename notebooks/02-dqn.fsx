@@ -205,9 +205,13 @@ $\sum_k \gamma^k = (1 - \gamma^{T-t}) / (1 - \gamma)$: close to 100 for most of 
 falling to 0 at the 500-step time limit. The network cannot see the clock (time is not in the
 observation), so it predicts a steady value near 100 and the curves split only at the end. That
 is correct: the time limit is a **truncation**, not a failure, and DQN bootstraps through it.
-Where the Q-values sit clearly above the returns, we see the well-known **overestimation** of
-Q-learning: $\max_{a'}$ over noisy estimates is biased upwards (Double DQN, van Hasselt et al.
-2016, decouples the choice of $a'$ from its evaluation to fix it).
+An episode that ends early because the pole falls is a **termination**: there the return
+really does drop to 0, and a good Q-network should see the fall coming a few steps ahead.
+The estimates need not match the returns exactly: in the full-mode run (120k steps) $Q(s_0)$ sat
+a few units *below* $G_0$ (about 91–93 against 97–99), because the network still averages over
+the shorter episodes seen in training. The error can go the other way too: Q-learning is known
+to **overestimate**, since $\max_{a'}$ over noisy estimates is biased upwards (Double DQN, van
+Hasselt et al. 2016, decouples the choice of $a'$ from its evaluation to fix it).
 
 ## Summary
 
