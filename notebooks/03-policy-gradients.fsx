@@ -151,6 +151,13 @@ let finalReturns =
 finalReturns |> List.iter (printfn "%s")
 
 (**
+In the full-mode run (150 updates of 8 episodes, 3 seeds) the baseline run reached a mean
+return of about 497 over its last 10 updates, while plain REINFORCE stood at about 184 with a
+spread across seeds as large as its mean: same data budget, same learning rate, only the
+noise of the gradient differs.
+*)
+
+(**
 ## The variance problem, measured
 
 `Reinforce.gradientVariance` freezes the current policy, collects several independent batches
@@ -191,7 +198,7 @@ varianceRatios |> Array.iter (printfn "%s")
 At the first update the critic is untrained and $V(s) \approx 0$, so the two estimates are
 nearly the same. Once the critic has learned what returns to expect, subtracting it removes the
 part of $G_t$ that does not depend on the action, and the variance drops by a large factor at the
-same batch size; equivalently, without the baseline we would need that many times more episodes
+same batch size (6 to 19 times in the full-mode run); equivalently, without the baseline we would need that many times more episodes
 per update for the same gradient quality. As the policy improves, episodes get longer, returns
 grow, and the raw estimator's variance grows with them.
 
