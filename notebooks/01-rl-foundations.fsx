@@ -474,8 +474,8 @@ qTableChart "Slippery lake: value iteration (Q*)" FrozenLake.maps["4x4"] qStarSl
 (*** include-it-raw ***)
 
 (**
-The optimal slippery policy looks strange at first: on the left column it pushes *left*, into
-the wall. Since a move goes sideways two times out of three, pushing against the wall means the
+The optimal slippery policy looks strange at first: on the start tile and the tile below it
+it pushes *left*, into the wall. Since a move goes sideways two times out of three, pushing against the wall means the
 agent either stays put or slides down/up along the column, and never into the hole beside it.
 Q-learning's values are lower than $Q^*$ on tiles it rarely visits (they have seen few updates),
 but the greedy actions on the frequently visited tiles agree.
@@ -530,7 +530,10 @@ The two curves pull in opposite directions. More exploration visits more state�
 so the *learned* greedy policy gets better; but every random action costs reward *now*, so the
 agent's success while training falls towards the random walker's 1.5% as ε → 1. With ε = 0
 the agent still moves at random while a row of Q is all zeros (ties are broken randomly), but
-once one action looks good it keeps taking it and may never discover a better one. A decaying ε,
+once one action looks good it keeps taking it and may never discover a better one. In the full-mode sweep
+(5000 episodes, 5 seeds), ε = 0 ended with a greedy policy that succeeds only 7% of the time;
+every ε from 0.05 up reached 0.68–0.74 (the optimum is 0.74), while the success of the training
+episodes peaked near ε = 0.1 (24%) and fell to 1.4% at ε = 1. A decaying ε,
 as in 2.3 and 2.4, gets the best of both: explore while the table is empty, exploit once it is
 filled in.
 
