@@ -50,8 +50,8 @@ diverges or oscillates for two reasons.
 Consecutive transitions are strongly **correlated** (the cart at step t and t + 1 are almost
 the same), but stochastic gradient descent assumes independent samples; and every transition
 would be used once and thrown away. DQN stores the last N transitions $(s, a, r, s', \text{terminated})$
-in a **replay buffer** (here N = 10,000) and learns from **random minibatches** of it (128
-transitions every 10 steps). Sampling breaks the correlations and reuses each transition many
+in a **replay buffer** (here N = 10,000) and learns from **random minibatches** of it (a
+minibatch of 128 every few environment steps). Sampling breaks the correlations and reuses each transition many
 times.
 
 ## Target network
@@ -63,7 +63,7 @@ C steps (here a hard copy every 500 steps). Between syncs the regression has a f
 like supervised learning.
 
 Exploration is ε-greedy as in notebook 01, with ε falling linearly from 1 to 0.05 over the
-first half of training; learning starts once the buffer holds enough random transitions.
+first 30% of training (CleanRL: the first half); learning starts once the buffer holds enough random transitions.
 
 ## Training several seeds at once
 
