@@ -415,6 +415,7 @@ let qTableChart (title: string) (desc: string[]) (q: float[,]) =
                     Y = y,
                     Text = text,
                     ShowArrow = false,
+                    BGColor = Color.fromString "rgba(0, 0, 0, 0.35)",
                     Font = Font.init (Size = 22, Color = Color.fromString "white")
                 ))
             xs
