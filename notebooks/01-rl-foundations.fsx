@@ -1,4 +1,12 @@
 (**
+---
+title: 01 Reinforcement-learning foundations
+category: Notebooks
+categoryindex: 1
+index: 1
+---
+*)
+(**
 # 1. Reinforcement-learning foundations
 
 This notebook is the first module of the learning path: the vocabulary of reinforcement
@@ -10,6 +18,7 @@ Run it from the repository root with `dotnet fsi notebooks/01-rl-foundations.fsx
 building the library). Set `RL_QUICK=1` to run with tiny episode counts in a few seconds.
 *)
 
+(*** hide ***)
 #load "../scripts/load.fsx"
 
 open System
@@ -19,6 +28,9 @@ open Rl
 /// Quick mode (RL_QUICK=1) shrinks every episode count.
 let quick = Environment.GetEnvironmentVariable "RL_QUICK" = "1"
 let episodesPerEnv = if quick then 5 else 200
+(*** hide ***)
+Charts.plotlyScript ()
+(*** include-it-raw ***)
 
 (**
 ## 1.1 The agent–environment loop
@@ -242,4 +254,295 @@ deliberately tries something unknown to gather information (a new restaurant: 10
 the goal, and why the next module's Q-learning needs exploration to get started.
 *)
 
-(** ## Part 2 — Tabular Q-learning (to be added) *)
+(**
+# Part 2 — Tabular Q-learning
+
+Part 1 evaluated a *given* policy. Now the agent has to find a good policy by itself, from
+experience alone: it does not get to read `P`. This is the second module of the learning path:
+the Q-function, temporal-difference (TD) learning, and Q-learning on FrozenLake.
+
+## 2.1 The Q-function
+
+$V^\pi(s)$ says how good a *state* is. To choose between actions we need more: the
+**action-value function** $Q^\pi(s, a)$, the expected return from taking action $a$ in state
+$s$ and following $\pi$ afterwards. The two are related by $V^\pi(s) = \sum_a \pi(a \mid s)\,Q^\pi(s, a)$.
+The optimal action values $Q^*(s, a) = \max_\pi Q^\pi(s, a)$ satisfy the Bellman optimality
+equation
+
+$$Q^*(s, a) = \sum_{s'} P(s' \mid s, a)\,\big[R + \gamma \max_{a'} Q^*(s', a')\big],$$
+
+and once we have $Q^*$ the optimal policy is simply greedy: $\pi^*(s) = \arg\max_a Q^*(s, a)$.
+With 16 states and 4 actions, FrozenLake's Q-function is a **Q-table** of 64 numbers.
+
+When the model $P$ is known we can solve the equation by **value iteration** (repeat the
+right-hand side as an assignment until nothing changes): `QLearning.valueIteration`. This is
+the yardstick for everything learned below. `QLearning.successProbability` computes exactly
+(by propagating the state distribution, no sampling) the probability that a policy reaches the
+goal within FrozenLake's 100-step limit.
+*)
+
+let gamma = 0.99
+
+let optimum (slippery: bool) =
+    let env = FrozenLake.Env(isSlippery = slippery)
+    let qStar = QLearning.valueIteration gamma 1e-10 env.P
+    let success =
+        QLearning.successProbability env.P (FrozenLake.initialDistribution env.Desc) env.MaxEpisodeSteps (QLearning.greedyPolicy qStar)
+    qStar, success
+
+let qStarDet, optimumDet = optimum false
+let qStarSlip, optimumSlip = optimum true
+
+let optimumSummary =
+    $"value iteration's greedy policy reaches the goal with probability {optimumDet:F4} (deterministic) and {optimumSlip:F4} (slippery)"
+
+(*** include-value: optimumSummary ***)
+
+(*** hide ***)
+printfn "%s" optimumSummary
+
+(**
+On the deterministic lake the optimal policy always succeeds. On the slippery lake no policy
+can do better than about 74%: every move goes sideways two times out of three, and some tiles
+next to holes cannot be crossed safely at all.
+
+## 2.2 Temporal-difference learning
+
+Without the model we cannot take the expectation over $s'$. **TD learning** replaces it with
+the one sample the environment just gave us. After a transition $(S, A, R, S')$:
+
+* the **TD target** $R + \gamma \max_{a'} Q(S', a')$ is a one-step estimate of the return,
+  itself built on the current estimate — it *bootstraps* —; a terminal $S'$ has no future, so
+  the target is just $R$;
+* the **TD error** $\delta = \text{target} - Q(S, A)$ says how surprised we were;
+* the **update** $Q(S, A) \leftarrow Q(S, A) + \alpha\,\delta$ moves the estimate a fraction
+  $\alpha$ (the learning rate) towards the target.
+
+Unlike a Monte-Carlo estimate, TD learns after every step, without waiting for the episode to
+end, at the price of a bias from bootstrapping on its own guesses. Because the target uses
+$\max_{a'}$ (the greedy action) regardless of which action the agent will actually take next,
+Q-learning is **off-policy**: it learns about the greedy policy while behaving exploratorily.
+
+One update by hand: the agent is on tile 14, moves right onto the goal (reward 1, terminal),
+with $Q(14, \text{right}) = 0.5$ and $\alpha = 0.1$:
+*)
+
+let handTarget = QLearning.tdTarget gamma 1.0 true [| 0.0; 0.0; 0.0; 0.0 |]
+let handError = QLearning.tdError handTarget 0.5
+let handUpdated = QLearning.updated 0.1 0.5 handError
+let handStep = $"target {handTarget}, TD error {handError}, new Q(14, right) = {handUpdated}"
+
+(*** include-value: handStep ***)
+
+(*** hide ***)
+printfn "%s" handStep
+
+(**
+## 2.3 Q-learning on the deterministic lake
+
+`QLearning.train` runs the whole loop: reset, act ε-greedily, `learn` from every transition,
+decay ε once per episode ($\varepsilon_k = \max(0.01,\ 0.995^k)$ here). Every few episodes it
+records the fraction of *training* episodes that reached the goal (with exploration) and the
+exact success probability of the current *greedy* policy.
+*)
+
+let detCfg =
+    if quick then
+        { QLearning.deterministicDefaults with Episodes = 300; EvalEvery = 20 }
+    else
+        QLearning.deterministicDefaults
+
+let det = QLearning.train detCfg
+
+/// The success curves of a Q-learning run, with the value-iteration optimum as a flat line.
+let successChart (title: string) (result: QLearning.QLearningResult) (best: float) =
+    let xs = result.Curve |> List.map (fun p -> float p.Episode) |> Array.ofList
+    let ys f = result.Curve |> List.map f |> Array.ofList
+
+    Charts.lines
+        title
+        "episode"
+        "success rate"
+        [ "training episodes (with exploration)", xs, ys (fun p -> p.TrainSuccess)
+          "greedy policy (exact)", xs, ys (fun p -> p.GreedySuccess)
+          "epsilon", xs, ys (fun p -> p.Epsilon)
+          "value-iteration optimum", xs, Array.create xs.Length best ]
+
+successChart "Q-learning on the deterministic 4x4 lake" det optimumDet |> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+Early on ε is near 1 and the agent wanders at random; the goal reward has to be found by chance
+before anything can be learned (every Q-value starts at 0). Once it is found, the value
+propagates backwards one tile per visit, the greedy policy starts succeeding, and as ε decays the
+training success rate follows it.
+
+### The Q-table
+
+The heatmap shows $\max_a Q(s, a)$ on every tile and the arrow of the greedy action
+(S start, H hole, G goal; holes and the goal are terminal and keep Q = 0):
+*)
+
+let arrowOf a =
+    match a with
+    | 0 -> "←"
+    | 1 -> "↓"
+    | 2 -> "→"
+    | _ -> "↑"
+
+/// Heatmap of max_a Q(s, a) over the lake with the greedy action of every tile as text.
+let qTableChart (title: string) (desc: string[]) (q: float[,]) =
+    let nRow, nCol = desc.Length, desc[0].Length
+    let s r c = r * nCol + c
+    let z = Array.init nRow (fun r -> Array.init nCol (fun c -> Array.init 4 (fun a -> q[s r c, a]) |> Array.max))
+
+    let labels =
+        [| for r in 0 .. nRow - 1 do
+               for c in 0 .. nCol - 1 ->
+                   match desc[r][c] with
+                   | 'H' -> "H"
+                   | 'G' -> "G"
+                   | tile -> (if tile = 'S' then "S " else "") + arrowOf (QLearning.greedy q (s r c)) |]
+
+    let xs = [| for _ in 0 .. nRow - 1 do for c in 0 .. nCol - 1 -> c |]
+    let ys = [| for r in 0 .. nRow - 1 do for _ in 0 .. nCol - 1 -> r |]
+
+    let annotations =
+        Array.map3
+            (fun (x: int) (y: int) (text: string) ->
+                LayoutObjects.Annotation.init (
+                    X = x,
+                    Y = y,
+                    Text = text,
+                    ShowArrow = false,
+                    BGColor = Color.fromString "rgba(0, 0, 0, 0.35)",
+                    Font = Font.init (Size = 22, Color = Color.fromString "white")
+                ))
+            xs
+            ys
+            labels
+
+    Chart.Heatmap(zData = z, ColorScale = StyleParam.Colorscale.Viridis, ColorBar = ColorBar.init (Title = Title.init "max_a Q"))
+    |> Chart.withAnnotations annotations
+    |> Chart.withTitle title
+    |> Chart.withYAxis (LayoutObjects.LinearAxis.init (AutoRange = StyleParam.AutoRange.Reversed, Title = Title.init "row"))
+    |> Chart.withXAxisStyle "column"
+    |> Chart.withSize (560, 500)
+
+qTableChart "Deterministic lake: learned Q-table and greedy actions" FrozenLake.maps["4x4"] det.Q
+|> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+On the deterministic lake $Q^*(s, a) = \gamma^{d-1}$ where $d$ is the number of steps to the
+goal, so the values fall by a factor 0.99 per tile away from it. Q-learning only needs the
+greedy *ranking* to be right on the tiles it visits, and it finds a shortest path.
+
+## 2.4 The slippery lake
+
+On the slippery lake the same action leads to three different tiles, so every TD target is a
+noisy sample. The defaults use a smaller step size ($\alpha = 0.05$), ten times more episodes
+and a slower ε decay ($0.9995^k$).
+*)
+
+let slipCfg =
+    if quick then
+        { QLearning.slipperyDefaults with Episodes = 1500; EvalEvery = 100 }
+    else
+        QLearning.slipperyDefaults
+
+let slip = QLearning.train slipCfg
+
+successChart "Q-learning on the slippery 4x4 lake" slip optimumSlip |> Charts.toHtml
+(*** include-it-raw ***)
+
+let slipFinal = (List.last slip.Curve).GreedySuccess
+
+let slipSummary =
+    $"after {slipCfg.Episodes} episodes the greedy policy succeeds with probability {slipFinal:F4}; the optimum is {optimumSlip:F4}"
+
+(*** include-value: slipSummary ***)
+
+(*** hide ***)
+printfn "%s" slipSummary
+
+(** The learned table beside value iteration's $Q^*$: *)
+
+qTableChart "Slippery lake: Q-learning" FrozenLake.maps["4x4"] slip.Q |> Charts.toHtml
+(*** include-it-raw ***)
+
+qTableChart "Slippery lake: value iteration (Q*)" FrozenLake.maps["4x4"] qStarSlip |> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+The optimal slippery policy looks strange at first: on the start tile and the tile below it
+it pushes *left*, into the wall. Since a move goes sideways two times out of three, pushing against the wall means the
+agent either stays put or slides down/up along the column, and never into the hole beside it.
+Q-learning's values are lower than $Q^*$ on tiles it rarely visits (they have seen few updates),
+but the greedy actions on the frequently visited tiles agree.
+
+## 2.5 Exploration versus exploitation
+
+How much should the agent explore? Here ε is held *fixed* during training (no decay) and we
+measure, over a few seeds, the exact success probability of the final greedy policy and the
+success rate of the training episodes themselves (what the agent earns while learning).
+*)
+
+let epsilons = [| 0.0; 0.01; 0.05; 0.1; 0.2; 0.4; 0.7; 1.0 |]
+let sweepSeeds = if quick then [ 0L ] else [ 0L .. 4L ]
+let sweepEpisodes = if quick then 300 else 5000
+
+let sweep =
+    epsilons
+    |> Array.map (fun eps ->
+        let runs =
+            sweepSeeds
+            |> List.map (fun seed ->
+                let r =
+                    QLearning.train
+                        { QLearning.slipperyDefaults with
+                            Episodes = sweepEpisodes
+                            EvalEvery = sweepEpisodes
+                            EpsilonStart = eps
+                            EpsilonEnd = eps
+                            EpsilonDecay = 1.0
+                            Seed = seed }
+
+                let p = List.last r.Curve
+                p.GreedySuccess, p.TrainSuccess)
+
+        List.averageBy fst runs, List.averageBy snd runs)
+
+Charts.lines
+    $"Fixed epsilon on the slippery lake ({sweepEpisodes} episodes, mean of {sweepSeeds.Length} seed(s))"
+    "epsilon"
+    "success rate"
+    [ "greedy policy after training (exact)", epsilons, Array.map fst sweep
+      "training episodes (with exploration)", epsilons, Array.map snd sweep
+      "value-iteration optimum", epsilons, Array.create epsilons.Length optimumSlip ]
+|> Charts.toHtml
+(*** include-it-raw ***)
+
+(*** hide ***)
+Array.iter2 (fun e (g, t) -> printfn "epsilon %.2f: greedy %.4f, training %.4f" e g t) epsilons sweep
+
+(**
+The two curves pull in opposite directions. More exploration visits more state–action pairs,
+so the *learned* greedy policy gets better; but every random action costs reward *now*, so the
+agent's success while training falls towards the random walker's 1.5% as ε → 1. With ε = 0
+the agent still moves at random while a row of Q is all zeros (ties are broken randomly), but
+once one action looks good it keeps taking it and may never discover a better one. In the full-mode sweep
+(5000 episodes, 5 seeds), ε = 0 ended with a greedy policy that succeeds only 7% of the time;
+every ε from 0.05 up reached 0.68–0.74 (the optimum is 0.74), while the success of the training
+episodes peaked near ε = 0.1 (24%) and fell to 1.4% at ε = 1. A decaying ε,
+as in 2.3 and 2.4, gets the best of both: explore while the table is empty, exploit once it is
+filled in.
+
+## Summary
+
+* $Q(s, a)$ ranks actions; acting greedily on $Q^*$ is optimal.
+* TD learning updates an estimate towards a bootstrapped one-step target; Q-learning's target
+  uses $\max_{a'}$, which makes it off-policy.
+* A table only works when states can be enumerated. CartPole's state is four real numbers:
+  notebook 02 replaces the table with a neural network (DQN).
+*)
