@@ -29,8 +29,10 @@ let splitArgs (args: string list) : Map<string, string> * string list =
     (special |> List.map (fun (k, v, _) -> k, v) |> Map.ofList), (rest |> List.map (fun (_, _, a) -> a))
 
 let private ppoColumns (seeds: int) =
-    [ if seeds > 1 then Column.plain Metrics.SeedColumn
-      for name, tag in Ppo.metricColumns -> if tag = "" then Column.plain name else Column.named name tag ]
+    // explicit yields: with `for ... ->` in the list, an implicit `if ... then x` would be dropped
+    [ if seeds > 1 then yield Column.plain Metrics.SeedColumn
+      for name, tag in Ppo.metricColumns do
+          yield (if tag = "" then Column.plain name else Column.named name tag) ]
 
 let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
     [| if seeds > 1 then float m.Seed
