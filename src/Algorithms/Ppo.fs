@@ -556,6 +556,13 @@ let trainWith
     let T = cfg.NumSteps
     let M = T * N
     let envs = seeds |> Array.map (fun _ -> makeEnv N)
+
+    // The policy's actions are valid by construction (an index below n, or a finite real):
+    // skip the per-step value check, which reads a scalar back from the device every step.
+    for e in envs do
+        match e with
+        | :? BatchedClassicEnv as b -> b.ValidateActions <- false
+        | _ -> ()
     let obsDim = envs[0].ObservationSpace.FlatSize
     let actionSpace = envs[0].ActionSpace
 
@@ -659,7 +666,8 @@ let trainWith
                 | Categorical _ -> ()
 
                 let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
-                let stack (f: BatchStep -> Tensor) = torch.stack ([| for s in steps -> f s |], 0L)
+                let stack (f: BatchStep -> Tensor) =
+                    if S = 1 then (f steps[0]).unsqueeze 0L else torch.stack ([| for s in steps -> f s |], 0L)
                 let reward = stack (fun s -> s.Reward)
                 let term = (stack (fun s -> s.Terminated)).to_type torch.float32
                 let trunc = (stack (fun s -> s.Truncated)).to_type torch.float32
