@@ -555,16 +555,40 @@ let trainWith
     let N = cfg.NumEnvs
     let T = cfg.NumSteps
     let M = T * N
-    let envs = seeds |> Array.map (fun _ -> makeEnv N)
+    // With several seeds and a classic-control env, one env of S * N copies steps every seed in
+    // one call ("fused"); its initial and auto-reset states are drawn per seed from seed k's own
+    // generator, exactly as seed k's own N-copy env would draw them, so seed k sees the same
+    // episodes alone or in a batch. Otherwise (one seed, or another env type) one env per seed.
+    let fused =
+        if S > 1 then
+            match makeEnv (S * N) with
+            | :? BatchedClassicEnv as b -> Some b
+            | other ->
+                other.Dispose()
+                None
+        else
+            None
+
+    let envs =
+        match fused with
+        | Some _ -> [||]
+        | None -> seeds |> Array.map (fun _ -> makeEnv N)
 
     // The policy's actions are valid by construction (an index below n, or a finite real):
     // skip the per-step value check, which reads a scalar back from the device every step.
-    for e in envs do
+    for e in Array.append envs (fused |> Option.map (fun b -> b :> IBatchedEnv) |> Option.toArray) do
         match e with
         | :? BatchedClassicEnv as b -> b.ValidateActions <- false
         | _ -> ()
-    let obsDim = envs[0].ObservationSpace.FlatSize
-    let actionSpace = envs[0].ActionSpace
+
+    let probe =
+        match fused with
+        | Some b -> b :> IBatchedEnv
+        | None -> envs[0]
+
+    let obsDim = probe.ObservationSpace.FlatSize
+    let actionSpace = probe.ActionSpace
+    let fusedGens: torch.Generator[] = Array.zeroCreate S
 
     let isDiscrete =
         match actionSpace with
@@ -609,10 +633,73 @@ let trainWith
     let bTrunc = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
 
     let resetAll () =
-        torch.stack (
-            [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
-            0L
-        ) // [S; N; obsDim]
+        match fused with
+        | Some b ->
+            use scope = torch.NewDisposeScope()
+            b.Reset 0L |> ignore
+
+            for k in 0 .. S - 1 do
+                if not (isNull fusedGens[k]) then
+                    fusedGens[k].Dispose()
+
+                fusedGens[k] <- new torch.Generator(uint64 (streamSeed k "env"), device)
+
+            let states = torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
+            b.State <- states
+            b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+        | None ->
+            torch.stack (
+                [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
+                0L
+            ) // [S; N; obsDim]
+
+    /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
+    let stepAll (action: Tensor) : BatchStep =
+        match fused with
+        | Some b ->
+            let r = b.Step(action.reshape (Array.append [| int64 (S * N) |] action.shape[2..]))
+            let ended = toArray (r.Terminated.logical_or r.Truncated)
+            let mutable next = r.Obs
+
+            if ended |> Array.exists (fun v -> v <> 0.0) then
+                // Replace the env's own auto-reset draws by seed k's draws (see `fused`).
+                let st = b.State
+                let o = r.Obs.clone ()
+
+                for k in 0 .. S - 1 do
+                    let idx = [| for i in 0 .. N - 1 do if ended[k * N + i] <> 0.0 then int64 (k * N + i) |]
+
+                    if idx.Length > 0 then
+                        let it = torch.tensor (idx, device = device)
+                        let fresh = b.InitialStates(int64 idx.Length, fusedGens[k])
+                        st.index_copy_ (0L, it, fresh) |> ignore
+                        o.index_copy_ (0L, it, b.Observe fresh) |> ignore
+
+                b.State <- st
+                next <- o
+
+            let rs (x: Tensor) = x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+
+            { Obs = rs next
+              Reward = rs r.Reward
+              Terminated = rs r.Terminated
+              Truncated = rs r.Truncated
+              FinalObs = rs r.FinalObs
+              EpisodeReturn = rs r.EpisodeReturn
+              EpisodeLength = rs r.EpisodeLength }
+        | None ->
+            let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
+
+            let stack (f: BatchStep -> Tensor) =
+                if S = 1 then (f steps[0]).unsqueeze 0L else torch.stack ([| for s in steps -> f s |], 0L)
+
+            { Obs = stack (fun s -> s.Obs)
+              Reward = stack (fun s -> s.Reward)
+              Terminated = stack (fun s -> s.Terminated)
+              Truncated = stack (fun s -> s.Truncated)
+              FinalObs = stack (fun s -> s.FinalObs)
+              EpisodeReturn = stack (fun s -> s.EpisodeReturn)
+              EpisodeLength = stack (fun s -> s.EpisodeLength) }
 
     let mutable obs = resetAll ()
     let metrics = ResizeArray<UpdateMetrics>()
@@ -665,12 +752,10 @@ let trainWith
                 | Normal(_, std) -> sigmaSum.add_ (std.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
                 | Categorical _ -> ()
 
-                let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
-                let stack (f: BatchStep -> Tensor) =
-                    if S = 1 then (f steps[0]).unsqueeze 0L else torch.stack ([| for s in steps -> f s |], 0L)
-                let reward = stack (fun s -> s.Reward)
-                let term = (stack (fun s -> s.Terminated)).to_type torch.float32
-                let trunc = (stack (fun s -> s.Truncated)).to_type torch.float32
+                let step = stepAll action
+                let reward = step.Reward
+                let term = step.Terminated.to_type torch.float32
+                let trunc = step.Truncated.to_type torch.float32
                 let isDone = (term + trunc).clamp_max ((1.0).ToScalar())
 
                 let scaledReward =
@@ -693,12 +778,12 @@ let trainWith
                 bRew.select(1L, int64 t).copy_ scaledReward |> ignore
                 bTerm.select(1L, int64 t).copy_ term |> ignore
                 bTrunc.select(1L, int64 t).copy_ trunc |> ignore
-                bFinalObs.select(1L, int64 t).copy_ (stack (fun s -> s.FinalObs)) |> ignore
-                epReturnSum.add_ ((stack (fun s -> s.EpisodeReturn)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
-                epLengthSum.add_ ((stack (fun s -> s.EpisodeLength)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                bFinalObs.select(1L, int64 t).copy_ step.FinalObs |> ignore
+                epReturnSum.add_ (step.EpisodeReturn.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                epLengthSum.add_ (step.EpisodeLength.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
                 epCount.add_ (isDone.to_type(torch.float64).sum (1L)) |> ignore
                 obs.Dispose()
-                obs <- (stack (fun s -> s.Obs)).MoveToOuterDisposeScope().DetachFromDisposeScope()
+                obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
 
             progress.GlobalStep <- progress.GlobalStep + int64 M
             let rolloutSeconds = clock.Elapsed.TotalSeconds
@@ -916,6 +1001,12 @@ let trainWith
     finally
         for e in envs do
             e.Dispose()
+
+        fused |> Option.iter (fun b -> b.Dispose())
+
+        for g in fusedGens do
+            if not (isNull g) then
+                g.Dispose()
 
         for t in [ obs; bObs; bFinalObs; bAct; bRew; bTerm; bTrunc; discounted ] do
             t.Dispose()
