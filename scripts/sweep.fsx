@@ -17,7 +17,14 @@ try
     let dir, rows = Sweep.runPpo args
 
     for r in rows do
-        printfn "%-40s final return %8.1f +- %6.1f  (95%% CI %8.1f .. %8.1f)  %6.1f s" (Sweep.pointName r.Point) r.Mean r.Std r.CiLow r.CiHigh r.WallSeconds
+        printfn
+            "%-40s final return %8.1f +- %6.1f  (95%% CI %8.1f .. %8.1f)  %6.1f s"
+            (Sweep.pointName r.Point)
+            r.Mean
+            r.Std
+            r.CiLow
+            r.CiHigh
+            r.WallSeconds
 
     printfn "summary: %s/summary.csv, report: %s/report.html" dir dir
 with ConfigError _ as e ->

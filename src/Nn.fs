@@ -333,8 +333,11 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
         sigmaLayer |> Option.iter (fun m -> this.register_module ("sigma", m))
         logStd |> Option.iter (fun p -> this.register_parameter ("log_std", p))
 
+    /// The policy head this network was built with.
     member _.Head = head
+    /// S, the size of the leading seed axis.
     member _.Seeds = seeds
+    /// The shared trunk (input [S; B; obsDim], output [S; B; last hidden size]).
     member _.Trunk = trunk
 
     /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): the trunk with

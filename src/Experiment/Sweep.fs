@@ -8,7 +8,13 @@ open System.IO
 open Plotly.NET
 
 /// One grid axis: a config key and the values it takes (as text, in the order given).
-type Axis = { Key: string; Values: string list }
+type Axis =
+    {
+        /// The config key (snake_case, as in the YAML files).
+        Key: string
+        /// Its values as text, in the order given.
+        Values: string list
+    }
 
 /// Parses sweep arguments `key=v1,v2,...` into axes (a single value gives a one-point axis).
 /// Every value is checked by applying it to `defaults` through `fields`, so an unknown key or a
@@ -17,17 +23,24 @@ type Axis = { Key: string; Values: string list }
 /// `ConfigError` too. Raises for a key given twice.
 let parseGrid (fields: Field<'C> list) (defaults: 'C) (args: string list) : Axis list =
     let axes =
-        [ for a in args ->
-              let k, v = Config.parseOverride a
-              let values = v.Split(',') |> Array.map (fun s -> s.Trim()) |> Array.filter (fun s -> s <> "") |> List.ofArray
+        [
+            for a in args ->
+                let k, v = Config.parseOverride a
 
-              if values.IsEmpty then
-                  raise (ConfigError("sweep", k, v, "one or more comma-separated values", "empty list of values"))
+                let values =
+                    v.Split(',')
+                    |> Array.map (fun s -> s.Trim())
+                    |> Array.filter (fun s -> s <> "")
+                    |> List.ofArray
 
-              for x in values do
-                  Config.withOverrides fields [ $"{k}={x}" ] defaults |> ignore
+                if values.IsEmpty then
+                    raise (ConfigError("sweep", k, v, "one or more comma-separated values", "empty list of values"))
 
-              { Key = k; Values = values } ]
+                for x in values do
+                    Config.withOverrides fields [ $"{k}={x}" ] defaults |> ignore
+
+                { Key = k; Values = values }
+        ]
 
     match axes |> List.countBy (fun a -> a.Key) |> List.tryFind (fun (_, n) -> n > 1) with
     | Some(k, _) -> raise (ConfigError("sweep", k, "", "each key once", "key given more than once"))
@@ -36,7 +49,14 @@ let parseGrid (fields: Field<'C> list) (defaults: 'C) (args: string list) : Axis
 /// The grid points: the cartesian product of the axes, first axis varying slowest; each point is
 /// a list of (key, value) in axis order. No axes give one empty point.
 let points (axes: Axis list) : (string * string) list list =
-    List.foldBack (fun (ax: Axis) acc -> [ for v in ax.Values do for rest in acc -> (ax.Key, v) :: rest ]) axes [ [] ]
+    List.foldBack
+        (fun (ax: Axis) acc ->
+            [
+                for v in ax.Values do
+                    for rest in acc -> (ax.Key, v) :: rest
+            ])
+        axes
+        [ [] ]
 
 /// A folder name for a grid point, e.g. "beta_1=0.9,num_seeds=10" ("default" for the empty
 /// point); characters not allowed in file names become '_'.
@@ -103,13 +123,21 @@ let finalReturns (fraction: float) (table: MetricsTable) : float[] =
     let ret = Metrics.column "episodic_return" table
 
     let seeds =
-        if Metrics.hasColumn Metrics.SeedColumn table then Metrics.column Metrics.SeedColumn table
-        else Array.zeroCreate ret.Length
+        if Metrics.hasColumn Metrics.SeedColumn table then
+            Metrics.column Metrics.SeedColumn table
+        else
+            Array.zeroCreate ret.Length
 
     seeds
     |> Array.distinct
     |> Array.map (fun s ->
-        let mine = [| for i in 0 .. ret.Length - 1 do if seeds[i] = s then ret[i] |]
+        let mine =
+            [|
+                for i in 0 .. ret.Length - 1 do
+                    if seeds[i] = s then
+                        ret[i]
+            |]
+
         let k = max 1 (int (ceil (fraction * float mine.Length)))
         let tail = mine[mine.Length - k ..] |> Array.filter Double.IsFinite
         if tail.Length = 0 then nan else Array.average tail)
@@ -117,16 +145,19 @@ let finalReturns (fraction: float) (table: MetricsTable) : float[] =
 /// One grid point's summary row.
 type PointSummary =
     {
+        /// The grid point: (key, value) pairs in axis order.
         Point: (string * string) list
         /// The point's run folder.
         RunDir: string
         /// Final return per seed (see `finalReturns`).
         Finals: float[]
+        /// Mean of the finite final returns across seeds.
         Mean: float
         /// Population standard deviation across seeds.
         Std: float
         /// 95 % percentile-bootstrap interval of the mean across seeds (2000 resamples, seed 0).
         CiLow: float
+        /// Upper end of that interval.
         CiHigh: float
         /// First environment step (per seed) where the mean-over-seeds return reaches the
         /// threshold; NaN if it never does or no threshold was given.
@@ -142,7 +173,13 @@ let summarise (threshold: float option) (point: (string * string) list) (runDir:
     let finals = finalReturns 0.1 table
     let ok = finals |> Array.filter Double.IsFinite
     let mean = if ok.Length = 0 then nan else Array.average ok
-    let std = if ok.Length = 0 then nan else sqrt (Array.averageBy (fun x -> (x - mean) ** 2.0) ok)
+
+    let std =
+        if ok.Length = 0 then
+            nan
+        else
+            sqrt (Array.averageBy (fun x -> (x - mean) ** 2.0) ok)
+
     let lo, hi = bootstrapCi 0.95 2000 0 ok
 
     let steps =
@@ -154,18 +191,23 @@ let summarise (threshold: float option) (point: (string * string) list) (runDir:
 
     let wall =
         let json = File.ReadAllText(Path.Combine(runDir, Run.SummaryFile))
-        let m = Text.RegularExpressions.Regex.Match(json, "\"wall_seconds\"\\s*:\\s*([-0-9.eE+]+)")
+
+        let m =
+            Text.RegularExpressions.Regex.Match(json, "\"wall_seconds\"\\s*:\\s*([-0-9.eE+]+)")
+
         if m.Success then float m.Groups[1].Value else nan
 
-    { Point = point
-      RunDir = runDir
-      Finals = finals
-      Mean = mean
-      Std = std
-      CiLow = lo
-      CiHigh = hi
-      StepsToThreshold = steps
-      WallSeconds = wall }
+    {
+        Point = point
+        RunDir = runDir
+        Finals = finals
+        Mean = mean
+        Std = std
+        CiLow = lo
+        CiHigh = hi
+        StepsToThreshold = steps
+        WallSeconds = wall
+    }
 
 /// The finished run folder of a grid point folder (a subfolder with summary.json), if any.
 let finishedRun (pointDir: string) : string option =
@@ -180,13 +222,38 @@ let finishedRun (pointDir: string) : string option =
 /// final_return_mean, final_return_std, ci95_low, ci95_high, steps_to_threshold, wall_seconds,
 /// n_seeds (seeds in the run) and run_dir.
 let summaryCsv (keys: string list) (rows: PointSummary list) : string =
-    let f (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
-    let header = keys @ [ "final_return_mean"; "final_return_std"; "ci95_low"; "ci95_high"; "steps_to_threshold"; "wall_seconds"; "n_seeds"; "run_dir" ]
+    let f (x: float) =
+        x.ToString("R", Globalization.CultureInfo.InvariantCulture)
+
+    let header =
+        keys
+        @ [
+            "final_return_mean"
+            "final_return_std"
+            "ci95_low"
+            "ci95_high"
+            "steps_to_threshold"
+            "wall_seconds"
+            "n_seeds"
+            "run_dir"
+        ]
 
     let line (r: PointSummary) =
-        [ for k in keys -> r.Point |> List.tryFind (fun (kk, _) -> kk = k) |> Option.map snd |> Option.defaultValue ""
-          f r.Mean; f r.Std; f r.CiLow; f r.CiHigh; f r.StepsToThreshold; f r.WallSeconds
-          string r.Finals.Length; r.RunDir ]
+        [
+            for k in keys ->
+                r.Point
+                |> List.tryFind (fun (kk, _) -> kk = k)
+                |> Option.map snd
+                |> Option.defaultValue ""
+            f r.Mean
+            f r.Std
+            f r.CiLow
+            f r.CiHigh
+            f r.StepsToThreshold
+            f r.WallSeconds
+            string r.Finals.Length
+            r.RunDir
+        ]
         |> String.concat ","
 
     String.concat "\n" (String.concat "," header :: List.map line rows) + "\n"
@@ -195,13 +262,19 @@ let summaryCsv (keys: string list) (rows: PointSummary list) : string =
 /// `key`, one point per grid point; x is numeric when every value parses as a number, else
 /// categorical.
 let finalReturnChart (key: string) (rows: PointSummary list) : GenericChart =
-    let xs = rows |> List.map (fun r -> r.Point |> List.find (fun (k, _) -> k = key) |> snd)
+    let xs =
+        rows |> List.map (fun r -> r.Point |> List.find (fun (k, _) -> k = key) |> snd)
+
     let ys = rows |> List.map (fun r -> r.Mean)
     let lo = rows |> List.map (fun r -> r.Mean - r.CiLow)
     let hi = rows |> List.map (fun r -> r.CiHigh - r.Mean)
 
     let chart =
-        match xs |> List.map (fun x -> Double.TryParse(x, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture)) with
+        match
+            xs
+            |> List.map (fun x ->
+                Double.TryParse(x, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture))
+        with
         | parsed when parsed |> List.forall fst ->
             Chart.Line(x = (parsed |> List.map snd), y = ys, ShowMarkers = true, Name = "final return")
         | _ -> Chart.Line(x = xs, y = ys, ShowMarkers = true, Name = "final return")
@@ -222,23 +295,32 @@ let finalReturnChart (key: string) (rows: PointSummary list) : GenericChart =
 /// and the summary rows. Raises `ConfigError` for a bad grid before anything is written.
 let runPpo (args: string list) : string * PointSummary list =
     let special, rest =
-        args |> List.partition (fun a -> [ "config="; "sweep_dir="; "threshold=" ] |> List.exists (fun p -> a.StartsWith p))
+        args
+        |> List.partition (fun a ->
+            [ "config="; "sweep_dir="; "threshold=" ]
+            |> List.exists (fun p -> a.StartsWith p))
 
     let get (key: string) =
-        special |> List.tryFind (fun a -> a.StartsWith(key + "=")) |> Option.map (fun a -> a.Substring(key.Length + 1))
-
-    let configPath = get "config" |> Option.defaultValue "scripts/configs/ppo-cartpole.yaml"
+        special
+        |> List.tryFind (fun a -> a.StartsWith(key + "="))
+        |> Option.map (fun a -> a.Substring(key.Length + 1))
 
     let configPath =
-        if File.Exists configPath then configPath
-        else Path.Combine("scripts", "configs", configPath)
+        get "config" |> Option.defaultValue "scripts/configs/ppo-cartpole.yaml"
+
+    let configPath =
+        if File.Exists configPath then
+            configPath
+        else
+            Path.Combine("scripts", "configs", configPath)
 
     let baseCfg = Config.load Ppo.fields Ppo.seedDefaults configPath
     let axes = parseGrid Ppo.fields baseCfg rest
     let grid = points axes
     // Validate every point's full config before running anything.
     for p in grid do
-        Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some configPath) [ for k, v in p -> $"{k}={v}" ] |> ignore
+        Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some configPath) [ for k, v in p -> $"{k}={v}" ]
+        |> ignore
 
     let threshold = get "threshold" |> Option.map float
 
@@ -250,23 +332,25 @@ let runPpo (args: string list) : string * PointSummary list =
     Directory.CreateDirectory dir |> ignore
 
     let rows =
-        [ for i, p in List.indexed grid do
-              let pointDir = Path.Combine(dir, pointName p)
+        [
+            for i, p in List.indexed grid do
+                let pointDir = Path.Combine(dir, pointName p)
 
-              let runDir =
-                  match finishedRun pointDir with
-                  | Some d ->
-                      printfn "[%d/%d] %s: finished, skipped" (i + 1) grid.Length (pointName p)
-                      d
-                  | None ->
-                      // an interrupted attempt leaves a folder without summary.json: start over
-                      if Directory.Exists pointDir then
-                          Directory.Delete(pointDir, true)
+                let runDir =
+                    match finishedRun pointDir with
+                    | Some d ->
+                        printfn "[%d/%d] %s: finished, skipped" (i + 1) grid.Length (pointName p)
+                        d
+                    | None ->
+                        // an interrupted attempt leaves a folder without summary.json: start over
+                        if Directory.Exists pointDir then
+                            Directory.Delete(pointDir, true)
 
-                      printfn "[%d/%d] %s" (i + 1) grid.Length (pointName p)
-                      Train.runPpo ([ $"config={configPath}"; $"runs={pointDir}" ] @ [ for k, v in p -> $"{k}={v}" ])
+                        printfn "[%d/%d] %s" (i + 1) grid.Length (pointName p)
+                        Train.runPpo ([ $"config={configPath}"; $"runs={pointDir}" ] @ [ for k, v in p -> $"{k}={v}" ])
 
-              yield summarise threshold p runDir ]
+                yield summarise threshold p runDir
+        ]
 
     let keys = axes |> List.map (fun a -> a.Key)
     Files.writeTextAtomic (Path.Combine(dir, "summary.csv")) (summaryCsv keys rows)
@@ -276,19 +360,30 @@ let runPpo (args: string list) : string * PointSummary list =
             SeedView.MeanStd
             "global_step"
             "episodic_return"
-            [ for r in rows -> pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile)) ]
+            [
+                for r in rows -> pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
+            ]
 
     let swept = axes |> List.filter (fun a -> a.Values.Length > 1)
-    let fmt (x: float) = if Double.IsNaN x then "-" else x.ToString("G4", Globalization.CultureInfo.InvariantCulture)
+
+    let fmt (x: float) =
+        if Double.IsNaN x then
+            "-"
+        else
+            x.ToString("G4", Globalization.CultureInfo.InvariantCulture)
 
     Report.write
         (Path.Combine(dir, Run.ReportFile))
         $"PPO sweep on {baseCfg.EnvId}"
-        [ for r in rows ->
-              pointName r.Point,
-              $"final return {fmt r.Mean} +- {fmt r.Std} (95%% CI {fmt r.CiLow} .. {fmt r.CiHigh}, {r.Finals.Length} seeds), steps to threshold {fmt r.StepsToThreshold}, wall {fmt r.WallSeconds} s" ]
-        [ "Learning curves (mean and +-1 std band across seeds)", [ curves ]
-          "Final return vs hyperparameter", [ for a in swept -> finalReturnChart a.Key rows ] ]
+        [
+            for r in rows ->
+                pointName r.Point,
+                $"final return {fmt r.Mean} +- {fmt r.Std} (95%% CI {fmt r.CiLow} .. {fmt r.CiHigh}, {r.Finals.Length} seeds), steps to threshold {fmt r.StepsToThreshold}, wall {fmt r.WallSeconds} s"
+        ]
+        [
+            "Learning curves (mean and +-1 std band across seeds)", [ curves ]
+            "Final return vs hyperparameter", [ for a in swept -> finalReturnChart a.Key rows ]
+        ]
 
     printfn "sweep folder: %s" dir
     dir, rows
