@@ -190,6 +190,35 @@ let tests =
                 (alone.Agent :> IDisposable).Dispose()
             }
 
+            test "the shared network runs continuous actions (Pendulum) on the same path, with rmsprop and sgd too" {
+                let pendulum =
+                    { Ppo.seedDefaults with
+                        SharedNetwork = true
+                        Sigma = "logstd"
+                        NumEnvs = 2
+                        NumSteps = 128
+                        MinibatchSize = 128
+                        UpdateEpochs = 1
+                        TotalTimesteps = 512L
+                        NumSeeds = 2
+                        NormAdvBatch = true
+                        Lr = 1e-3
+                        Threads = 1 }
+
+                for opt in [ "adam"; "rmsprop"; "sgd" ] do
+                    let r = Ppo.train { pendulum with Optimizer = opt } Ppo.noHooks None
+                    Expect.equal r.Metrics.Length 4 $"{opt}: two updates x two seeds"
+
+                    for m in r.Metrics do
+                        Expect.isTrue
+                            (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss && Double.IsFinite m.SigmaMean)
+                            $"{opt}: finite losses and sigma"
+
+                        Expect.equal (Double.IsNaN m.AdamMNorm) (opt <> "adam") $"{opt}: Adam moments only for Adam"
+
+                    (r.Agent :> IDisposable).Dispose()
+            }
+
             test "a short seeded CartPole run with the shared network learns" {
                 let cfg = cartpole ()
                 let r = Ppo.train cfg Ppo.noHooks None
