@@ -5,6 +5,8 @@
 //                                          RSS over the run, thread counts, peers' figures
 //   dotnet fsi scripts/bench.fsx grpo      wall time of one GRPO epoch on MNIST (CPU; CUDA if present)
 //   dotnet fsi scripts/bench.fsx dqn       DQN on CartPole-v1, 100k steps: wall time and steps/s
+//   dotnet fsi scripts/bench.fsx ppo-cartpole  PPO on CartPole-v1 (PureJaxRL default config), 1 and
+//                                          16 seeds batched, beside CleanRL ppo.py's 5637 steps/s
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -232,8 +234,56 @@ let benchDqn () =
 
     printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
 
+
+/// PPO on CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps, 5e5 steps per seed,
+/// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py`
+/// (5637 steps/s, 1 seed, same machine kind: ../shared/reference/peers.md).
+/// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
+let benchPpoCartPole () =
+    let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
+    let cfg0 = Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, "ppo-cartpole.yaml"))
+
+    let steps =
+        match Environment.GetEnvironmentVariable "RL_BENCH_CARTPOLE_STEPS" with
+        | null
+        | "" -> cfg0.TotalTimesteps
+        | s -> int64 s
+
+    printfn "## ppo-cartpole: PPO on CartPole-v1, PureJaxRL default config, %d steps per seed (CPU, %d thread(s))" steps threads
+
+    if IO.File.Exists "/proc/loadavg" then
+        printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
+
+    let cleanRlSps = 5637.0
+    let cleanRlWall = 500_000.0 / cleanRlSps
+    printfn "%-10s %8s %12s %10s %s" "seeds" "wall s" "steps/s" "vs CleanRL" "final eval return (per seed)"
+
+    let results =
+        [ for s in [ 1; 16 ] ->
+              let cfg = { cfg0 with NumSeeds = s; TotalTimesteps = steps; Threads = threads }
+              let wall, sps, _, _, evals = ppoRun cfg
+              let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
+              printfn "%-10d %8.1f %12.0f %9.2fx %s (mean %.1f)" s wall sps (sps / cleanRlSps) ev (Array.average evals)
+              s, wall, sps ]
+
+    let _, _, sps1 = results |> List.find (fun (s, _, _) -> s = 1)
+    let _, wall16, _ = results |> List.find (fun (s, _, _) -> s = 16)
+    let scale = 500_000.0 / float steps
+    printfn "CleanRL ppo.py: %.0f steps/s, %.1f s per 500k-step seed (peers.md)" cleanRlSps cleanRlWall
+    printfn "goal 1: S=1 >= 2x CleanRL steps/s: %.2fx -> %s" (sps1 / cleanRlSps) (if sps1 >= 2.0 * cleanRlSps then "met" else "not met")
+
+    printfn
+        "goal 2: 16 seeds (scaled to 500k steps each: %.1f s) < 4 CleanRL runs (%.1f s): %s"
+        (wall16 * scale)
+        (4.0 * cleanRlWall)
+        (if wall16 * scale < 4.0 * cleanRlWall then "met" else "not met")
+
 let sections =
-    [ ("envs", benchEnvs); ("ppo", benchPpo); ("dqn", benchDqn); ("grpo", benchGrpo) ]
+    [ ("envs", benchEnvs)
+      ("ppo", benchPpo)
+      ("ppo-cartpole", benchPpoCartPole)
+      ("dqn", benchDqn)
+      ("grpo", benchGrpo) ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->

@@ -347,3 +347,89 @@ let syncParameters (tau: float) (source: torch.nn.Module) (target: torch.nn.Modu
             d.copy_ s |> ignore
         else
             d.mul_((1.0 - tau).ToScalar()).add_ (s, alpha = tau.ToScalar()) |> ignore
+/// A shared-trunk actor-critic (seed 001's network; CleanRL `ppo_atari.py`'s layout): one MLP
+/// trunk feeds a policy output layer (plus a softplus sigma layer or a log-std parameter for a
+/// Gaussian head, as `Actor`) and a linear value output layer. `DistValue obs` maps
+/// [S; B; obsDim] to the action distribution and the values [S; B] in one trunk pass. Every
+/// parameter has a leading seed axis S, so seeds stay independent.
+type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head) as this =
+    inherit torch.nn.Module(name)
+
+    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
+
+    let outDim =
+        match head with
+        | CategoricalHead n -> n
+        | GaussianHead(d, _, _) -> d
+
+    let policyLayer = new SeededLinear($"{name}.policy", seeds, trunk.OutDim, outDim)
+    let valueLayer = new SeededLinear($"{name}.value", seeds, trunk.OutDim, 1)
+
+    let sigmaLayer =
+        match head with
+        | GaussianHead(d, _, Softplus) -> Some(new SeededLinear($"{name}.sigma", seeds, trunk.OutDim, d))
+        | _ -> None
+
+    let logStd =
+        match head with
+        | GaussianHead(d, _, LogStd init) -> Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
+        | _ -> None
+
+    do
+        this.RegisterComponents()
+        sigmaLayer |> Option.iter (fun m -> this.register_module ("sigma", m))
+        logStd |> Option.iter (fun p -> this.register_parameter ("log_std", p))
+
+    /// The policy head this network was built with.
+    member _.Head = head
+    /// S, the size of the leading seed axis.
+    member _.Seeds = seeds
+    /// The shared trunk (input [S; B; obsDim], output [S; B; last hidden size]).
+    member _.Trunk = trunk
+
+    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): the trunk with
+    /// `hiddenInit`, the policy (and sigma) layer with `policyInit`, the value layer with
+    /// `valueInit` (CleanRL: orthogonal sqrt 2, 0.01, 1.0); the log-std is reset.
+    member _.Initialise(hiddenInit: Init, policyInit: Init, valueInit: Init, seedValues: int64[]) =
+        let gens = initGenerators $"{name}.init" seedValues
+        trunk.Initialise(hiddenInit, gens)
+        policyLayer.Initialise(policyInit, gens)
+        valueLayer.Initialise(valueInit, gens)
+        sigmaLayer |> Option.iter (fun m -> m.Initialise(policyInit, gens))
+
+        match head, logStd with
+        | GaussianHead(_, _, LogStd init), Some p ->
+            use _ng = torch.no_grad ()
+            p.fill_ init |> ignore
+        | _ -> ()
+
+    /// The action distribution and the state values [S; B] for observations [S; B; obsDim].
+    member _.DistValue(obs: Tensor) : Dist * Tensor =
+        let h = trunk.forward obs
+        let value = valueLayer.forward(h).squeeze (-1L)
+
+        let dist =
+            match head with
+            | CategoricalHead _ -> Categorical(torch.nn.functional.log_softmax (policyLayer.forward h, -1L))
+            | GaussianHead(_, meanScale, sigma) ->
+                let raw = policyLayer.forward h
+
+                let mean =
+                    match meanScale with
+                    | Some s -> torch.tanh raw * s
+                    | None -> raw
+
+                let std =
+                    match sigma with
+                    | Softplus -> torch.nn.functional.softplus (sigmaLayer.Value.forward h) + 1e-5
+                    | LogStd _ -> torch.exp(logStd.Value).expand_as mean
+
+                Normal(mean, std)
+
+        dist, value
+
+    /// The action distribution for observations [S; B; obsDim].
+    member this.Dist(obs: Tensor) : Dist = fst (this.DistValue obs)
+
+    /// The state values [S; B] for observations [S; B; obsDim].
+    member _.Value(obs: Tensor) : Tensor = valueLayer.forward(trunk.forward obs).squeeze (-1L)

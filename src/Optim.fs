@@ -79,3 +79,70 @@ let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq
             g.mul_ (coef.reshape shape) |> ignore
 
         norm
+
+/// Parses an optimizer name ("adam", "rmsprop", "sgd") with the config's beta1, beta2 and eps:
+/// Adam(beta1, beta2, eps); RMSprop with smoothing alpha = beta2 and eps (optax `rmsprop`'s
+/// decay plays beta2's role); SGD without momentum. Raises `ArgumentException` for another name.
+let kindOf (name: string) (beta1: float) (beta2: float) (eps: float) : OptimizerKind =
+    match name.Trim().ToLowerInvariant() with
+    | "adam" -> Adam(beta1, beta2, eps)
+    | "rmsprop" -> RmsProp(beta2, eps)
+    | "sgd" -> Sgd 0.0
+    | s -> invalidArg "optimizer" $"unknown optimizer '{s}'; allowed: adam, rmsprop, sgd"
+
+/// The gradients of `parameters` (leading seed axis S) flattened and concatenated per seed:
+/// [S; P] where P is the number of parameters per seed (a copy; zeros for a parameter without a
+/// gradient).
+let flatGradPerSeed (seeds: int) (parameters: Parameter seq) : torch.Tensor =
+    use _ng = torch.no_grad ()
+
+    torch.cat (
+        [| for p in parameters ->
+               match p.grad with
+               | null -> torch.zeros_like(p).reshape (int64 seeds, -1L)
+               | g -> g.reshape (int64 seeds, -1L) |],
+        1L
+    )
+
+/// Cosine similarity per seed of two [S; P] tensors: <a_k, b_k> / (|a_k| |b_k|), [S] float64.
+/// NaN for a seed where either vector is zero (no direction to compare).
+let cosineSimilarityPerSeed (a: torch.Tensor) (b: torch.Tensor) : torch.Tensor =
+    use _ng = torch.no_grad ()
+    let a = a.to_type torch.float64
+    let b = b.to_type torch.float64
+    let dot = (a * b).sum (1L)
+    let na = a.square().sum(1L).sqrt ()
+    let nb = b.square().sum(1L).sqrt ()
+    let den = na * nb
+    torch.where (den.gt ((0.0).ToScalar()), dot / den.clamp_min ((1e-300).ToScalar()), torch.full_like (den, nan))
+
+/// Norms per seed of Adam's first- and second-moment estimates (`exp_avg`, `exp_avg_sq` in
+/// TorchSharp's `Adam.State`, the raw, not bias-corrected, running averages): sqrt of the sum
+/// over all parameters of the squares in seed slice k. Parameters must carry a leading seed axis
+/// S. Returns ([S], [S]) float64; NaN for an optimizer that is not Adam.
+let adamMomentNorms (seeds: int) (optimizer: torch.optim.Optimizer) : torch.Tensor * torch.Tensor =
+    use _ng = torch.no_grad ()
+
+    match optimizer with
+    | :? Modules.Adam as adam ->
+        let states =
+            adam.state_dict().State
+            |> Seq.choose (fun s ->
+                match s with
+                | :? Modules.Adam.State as st -> Some st
+                | _ -> None)
+            |> Seq.toArray
+
+        let norm (f: Modules.Adam.State -> torch.Tensor) =
+            if states.Length = 0 then
+                torch.zeros (int64 seeds, dtype = torch.float64)
+            else
+                states
+                |> Array.map (fun st -> (f st).to_type(torch.float64).reshape(int64 seeds, -1L).square().sum (1L))
+                |> Array.reduce (+)
+                |> fun t -> t.sqrt ()
+
+        norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
+    | _ ->
+        let n = torch.full (int64 seeds, nan, dtype = torch.float64)
+        n, n.clone ()

@@ -57,9 +57,8 @@ let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (no
 
     Checkpoint.save
         (Path.Combine(dir, Run.CheckpointDir))
-        [ "actor", agent.Actor :> TorchSharp.torch.nn.Module; "critic", agent.Critic ]
-        [ "actor_opt", agent.ActorOpt :?> TorchSharp.Modules.OptimizerHelper
-          "critic_opt", agent.CriticOpt :?> TorchSharp.Modules.OptimizerHelper ]
+        agent.Modules
+        [ for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper ]
         extra
 
 /// Builds a PPO agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
@@ -73,17 +72,16 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
     let obsDim = env.ObservationSpace.FlatSize
     let device = Native.device cfg.Device
     // Modules load on the CPU, then move (TorchSharp's save/load guidance).
-    let agent = Ppo.makeAgent cfg obsDim env.ActionSpace TorchSharp.torch.CPU
+    let agent = Ppo.makeAgentFor cfg obsDim env.ActionSpace TorchSharp.torch.CPU
 
     let extra =
         Checkpoint.load
             ckpt
-            [ "actor", agent.Actor :> TorchSharp.torch.nn.Module; "critic", agent.Critic ]
-            [ "actor_opt", agent.ActorOpt :?> TorchSharp.Modules.OptimizerHelper
-              "critic_opt", agent.CriticOpt :?> TorchSharp.Modules.OptimizerHelper ]
+            agent.Modules
+            [ for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper ]
 
-    agent.Actor.``to`` device |> ignore
-    agent.Critic.``to`` device |> ignore
+    for _, m in agent.Modules do
+        m.``to`` device |> ignore
     let norm = Ppo.newNormalizers cfg obsDim device
     norm.Obs |> Option.iter (fun s -> s.Load extra["obs_stats"])
     norm.Return |> Option.iter (fun s -> s.Load extra["return_stats"])
@@ -105,7 +103,8 @@ let writePpoReport (dir: string) (title: string) (summary: (string * SummaryValu
     let view = SeedView.MeanStd
 
     let panelsFor =
-        [ "actor_loss"; "critic_loss"; "entropy"; "approx_kl"; "clip_fraction"; "explained_variance"; "sigma_mean"; "grad_norm"; "lr" ]
+        [ "actor_loss"; "critic_loss"; "entropy"; "approx_kl"; "clip_fraction"; "explained_variance"; "sigma_mean"; "grad_norm"; "lr"
+          "adam_m_norm"; "adam_v_norm"; "grad_cos_prev"; "grad_cos_ema" ]
         |> List.filter (fun c -> Metrics.hasColumn c table && (Metrics.column c table |> Array.exists Double.IsFinite))
 
     Report.write

@@ -82,6 +82,19 @@ type PpoConfig =
         /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
         /// from EvalSeed + s (kept apart from the training streams).
         EvalSeed: int64
+        /// One network with a shared trunk and policy/value heads (seed 001), trained with the
+        /// total loss surrogate + VfCoef * value loss - EntCoef * entropy by one optimizer at
+        /// learning rate `Lr`; false: separate actor and critic (seed 002).
+        SharedNetwork: bool
+        /// Value-loss coefficient of the total loss (shared network only).
+        VfCoef: float
+        /// Learning rate of the single optimizer of the shared network.
+        Lr: float
+        /// Optimizer: "adam", "rmsprop" (alpha = Beta2) or "sgd"; applies to both paths.
+        Optimizer: string
+        /// Normalise advantages once over the whole rollout per seed (seed 001) instead of per
+        /// minibatch; takes precedence over `NormAdv`.
+        NormAdvBatch: bool
     }
 
     /// Rollout size per seed: NumEnvs * NumSteps.
@@ -129,7 +142,12 @@ let seedDefaults =
       Device = "cpu"
       Threads = 1
       EvalEpisodes = 10
-      EvalSeed = 1_000_000L }
+      EvalSeed = 1_000_000L
+      SharedNetwork = false
+      VfCoef = 0.5
+      Lr = 3e-4
+      Optimizer = "adam"
+      NormAdvBatch = false }
 
 /// One update's diagnostics for one seed.
 type UpdateMetrics =
@@ -163,6 +181,17 @@ type UpdateMetrics =
         RolloutSeconds: float
         GaeSeconds: float
         LearnSeconds: float
+        /// Norm of Adam's first-moment estimate (exp_avg) of the policy network (the shared
+        /// network when shared) after this update; NaN for other optimizers.
+        AdamMNorm: float
+        /// Norm of Adam's second-moment estimate (exp_avg_sq), likewise.
+        AdamVNorm: float
+        /// Cosine similarity of this update's mean pre-clip policy gradient with the previous
+        /// update's (NaN at the first update).
+        GradCosPrev: float
+        /// Cosine similarity of this update's mean pre-clip gradient with the EMA (decay 0.99)
+        /// of the earlier updates' gradients (NaN at the first update).
+        GradCosEma: float
     }
 
 /// Metric names, in CSV column order, with CleanRL's TensorBoard tags.
@@ -184,7 +213,11 @@ let metricColumns =
       "sps", "charts/SPS"
       "rollout_s", "time/rollout_s"
       "gae_s", "time/gae_s"
-      "learn_s", "time/learn_s" ]
+      "learn_s", "time/learn_s"
+      "adam_m_norm", "optim/adam_m_norm"
+      "adam_v_norm", "optim/adam_v_norm"
+      "grad_cos_prev", "optim/grad_cos_prev"
+      "grad_cos_ema", "optim/grad_cos_ema" ]
 
 /// The metric values of one row, in `metricColumns` order.
 let metricValues (m: UpdateMetrics) =
@@ -205,7 +238,11 @@ let metricValues (m: UpdateMetrics) =
        m.Sps
        m.RolloutSeconds
        m.GaeSeconds
-       m.LearnSeconds |]
+       m.LearnSeconds
+       m.AdamMNorm
+       m.AdamVNorm
+       m.GradCosPrev
+       m.GradCosEma |]
 
 /// Raised when a loss or statistic becomes NaN or infinite: names the update and quantity.
 exception TrainingDivergedException of update: int * quantity: string * value: float with
@@ -213,21 +250,51 @@ exception TrainingDivergedException of update: int * quantity: string * value: f
         $"training diverged at update {e.update}: {e.quantity} = {e.value}. Metrics up to the previous update are kept; "
         + "resume from the last checkpoint with a lower learning rate or check the environment's rewards."
 
-/// The networks and optimizers of a PPO agent for S seeds.
+/// The networks and optimizers of a PPO agent for S seeds. With separate networks `Actor`,
+/// `Critic`, `ActorOpt` and `CriticOpt` are set and `Shared` is None; with a shared network
+/// `Shared` holds it, `ActorOpt` is its one optimizer, and `Actor`, `Critic`, `CriticOpt` are
+/// null (use the members `Dist`, `Value`, `Modules`, `Optimizers`, which work for both).
 type Agent =
     { Actor: Actor
       Critic: Critic
       ActorOpt: torch.optim.Optimizer
       CriticOpt: torch.optim.Optimizer
       Device: torch.Device
-      Seeds: int64[] }
+      Seeds: int64[]
+      /// The shared-trunk actor-critic when `SharedNetwork`.
+      Shared: ActorCritic option }
+
+    /// The policy's action distribution for observations [S; B; obsDim].
+    member a.Dist(obs: Tensor) : Dist =
+        match a.Shared with
+        | Some net -> net.Dist obs
+        | None -> a.Actor.Dist obs
+
+    /// State values [S; B] for observations [S; B; obsDim].
+    member a.Value(obs: Tensor) : Tensor =
+        match a.Shared with
+        | Some net -> net.Value obs
+        | None -> a.Critic.forward obs
+
+    /// The modules by checkpoint name: "actor", "critic" (separate) or "actor_critic" (shared).
+    member a.Modules: (string * torch.nn.Module) list =
+        match a.Shared with
+        | Some net -> [ "actor_critic", net :> torch.nn.Module ]
+        | None -> [ "actor", a.Actor :> torch.nn.Module; "critic", a.Critic :> torch.nn.Module ]
+
+    /// The optimizers by checkpoint name: "actor_opt", "critic_opt" (separate) or "opt" (shared).
+    member a.Optimizers: (string * torch.optim.Optimizer) list =
+        match a.Shared with
+        | Some _ -> [ "opt", a.ActorOpt ]
+        | None -> [ "actor_opt", a.ActorOpt; "critic_opt", a.CriticOpt ]
 
     interface IDisposable with
         member a.Dispose() =
-            a.ActorOpt.Dispose()
-            a.CriticOpt.Dispose()
-            a.Actor.Dispose()
-            a.Critic.Dispose()
+            for _, o in a.Optimizers do
+                o.Dispose()
+
+            for _, m in a.Modules do
+                m.Dispose()
 
 /// The policy head for an action space and config.
 let head (cfg: PpoConfig) (actionSpace: Space) =
@@ -264,14 +331,43 @@ let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch
 
     actor.``to`` device |> ignore
     critic.``to`` device |> ignore
-    let kind = Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)
+    let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
 
     { Actor = actor
       Critic = critic
       ActorOpt = Optim.make kind cfg.ActorLr (actor.parameters ())
       CriticOpt = Optim.make kind cfg.CriticLr (critic.parameters ())
       Device = device
-      Seeds = seeds }
+      Seeds = seeds
+      Shared = None }
+
+/// Builds the shared-trunk actor-critic and its one optimizer (learning rate `cfg.Lr`) for `cfg`
+/// on `device`, initialised per seed (CleanRL's orthogonal gains sqrt 2 / 0.01 / 1.0 for
+/// "orthogonal"). `Actor`, `Critic` and `CriticOpt` of the result are null.
+let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
+    let seeds = cfg.Seeds
+    let net = new ActorCritic("actor_critic", seeds.Length, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+
+    match cfg.Init.ToLowerInvariant() with
+    | "orthogonal" -> net.Initialise(Orthogonal(sqrt 2.0), Orthogonal 0.01, Orthogonal 1.0, seeds)
+    | "default" -> net.Initialise(TorchDefault, TorchDefault, TorchDefault, seeds)
+    | s -> invalidArg "init" $"unknown init '{s}'; allowed: orthogonal, default"
+
+    net.``to`` device |> ignore
+    let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
+
+    { Actor = Unchecked.defaultof<Actor>
+      Critic = Unchecked.defaultof<Critic>
+      ActorOpt = Optim.make kind cfg.Lr (net.parameters ())
+      CriticOpt = Unchecked.defaultof<torch.optim.Optimizer>
+      Device = device
+      Seeds = seeds
+      Shared = Some net }
+
+/// `makeSharedAgent` when `cfg.SharedNetwork`, else `makeAgent`.
+let makeAgentFor (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
+    if cfg.SharedNetwork then makeSharedAgent cfg obsDim actionSpace device
+    else makeAgent cfg obsDim actionSpace device
 
 /// Running mean and variance of a stream of batches (Chan et al. parallel algorithm, as
 /// Gymnasium's `RunningMeanStd` in `gymnasium/wrappers/utils.py`), one set of statistics per
@@ -411,7 +507,7 @@ let evaluateWith (deterministic: bool) (makeEnv: int -> IBatchedEnv) (agent: Age
                use stepScope = torch.NewDisposeScope()
                // Run seed k's slice of the batched networks on all evaluation envs.
                let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
-               let dist = agent.Actor.Dist(preprocess obsStats x)
+               let dist = agent.Dist(preprocess obsStats x)
                let action =
                    if deterministic then
                        (Dist.mode dist)[k]
@@ -459,9 +555,40 @@ let trainWith
     let N = cfg.NumEnvs
     let T = cfg.NumSteps
     let M = T * N
-    let envs = seeds |> Array.map (fun _ -> makeEnv N)
-    let obsDim = envs[0].ObservationSpace.FlatSize
-    let actionSpace = envs[0].ActionSpace
+    // With several seeds and a classic-control env, one env of S * N copies steps every seed in
+    // one call ("fused"); its initial and auto-reset states are drawn per seed from seed k's own
+    // generator, exactly as seed k's own N-copy env would draw them, so seed k sees the same
+    // episodes alone or in a batch. Otherwise (one seed, or another env type) one env per seed.
+    let fused =
+        if S > 1 then
+            match makeEnv (S * N) with
+            | :? BatchedClassicEnv as b -> Some b
+            | other ->
+                other.Dispose()
+                None
+        else
+            None
+
+    let envs =
+        match fused with
+        | Some _ -> [||]
+        | None -> seeds |> Array.map (fun _ -> makeEnv N)
+
+    // The policy's actions are valid by construction (an index below n, or a finite real):
+    // skip the per-step value check, which reads a scalar back from the device every step.
+    for e in Array.append envs (fused |> Option.map (fun b -> b :> IBatchedEnv) |> Option.toArray) do
+        match e with
+        | :? BatchedClassicEnv as b -> b.ValidateActions <- false
+        | _ -> ()
+
+    let probe =
+        match fused with
+        | Some b -> b :> IBatchedEnv
+        | None -> envs[0]
+
+    let obsDim = probe.ObservationSpace.FlatSize
+    let actionSpace = probe.ActionSpace
+    let fusedGens: torch.Generator[] = Array.zeroCreate S
 
     let isDiscrete =
         match actionSpace with
@@ -476,7 +603,7 @@ let trainWith
         | None ->
             Seed.setGlobal cfg.Seed
 
-            makeAgent cfg obsDim actionSpace device,
+            makeAgentFor cfg obsDim actionSpace device,
             { Update = 0; GlobalStep = 0L },
             newNormalizers cfg obsDim device
 
@@ -506,15 +633,84 @@ let trainWith
     let bTrunc = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
 
     let resetAll () =
-        torch.stack (
-            [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
-            0L
-        ) // [S; N; obsDim]
+        match fused with
+        | Some b ->
+            use scope = torch.NewDisposeScope()
+            b.Reset 0L |> ignore
+
+            for k in 0 .. S - 1 do
+                if not (isNull fusedGens[k]) then
+                    fusedGens[k].Dispose()
+
+                fusedGens[k] <- new torch.Generator(uint64 (streamSeed k "env"), device)
+
+            let states = torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
+            b.State <- states
+            b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+        | None ->
+            torch.stack (
+                [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
+                0L
+            ) // [S; N; obsDim]
+
+    /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
+    let stepAll (action: Tensor) : BatchStep =
+        match fused with
+        | Some b ->
+            let r = b.Step(action.reshape (Array.append [| int64 (S * N) |] action.shape[2..]))
+            let ended = toArray (r.Terminated.logical_or r.Truncated)
+            let mutable next = r.Obs
+
+            if ended |> Array.exists (fun v -> v <> 0.0) then
+                // Replace the env's own auto-reset draws by seed k's draws (see `fused`).
+                let st = b.State
+                let o = r.Obs.clone ()
+
+                for k in 0 .. S - 1 do
+                    let idx = [| for i in 0 .. N - 1 do if ended[k * N + i] <> 0.0 then int64 (k * N + i) |]
+
+                    if idx.Length > 0 then
+                        let it = torch.tensor (idx, device = device)
+                        let fresh = b.InitialStates(int64 idx.Length, fusedGens[k])
+                        st.index_copy_ (0L, it, fresh) |> ignore
+                        o.index_copy_ (0L, it, b.Observe fresh) |> ignore
+
+                b.State <- st
+                next <- o
+
+            let rs (x: Tensor) = x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+
+            { Obs = rs next
+              Reward = rs r.Reward
+              Terminated = rs r.Terminated
+              Truncated = rs r.Truncated
+              FinalObs = rs r.FinalObs
+              EpisodeReturn = rs r.EpisodeReturn
+              EpisodeLength = rs r.EpisodeLength }
+        | None ->
+            let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
+
+            let stack (f: BatchStep -> Tensor) =
+                if S = 1 then (f steps[0]).unsqueeze 0L else torch.stack ([| for s in steps -> f s |], 0L)
+
+            { Obs = stack (fun s -> s.Obs)
+              Reward = stack (fun s -> s.Reward)
+              Terminated = stack (fun s -> s.Terminated)
+              Truncated = stack (fun s -> s.Truncated)
+              FinalObs = stack (fun s -> s.FinalObs)
+              EpisodeReturn = stack (fun s -> s.EpisodeReturn)
+              EpisodeLength = stack (fun s -> s.EpisodeLength) }
 
     let mutable obs = resetAll ()
     let metrics = ResizeArray<UpdateMetrics>()
     let total = Stopwatch.StartNew()
     let numUpdates = cfg.NumUpdates
+
+    let shared = cfg.SharedNetwork
+    // Previous update's mean gradient and the EMA of past ones, [S; P] (diagnostics only).
+    let mutable prevGrad: Tensor = null
+    let mutable emaGrad: Tensor = null
+    let gradEmaDecay = 0.99
 
     let checkFinite (update: int) (name: string) (v: float) =
         if Double.IsNaN v || Double.IsInfinity v then
@@ -529,13 +725,15 @@ let trainWith
 
             let lrA, lrC =
                 if cfg.AnnealLr then
-                    Optim.linearSchedule cfg.ActorLr numUpdates update,
+                    Optim.linearSchedule (if shared then cfg.Lr else cfg.ActorLr) numUpdates update,
                     Optim.linearSchedule cfg.CriticLr numUpdates update
                 else
-                    cfg.ActorLr, cfg.CriticLr
+                    (if shared then cfg.Lr else cfg.ActorLr), cfg.CriticLr
 
             Optim.setLearningRate agent.ActorOpt lrA
-            Optim.setLearningRate agent.CriticOpt lrC
+
+            if not shared then
+                Optim.setLearningRate agent.CriticOpt lrC
 
             // ---- 1. Collect ------------------------------------------------------------
             let epReturnSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
@@ -547,18 +745,17 @@ let trainWith
                 use _ng = torch.no_grad ()
                 use stepScope = torch.NewDisposeScope()
                 obsStats |> Option.iter (fun s -> s.Update obs)
-                let dist = agent.Actor.Dist(preprocess obsStats obs)
+                let dist = agent.Dist(preprocess obsStats obs)
                 let action = Dist.sample sampleGens dist
 
                 match dist with
                 | Normal(_, std) -> sigmaSum.add_ (std.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
                 | Categorical _ -> ()
 
-                let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
-                let stack (f: BatchStep -> Tensor) = torch.stack ([| for s in steps -> f s |], 0L)
-                let reward = stack (fun s -> s.Reward)
-                let term = (stack (fun s -> s.Terminated)).to_type torch.float32
-                let trunc = (stack (fun s -> s.Truncated)).to_type torch.float32
+                let step = stepAll action
+                let reward = step.Reward
+                let term = step.Terminated.to_type torch.float32
+                let trunc = step.Truncated.to_type torch.float32
                 let isDone = (term + trunc).clamp_max ((1.0).ToScalar())
 
                 let scaledReward =
@@ -581,12 +778,12 @@ let trainWith
                 bRew.select(1L, int64 t).copy_ scaledReward |> ignore
                 bTerm.select(1L, int64 t).copy_ term |> ignore
                 bTrunc.select(1L, int64 t).copy_ trunc |> ignore
-                bFinalObs.select(1L, int64 t).copy_ (stack (fun s -> s.FinalObs)) |> ignore
-                epReturnSum.add_ ((stack (fun s -> s.EpisodeReturn)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
-                epLengthSum.add_ ((stack (fun s -> s.EpisodeLength)).to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                bFinalObs.select(1L, int64 t).copy_ step.FinalObs |> ignore
+                epReturnSum.add_ (step.EpisodeReturn.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
+                epLengthSum.add_ (step.EpisodeLength.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
                 epCount.add_ (isDone.to_type(torch.float64).sum (1L)) |> ignore
                 obs.Dispose()
-                obs <- (stack (fun s -> s.Obs)).MoveToOuterDisposeScope().DetachFromDisposeScope()
+                obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
 
             progress.GlobalStep <- progress.GlobalStep + int64 M
             let rolloutSeconds = clock.Elapsed.TotalSeconds
@@ -602,12 +799,12 @@ let trainWith
 
             let values, logProbOld, advantages, returns =
                 use _ng = torch.no_grad ()
-                let values = agent.Critic.forward flatObs // [S; M]
+                let values = agent.Value flatObs // [S; M]
 
                 let nextValues =
-                    agent.Critic.forward (preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
+                    agent.Value (preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
 
-                let logProbOld = Dist.logProb (agent.Actor.Dist flatObs) flatAct
+                let logProbOld = Dist.logProb (agent.Dist flatObs) flatAct
                 // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N].
                 let tm (x: Tensor) =
                     x.reshape(int64 S, int64 T, int64 N).permute(1L, 0L, 2L).reshape (int64 T, int64 (S * N))
@@ -617,7 +814,10 @@ let trainWith
                 let back (x: Tensor) =
                     x.reshape(int64 T, int64 S, int64 N).permute(1L, 0L, 2L).reshape (int64 S, int64 M)
 
-                values, logProbOld, back adv, back ret
+                let adv = back adv
+                // Seed 001: normalise once over the whole rollout (per seed).
+                let adv = if cfg.NormAdvBatch then Advantage.normalize adv else adv
+                values, logProbOld, adv, back ret
 
             let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
 
@@ -627,8 +827,15 @@ let trainWith
             let acc () = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
             let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad = acc (), acc (), acc (), acc (), acc (), acc ()
             let params (m: torch.nn.Module) = m.parameters () |> Seq.toArray
-            let actorParams = params agent.Actor
-            let criticParams = params agent.Critic
+
+            let actorParams =
+                match agent.Shared with
+                | Some net -> params net
+                | None -> params agent.Actor
+
+            let criticParams = if shared then [||] else params agent.Critic
+            // Sum over minibatches of the pre-clip policy gradient, [S; P].
+            let mutable gradSum: Tensor = null
 
             for _epoch in 1 .. cfg.UpdateEpochs do
                 use epochScope = torch.NewDisposeScope()
@@ -649,35 +856,65 @@ let trainWith
                     let mbObs = take3 flatObs
                     let mbAct = if isDiscrete then take2 flatAct else take3 flatAct
                     let mbAdv = take2 advantages
-                    let mbAdv = if cfg.NormAdv then Advantage.normalize mbAdv else mbAdv
+                    let mbAdv = if cfg.NormAdv && not cfg.NormAdvBatch then Advantage.normalize mbAdv else mbAdv
 
-                    // Actor: clipped surrogate minus entropy bonus.
-                    let dist = agent.Actor.Dist mbObs
-                    let logProbNew = Dist.logProb dist mbAct
-                    let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                    let entropy = (Dist.entropy dist).mean ([| 1L |])
-                    let actorLoss = pgLoss - cfg.EntCoef * entropy
-                    agent.ActorOpt.zero_grad ()
-                    actorLoss.sum().backward ()
+                    let addGrad () =
+                        use _ng = torch.no_grad ()
+                        let g = Optim.flatGradPerSeed S actorParams
 
-                    let gradNorm =
-                        Optim.clipGradNormPerSeed S (if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else Double.MaxValue) actorParams
+                        if isNull gradSum then
+                            gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
+                        else
+                            gradSum.add_ g |> ignore
 
-                    agent.ActorOpt.step () |> ignore
+                    let clipNorm = if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else Double.MaxValue
 
-                    // Critic: value regression on the GAE returns.
-                    let v = agent.Critic.forward mbObs
+                    let pgLoss, stats, entropy, vLoss, gradNorm =
+                        match agent.Shared with
+                        | Some net ->
+                            // Seed 001: one loss, one backward pass, one optimizer step.
+                            let dist, v = net.DistValue mbObs
+                            let logProbNew = Dist.logProb dist mbAct
+                            let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
+                            let entropy = (Dist.entropy dist).mean ([| 1L |])
 
-                    let vLoss =
-                        Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
+                            let vLoss =
+                                Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
 
-                    agent.CriticOpt.zero_grad ()
-                    vLoss.sum().backward ()
+                            let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
+                            agent.ActorOpt.zero_grad ()
+                            loss.sum().backward ()
+                            addGrad ()
+                            let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
+                            agent.ActorOpt.step () |> ignore
+                            pgLoss, stats, entropy, vLoss, gradNorm
+                        | None ->
+                            // Actor: clipped surrogate minus entropy bonus.
+                            let dist = agent.Actor.Dist mbObs
+                            let logProbNew = Dist.logProb dist mbAct
+                            let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
+                            let entropy = (Dist.entropy dist).mean ([| 1L |])
+                            let actorLoss = pgLoss - cfg.EntCoef * entropy
+                            agent.ActorOpt.zero_grad ()
+                            actorLoss.sum().backward ()
+                            addGrad ()
+                            let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
+                            agent.ActorOpt.step () |> ignore
 
-                    if cfg.MaxGradNorm > 0.0 then
-                        Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+                            // Critic: value regression on the GAE returns.
+                            let v = agent.Critic.forward mbObs
 
-                    agent.CriticOpt.step () |> ignore
+                            let vLoss =
+                                Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
+
+                            agent.CriticOpt.zero_grad ()
+                            vLoss.sum().backward ()
+
+                            if cfg.MaxGradNorm > 0.0 then
+                                Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+
+                            agent.CriticOpt.step () |> ignore
+                            pgLoss, stats, entropy, vLoss, gradNorm
 
                     use _ng = torch.no_grad ()
                     let f64 (x: Tensor) = x.detach().to_type torch.float64
@@ -690,6 +927,32 @@ let trainWith
 
             let learnSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
             let nSteps = float (cfg.UpdateEpochs * nMb)
+
+            // ---- 4. Optimizer diagnostics (seed 001's table) ----------------------------------
+            let mNorm, vNorm = Optim.adamMomentNorms S agent.ActorOpt
+
+            let cosPrev, cosEma =
+                use _ng = torch.no_grad ()
+                let g = gradSum / nSteps
+
+                let cp =
+                    if isNull prevGrad then Array.create S nan else toArray (Optim.cosineSimilarityPerSeed g prevGrad)
+
+                let ce =
+                    if isNull emaGrad then Array.create S nan else toArray (Optim.cosineSimilarityPerSeed g emaGrad)
+
+                if isNull emaGrad then
+                    emaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
+
+                emaGrad.mul_(gradEmaDecay.ToScalar()).add_ (g * (1.0 - gradEmaDecay)) |> ignore
+
+                if not (isNull prevGrad) then
+                    prevGrad.Dispose()
+
+                prevGrad <- g.clone().DetachFromDisposeScope()
+                cp, ce
+
+            let mNorm, vNorm = toArray mNorm, toArray vNorm
             let explVar = toArray (Losses.explainedVariance values returns)
             let h (t: Tensor) = toArray t
             let actorL, criticL, ent, kl, clipF, grad = h sumActor, h sumCritic, h sumEnt, h sumKl, h sumClip, h sumGrad
@@ -716,7 +979,11 @@ let trainWith
                          Sps = sps
                          RolloutSeconds = rolloutSeconds
                          GaeSeconds = gaeSeconds
-                         LearnSeconds = learnSeconds } |]
+                         LearnSeconds = learnSeconds
+                         AdamMNorm = mNorm[k]
+                         AdamVNorm = vNorm[k]
+                         GradCosPrev = cosPrev[k]
+                         GradCosEma = cosEma[k] } |]
 
             for r in rows do
                 checkFinite update "actor_loss" r.ActorLoss
@@ -735,8 +1002,18 @@ let trainWith
         for e in envs do
             e.Dispose()
 
+        fused |> Option.iter (fun b -> b.Dispose())
+
+        for g in fusedGens do
+            if not (isNull g) then
+                g.Dispose()
+
         for t in [ obs; bObs; bFinalObs; bAct; bRew; bTerm; bTrunc; discounted ] do
             t.Dispose()
+
+        for t in [ prevGrad; emaGrad ] do
+            if not (isNull t) then
+                t.Dispose()
 
 // ---------------------------------------------------------------------------------------
 // Config keys
@@ -777,7 +1054,12 @@ let fields: Field<PpoConfig> list =
       Field.custom "device" "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id (fun s -> let s = s.Trim().ToLowerInvariant() in if s = "cpu" || s = "cuda" || s = "auto" || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5))) then Ok s else Error "not a valid device") (fun c -> c.Device) (fun c v -> { c with Device = v })
       Field.int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) (fun c -> c.Threads) (fun c v -> { c with Threads = v })
       Field.int "eval_episodes" "Episodes of the deterministic policy evaluated at the end." (Allow.ge 1) (fun c -> c.EvalEpisodes) (fun c v -> { c with EvalEpisodes = v })
-      Field.int64 "eval_seed" "Base seed of the evaluation environments; training seed s uses eval_seed + s." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v }) ]
+      Field.int64 "eval_seed" "Base seed of the evaluation environments; training seed s uses eval_seed + s." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v })
+      Field.bool "shared_network" "One shared-trunk network with policy and value heads trained on the total loss (seed 001); false: separate actor and critic." (fun c -> c.SharedNetwork) (fun c v -> { c with SharedNetwork = v })
+      Field.float "vf_coef" "Value-loss coefficient of the total loss (shared_network only)." (Allow.ge 0.0) (fun c -> c.VfCoef) (fun c v -> { c with VfCoef = v })
+      Field.float "lr" "Learning rate of the shared network's optimizer (shared_network only)." (Allow.gt 0.0) (fun c -> c.Lr) (fun c v -> { c with Lr = v })
+      Field.choice "optimizer" "Optimizer of both paths: adam (beta_1, beta_2, adam_eps), rmsprop (alpha = beta_2, adam_eps) or sgd." Optim.optimizerNames (fun c -> c.Optimizer) (fun c v -> { c with Optimizer = v })
+      Field.bool "norm_adv_batch" "Normalise advantages once over the whole rollout per seed (seed 001) instead of per minibatch." (fun c -> c.NormAdvBatch) (fun c v -> { c with NormAdvBatch = v }) ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =

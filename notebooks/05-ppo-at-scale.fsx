@@ -1,0 +1,177 @@
+(**
+---
+title: 05 PPO at scale
+category: Notebooks
+categoryindex: 1
+index: 5
+---
+*)
+(*** hide ***)
+#load "../scripts/load.fsx"
+
+open System
+open System.IO
+open Plotly.NET
+open Rl
+
+/// Quick mode (RL_QUICK=1): the test suite runs this notebook with a tiny budget.
+let quick = Environment.GetEnvironmentVariable "RL_QUICK" = "1"
+(*** hide ***)
+Charts.plotlyScript ()
+(*** include-it-raw ***)
+
+(**
+# PPO at scale: many environments, many seeds, optimizer diagnostics, sweeps
+
+Seed document 001 describes a research run "the PureJaxRL way": one function `make_train(config)`
+builds the whole training loop, `jax.vmap` runs it for many seeds at once, and every update logs a
+table of diagnostics that say *why* an optimizer setting helps or hurts. This notebook does the
+same with TorchSharp: S seeds train as **one batched computation** (every weight has a leading
+seed axis, matmuls are batched), each seed with its own random streams, optimizer statistics and
+gradient clipping, so seed k learns exactly what it would learn alone.
+
+## make_train, as a flow chart
+
+    config (YAML + key=value overrides)
+      └─ Ppo.train cfg                              (seed 001: make_train(config), vmapped over seeds)
+           for update in 1 .. num_updates:           (_train_loop)
+             1. rollout: num_steps x num_envs steps per seed   (_env_step: policy -> env.step)
+             2. GAE over the rollout (terminated vs truncated)
+             3. for epoch in 1 .. update_epochs:      (_update_epoch)
+                  for each minibatch:                 (_update_minibatch)
+                    loss = clipped surrogate + vf_coef * value loss - ent_coef * entropy   (_loss)
+                    backward; per-seed global-norm clip; Adam step           (apply_gradients)
+             4. log one row per seed: returns, losses, KL, clip fraction, explained variance,
+                grad norm, Adam moment norms, gradient cosines, learning rate, steps/s
+
+## How the hyperparameters relate
+
+One update collects `num_envs x num_steps` transitions per seed (the batch), so
+`num_updates = total_timesteps / (num_envs x num_steps)`; each update takes
+`update_epochs x (batch / minibatch_size)` gradient steps. With linear annealing the learning rate
+of update u is `lr x (1 - (u - 1) / num_updates)`.
+*)
+
+let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs")
+let mountainCar = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
+let cartPole = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml"))
+
+let relations (c: Ppo.PpoConfig) =
+    $"{c.EnvId}: batch = {c.NumEnvs} envs x {c.NumSteps} steps = {c.BatchSize}; "
+    + $"updates = {c.TotalTimesteps} / {c.BatchSize} = {c.NumUpdates}; "
+    + $"gradient steps per update = {c.UpdateEpochs} x {c.NumMinibatches} = {c.UpdateEpochs * c.NumMinibatches}; "
+    + $"total = {c.NumUpdates * c.BatchSize} steps per seed x {c.NumSeeds} seeds"
+
+let relationText = [ relations mountainCar; relations cartPole ]
+(*** include-value: relationText ***)
+
+(**
+Seed 001's own config (`scripts/configs/ppo-mountaincar.yaml`, MountainCar-v0, 2e6 steps x 10
+seeds) is the full research run; `dotnet fsi scripts/train.fsx config=scripts/configs/ppo-mountaincar.yaml`
+runs it. Here we use CartPole-v1 with PureJaxRL's default config so the page builds in minutes.
+
+## Ten seeds at once
+
+A shared-trunk network (64-64 tanh, policy and value heads), one Adam optimizer on the total loss.
+*)
+
+let cfg =
+    if quick then
+        { cartPole with TotalTimesteps = 2048L; NumSeeds = 2; EvalEpisodes = 2 }
+    else
+        { cartPole with TotalTimesteps = 200_000L; NumSeeds = 10; Lr = 1e-3 }
+
+let result = Ppo.train cfg Ppo.noHooks None
+let table = Train.ppoTable cfg.NumSeeds result.Metrics
+
+let trainingSummary =
+    $"{cfg.TotalTimesteps} steps x {cfg.NumSeeds} seeds in {result.WallSeconds:F1} s "
+    + $"({float cfg.TotalTimesteps * float cfg.NumSeeds / result.WallSeconds:F0} env steps/s, one process, one thread)"
+
+(*** include-value: trainingSummary ***)
+
+(** The learning curve: mean over the seeds with a band of one standard deviation. *)
+
+Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table |> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+## The diagnostics panels
+
+Seed 001's table, with CleanRL's names where they exist: losses, entropy, approx KL (k3
+estimator), clip fraction, explained variance; then the optimizer's view: the gradient norm
+before clipping, the norms of Adam's first and second moments, and the cosine similarity of each
+update's mean gradient with the previous update's and with an exponential average (0.99) of the
+earlier ones. A cosine near 1 says successive updates push the same way (the learning rate could be
+larger); near 0 or negative says the gradient is mostly noise.
+*)
+
+Charts.panels
+    SeedView.MeanStd
+    "global_step"
+    [ "actor_loss"; "critic_loss"; "entropy"; "approx_kl"; "clip_fraction"; "explained_variance" ]
+    table
+|> Charts.toHtml
+(*** include-it-raw ***)
+
+Charts.panels SeedView.MeanStd "global_step" [ "grad_norm"; "adam_m_norm"; "adam_v_norm"; "grad_cos_prev"; "grad_cos_ema"; "lr" ] table
+|> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+## A small beta_1 sweep
+
+`Sweep.runPpo` is what `scripts/sweep.fsx` calls: one run per grid point (seeds batched inside
+each run), a summary table with the final return's mean, standard deviation and 95 % bootstrap
+interval across seeds, and the steps until the seed-mean return first reaches a threshold.
+Running it again on the same folder skips the finished points.
+*)
+
+let sweepDir = Path.Combine(Path.GetTempPath(), "rl-notebook-05-sweep")
+
+if Directory.Exists sweepDir then
+    Directory.Delete(sweepDir, true)
+
+let sweepArgs =
+    [ "config=" + Path.Combine(configs, "ppo-cartpole.yaml")
+      $"sweep_dir={sweepDir}"
+      "threshold=150"
+      "lr=1e-3"
+      if quick then "total_timesteps=1024" else "total_timesteps=100000"
+      if quick then "num_seeds=2" else "num_seeds=5"
+      if quick then "beta_1=0.8,0.9" else "beta_1=0.5,0.8,0.9,0.99"
+      "eval_episodes=2" ]
+
+let _, sweepRows = Sweep.runPpo sweepArgs
+
+let sweepTable =
+    [ for r in sweepRows ->
+          Sweep.pointName r.Point, $"{r.Mean:F1} +- {r.Std:F1}", $"[{r.CiLow:F1}, {r.CiHigh:F1}]", r.StepsToThreshold, $"{r.WallSeconds:F1} s" ]
+
+(*** include-value: sweepTable ***)
+
+Sweep.finalReturnChart "beta_1" sweepRows |> Charts.toHtml
+(*** include-it-raw ***)
+
+Charts.compareRuns
+    SeedView.MeanStd
+    "global_step"
+    "episodic_return"
+    [ for r in sweepRows -> Sweep.pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile)) ]
+|> Charts.toHtml
+(*** include-it-raw ***)
+
+(**
+### Reading the result
+
+Each point is the mean over seeds of the return over the last 10 % of updates, with its
+bootstrap interval. With only a handful of seeds and a short budget the intervals of neighbouring
+beta_1 values overlap widely: a difference smaller than the intervals is not evidence, and the
+table above should be read that way. To see *why* a beta_1 helps or hurts, compare the gradient
+cosine panels of the runs (each point's `report.html` in the sweep folder has them): when
+successive gradients agree (cosine near 1) a long momentum average helps; when they turn often,
+a large beta_1 keeps pushing in an old direction. Seeds are cheap when batched, so add seeds
+before reading a trend into the chart.
+*)
+(*** hide ***)
+(result.Agent :> IDisposable).Dispose()

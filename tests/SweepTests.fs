@@ -1,0 +1,134 @@
+/// Tests of sweep grid parsing, summary statistics and a small resumable sweep.
+module Rl.Tests.SweepTests
+
+open System
+open System.IO
+open Expecto
+open Rl
+open Rl.Tests.TestPaths
+
+let private cartpole () =
+    Config.load Ppo.fields Ppo.seedDefaults (config "ppo-cartpole.yaml")
+
+let private expectConfigError (args: string list) (mentions: string list) =
+    let e =
+        Expect.throwsC (fun () -> Sweep.parseGrid Ppo.fields (cartpole ()) args |> ignore) id
+
+    match e with
+    | ConfigError _ ->
+        for m in mentions do
+            Expect.stringContains e.Message m $"the message names '{m}'"
+    | _ -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}"
+
+[<Tests>]
+let tests =
+    testList
+        "Ppo.sweep"
+        [
+            test "grid parsing: comma lists, cartesian product, point names" {
+                let axes =
+                    Sweep.parseGrid
+                        Ppo.fields
+                        (cartpole ())
+                        [ "beta_1=0.8,0.9, 0.95"; "num_seeds=4"; "activation=relu,tanh" ]
+
+                Expect.equal axes.Length 3 "three axes"
+                Expect.equal axes[0].Values [ "0.8"; "0.9"; "0.95" ] "values trimmed, in order"
+                let pts = Sweep.points axes
+                Expect.equal pts.Length 6 "3 x 1 x 2 points"
+                Expect.equal pts[0] [ "beta_1", "0.8"; "num_seeds", "4"; "activation", "relu" ] "first axis slowest"
+                Expect.equal pts[1] [ "beta_1", "0.8"; "num_seeds", "4"; "activation", "tanh" ] "last axis fastest"
+                Expect.equal (Sweep.pointName pts[0]) "beta_1=0.8,num_seeds=4,activation=relu" "name"
+                Expect.equal (Sweep.points []) [ [] ] "no axes: one point"
+            }
+
+            test "grid errors: unknown key, empty list, non-numeric value, repeated key" {
+                expectConfigError [ "beta1=0.9" ] [ "beta1"; "beta_1" ]
+                expectConfigError [ "beta_1=" ] [ "beta_1"; "empty" ]
+                expectConfigError [ "beta_1=,," ] [ "beta_1"; "empty" ]
+                expectConfigError [ "beta_1=0.9,fast" ] [ "beta_1"; "fast" ]
+                expectConfigError [ "num_seeds=2.5" ] [ "num_seeds"; "2.5" ]
+                expectConfigError [ "beta_1=0.9"; "beta_1=0.8" ] [ "beta_1"; "more than once" ]
+            }
+
+            test "bootstrap CI of the mean: brackets the mean, degenerate cases, reproducible" {
+                let xs = [| 1.0; 2.0; 3.0; 4.0; 5.0; 6.0; 7.0; 8.0; 9.0; 10.0 |]
+                let lo, hi = Sweep.bootstrapCi 0.95 2000 0 xs
+                Expect.isTrue (lo < 5.5 && 5.5 < hi) $"contains the mean: {lo} .. {hi}"
+                // the mean's standard error is 2.87 / sqrt 10 = 0.91: a 95 % interval is about +-1.8
+                Expect.isTrue (hi - lo > 2.5 && hi - lo < 4.5) $"width {hi - lo}"
+                Expect.equal (Sweep.bootstrapCi 0.95 2000 0 xs) (lo, hi) "same seed, same interval"
+                Expect.equal (Sweep.bootstrapCi 0.95 100 0 [| 3.0; 3.0; 3.0 |]) (3.0, 3.0) "no spread"
+                Expect.equal (Sweep.bootstrapCi 0.95 100 0 [| 4.0 |]) (4.0, 4.0) "one value"
+                Expect.throwsT<ArgumentException> (fun () -> Sweep.bootstrapCi 1.5 100 0 xs |> ignore) "level"
+            }
+
+            test "steps to threshold and final returns per seed" {
+                Expect.equal
+                    (Sweep.stepsToThreshold 100.0 [| 1.0; 2.0; 3.0 |] [| 50.0; nan; 120.0 |])
+                    (Some 3.0)
+                    "first crossing"
+
+                Expect.equal (Sweep.stepsToThreshold 500.0 [| 1.0; 2.0 |] [| 50.0; 60.0 |]) None "never"
+                let t = Metrics.empty [ "seed"; "episodic_return" ]
+
+                for s, r in [ 0.0, 1.0; 1.0, 10.0; 0.0, 3.0; 1.0, nan; 0.0, 5.0; 1.0, 30.0 ] do
+                    Metrics.addRow [| s; r |] t
+
+                // three updates per seed; the last 50 % = 2 updates: seed 0 (3, 5), seed 1 (NaN, 30)
+                Expect.equal (Sweep.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
+            }
+
+            test "a small sweep runs every grid point and resumes by skipping finished points" {
+                let dir = tempDir "rl-sweep"
+
+                try
+                    let args =
+                        [
+                            "config=" + config "ppo-cartpole.yaml"
+                            $"sweep_dir={dir}"
+                            "threshold=30"
+                            "total_timesteps=1024"
+                            "num_seeds=2"
+                            "beta_1=0.8,0.9"
+                            "eval_episodes=1"
+                        ]
+
+                    let _, rows = Sweep.runPpo args
+                    Expect.equal rows.Length 2 "two points"
+
+                    for r in rows do
+                        Expect.equal r.Finals.Length 2 "two seeds per point"
+
+                        Expect.isTrue
+                            (Double.IsFinite r.Mean && r.CiLow <= r.Mean && r.Mean <= r.CiHigh)
+                            "mean inside its CI"
+
+                    for f in [ "summary.csv"; "report.html" ] do
+                        Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
+
+                    let csv = File.ReadAllLines(Path.Combine(dir, "summary.csv"))
+
+                    Expect.stringContains
+                        csv[0]
+                        "beta_1,eval_episodes,final_return_mean,final_return_std,ci95_low,ci95_high,steps_to_threshold"
+                        "header"
+
+                    Expect.equal csv.Length 3 "header + 2 rows"
+                    let stamp = File.GetLastWriteTimeUtc(Path.Combine(rows[0].RunDir, "metrics.csv"))
+                    // an interrupted third point: a folder without a finished run is redone
+                    let _, again = Sweep.runPpo args
+
+                    Expect.equal
+                        (again |> List.map (fun r -> r.RunDir))
+                        (rows |> List.map (fun r -> r.RunDir))
+                        "same run folders"
+
+                    Expect.equal
+                        (File.GetLastWriteTimeUtc(Path.Combine(rows[0].RunDir, "metrics.csv")))
+                        stamp
+                        "finished point not rerun"
+                finally
+                    Directory.Delete(dir, true)
+            }
+        ]
