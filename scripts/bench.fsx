@@ -123,16 +123,23 @@ let ppoRun (cfg: Ppo.PpoConfig) =
     let rss = Array.create marks.Length nan
 
     let hooks: Ppo.Hooks =
-        { OnUpdate =
-            fun _ progress _ _ ->
-                let frac = float progress.Update / float cfg.NumUpdates
+        {
+            OnUpdate =
+                fun _ progress _ _ ->
+                    let frac = float progress.Update / float cfg.NumUpdates
 
-                marks
-                |> Array.iteri (fun i m -> if Double.IsNaN rss[i] && frac >= m then rss[i] <- rssMiB ()) }
+                    marks
+                    |> Array.iteri (fun i m ->
+                        if Double.IsNaN rss[i] && frac >= m then
+                            rss[i] <- rssMiB ())
+        }
 
     let r = Ppo.train cfg hooks None
     let sum f = r.Metrics |> List.sumBy f
-    let evals = Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+
+    let evals =
+        Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+
     (r.Agent :> IDisposable).Dispose()
     let steps = float cfg.TotalTimesteps * float cfg.NumSeeds
     let perSeed = float cfg.NumSeeds
@@ -143,7 +150,10 @@ let ppoRun (cfg: Ppo.PpoConfig) =
 
 let benchPpo () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
-    let load name = Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, name))
+
+    let load name =
+        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, name))
+
     let defaults = load "ppo-pendulum.yaml"
     let seedCfg = load "ppo-pendulum-seed.yaml"
     printfn "## ppo: PPO on Pendulum-v1 (CPU)"
@@ -151,7 +161,15 @@ let benchPpo () =
     if IO.File.Exists "/proc/loadavg" then
         printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
 
-    printfn "%-34s %7s %8s %9s %22s %24s %s" "case" "threads" "wall s" "steps/s" "rollout/gae/learn s" "RSS MiB 25/50/100%" "eval (per seed)"
+    printfn
+        "%-34s %7s %8s %9s %22s %24s %s"
+        "case"
+        "threads"
+        "wall s"
+        "steps/s"
+        "rollout/gae/learn s"
+        "RSS MiB 25/50/100%"
+        "eval (per seed)"
 
     let show name (cfg: Ppo.PpoConfig) =
         let wall, sps, (ro, g, l), rss, evals = ppoRun cfg
@@ -169,18 +187,47 @@ let benchPpo () =
 
         wall, sps
 
-    let w100, sps100 = show "default config, 100k steps" { defaults with TotalTimesteps = 100_000L; Threads = 1 }
-    show "default config, 100k steps" { defaults with TotalTimesteps = 100_000L; Threads = 2 } |> ignore
-    let wFull, _ = show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Threads = 1 }
+    let w100, sps100 =
+        show
+            "default config, 100k steps"
+            { defaults with
+                TotalTimesteps = 100_000L
+                Threads = 1
+            }
+
+    show
+        "default config, 100k steps"
+        { defaults with
+            TotalTimesteps = 100_000L
+            Threads = 2
+        }
+    |> ignore
+
+    let wFull, _ =
+        show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Threads = 1 }
+
     let wSeed, spsSeed = show "seed 002 table, 100k steps" { seedCfg with Threads = 1 }
-    show "default config, 100k, 5 seeds batched" { defaults with TotalTimesteps = 100_000L; NumSeeds = 5; Threads = 1 } |> ignore
+
+    show
+        "default config, 100k, 5 seeds batched"
+        { defaults with
+            TotalTimesteps = 100_000L
+            NumSeeds = 5
+            Threads = 1
+        }
+    |> ignore
     // Python peers on this machine kind (../shared/reference/peers.md, 1 torch thread):
     // CleanRL ppo_continuous_action.py 98,304 steps in 75.1 s (mean of 3); SB3 100,352 in 59.1 s.
     let cleanRlSps = 98_304.0 / 75.1
     let sb3Sps = 100_352.0 / 59.1
     printfn "peers (same machine kind, seed's table): CleanRL %.0f steps/s, SB3 %.0f steps/s" cleanRlSps sb3Sps
     printfn "ratio, seed's table: %.2fx CleanRL, %.2fx SB3 (steps/s)" (spsSeed / cleanRlSps) (spsSeed / sb3Sps)
-    printfn "ratio, default config: %.2fx CleanRL's steps/s; 100k steps in %.1f s (goal < 60 s)" (sps100 / cleanRlSps) w100
+
+    printfn
+        "ratio, default config: %.2fx CleanRL's steps/s; 100k steps in %.1f s (goal < 60 s)"
+        (sps100 / cleanRlSps)
+        w100
+
     printfn "full default run: %.1f s; seed's table: %.1f s" wFull wSeed
 
 /// One GRPO epoch on MNIST (60,000 images, the default config, one seed and three batched
@@ -195,10 +242,21 @@ let benchGrpo () =
     let cfg =
         Config.load Grpo.fields Grpo.defaults (IO.Path.Combine(__SOURCE_DIRECTORY__, "configs", "grpo-mnist.yaml"))
 
-    printfn "## grpo: one epoch of GRPO on MNIST (batch %d, G = %d, %d inner epochs, torch threads %d)" cfg.BatchSize cfg.GroupSize cfg.UpdateEpochs threads
+    printfn
+        "## grpo: one epoch of GRPO on MNIST (batch %d, G = %d, %d inner epochs, torch threads %d)"
+        cfg.BatchSize
+        cfg.GroupSize
+        cfg.UpdateEpochs
+        threads
+
     printfn "%-6s %6s %10s %12s %14s %10s" "device" "seeds" "images" "epoch s" "images/s" "accuracy"
 
-    let devices = [ yield "cpu"; if Native.cudaAvailable () then yield "cuda" ]
+    let devices =
+        [
+            yield "cpu"
+            if Native.cudaAvailable () then
+                yield "cuda"
+        ]
 
     for device in devices do
         for seeds in [ 1; 3 ] do
@@ -209,28 +267,52 @@ let benchGrpo () =
                     Device = device
                     Threads = threads
                     TrainSize = images
-                    TestSize = 10000 }
+                    TestSize = 10000
+                }
 
             use data = Grpo.loadData c
             let r = Grpo.train data c Grpo.noHooks
             use _a = r.Agent
             let n = float (data.Train.Count / c.BatchSize * c.BatchSize * seeds)
-            printfn "%-6s %6d %10.0f %12.2f %14.0f %10.4f" device seeds n r.EpochSeconds[0] (n / r.EpochSeconds[0]) (Array.average r.EpochAccuracy[0])
+
+            printfn
+                "%-6s %6d %10.0f %12.2f %14.0f %10.4f"
+                device
+                seeds
+                n
+                r.EpochSeconds[0]
+                (n / r.EpochSeconds[0])
+                (Array.average r.EpochAccuracy[0])
 
 /// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
 /// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
 /// kind (../shared/reference/peers.md).
 let benchDqn () =
-    let cfg = Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
+    let cfg =
+        Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
+
     printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
     printfn "%-6s %10s %16s %22s %14s" "seeds" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
 
     for seeds in [ 1; 5 ] do
-        let c = { cfg with TotalTimesteps = 100_000L; NumSeeds = seeds; Threads = threads }
+        let c =
+            { cfg with
+                TotalTimesteps = 100_000L
+                NumSeeds = seeds
+                Threads = threads
+            }
+
         let r = Dqn.train c Dqn.noHooks None
         (r.Agent :> IDisposable).Dispose()
         let sps = 100_000.0 / r.WallSeconds
-        printfn "%-6d %10.1f %16.0f %22.0f %13.2fx" seeds r.WallSeconds sps (sps * float seeds) (sps * float seeds / 2400.0)
+
+        printfn
+            "%-6d %10.1f %16.0f %22.0f %13.2fx"
+            seeds
+            r.WallSeconds
+            sps
+            (sps * float seeds)
+            (sps * float seeds / 2400.0)
 
     printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
 
@@ -241,7 +323,9 @@ let benchDqn () =
 /// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
 let benchPpoCartPole () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
-    let cfg0 = Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, "ppo-cartpole.yaml"))
+
+    let cfg0 =
+        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, "ppo-cartpole.yaml"))
 
     let steps =
         match Environment.GetEnvironmentVariable "RL_BENCH_CARTPOLE_STEPS" with
@@ -249,7 +333,10 @@ let benchPpoCartPole () =
         | "" -> cfg0.TotalTimesteps
         | s -> int64 s
 
-    printfn "## ppo-cartpole: PPO on CartPole-v1, PureJaxRL default config, %d steps per seed (CPU, %d thread(s))" steps threads
+    printfn
+        "## ppo-cartpole: PPO on CartPole-v1, PureJaxRL default config, %d steps per seed (CPU, %d thread(s))"
+        steps
+        threads
 
     if IO.File.Exists "/proc/loadavg" then
         printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
@@ -259,31 +346,57 @@ let benchPpoCartPole () =
     printfn "%-10s %8s %12s %10s %s" "seeds" "wall s" "steps/s" "vs CleanRL" "final eval return (per seed)"
 
     let results =
-        [ for s in [ 1; 16 ] ->
-              let cfg = { cfg0 with NumSeeds = s; TotalTimesteps = steps; Threads = threads }
-              let wall, sps, _, _, evals = ppoRun cfg
-              let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
-              printfn "%-10d %8.1f %12.0f %9.2fx %s (mean %.1f)" s wall sps (sps / cleanRlSps) ev (Array.average evals)
-              s, wall, sps ]
+        [
+            for s in [ 1; 16 ] ->
+                let cfg =
+                    { cfg0 with
+                        NumSeeds = s
+                        TotalTimesteps = steps
+                        Threads = threads
+                    }
+
+                let wall, sps, _, _, evals = ppoRun cfg
+                let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
+
+                printfn
+                    "%-10d %8.1f %12.0f %9.2fx %s (mean %.1f)"
+                    s
+                    wall
+                    sps
+                    (sps / cleanRlSps)
+                    ev
+                    (Array.average evals)
+
+                s, wall, sps
+        ]
 
     let _, _, sps1 = results |> List.find (fun (s, _, _) -> s = 1)
     let _, wall16, _ = results |> List.find (fun (s, _, _) -> s = 16)
     let scale = 500_000.0 / float steps
     printfn "CleanRL ppo.py: %.0f steps/s, %.1f s per 500k-step seed (peers.md)" cleanRlSps cleanRlWall
-    printfn "goal 1: S=1 >= 2x CleanRL steps/s: %.2fx -> %s" (sps1 / cleanRlSps) (if sps1 >= 2.0 * cleanRlSps then "met" else "not met")
+
+    printfn
+        "goal 1: S=1 >= 2x CleanRL steps/s: %.2fx -> %s"
+        (sps1 / cleanRlSps)
+        (if sps1 >= 2.0 * cleanRlSps then "met" else "not met")
 
     printfn
         "goal 2: 16 seeds (scaled to 500k steps each: %.1f s) < 4 CleanRL runs (%.1f s): %s"
         (wall16 * scale)
         (4.0 * cleanRlWall)
-        (if wall16 * scale < 4.0 * cleanRlWall then "met" else "not met")
+        (if wall16 * scale < 4.0 * cleanRlWall then
+             "met"
+         else
+             "not met")
 
 let sections =
-    [ ("envs", benchEnvs)
-      ("ppo", benchPpo)
-      ("ppo-cartpole", benchPpoCartPole)
-      ("dqn", benchDqn)
-      ("grpo", benchGrpo) ]
+    [
+        ("envs", benchEnvs)
+        ("ppo", benchPpo)
+        ("ppo-cartpole", benchPpoCartPole)
+        ("dqn", benchDqn)
+        ("grpo", benchGrpo)
+    ]
 
 match fsi.CommandLineArgs |> Array.tail with
 | [| "all" |] ->

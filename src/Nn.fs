@@ -43,8 +43,7 @@ type Init =
 type SeededLinear(name: string, seeds: int, inDim: int, outDim: int) as this =
     inherit torch.nn.Module<Tensor, Tensor>(name)
 
-    let weight =
-        new Parameter(torch.zeros (int64 seeds, int64 inDim, int64 outDim))
+    let weight = new Parameter(torch.zeros (int64 seeds, int64 inDim, int64 outDim))
 
     let bias = new Parameter(torch.zeros (int64 seeds, 1L, int64 outDim))
     do this.RegisterComponents()
@@ -69,8 +68,15 @@ type SeededLinear(name: string, seeds: int, inDim: int, outDim: int) as this =
             match init with
             | TorchDefault ->
                 let bound = 1.0 / Math.Sqrt(float inDim)
-                let w = torch.rand ([| int64 inDim; int64 outDim |], generator = gens[k]) * (2.0 * bound) - bound
-                let b = torch.rand ([| 1L; int64 outDim |], generator = gens[k]) * (2.0 * bound) - bound
+
+                let w =
+                    torch.rand ([| int64 inDim; int64 outDim |], generator = gens[k])
+                    * (2.0 * bound)
+                    - bound
+
+                let b =
+                    torch.rand ([| 1L; int64 outDim |], generator = gens[k]) * (2.0 * bound) - bound
+
                 weight[k].copy_ w |> ignore
                 bias[k].copy_ b |> ignore
             | Orthogonal gain ->
@@ -82,8 +88,8 @@ type SeededLinear(name: string, seeds: int, inDim: int, outDim: int) as this =
                 let struct (q, r) = torch.linalg.qr a
                 let q = q * torch.sign(torch.diagonal r).unsqueeze 0
                 let q = if rows < cols then q.t () else q // [out; in]
-                weight[k].copy_ ((q * gain).t ()) |> ignore
-                bias[k].zero_ () |> ignore
+                weight[k].copy_((q * gain).t()) |> ignore
+                bias[k].zero_() |> ignore
 
     // Note: TorchSharp 0.107.0's baddbmm mis-orders its operands, so bmm then add.
     override _.forward(x: Tensor) = torch.bmm (x, weight) + bias
@@ -145,14 +151,14 @@ module Dist =
         match dist with
         | Normal(mean, std) ->
             let z = (action - mean) / std
-            (-0.5 * z * z - torch.log std - 0.5 * log2Pi).sum (-1L)
-        | Categorical lp -> lp.gather(-1L, action.unsqueeze(-1L)).squeeze (-1L)
+            (-0.5 * z * z - torch.log std - 0.5 * log2Pi).sum(-1L)
+        | Categorical lp -> lp.gather(-1L, action.unsqueeze (-1L)).squeeze(-1L)
 
     /// Entropy, [S; B].
     let entropy (dist: Dist) : Tensor =
         match dist with
-        | Normal(_, std) -> (0.5 + 0.5 * log2Pi + torch.log std).sum (-1L)
-        | Categorical lp -> -(torch.exp lp * lp).sum (-1L)
+        | Normal(_, std) -> (0.5 + 0.5 * log2Pi + torch.log std).sum(-1L)
+        | Categorical lp -> -(torch.exp lp * lp).sum(-1L)
 
     /// The deterministic action: the mean (Normal) or the most likely action (Categorical).
     let mode (dist: Dist) : Tensor =
@@ -181,8 +187,8 @@ module Dist =
             let u =
                 noise lp.shape (fun s g -> torch.rand (s, generator = g, device = lp.device))
 
-            let gumbel = -torch.log (-torch.log (u.clamp_min ((1e-20).ToScalar())))
-            (lp + gumbel).argmax (-1L)
+            let gumbel = -torch.log(-torch.log(u.clamp_min ((1e-20).ToScalar())))
+            (lp + gumbel).argmax(-1L)
 
 // ---------------------------------------------------------------------------------------
 // Policy heads and actors
@@ -231,7 +237,8 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
 
     let logStd =
         match head with
-        | GaussianHead(d, _, LogStd init) -> Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
+        | GaussianHead(d, _, LogStd init) ->
+            Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
         | _ -> None
 
     do
@@ -295,7 +302,8 @@ type Critic(name: string, seeds: int, obsDim: int, hidden: int list, activation:
         trunk.Initialise(hiddenInit, gens)
         outLayer.Initialise(outInit, gens)
 
-    override _.forward(obs: Tensor) = outLayer.forward(trunk.forward obs).squeeze (-1L)
+    override _.forward(obs: Tensor) =
+        outLayer.forward(trunk.forward obs).squeeze(-1L)
 
 /// An action-value network Q(s, .) for `nActions` discrete actions: a trunk (hidden layers with
 /// the activation) and a linear output layer. `forward` maps [S; B; obsDim] to [S; B; nActions]
@@ -346,7 +354,8 @@ let syncParameters (tau: float) (source: torch.nn.Module) (target: torch.nn.Modu
         if tau = 1.0 then
             d.copy_ s |> ignore
         else
-            d.mul_((1.0 - tau).ToScalar()).add_ (s, alpha = tau.ToScalar()) |> ignore
+            d.mul_((1.0 - tau).ToScalar()).add_(s, alpha = tau.ToScalar()) |> ignore
+
 /// A shared-trunk actor-critic (seed 001's network; CleanRL `ppo_atari.py`'s layout): one MLP
 /// trunk feeds a policy output layer (plus a softplus sigma layer or a log-std parameter for a
 /// Gaussian head, as `Actor`) and a linear value output layer. `DistValue obs` maps
@@ -372,7 +381,8 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
 
     let logStd =
         match head with
-        | GaussianHead(d, _, LogStd init) -> Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
+        | GaussianHead(d, _, LogStd init) ->
+            Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
         | _ -> None
 
     do
@@ -406,7 +416,7 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
     /// The action distribution and the state values [S; B] for observations [S; B; obsDim].
     member _.DistValue(obs: Tensor) : Dist * Tensor =
         let h = trunk.forward obs
-        let value = valueLayer.forward(h).squeeze (-1L)
+        let value = valueLayer.forward(h).squeeze(-1L)
 
         let dist =
             match head with
@@ -432,4 +442,5 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
     member this.Dist(obs: Tensor) : Dist = fst (this.DistValue obs)
 
     /// The state values [S; B] for observations [S; B; obsDim].
-    member _.Value(obs: Tensor) : Tensor = valueLayer.forward(trunk.forward obs).squeeze (-1L)
+    member _.Value(obs: Tensor) : Tensor =
+        valueLayer.forward(trunk.forward obs).squeeze(-1L)

@@ -53,26 +53,30 @@ let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq
     use _ng = torch.no_grad ()
 
     let grads =
-        [ for p in parameters do
-              match p.grad with
-              | null -> ()
-              | g when g.numel () = 0L -> ()
-              | g ->
-                  if g.shape[0] <> int64 seeds then
-                      invalidArg "parameters" $"clipGradNormPerSeed: parameter of shape %A{g.shape} has no leading seed axis of size {seeds}"
+        [
+            for p in parameters do
+                match p.grad with
+                | null -> ()
+                | g when g.numel () = 0L -> ()
+                | g ->
+                    if g.shape[0] <> int64 seeds then
+                        invalidArg
+                            "parameters"
+                            $"clipGradNormPerSeed: parameter of shape %A{g.shape} has no leading seed axis of size {seeds}"
 
-                  yield g ]
+                    yield g
+        ]
 
     if grads.IsEmpty then
         torch.zeros (int64 seeds)
     else
         let sq =
             grads
-            |> List.map (fun g -> g.reshape(int64 seeds, -1L).square().sum (1L))
+            |> List.map (fun g -> g.reshape(int64 seeds, -1L).square().sum(1L))
             |> List.reduce (+)
 
         let norm = sq.sqrt ()
-        let coef = (maxNorm / (norm + 1e-6)).clamp_max ((1.0).ToScalar())
+        let coef = (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
 
         for g in grads do
             let shape = Array.append [| int64 seeds |] (Array.create (int (g.dim ()) - 1) 1L)
@@ -97,10 +101,12 @@ let flatGradPerSeed (seeds: int) (parameters: Parameter seq) : torch.Tensor =
     use _ng = torch.no_grad ()
 
     torch.cat (
-        [| for p in parameters ->
-               match p.grad with
-               | null -> torch.zeros_like(p).reshape (int64 seeds, -1L)
-               | g -> g.reshape (int64 seeds, -1L) |],
+        [|
+            for p in parameters ->
+                match p.grad with
+                | null -> torch.zeros_like(p).reshape(int64 seeds, -1L)
+                | g -> g.reshape (int64 seeds, -1L)
+        |],
         1L
     )
 
@@ -110,9 +116,9 @@ let cosineSimilarityPerSeed (a: torch.Tensor) (b: torch.Tensor) : torch.Tensor =
     use _ng = torch.no_grad ()
     let a = a.to_type torch.float64
     let b = b.to_type torch.float64
-    let dot = (a * b).sum (1L)
-    let na = a.square().sum(1L).sqrt ()
-    let nb = b.square().sum(1L).sqrt ()
+    let dot = (a * b).sum(1L)
+    let na = a.square().sum(1L).sqrt()
+    let nb = b.square().sum(1L).sqrt()
     let den = na * nb
     torch.where (den.gt ((0.0).ToScalar()), dot / den.clamp_min ((1e-300).ToScalar()), torch.full_like (den, nan))
 
@@ -138,7 +144,7 @@ let adamMomentNorms (seeds: int) (optimizer: torch.optim.Optimizer) : torch.Tens
                 torch.zeros (int64 seeds, dtype = torch.float64)
             else
                 states
-                |> Array.map (fun st -> (f st).to_type(torch.float64).reshape(int64 seeds, -1L).square().sum (1L))
+                |> Array.map (fun st -> (f st).to_type(torch.float64).reshape(int64 seeds, -1L).square().sum(1L))
                 |> Array.reduce (+)
                 |> fun t -> t.sqrt ()
 

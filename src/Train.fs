@@ -13,7 +13,8 @@ open Rl
 let defaultPpoConfig = Path.Combine("scripts", "configs", "ppo-pendulum.yaml")
 
 /// Arguments that are not config keys: `algo`, `config`, `resume`, `runs`, `episodes`.
-let private reserved = [ "algo"; "config"; "resume"; "runs"; "episodes"; "checkpoint_every" ]
+let private reserved =
+    [ "algo"; "config"; "resume"; "runs"; "episodes"; "checkpoint_every" ]
 
 /// Splits `key=value` arguments into the reserved ones (as a map) and config overrides.
 /// Raises `ConfigError` for an argument that is not `key=value`.
@@ -31,42 +32,57 @@ let splitArgs (args: string list) : Map<string, string> * string list =
 /// The metric columns of an algorithm's `(name, tag)` list (tag "" = CSV only), after a `seed`
 /// column when `seeds > 1`.
 let columnsFor (seeds: int) (metricColumns: (string * string) list) : Column list =
-    [ if seeds > 1 then
-          yield Column.plain Metrics.SeedColumn
-      for name, tag in metricColumns -> if tag = "" then Column.plain name else Column.named name tag ]
+    [
+        if seeds > 1 then
+            yield Column.plain Metrics.SeedColumn
+        for name, tag in metricColumns ->
+            if tag = "" then
+                Column.plain name
+            else
+                Column.named name tag
+    ]
 
 let private ppoColumns (seeds: int) = columnsFor seeds Ppo.metricColumns
 
 let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
-    [| if seeds > 1 then float m.Seed
-       yield! Ppo.metricValues m |]
+    [|
+        if seeds > 1 then
+            float m.Seed
+        yield! Ppo.metricValues m
+    |]
 
 /// Saves a PPO checkpoint (networks, optimizers, counters, normalisation statistics) into
 /// `dir/checkpoint` atomically.
 let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (norm: Ppo.Normalizers) =
     let extra =
-        [ "update", string progress.Update
-          "global_step", string progress.GlobalStep
-          match norm.Obs with
-          | Some s -> "obs_stats", s.Save()
-          | None -> ()
-          match norm.Return with
-          | Some s -> "return_stats", s.Save()
-          | None -> () ]
+        [
+            "update", string progress.Update
+            "global_step", string progress.GlobalStep
+            match norm.Obs with
+            | Some s -> "obs_stats", s.Save()
+            | None -> ()
+            match norm.Return with
+            | Some s -> "return_stats", s.Save()
+            | None -> ()
+        ]
         |> Map.ofList
 
     Checkpoint.save
         (Path.Combine(dir, Run.CheckpointDir))
         agent.Modules
-        [ for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper ]
+        [
+            for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
+        ]
         extra
 
 /// Builds a PPO agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
 /// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
 let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo.Normalizers =
     let ckpt =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then path
-        else Path.Combine(path, Run.CheckpointDir)
+        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
+            path
+        else
+            Path.Combine(path, Run.CheckpointDir)
 
     use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
     let obsDim = env.ObservationSpace.FlatSize
@@ -78,17 +94,22 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
         Checkpoint.load
             ckpt
             agent.Modules
-            [ for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper ]
+            [
+                for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
+            ]
 
     for _, m in agent.Modules do
         m.``to`` device |> ignore
+
     let norm = Ppo.newNormalizers cfg obsDim device
     norm.Obs |> Option.iter (fun s -> s.Load extra["obs_stats"])
     norm.Return |> Option.iter (fun s -> s.Load extra["return_stats"])
 
     let progress: Ppo.Progress =
-        { Update = int extra["update"]
-          GlobalStep = int64 extra["global_step"] }
+        {
+            Update = int extra["update"]
+            GlobalStep = int64 extra["global_step"]
+        }
 
     { agent with Device = device }, progress, norm
 
@@ -103,17 +124,34 @@ let writePpoReport (dir: string) (title: string) (summary: (string * SummaryValu
     let view = SeedView.MeanStd
 
     let panelsFor =
-        [ "actor_loss"; "critic_loss"; "entropy"; "approx_kl"; "clip_fraction"; "explained_variance"; "sigma_mean"; "grad_norm"; "lr"
-          "adam_m_norm"; "adam_v_norm"; "grad_cos_prev"; "grad_cos_ema" ]
-        |> List.filter (fun c -> Metrics.hasColumn c table && (Metrics.column c table |> Array.exists Double.IsFinite))
+        [
+            "actor_loss"
+            "critic_loss"
+            "entropy"
+            "approx_kl"
+            "clip_fraction"
+            "explained_variance"
+            "sigma_mean"
+            "grad_norm"
+            "lr"
+            "adam_m_norm"
+            "adam_v_norm"
+            "grad_cos_prev"
+            "grad_cos_ema"
+        ]
+        |> List.filter (fun c ->
+            Metrics.hasColumn c table
+            && (Metrics.column c table |> Array.exists Double.IsFinite))
 
     Report.write
         (Path.Combine(dir, Run.ReportFile))
         title
         (Run.summaryText summary)
-        [ "Learning curve", [ Charts.learningCurve view "global_step" "episodic_return" table ]
-          "Losses and diagnostics", [ Charts.panels view "global_step" panelsFor table ]
-          "Time per update", [ Charts.panels view "global_step" [ "sps"; "rollout_s"; "learn_s" ] table ] ]
+        [
+            "Learning curve", [ Charts.learningCurve view "global_step" "episodic_return" table ]
+            "Losses and diagnostics", [ Charts.panels view "global_step" panelsFor table ]
+            "Time per update", [ Charts.panels view "global_step" [ "sps"; "rollout_s"; "learn_s" ] table ]
+        ]
 
 /// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
 /// and config overrides) and returns the run folder. Writes nothing before the config is valid.
@@ -126,16 +164,22 @@ let runPpo (args: string list) : string =
             let configPath = Path.Combine(runDir, Run.ConfigFile)
 
             if not (File.Exists configPath) then
-                raise (FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath))
+                raise (
+                    FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath)
+                )
 
-            let cfg = Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some configPath) overrides
+            let cfg =
+                Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some configPath) overrides
+
             let agent, progress, norm = loadPpo cfg runDir
             printfn "resuming %s at update %d (step %d)" runDir progress.Update progress.GlobalStep
             Files.writeTextAtomic configPath (Config.toYaml Ppo.fields cfg)
             cfg, Path.GetFullPath runDir, Some(agent, progress, norm)
         | None ->
             let path = special.TryFind "config" |> Option.defaultValue defaultPpoConfig
-            let cfg = Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some path) overrides
+
+            let cfg =
+                Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some path) overrides
             // Check the device before creating anything on disk.
             Native.device cfg.Device |> ignore
             let runs = special.TryFind "runs" |> Option.defaultValue "runs"
@@ -151,7 +195,8 @@ let runPpo (args: string list) : string =
     let options =
         { MetricsOptions.defaults dir (ppoColumns S) with
             Append = resume.IsSome
-            Hyperparameters = Config.pairs Ppo.fields cfg }
+            Hyperparameters = Config.pairs Ppo.fields cfg
+        }
 
     use log = Metrics.openWith options
     let total = cfg.TotalTimesteps
@@ -161,49 +206,67 @@ let runPpo (args: string list) : string =
         try
             Progress.run $"ppo {cfg.EnvId}" total (fun report ->
                 let hooks: Ppo.Hooks =
-                    { OnUpdate =
-                        fun agent progress norm rows ->
-                            for r in rows do
-                                Metrics.logRow (ppoRow S r) log
+                    {
+                        OnUpdate =
+                            fun agent progress norm rows ->
+                                for r in rows do
+                                    Metrics.logRow (ppoRow S r) log
 
-                            let recent =
-                                rows |> Array.map (fun r -> r.EpisodicReturn) |> Array.filter Double.IsFinite
+                                let recent =
+                                    rows |> Array.map (fun r -> r.EpisodicReturn) |> Array.filter Double.IsFinite
 
-                            report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
+                                report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
 
-                            if progress.Update % every = 0 || progress.Update = cfg.NumUpdates then
-                                saveCheckpoint dir agent progress norm }
+                                if progress.Update % every = 0 || progress.Update = cfg.NumUpdates then
+                                    saveCheckpoint dir agent progress norm
+                    }
 
                 Ppo.train cfg hooks resume)
         with Ppo.TrainingDivergedException(update, quantity, value) as e ->
             eprintfn "%s" e.Message
-            eprintfn "metrics so far: %s; last checkpoint: %s" (Path.Combine(dir, Metrics.CsvFile)) (Path.Combine(dir, Run.CheckpointDir))
+
+            eprintfn
+                "metrics so far: %s; last checkpoint: %s"
+                (Path.Combine(dir, Metrics.CsvFile))
+                (Path.Combine(dir, Run.CheckpointDir))
+
             reraise ()
 
     let wall = clock.Elapsed.TotalSeconds
-    let evals = Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+
+    let evals =
+        Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
     for k in 0 .. S - 1 do
         let m, s = meanStd evals[k]
-        printfn "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)" cfg.Seeds[k] m s cfg.EvalEpisodes (cfg.EvalSeed + cfg.Seeds[k])
+
+        printfn
+            "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)"
+            cfg.Seeds[k]
+            m
+            s
+            cfg.EvalEpisodes
+            (cfg.EvalSeed + cfg.Seeds[k])
 
     let all = Array.concat evals
     let m, s = meanStd all
     let steps = float cfg.TotalTimesteps * float S
 
     let summary =
-        [ "eval_return_mean", Number m
-          "eval_return_std", Number s
-          "wall_seconds", Number wall
-          "total_timesteps", Integer cfg.TotalTimesteps
-          "steps_per_second", Number(steps / wall)
-          "seed", Integer cfg.Seed
-          "num_seeds", Integer(int64 S)
-          "device", Text cfg.Device
-          "env_id", Text cfg.EnvId
-          if S > 1 then
-              for k in 0 .. S - 1 do
-                  $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k]) ]
+        [
+            "eval_return_mean", Number m
+            "eval_return_std", Number s
+            "wall_seconds", Number wall
+            "total_timesteps", Integer cfg.TotalTimesteps
+            "steps_per_second", Number(steps / wall)
+            "seed", Integer cfg.Seed
+            "num_seeds", Integer(int64 S)
+            "device", Text cfg.Device
+            "env_id", Text cfg.EnvId
+            if S > 1 then
+                for k in 0 .. S - 1 do
+                    $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
+        ]
 
     Run.writeSummary dir summary
     (log :> IDisposable).Dispose()
@@ -216,13 +279,20 @@ let runPpo (args: string list) : string =
 /// deterministic episodes with the run's evaluation seed. Returns per seed the episode returns.
 let evaluatePpo (path: string) (episodes: int option) : float[][] =
     let runDir =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then Path.GetDirectoryName(Path.GetFullPath path)
-        else path
+        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
+            Path.GetDirectoryName(Path.GetFullPath path)
+        else
+            path
 
     let configPath = Path.Combine(runDir, Run.ConfigFile)
 
     if not (File.Exists configPath) then
-        raise (FileNotFoundException($"evaluate: {configPath} not found; give a run folder or its checkpoint folder", configPath))
+        raise (
+            FileNotFoundException(
+                $"evaluate: {configPath} not found; give a run folder or its checkpoint folder",
+                configPath
+            )
+        )
 
     let cfg = Config.load Ppo.fields Ppo.seedDefaults configPath
     let agent, _, norm = loadPpo cfg runDir
@@ -237,13 +307,18 @@ let evaluatePpo (path: string) (episodes: int option) : float[][] =
 let defaultGrpoConfig = Path.Combine("scripts", "configs", "grpo-mnist.yaml")
 
 let private grpoRow (seeds: int) (r: Grpo.Row) =
-    [| if seeds > 1 then float r.Seed
-       yield! Grpo.metricValues r |]
+    [|
+        if seeds > 1 then
+            float r.Seed
+        yield! Grpo.metricValues r
+    |]
 
 /// GRPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
 /// `seeds > 1`), for charts in notebooks.
 let grpoTable (seeds: int) (rows: Grpo.Row list) : MetricsTable =
-    Metrics.ofRows (columnsFor seeds Grpo.metricColumns |> List.map (fun c -> c.Name)) (rows |> List.map (grpoRow seeds))
+    Metrics.ofRows
+        (columnsFor seeds Grpo.metricColumns |> List.map (fun c -> c.Name))
+        (rows |> List.map (grpoRow seeds))
 
 /// Saves a GRPO checkpoint (actor, reference policy, optimizer, epoch) into `dir/checkpoint`
 /// atomically.
@@ -263,11 +338,27 @@ let writeGrpoReport (dir: string) (title: string) (summary: (string * SummaryVal
         (Path.Combine(dir, Run.ReportFile))
         title
         (Run.summaryText summary)
-        [ "Test accuracy (greedy) per epoch", [ Charts.learningCurve view "epoch" "test_accuracy" table ]
-          "Mean reward of the sampled guesses", [ Charts.learningCurve view "global_step" "reward_mean" table ]
-          "Diagnostics",
-          [ Charts.panels view "global_step" [ "kl_ref"; "approx_kl"; "clip_fraction"; "entropy"; "policy_loss"; "grad_norm"; "zero_adv_fraction" ] table ]
-          "Speed", [ Charts.panels view "epoch" [ "images_per_second"; "epoch_seconds" ] table ] ]
+        [
+            "Test accuracy (greedy) per epoch", [ Charts.learningCurve view "epoch" "test_accuracy" table ]
+            "Mean reward of the sampled guesses", [ Charts.learningCurve view "global_step" "reward_mean" table ]
+            "Diagnostics",
+            [
+                Charts.panels
+                    view
+                    "global_step"
+                    [
+                        "kl_ref"
+                        "approx_kl"
+                        "clip_fraction"
+                        "entropy"
+                        "policy_loss"
+                        "grad_norm"
+                        "zero_adv_fraction"
+                    ]
+                    table
+            ]
+            "Speed", [ Charts.panels view "epoch" [ "images_per_second"; "epoch_seconds" ] table ]
+        ]
 
 /// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)
 /// and returns the run folder: metrics.csv (+ TensorBoard), a checkpoint after every epoch,
@@ -279,10 +370,21 @@ let runGrpo (args: string list) : string =
     let special, overrides = splitArgs args
 
     if special.ContainsKey "resume" then
-        raise (ConfigError("arguments", "resume", special["resume"], "ppo runs only", "GRPO runs are short and do not resume; start a new run"))
+        raise (
+            ConfigError(
+                "arguments",
+                "resume",
+                special["resume"],
+                "ppo runs only",
+                "GRPO runs are short and do not resume; start a new run"
+            )
+        )
 
     let path = special.TryFind "config" |> Option.defaultValue defaultGrpoConfig
-    let cfg = Config.resolve Grpo.fields Grpo.defaults Grpo.validate (Some path) overrides
+
+    let cfg =
+        Config.resolve Grpo.fields Grpo.defaults Grpo.validate (Some path) overrides
+
     Native.device cfg.Device |> ignore
 
     match Mnist.problems (Mnist.dataDir ()) with
@@ -304,21 +406,26 @@ let runGrpo (args: string list) : string =
 
     let options =
         { MetricsOptions.defaults dir (columnsFor S Grpo.metricColumns) with
-            Hyperparameters = Config.pairs Grpo.fields cfg }
+            Hyperparameters = Config.pairs Grpo.fields cfg
+        }
 
     use log = Metrics.openWith options
-    let total = int64 cfg.Epochs * int64 (data.Train.Count / cfg.BatchSize * cfg.BatchSize)
+
+    let total =
+        int64 cfg.Epochs * int64 (data.Train.Count / cfg.BatchSize * cfg.BatchSize)
 
     let result =
         Progress.run $"grpo MNIST (G={cfg.GroupSize}, {S} seed(s))" total (fun report ->
             let hooks: Grpo.Hooks =
-                { OnRows =
-                    fun _ rows ->
-                        for r in rows do
-                            Metrics.logRow (grpoRow S r) log
+                {
+                    OnRows =
+                        fun _ rows ->
+                            for r in rows do
+                                Metrics.logRow (grpoRow S r) log
 
-                        report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
-                  OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint dir agent epoch }
+                            report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
+                    OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint dir agent epoch
+                }
 
             Grpo.train data cfg hooks)
 
@@ -337,26 +444,37 @@ let runGrpo (args: string list) : string =
     let images = float total * float S
 
     let summary =
-        [ "test_accuracy", Number m
-          "test_accuracy_std", Number s
-          "wall_seconds", Number result.WallSeconds
-          "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
-          "images_per_second", Number(images / Array.sum result.EpochSeconds)
-          "epochs", Integer(int64 cfg.Epochs)
-          "group_size", Integer(int64 cfg.GroupSize)
-          "train_images", Integer(int64 data.Train.Count)
-          "test_images", Integer(int64 data.Test.Count)
-          "seed", Integer cfg.Seed
-          "num_seeds", Integer(int64 S)
-          "device", Text cfg.Device
-          for k in 0 .. S - 1 do
-              $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
-              $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k ]
+        [
+            "test_accuracy", Number m
+            "test_accuracy_std", Number s
+            "wall_seconds", Number result.WallSeconds
+            "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
+            "images_per_second", Number(images / Array.sum result.EpochSeconds)
+            "epochs", Integer(int64 cfg.Epochs)
+            "group_size", Integer(int64 cfg.GroupSize)
+            "train_images", Integer(int64 data.Train.Count)
+            "test_images", Integer(int64 data.Test.Count)
+            "seed", Integer cfg.Seed
+            "num_seeds", Integer(int64 S)
+            "device", Text cfg.Device
+            for k in 0 .. S - 1 do
+                $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
+                $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
+        ]
 
     Run.writeSummary dir summary
     (log :> IDisposable).Dispose()
     writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
-    printfn "test accuracy %.4f +- %.4f over %d seed(s); wrote %s, %s, %s" m s S Metrics.CsvFile Run.SummaryFile Run.ReportFile
+
+    printfn
+        "test accuracy %.4f +- %.4f over %d seed(s); wrote %s, %s, %s"
+        m
+        s
+        S
+        Metrics.CsvFile
+        Run.SummaryFile
+        Run.ReportFile
+
     (result.Agent :> IDisposable).Dispose()
     dir
 
@@ -366,40 +484,68 @@ let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
 let private dqnColumns (seeds: int) = columnsFor seeds Dqn.metricColumns
 
 let private dqnRow (seeds: int) (m: Dqn.DqnMetrics) =
-    [| if seeds > 1 then float m.Seed
-       yield! Dqn.metricValues m |]
+    [|
+        if seeds > 1 then
+            float m.Seed
+        yield! Dqn.metricValues m
+    |]
 
 /// DQN metrics rows as a table with the columns of `metrics.csv`, for charts in notebooks.
 let dqnTable (seeds: int) (rows: Dqn.DqnMetrics list) : MetricsTable =
     Metrics.ofRows (dqnColumns seeds |> List.map (fun c -> c.Name)) (rows |> List.map (dqnRow seeds))
 
 let private dqnModules (agent: Dqn.Agent) : (string * torch.nn.Module) list =
-    [ "q", agent.QNet :> torch.nn.Module; "target", agent.Target; "replay", agent.Buffer ]
+    [
+        "q", agent.QNet :> torch.nn.Module
+        "target", agent.Target
+        "replay", agent.Buffer
+    ]
 
 /// Saves a DQN checkpoint (online and target networks, replay buffer, optimizer, step counter,
 /// buffer counters and the finished episodes) into `dir/checkpoint` atomically.
 let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) =
     let extra =
-        [ "global_step", string progress.GlobalStep
-          "buffer_position", string agent.Buffer.Position
-          "buffer_count", string agent.Buffer.Count
-          for k in 0 .. progress.Episodes.Length - 1 do
-              let eps = progress.Episodes[k]
-              $"episodes_{k}", Checkpoint.encodeFloats [| for e in eps do yield float e.EndStep; yield e.Return; yield float e.Length |] ]
+        [
+            "global_step", string progress.GlobalStep
+            "buffer_position", string agent.Buffer.Position
+            "buffer_count", string agent.Buffer.Count
+            for k in 0 .. progress.Episodes.Length - 1 do
+                let eps = progress.Episodes[k]
+
+                $"episodes_{k}",
+                Checkpoint.encodeFloats
+                    [|
+                        for e in eps do
+                            yield float e.EndStep
+                            yield e.Return
+                            yield float e.Length
+                    |]
+        ]
         |> Map.ofList
 
-    Checkpoint.save (Path.Combine(dir, Run.CheckpointDir)) (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ] extra
+    Checkpoint.save
+        (Path.Combine(dir, Run.CheckpointDir))
+        (dqnModules agent)
+        [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+        extra
 
 /// Builds a DQN agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
 /// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
 let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
     let ckpt =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then path
-        else Path.Combine(path, Run.CheckpointDir)
+        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
+            path
+        else
+            Path.Combine(path, Run.CheckpointDir)
 
     use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
-    let agent = Dqn.makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace TorchSharp.torch.CPU
-    let extra = Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+
+    let agent =
+        Dqn.makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace TorchSharp.torch.CPU
+
+    let extra =
+        Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+
     agent.Buffer.Restore(int extra["buffer_position"], int extra["buffer_count"])
 
     let episodes =
@@ -407,11 +553,22 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
             let xs = Checkpoint.decodeFloats extra[$"episodes_{k}"]
 
             ResizeArray(
-                [ for i in 0..3 .. xs.Length - 3 ->
-                      ({ EndStep = int64 xs[i]; Return = xs[i + 1]; Length = int xs[i + 2] }: Dqn.Episode) ]
+                [
+                    for i in 0..3 .. xs.Length - 3 ->
+                        ({
+                            EndStep = int64 xs[i]
+                            Return = xs[i + 1]
+                            Length = int xs[i + 2]
+                        }
+                        : Dqn.Episode)
+                ]
             ))
 
-    agent, { GlobalStep = int64 extra["global_step"]; Episodes = episodes }
+    agent,
+    {
+        GlobalStep = int64 extra["global_step"]
+        Episodes = episodes
+    }
 
 /// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
 /// (in log windows) and config overrides), as `runPpo` does for PPO, and returns the run folder.
@@ -427,9 +584,13 @@ let runDqn (args: string list) : string =
             let configPath = Path.Combine(runDir, Run.ConfigFile)
 
             if not (File.Exists configPath) then
-                raise (FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath))
+                raise (
+                    FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath)
+                )
 
-            let cfg = Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some configPath) overrides
+            let cfg =
+                Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some configPath) overrides
+
             let agent, progress = loadDqn cfg runDir
             printfn "resuming %s at step %d" runDir progress.GlobalStep
             Files.writeTextAtomic configPath (Config.toYaml Dqn.fields cfg)
@@ -451,7 +612,8 @@ let runDqn (args: string list) : string =
     let options =
         { MetricsOptions.defaults dir (dqnColumns S) with
             Append = resume.IsSome
-            Hyperparameters = Config.pairs Dqn.fields cfg }
+            Hyperparameters = Config.pairs Dqn.fields cfg
+        }
 
     use log = Metrics.openWith options
     let clock = Diagnostics.Stopwatch.StartNew()
@@ -460,46 +622,69 @@ let runDqn (args: string list) : string =
     let result =
         Progress.run $"dqn {cfg.EnvId}" cfg.TotalTimesteps (fun report ->
             let hooks: Dqn.Hooks =
-                { OnLog =
-                    fun agent progress rows ->
-                        for r in rows do
-                            Metrics.logRow (dqnRow S r) log
+                {
+                    OnLog =
+                        fun agent progress rows ->
+                            for r in rows do
+                                Metrics.logRow (dqnRow S r) log
 
-                        let recent = rows |> Array.map (fun r -> r.ReturnLast20) |> Array.filter Double.IsFinite
-                        report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
-                        windows <- windows + 1
+                            let recent =
+                                rows |> Array.map (fun r -> r.ReturnLast20) |> Array.filter Double.IsFinite
 
-                        if windows % every = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
-                            saveDqnCheckpoint dir agent progress }
+                            report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
+                            windows <- windows + 1
+
+                            if windows % every = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
+                                saveDqnCheckpoint dir agent progress
+                }
 
             Dqn.train cfg hooks resume)
 
     let wall = clock.Elapsed.TotalSeconds
-    let evals = Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
-    let bar k = Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
+
+    let evals =
+        Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
+
+    let bar k =
+        Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
 
     for k in 0 .. S - 1 do
         let m, s = meanStd evals[k]
         let reached = bar k |> Option.map string |> Option.defaultValue "not reached"
-        printfn "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s" cfg.Seeds[k] m s cfg.EvalEpisodes (Dqn.lastMean 20 result.Progress.Episodes[k]) reached
+
+        printfn
+            "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s"
+            cfg.Seeds[k]
+            m
+            s
+            cfg.EvalEpisodes
+            (Dqn.lastMean 20 result.Progress.Episodes[k])
+            reached
 
     let m, s = meanStd (Array.concat evals)
 
     let summary =
-        [ "eval_return_mean", Number m
-          "eval_return_std", Number s
-          "wall_seconds", Number wall
-          "total_timesteps", Integer cfg.TotalTimesteps
-          "steps_per_second", Number(float cfg.TotalTimesteps * float S / wall)
-          "seed", Integer cfg.Seed
-          "num_seeds", Integer(int64 S)
-          "device", Text cfg.Device
-          "env_id", Text cfg.EnvId
-          "seeds_reaching_475", Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
-          for k in 0 .. S - 1 do
-              $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
-              $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
-              $"step_reaching_475_seed_{cfg.Seeds[k]}", (match bar k with Some st -> Integer st | None -> Text "not reached") ]
+        [
+            "eval_return_mean", Number m
+            "eval_return_std", Number s
+            "wall_seconds", Number wall
+            "total_timesteps", Integer cfg.TotalTimesteps
+            "steps_per_second", Number(float cfg.TotalTimesteps * float S / wall)
+            "seed", Integer cfg.Seed
+            "num_seeds", Integer(int64 S)
+            "device", Text cfg.Device
+            "env_id", Text cfg.EnvId
+            "seeds_reaching_475",
+            Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
+            for k in 0 .. S - 1 do
+                $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
+                $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
+
+                $"step_reaching_475_seed_{cfg.Seeds[k]}",
+                (match bar k with
+                 | Some st -> Integer st
+                 | None -> Text "not reached")
+        ]
 
     Run.writeSummary dir summary
     (log :> IDisposable).Dispose()
@@ -509,8 +694,17 @@ let runDqn (args: string list) : string =
         (Path.Combine(dir, Run.ReportFile))
         $"DQN on {cfg.EnvId}"
         (Run.summaryText summary)
-        [ "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
-          "Losses and diagnostics", [ Charts.panels SeedView.MeanStd "global_step" [ "episodic_return"; "td_loss"; "q_values"; "grad_norm"; "epsilon"; "sps" ] table ] ]
+        [
+            "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
+            "Losses and diagnostics",
+            [
+                Charts.panels
+                    SeedView.MeanStd
+                    "global_step"
+                    [ "episodic_return"; "td_loss"; "q_values"; "grad_norm"; "epsilon"; "sps" ]
+                    table
+            ]
+        ]
 
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
     (result.Agent :> IDisposable).Dispose()

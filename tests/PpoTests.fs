@@ -22,14 +22,19 @@ let small =
         NormObs = true
         NormReward = true
         Threads = 1
-        EvalEpisodes = 4 }
+        EvalEpisodes = 4
+    }
 
 let private expectConfigError (args: string list) (mentions: string list) =
     let runs = tempDir "rl-runs"
 
     try
         let e =
-            Expect.throwsC (fun () -> Train.runPpo (args @ [ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]) |> ignore) id
+            Expect.throwsC
+                (fun () ->
+                    Train.runPpo (args @ [ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ])
+                    |> ignore)
+                id
 
         match e with
         | ConfigError _ ->
@@ -57,7 +62,13 @@ type NanRewardEnv(inner: IBatchedEnv, after: int) =
         member _.Step action =
             steps <- steps + 1
             let r = inner.Step action
-            if steps > after then { r with Reward = torch.full_like (r.Reward, nan) } else r
+
+            if steps > after then
+                { r with
+                    Reward = torch.full_like (r.Reward, nan)
+                }
+            else
+                r
 
         member _.Dispose() = inner.Dispose()
 
@@ -85,179 +96,257 @@ let private randomPolicyReturn (cfg: Ppo.PpoConfig) (seed: int64) (episodes: int
 let tests =
     testList
         "Ppo"
-        [ test "unknown config key is refused, naming it and listing valid keys" {
-              expectConfigError [ "gama=0.9" ] [ "gama"; "gamma" ]
-          }
+        [
+            test "unknown config key is refused, naming it and listing valid keys" {
+                expectConfigError [ "gama=0.9" ] [ "gama"; "gamma" ]
+            }
 
-          test "invalid values are refused with key, value and what is allowed" {
-              expectConfigError [ "actor_lr=0" ] [ "actor_lr"; "0"; "> 0" ]
-              expectConfigError [ "gamma=1.5" ] [ "gamma"; "1.5"; "(0, 1]" ]
-              expectConfigError [ "minibatch_size=4096" ] [ "minibatch_size"; "4096"; "2048" ]
-              expectConfigError [ "device=tpu" ] [ "device"; "tpu"; "cpu" ]
-              expectConfigError [ "env_id=Pendulum-v9" ] [ "env_id"; "Pendulum-v9"; "Pendulum-v1" ]
-          }
+            test "invalid values are refused with key, value and what is allowed" {
+                expectConfigError [ "actor_lr=0" ] [ "actor_lr"; "0"; "> 0" ]
+                expectConfigError [ "gamma=1.5" ] [ "gamma"; "1.5"; "(0, 1]" ]
+                expectConfigError [ "minibatch_size=4096" ] [ "minibatch_size"; "4096"; "2048" ]
+                expectConfigError [ "device=tpu" ] [ "device"; "tpu"; "cpu" ]
+                expectConfigError [ "env_id=Pendulum-v9" ] [ "env_id"; "Pendulum-v9"; "Pendulum-v1" ]
+            }
 
-          test "asking for CUDA without it fails before a run folder exists" {
-              if not (Native.cudaAvailable ()) then
-                  let runs = tempDir "rl-runs"
+            test "asking for CUDA without it fails before a run folder exists" {
+                if not (Native.cudaAvailable ()) then
+                    let runs = tempDir "rl-runs"
 
-                  try
-                      Expect.throwsT<InvalidOperationException>
-                          (fun () -> Train.runPpo [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ] |> ignore)
-                          "no CUDA here"
+                    try
+                        Expect.throwsT<InvalidOperationException>
+                            (fun () ->
+                                Train.runPpo
+                                    [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]
+                                |> ignore)
+                            "no CUDA here"
 
-                      Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing written"
-                  finally
-                      Directory.Delete(runs, true)
-          }
+                        Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing written"
+                    finally
+                        Directory.Delete(runs, true)
+            }
 
-          test "a NaN loss stops training with the update number and quantity" {
-              let cfg = small
-              let mutable rowsSeen = 0
-              let hooks = { Ppo.noHooks with OnUpdate = fun _ _ _ rows -> rowsSeen <- rowsSeen + rows.Length }
-              let make n = new NanRewardEnv(Envs.makeBatched cfg.EnvId n torch.CPU, 300) :> IBatchedEnv
+            test "a NaN loss stops training with the update number and quantity" {
+                let cfg = small
+                let mutable rowsSeen = 0
 
-              let e =
-                  Expect.throwsC (fun () -> Ppo.trainWith make cfg hooks None |> ignore) id
+                let hooks =
+                    { Ppo.noHooks with
+                        OnUpdate = fun _ _ _ rows -> rowsSeen <- rowsSeen + rows.Length
+                    }
 
-              match e with
-              | Ppo.TrainingDivergedException(update, quantity, _) ->
-                  Expect.equal update 2 "the second update sees NaN rewards (steps 257..)"
-                  Expect.equal quantity "actor_loss" "NaN rewards make the advantages NaN; the actor loss is checked first"
-                  Expect.equal rowsSeen 1 "the first update's metrics were delivered"
-              | _ -> failtest $"expected TrainingDivergedException, got {e}"
-          }
+                let make n =
+                    new NanRewardEnv(Envs.makeBatched cfg.EnvId n torch.CPU, 300) :> IBatchedEnv
 
-          test "checkpoint round trip restores networks, optimizers and statistics" {
-              let runs = tempDir "rl-runs"
+                let e = Expect.throwsC (fun () -> Ppo.trainWith make cfg hooks None |> ignore) id
 
-              try
-                  let dir =
-                      Train.runPpo
-                          [ $"runs={runs}"
-                            "config=" + config "ppo-pendulum-seed.yaml"
+                match e with
+                | Ppo.TrainingDivergedException(update, quantity, _) ->
+                    Expect.equal update 2 "the second update sees NaN rewards (steps 257..)"
+
+                    Expect.equal
+                        quantity
+                        "actor_loss"
+                        "NaN rewards make the advantages NaN; the actor loss is checked first"
+
+                    Expect.equal rowsSeen 1 "the first update's metrics were delivered"
+                | _ -> failtest $"expected TrainingDivergedException, got {e}"
+            }
+
+            test "checkpoint round trip restores networks, optimizers and statistics" {
+                let runs = tempDir "rl-runs"
+
+                try
+                    let dir =
+                        Train.runPpo
+                            [
+                                $"runs={runs}"
+                                "config=" + config "ppo-pendulum-seed.yaml"
+                                "num_envs=2"
+                                "num_steps=128"
+                                "minibatch_size=128"
+                                "update_epochs=1"
+                                "total_timesteps=512"
+                                "norm_obs=true"
+                                "eval_episodes=2"
+                                "threads=1"
+                            ]
+
+                    for f in
+                        [
+                            "config.yaml"
+                            "metrics.csv"
+                            "summary.json"
+                            "report.html"
+                            "checkpoint/manifest.json"
+                        ] do
+                        Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
+
+                    let cfg = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(dir, "config.yaml"))
+                    let a1, p1, n1 = Train.loadPpo cfg dir
+                    let a2, p2, n2 = Train.loadPpo cfg dir
+                    Expect.equal p1.Update 2 "two updates of 256 steps"
+                    Expect.equal p1.GlobalStep 512L "steps"
+                    Expect.equal (n1.Obs.Value.Save()) (n2.Obs.Value.Save()) "obs statistics"
+                    let e1 = Ppo.evaluate (Ppo.makeEnv cfg) a1 n1.Obs 3 7L
+                    let e2 = Ppo.evaluate (Ppo.makeEnv cfg) a2 n2.Obs 3 7L
+                    Expect.equal e1 e2 "same checkpoint, same evaluation"
+                    let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
+
+                    for key in
+                        [
+                            "eval_return_mean"
+                            "eval_return_std"
+                            "wall_seconds"
+                            "total_timesteps"
+                            "steps_per_second"
+                            "seed"
+                            "device"
+                        ] do
+                        Expect.stringContains summary $"\"{key}\"" $"summary has {key}"
+                    // a damaged checkpoint is refused
+                    let actorFile =
+                        Directory.GetFiles(Path.Combine(dir, "checkpoint"))
+                        |> Array.find (fun f -> Path.GetFileName(f).Contains "actor")
+
+                    File.WriteAllBytes(actorFile, Array.append (File.ReadAllBytes actorFile) [| 0uy |])
+
+                    Expect.throwsC (fun () -> Train.loadPpo cfg dir |> ignore) (fun e ->
+                        Expect.stringContains e.Message "actor" "names the file")
+                finally
+                    Directory.Delete(runs, true)
+            }
+
+            test "a short seeded run (2 seeds x 20k steps) beats a random policy on Pendulum" {
+                let defaults = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-pendulum.yaml")
+
+                let cfg =
+                    { defaults with
+                        TotalTimesteps = 20_480L
+                        NumSteps = 256
+                        NumSeeds = 2
+                        AnnealLr = false
+                        Threads = 1
+                    }
+
+                let r = Ppo.train cfg Ppo.noHooks None
+
+                for m in r.Metrics do
+                    Expect.isTrue (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss) "finite losses"
+
+                let evals = Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
+
+                for k in 0 .. cfg.NumSeeds - 1 do
+                    let trained = Array.average evals[k]
+                    let random = randomPolicyReturn cfg cfg.Seeds[k] 10
+                    // measured here: seed 0 -318 vs -1374, seed 1 -211 vs -1225
+                    Expect.isGreaterThan
+                        trained
+                        (random + 500.0)
+                        $"seed {cfg.Seeds[k]}: trained {trained:F0} vs random {random:F0}"
+            }
+
+            test "training resumes from a run folder and continues its metrics" {
+                let runs = tempDir "rl-runs"
+
+                try
+                    let common =
+                        [
                             "num_envs=2"
                             "num_steps=128"
                             "minibatch_size=128"
                             "update_epochs=1"
-                            "total_timesteps=512"
-                            "norm_obs=true"
                             "eval_episodes=2"
-                            "threads=1" ]
+                            "threads=1"
+                        ]
 
-                  for f in [ "config.yaml"; "metrics.csv"; "summary.json"; "report.html"; "checkpoint/manifest.json" ] do
-                      Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
+                    let dir =
+                        Train.runPpo (
+                            [
+                                $"runs={runs}"
+                                "config=" + config "ppo-pendulum-seed.yaml"
+                                "total_timesteps=512"
+                            ]
+                            @ common
+                        )
 
-                  let cfg = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(dir, "config.yaml"))
-                  let a1, p1, n1 = Train.loadPpo cfg dir
-                  let a2, p2, n2 = Train.loadPpo cfg dir
-                  Expect.equal p1.Update 2 "two updates of 256 steps"
-                  Expect.equal p1.GlobalStep 512L "steps"
-                  Expect.equal (n1.Obs.Value.Save()) (n2.Obs.Value.Save()) "obs statistics"
-                  let e1 = Ppo.evaluate (Ppo.makeEnv cfg) a1 n1.Obs 3 7L
-                  let e2 = Ppo.evaluate (Ppo.makeEnv cfg) a2 n2.Obs 3 7L
-                  Expect.equal e1 e2 "same checkpoint, same evaluation"
-                  let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
-                  for key in [ "eval_return_mean"; "eval_return_std"; "wall_seconds"; "total_timesteps"; "steps_per_second"; "seed"; "device" ] do
-                      Expect.stringContains summary $"\"{key}\"" $"summary has {key}"
-                  // a damaged checkpoint is refused
-                  let actorFile = Directory.GetFiles(Path.Combine(dir, "checkpoint")) |> Array.find (fun f -> Path.GetFileName(f).Contains "actor")
-                  File.WriteAllBytes(actorFile, Array.append (File.ReadAllBytes actorFile) [| 0uy |])
-                  Expect.throwsC (fun () -> Train.loadPpo cfg dir |> ignore) (fun e -> Expect.stringContains e.Message "actor" "names the file")
-              finally
-                  Directory.Delete(runs, true)
-          }
+                    let dir2 = Train.runPpo [ $"resume={dir}"; "total_timesteps=1024" ]
+                    Expect.equal dir2 dir "same run folder"
+                    let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
 
-          test "a short seeded run (2 seeds x 20k steps) beats a random policy on Pendulum" {
-              let defaults = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-pendulum.yaml")
+                    Expect.sequenceEqual
+                        (Metrics.column "update" table)
+                        [| 1.0; 2.0; 3.0; 4.0 |]
+                        "updates 1-2, then 3-4 after resuming"
 
-              let cfg =
-                  { defaults with
-                      TotalTimesteps = 20_480L
-                      NumSteps = 256
-                      NumSeeds = 2
-                      AnnealLr = false
-                      Threads = 1 }
+                    Expect.sequenceEqual
+                        (Metrics.column "global_step" table)
+                        [| 256.0; 512.0; 768.0; 1024.0 |]
+                        "steps continue"
 
-              let r = Ppo.train cfg Ppo.noHooks None
+                    let extra = Checkpoint.readExtra (Path.Combine(dir, "checkpoint"))
+                    Expect.equal extra["update"] "4" "checkpoint at the last update"
 
-              for m in r.Metrics do
-                  Expect.isTrue (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss) "finite losses"
+                    Expect.stringContains
+                        (File.ReadAllText(Path.Combine(dir, "config.yaml")))
+                        "total_timesteps: 1024"
+                        "resolved config updated"
+                finally
+                    Directory.Delete(runs, true)
+            }
 
-              let evals = Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
+            test "a multi-seed run writes one metrics row per update and seed, and per-seed evaluations" {
+                let runs = tempDir "rl-runs"
 
-              for k in 0 .. cfg.NumSeeds - 1 do
-                  let trained = Array.average evals[k]
-                  let random = randomPolicyReturn cfg cfg.Seeds[k] 10
-                  // measured here: seed 0 -318 vs -1374, seed 1 -211 vs -1225
-                  Expect.isGreaterThan trained (random + 500.0) $"seed {cfg.Seeds[k]}: trained {trained:F0} vs random {random:F0}"
-          }
+                try
+                    let dir =
+                        Train.runPpo
+                            [
+                                $"runs={runs}"
+                                "config=" + config "ppo-pendulum-seed.yaml"
+                                "num_seeds=2"
+                                "seed=5"
+                                "num_envs=2"
+                                "num_steps=128"
+                                "minibatch_size=128"
+                                "update_epochs=1"
+                                "total_timesteps=512"
+                                "eval_episodes=2"
+                                "threads=1"
+                            ]
 
-          test "training resumes from a run folder and continues its metrics" {
-              let runs = tempDir "rl-runs"
+                    let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
 
-              try
-                  let common =
-                      [ "num_envs=2"; "num_steps=128"; "minibatch_size=128"; "update_epochs=1"; "eval_episodes=2"; "threads=1" ]
+                    Expect.sequenceEqual
+                        (Metrics.column "seed" table)
+                        [| 5.0; 6.0; 5.0; 6.0 |]
+                        "seeds 5 and 6, two updates"
 
-                  let dir =
-                      Train.runPpo ([ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml"; "total_timesteps=512" ] @ common)
+                    let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
+                    Expect.stringContains summary "eval_return_mean_seed_6" "per-seed evaluation"
+                finally
+                    Directory.Delete(runs, true)
+            }
 
-                  let dir2 = Train.runPpo [ $"resume={dir}"; "total_timesteps=1024" ]
-                  Expect.equal dir2 dir "same run folder"
-                  let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
-                  Expect.sequenceEqual (Metrics.column "update" table) [| 1.0; 2.0; 3.0; 4.0 |] "updates 1-2, then 3-4 after resuming"
-                  Expect.sequenceEqual (Metrics.column "global_step" table) [| 256.0; 512.0; 768.0; 1024.0 |] "steps continue"
-                  let extra = Checkpoint.readExtra (Path.Combine(dir, "checkpoint"))
-                  Expect.equal extra["update"] "4" "checkpoint at the last update"
-                  Expect.stringContains (File.ReadAllText(Path.Combine(dir, "config.yaml"))) "total_timesteps: 1024" "resolved config updated"
-              finally
-                  Directory.Delete(runs, true)
-          }
+            test "resuming a folder without a checkpoint fails clearly" {
+                let runs = tempDir "rl-runs"
 
-          test "a multi-seed run writes one metrics row per update and seed, and per-seed evaluations" {
-              let runs = tempDir "rl-runs"
+                try
+                    File.WriteAllText(Path.Combine(runs, "config.yaml"), "env_id: Pendulum-v1\n")
 
-              try
-                  let dir =
-                      Train.runPpo
-                          [ $"runs={runs}"
-                            "config=" + config "ppo-pendulum-seed.yaml"
-                            "num_seeds=2"
-                            "seed=5"
-                            "num_envs=2"
-                            "num_steps=128"
-                            "minibatch_size=128"
-                            "update_epochs=1"
-                            "total_timesteps=512"
-                            "eval_episodes=2"
-                            "threads=1" ]
+                    Expect.throwsC (fun () -> Train.runPpo [ $"resume={runs}" ] |> ignore) (fun e ->
+                        Expect.stringContains e.Message "checkpoint" "names the checkpoint")
+                finally
+                    Directory.Delete(runs, true)
+            }
 
-                  let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
-                  Expect.sequenceEqual (Metrics.column "seed" table) [| 5.0; 6.0; 5.0; 6.0 |] "seeds 5 and 6, two updates"
-                  let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
-                  Expect.stringContains summary "eval_return_mean_seed_6" "per-seed evaluation"
-              finally
-                  Directory.Delete(runs, true)
-          }
+            test "same seed and config give identical metrics" {
+                let run () =
+                    let r = Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None
 
-          test "resuming a folder without a checkpoint fails clearly" {
-              let runs = tempDir "rl-runs"
+                    r.Metrics
+                    |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.EpisodicReturn, m.ApproxKl)
 
-              try
-                  File.WriteAllText(Path.Combine(runs, "config.yaml"), "env_id: Pendulum-v1\n")
-
-                  Expect.throwsC
-                      (fun () -> Train.runPpo [ $"resume={runs}" ] |> ignore)
-                      (fun e -> Expect.stringContains e.Message "checkpoint" "names the checkpoint")
-              finally
-                  Directory.Delete(runs, true)
-          }
-
-          test "same seed and config give identical metrics" {
-              let run () =
-                  let r = Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None
-                  r.Metrics |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.EpisodicReturn, m.ApproxKl)
-
-              Expect.equal (run ()) (run ()) "bit-identical on the CPU"
-          } ]
+                Expect.equal (run ()) (run ()) "bit-identical on the CPU"
+            }
+        ]

@@ -203,7 +203,8 @@ let tests =
                         NumSeeds = 2
                         NormAdvBatch = true
                         Lr = 1e-3
-                        Threads = 1 }
+                        Threads = 1
+                    }
 
                 for opt in [ "adam"; "rmsprop"; "sgd" ] do
                     let r = Ppo.train { pendulum with Optimizer = opt } Ppo.noHooks None
@@ -211,7 +212,9 @@ let tests =
 
                     for m in r.Metrics do
                         Expect.isTrue
-                            (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss && Double.IsFinite m.SigmaMean)
+                            (Double.IsFinite m.ActorLoss
+                             && Double.IsFinite m.CriticLoss
+                             && Double.IsFinite m.SigmaMean)
                             $"{opt}: finite losses and sigma"
 
                         Expect.equal (Double.IsNaN m.AdamMNorm) (opt <> "adam") $"{opt}: Adam moments only for Adam"

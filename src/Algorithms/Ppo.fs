@@ -110,44 +110,46 @@ type PpoConfig =
 /// minibatch 64, gamma 0.99, lambda 0.95, clip 0.2, actor lr 3e-4, critic lr 1e-3,
 /// mu = 2 tanh, sigma = softplus + 1e-5, 64-64 ReLU networks.
 let seedDefaults =
-    { EnvId = "Pendulum-v1"
-      NumEnvs = 1
-      NumSteps = 2048
-      TotalTimesteps = 100_000L
-      UpdateEpochs = 10
-      MinibatchSize = 64
-      Gamma = 0.99
-      GaeLambda = 0.95
-      ClipEps = 0.2
-      ActorLr = 3e-4
-      CriticLr = 1e-3
-      AnnealLr = false
-      EntCoef = 0.0
-      MaxGradNorm = 0.0
-      NormAdv = true
-      ClipVloss = 0.0
-      Hidden = [ 64; 64 ]
-      Activation = Relu
-      Sigma = "softplus"
-      InitLogStd = 0.0
-      MeanTanh = true
-      Init = "default"
-      NormObs = false
-      NormReward = false
-      Beta1 = 0.9
-      Beta2 = 0.999
-      AdamEps = 1e-8
-      Seed = 0L
-      NumSeeds = 1
-      Device = "cpu"
-      Threads = 1
-      EvalEpisodes = 10
-      EvalSeed = 1_000_000L
-      SharedNetwork = false
-      VfCoef = 0.5
-      Lr = 3e-4
-      Optimizer = "adam"
-      NormAdvBatch = false }
+    {
+        EnvId = "Pendulum-v1"
+        NumEnvs = 1
+        NumSteps = 2048
+        TotalTimesteps = 100_000L
+        UpdateEpochs = 10
+        MinibatchSize = 64
+        Gamma = 0.99
+        GaeLambda = 0.95
+        ClipEps = 0.2
+        ActorLr = 3e-4
+        CriticLr = 1e-3
+        AnnealLr = false
+        EntCoef = 0.0
+        MaxGradNorm = 0.0
+        NormAdv = true
+        ClipVloss = 0.0
+        Hidden = [ 64; 64 ]
+        Activation = Relu
+        Sigma = "softplus"
+        InitLogStd = 0.0
+        MeanTanh = true
+        Init = "default"
+        NormObs = false
+        NormReward = false
+        Beta1 = 0.9
+        Beta2 = 0.999
+        AdamEps = 1e-8
+        Seed = 0L
+        NumSeeds = 1
+        Device = "cpu"
+        Threads = 1
+        EvalEpisodes = 10
+        EvalSeed = 1_000_000L
+        SharedNetwork = false
+        VfCoef = 0.5
+        Lr = 3e-4
+        Optimizer = "adam"
+        NormAdvBatch = false
+    }
 
 /// One update's diagnostics for one seed.
 type UpdateMetrics =
@@ -196,53 +198,57 @@ type UpdateMetrics =
 
 /// Metric names, in CSV column order, with CleanRL's TensorBoard tags.
 let metricColumns =
-    [ "update", "charts/update"
-      "global_step", ""
-      "episodic_return", "charts/episodic_return"
-      "episodic_length", "charts/episodic_length"
-      "episodes", "charts/episodes"
-      "actor_loss", "losses/policy_loss"
-      "critic_loss", "losses/value_loss"
-      "entropy", "losses/entropy"
-      "approx_kl", "losses/approx_kl"
-      "clip_fraction", "losses/clipfrac"
-      "explained_variance", "losses/explained_variance"
-      "grad_norm", "losses/grad_norm"
-      "sigma_mean", "charts/sigma_mean"
-      "lr", "charts/learning_rate"
-      "sps", "charts/SPS"
-      "rollout_s", "time/rollout_s"
-      "gae_s", "time/gae_s"
-      "learn_s", "time/learn_s"
-      "adam_m_norm", "optim/adam_m_norm"
-      "adam_v_norm", "optim/adam_v_norm"
-      "grad_cos_prev", "optim/grad_cos_prev"
-      "grad_cos_ema", "optim/grad_cos_ema" ]
+    [
+        "update", "charts/update"
+        "global_step", ""
+        "episodic_return", "charts/episodic_return"
+        "episodic_length", "charts/episodic_length"
+        "episodes", "charts/episodes"
+        "actor_loss", "losses/policy_loss"
+        "critic_loss", "losses/value_loss"
+        "entropy", "losses/entropy"
+        "approx_kl", "losses/approx_kl"
+        "clip_fraction", "losses/clipfrac"
+        "explained_variance", "losses/explained_variance"
+        "grad_norm", "losses/grad_norm"
+        "sigma_mean", "charts/sigma_mean"
+        "lr", "charts/learning_rate"
+        "sps", "charts/SPS"
+        "rollout_s", "time/rollout_s"
+        "gae_s", "time/gae_s"
+        "learn_s", "time/learn_s"
+        "adam_m_norm", "optim/adam_m_norm"
+        "adam_v_norm", "optim/adam_v_norm"
+        "grad_cos_prev", "optim/grad_cos_prev"
+        "grad_cos_ema", "optim/grad_cos_ema"
+    ]
 
 /// The metric values of one row, in `metricColumns` order.
 let metricValues (m: UpdateMetrics) =
-    [| float m.Update
-       float m.Step
-       m.EpisodicReturn
-       m.EpisodicLength
-       float m.Episodes
-       m.ActorLoss
-       m.CriticLoss
-       m.Entropy
-       m.ApproxKl
-       m.ClipFraction
-       m.ExplainedVariance
-       m.GradNorm
-       m.SigmaMean
-       m.Lr
-       m.Sps
-       m.RolloutSeconds
-       m.GaeSeconds
-       m.LearnSeconds
-       m.AdamMNorm
-       m.AdamVNorm
-       m.GradCosPrev
-       m.GradCosEma |]
+    [|
+        float m.Update
+        float m.Step
+        m.EpisodicReturn
+        m.EpisodicLength
+        float m.Episodes
+        m.ActorLoss
+        m.CriticLoss
+        m.Entropy
+        m.ApproxKl
+        m.ClipFraction
+        m.ExplainedVariance
+        m.GradNorm
+        m.SigmaMean
+        m.Lr
+        m.Sps
+        m.RolloutSeconds
+        m.GaeSeconds
+        m.LearnSeconds
+        m.AdamMNorm
+        m.AdamVNorm
+        m.GradCosPrev
+        m.GradCosEma
+    |]
 
 /// Raised when a loss or statistic becomes NaN or infinite: names the update and quantity.
 exception TrainingDivergedException of update: int * quantity: string * value: float with
@@ -255,14 +261,16 @@ exception TrainingDivergedException of update: int * quantity: string * value: f
 /// `Shared` holds it, `ActorOpt` is its one optimizer, and `Actor`, `Critic`, `CriticOpt` are
 /// null (use the members `Dist`, `Value`, `Modules`, `Optimizers`, which work for both).
 type Agent =
-    { Actor: Actor
-      Critic: Critic
-      ActorOpt: torch.optim.Optimizer
-      CriticOpt: torch.optim.Optimizer
-      Device: torch.Device
-      Seeds: int64[]
-      /// The shared-trunk actor-critic when `SharedNetwork`.
-      Shared: ActorCritic option }
+    {
+        Actor: Actor
+        Critic: Critic
+        ActorOpt: torch.optim.Optimizer
+        CriticOpt: torch.optim.Optimizer
+        Device: torch.Device
+        Seeds: int64[]
+        /// The shared-trunk actor-critic when `SharedNetwork`.
+        Shared: ActorCritic option
+    }
 
     /// The policy's action distribution for observations [S; B; obsDim].
     member a.Dist(obs: Tensor) : Dist =
@@ -317,7 +325,10 @@ let head (cfg: PpoConfig) (actionSpace: Space) =
 let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
     let seeds = cfg.Seeds
     let S = seeds.Length
-    let actor = new Actor("actor", S, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+
+    let actor =
+        new Actor("actor", S, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+
     let critic = new Critic("critic", S, obsDim, cfg.Hidden, cfg.Activation)
 
     match cfg.Init.ToLowerInvariant() with
@@ -333,20 +344,24 @@ let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch
     critic.``to`` device |> ignore
     let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
 
-    { Actor = actor
-      Critic = critic
-      ActorOpt = Optim.make kind cfg.ActorLr (actor.parameters ())
-      CriticOpt = Optim.make kind cfg.CriticLr (critic.parameters ())
-      Device = device
-      Seeds = seeds
-      Shared = None }
+    {
+        Actor = actor
+        Critic = critic
+        ActorOpt = Optim.make kind cfg.ActorLr (actor.parameters ())
+        CriticOpt = Optim.make kind cfg.CriticLr (critic.parameters ())
+        Device = device
+        Seeds = seeds
+        Shared = None
+    }
 
 /// Builds the shared-trunk actor-critic and its one optimizer (learning rate `cfg.Lr`) for `cfg`
 /// on `device`, initialised per seed (CleanRL's orthogonal gains sqrt 2 / 0.01 / 1.0 for
 /// "orthogonal"). `Actor`, `Critic` and `CriticOpt` of the result are null.
 let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
     let seeds = cfg.Seeds
-    let net = new ActorCritic("actor_critic", seeds.Length, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+
+    let net =
+        new ActorCritic("actor_critic", seeds.Length, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
 
     match cfg.Init.ToLowerInvariant() with
     | "orthogonal" -> net.Initialise(Orthogonal(sqrt 2.0), Orthogonal 0.01, Orthogonal 1.0, seeds)
@@ -356,25 +371,33 @@ let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device:
     net.``to`` device |> ignore
     let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
 
-    { Actor = Unchecked.defaultof<Actor>
-      Critic = Unchecked.defaultof<Critic>
-      ActorOpt = Optim.make kind cfg.Lr (net.parameters ())
-      CriticOpt = Unchecked.defaultof<torch.optim.Optimizer>
-      Device = device
-      Seeds = seeds
-      Shared = Some net }
+    {
+        Actor = Unchecked.defaultof<Actor>
+        Critic = Unchecked.defaultof<Critic>
+        ActorOpt = Optim.make kind cfg.Lr (net.parameters ())
+        CriticOpt = Unchecked.defaultof<torch.optim.Optimizer>
+        Device = device
+        Seeds = seeds
+        Shared = Some net
+    }
 
 /// `makeSharedAgent` when `cfg.SharedNetwork`, else `makeAgent`.
 let makeAgentFor (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch.Device) : Agent =
-    if cfg.SharedNetwork then makeSharedAgent cfg obsDim actionSpace device
-    else makeAgent cfg obsDim actionSpace device
+    if cfg.SharedNetwork then
+        makeSharedAgent cfg obsDim actionSpace device
+    else
+        makeAgent cfg obsDim actionSpace device
 
 /// Running mean and variance of a stream of batches (Chan et al. parallel algorithm, as
 /// Gymnasium's `RunningMeanStd` in `gymnasium/wrappers/utils.py`), one set of statistics per
 /// seed: `Mean`, `Var` [S; dim], `Count` [S] (starts at 1e-4 like Gymnasium).
 type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
-    let mutable mean = torch.zeros([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
-    let mutable var = torch.ones([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
+    let mutable mean =
+        torch.zeros([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
+
+    let mutable var =
+        torch.ones([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
+
     let mutable count = 1e-4
 
     member _.Mean = mean
@@ -402,13 +425,17 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
 
     /// (x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]; x [S; B; dim], float32 result.
     member _.Normalize(x: Tensor, clip: float) =
-        ((x.to_type torch.float64 - mean.unsqueeze 1) / torch.sqrt(var.unsqueeze 1 + 1e-8))
+        ((x.to_type torch.float64 - mean.unsqueeze 1)
+         / torch.sqrt (var.unsqueeze 1 + 1e-8))
             .clamp((-clip).ToScalar(), clip.ToScalar())
-            .to_type torch.float32
+            .to_type
+            torch.float32
 
     /// Statistics as text (for checkpoints): count, then mean and var values.
     member _.Save() : string =
-        let join (t: Tensor) = String.Join(" ", toArray t |> Array.map (fun v -> v.ToString "R"))
+        let join (t: Tensor) =
+            String.Join(" ", toArray t |> Array.map (fun v -> v.ToString "R"))
+
         $"{count:R}\n{join mean}\n{join var}"
 
     /// Restores statistics written by `Save`. Raises `FormatException` on malformed text.
@@ -428,13 +455,25 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
             raise (FormatException $"RunningMeanStd.Load: expected {seeds * dim} values per line")
 
         count <- float lines[0]
-        mean <- torch.tensor(m, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
-        var <- torch.tensor(v, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim).DetachFromDisposeScope()
+
+        mean <-
+            torch
+                .tensor(m, dtype = torch.float64, device = device)
+                .reshape(int64 seeds, int64 dim)
+                .DetachFromDisposeScope()
+
+        var <-
+            torch
+                .tensor(v, dtype = torch.float64, device = device)
+                .reshape(int64 seeds, int64 dim)
+                .DetachFromDisposeScope()
 
 /// State carried across updates that a checkpoint must restore.
 type Progress =
-    { mutable Update: int
-      mutable GlobalStep: int64 }
+    {
+        mutable Update: int
+        mutable GlobalStep: int64
+    }
 
 /// Running statistics that preprocess observations and rewards (None when disabled); part of
 /// a checkpoint, since the trained policy only works on observations normalised the same way.
@@ -448,8 +487,18 @@ type Normalizers =
 
 /// Fresh (empty) normalisation statistics for `cfg`.
 let newNormalizers (cfg: PpoConfig) (obsDim: int) (device: torch.Device) =
-    { Obs = (if cfg.NormObs then Some(RunningMeanStd(cfg.NumSeeds, obsDim, device)) else None)
-      Return = (if cfg.NormReward then Some(RunningMeanStd(cfg.NumSeeds, 1, device)) else None) }
+    {
+        Obs =
+            (if cfg.NormObs then
+                 Some(RunningMeanStd(cfg.NumSeeds, obsDim, device))
+             else
+                 None)
+        Return =
+            (if cfg.NormReward then
+                 Some(RunningMeanStd(cfg.NumSeeds, 1, device))
+             else
+                 None)
+    }
 
 /// Hooks through which a caller watches and checkpoints a run.
 type Hooks =
@@ -488,49 +537,60 @@ let preprocess (obsStats: RunningMeanStd option) (obs: Tensor) =
 /// `episodes` episodes on fresh environments; training seed s uses the evaluation seed
 /// `evalSeed + s` (kept apart from training streams); returns per seed the
 /// episode returns. `makeEnv n` builds a batched environment of n copies.
-let evaluateWith (deterministic: bool) (makeEnv: int -> IBatchedEnv) (agent: Agent) (obsStats: RunningMeanStd option) (episodes: int) (evalSeed: int64) : float[][] =
+let evaluateWith
+    (deterministic: bool)
+    (makeEnv: int -> IBatchedEnv)
+    (agent: Agent)
+    (obsStats: RunningMeanStd option)
+    (episodes: int)
+    (evalSeed: int64)
+    : float[][] =
     let S = agent.Seeds.Length
 
-    [| for k in 0 .. S - 1 do
-           use env = makeEnv episodes
-           use _ng = torch.no_grad ()
-           use scope = torch.NewDisposeScope()
-           // Training seed s evaluates on start states drawn from evalSeed + s: the same states
-           // whether s trains alone or in a batch, and different seeds see different starts.
-           let envSeed = evalSeed + agent.Seeds[k]
-           let mutable obs = env.Reset envSeed
-           let gens = [| Seed.generator agent.Device (Seed.derive envSeed "eval-policy") |]
-           let returns = Array.create episodes nan
-           let mutable stepsLeft = env.MaxEpisodeSteps + 1
+    [|
+        for k in 0 .. S - 1 do
+            use env = makeEnv episodes
+            use _ng = torch.no_grad ()
+            use scope = torch.NewDisposeScope()
+            // Training seed s evaluates on start states drawn from evalSeed + s: the same states
+            // whether s trains alone or in a batch, and different seeds see different starts.
+            let envSeed = evalSeed + agent.Seeds[k]
+            let mutable obs = env.Reset envSeed
+            let gens = [| Seed.generator agent.Device (Seed.derive envSeed "eval-policy") |]
+            let returns = Array.create episodes nan
+            let mutable stepsLeft = env.MaxEpisodeSteps + 1
 
-           while Array.exists Double.IsNaN returns && stepsLeft > 0 do
-               use stepScope = torch.NewDisposeScope()
-               // Run seed k's slice of the batched networks on all evaluation envs.
-               let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
-               let dist = agent.Dist(preprocess obsStats x)
-               let action =
-                   if deterministic then
-                       (Dist.mode dist)[k]
-                   else
-                       let one =
-                           match dist with
-                           | Normal(m, sd) -> Normal(m.narrow (0L, int64 k, 1L), sd.narrow (0L, int64 k, 1L))
-                           | Categorical lp -> Categorical(lp.narrow (0L, int64 k, 1L))
+            while Array.exists Double.IsNaN returns && stepsLeft > 0 do
+                use stepScope = torch.NewDisposeScope()
+                // Run seed k's slice of the batched networks on all evaluation envs.
+                let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
+                let dist = agent.Dist(preprocess obsStats x)
 
-                       (Dist.sample gens one)[0]
-               let r = env.Step action
-               let isDone = (r.Terminated.logical_or r.Truncated)
-               let finished = toArray isDone
-               let epRet = toArray r.EpisodeReturn
+                let action =
+                    if deterministic then
+                        (Dist.mode dist)[k]
+                    else
+                        let one =
+                            match dist with
+                            | Normal(m, sd) -> Normal(m.narrow (0L, int64 k, 1L), sd.narrow (0L, int64 k, 1L))
+                            | Categorical lp -> Categorical(lp.narrow (0L, int64 k, 1L))
 
-               for i in 0 .. episodes - 1 do
-                   if finished[i] <> 0.0 && Double.IsNaN returns[i] then
-                       returns[i] <- epRet[i]
+                        (Dist.sample gens one)[0]
 
-               obs <- r.Obs.MoveToOuterDisposeScope()
-               stepsLeft <- stepsLeft - 1
+                let r = env.Step action
+                let isDone = (r.Terminated.logical_or r.Truncated)
+                let finished = toArray isDone
+                let epRet = toArray r.EpisodeReturn
 
-           yield returns |]
+                for i in 0 .. episodes - 1 do
+                    if finished[i] <> 0.0 && Double.IsNaN returns[i] then
+                        returns[i] <- epRet[i]
+
+                obs <- r.Obs.MoveToOuterDisposeScope()
+                stepsLeft <- stepsLeft - 1
+
+            yield returns
+    |]
 
 /// `evaluateWith true`: the deterministic policy's episode returns per seed.
 let evaluate makeEnv agent obsStats episodes evalSeed =
@@ -613,14 +673,21 @@ let trainWith
     let streamSeed (k: int) (label: string) =
         Seed.derive seeds[k] $"{label}/{progress.Update}"
 
-    let sampleGens = Array.init S (fun k -> Seed.generator device (streamSeed k "policy"))
-    let shuffleGens = Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
+    let sampleGens =
+        Array.init S (fun k -> Seed.generator device (streamSeed k "policy"))
+
+    let shuffleGens =
+        Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
     // Reward scaling (Gymnasium NormalizeReward): running discounted return per env, its std.
-    let discounted = torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
+    let discounted =
+        torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
 
     // Rollout storage [S; T; N; ...] on the device.
-    let bObs = torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
-    let bFinalObs = torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
+    let bObs =
+        torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
+
+    let bFinalObs =
+        torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
 
     let bAct =
         if isDiscrete then
@@ -644,14 +711,12 @@ let trainWith
 
                 fusedGens[k] <- new torch.Generator(uint64 (streamSeed k "env"), device)
 
-            let states = torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
+            let states =
+                torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
+
             b.State <- states
             b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-        | None ->
-            torch.stack (
-                [| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |],
-                0L
-            ) // [S; N; obsDim]
+        | None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
 
     /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
     let stepAll (action: Tensor) : BatchStep =
@@ -667,7 +732,12 @@ let trainWith
                 let o = r.Obs.clone ()
 
                 for k in 0 .. S - 1 do
-                    let idx = [| for i in 0 .. N - 1 do if ended[k * N + i] <> 0.0 then int64 (k * N + i) |]
+                    let idx =
+                        [|
+                            for i in 0 .. N - 1 do
+                                if ended[k * N + i] <> 0.0 then
+                                    int64 (k * N + i)
+                        |]
 
                     if idx.Length > 0 then
                         let it = torch.tensor (idx, device = device)
@@ -678,28 +748,36 @@ let trainWith
                 b.State <- st
                 next <- o
 
-            let rs (x: Tensor) = x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+            let rs (x: Tensor) =
+                x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
 
-            { Obs = rs next
-              Reward = rs r.Reward
-              Terminated = rs r.Terminated
-              Truncated = rs r.Truncated
-              FinalObs = rs r.FinalObs
-              EpisodeReturn = rs r.EpisodeReturn
-              EpisodeLength = rs r.EpisodeLength }
+            {
+                Obs = rs next
+                Reward = rs r.Reward
+                Terminated = rs r.Terminated
+                Truncated = rs r.Truncated
+                FinalObs = rs r.FinalObs
+                EpisodeReturn = rs r.EpisodeReturn
+                EpisodeLength = rs r.EpisodeLength
+            }
         | None ->
             let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
 
             let stack (f: BatchStep -> Tensor) =
-                if S = 1 then (f steps[0]).unsqueeze 0L else torch.stack ([| for s in steps -> f s |], 0L)
+                if S = 1 then
+                    (f steps[0]).unsqueeze 0L
+                else
+                    torch.stack ([| for s in steps -> f s |], 0L)
 
-            { Obs = stack (fun s -> s.Obs)
-              Reward = stack (fun s -> s.Reward)
-              Terminated = stack (fun s -> s.Terminated)
-              Truncated = stack (fun s -> s.Truncated)
-              FinalObs = stack (fun s -> s.FinalObs)
-              EpisodeReturn = stack (fun s -> s.EpisodeReturn)
-              EpisodeLength = stack (fun s -> s.EpisodeLength) }
+            {
+                Obs = stack (fun s -> s.Obs)
+                Reward = stack (fun s -> s.Reward)
+                Terminated = stack (fun s -> s.Terminated)
+                Truncated = stack (fun s -> s.Truncated)
+                FinalObs = stack (fun s -> s.FinalObs)
+                EpisodeReturn = stack (fun s -> s.EpisodeReturn)
+                EpisodeLength = stack (fun s -> s.EpisodeLength)
+            }
 
     let mutable obs = resetAll ()
     let metrics = ResizeArray<UpdateMetrics>()
@@ -736,8 +814,12 @@ let trainWith
                 Optim.setLearningRate agent.CriticOpt lrC
 
             // ---- 1. Collect ------------------------------------------------------------
-            let epReturnSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-            let epLengthSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            let epReturnSum =
+                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+            let epLengthSum =
+                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
             let epCount = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
             let sigmaSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
 
@@ -756,19 +838,23 @@ let trainWith
                 let reward = step.Reward
                 let term = step.Terminated.to_type torch.float32
                 let trunc = step.Truncated.to_type torch.float32
-                let isDone = (term + trunc).clamp_max ((1.0).ToScalar())
+                let isDone = (term + trunc).clamp_max((1.0).ToScalar())
 
                 let scaledReward =
                     match retStats with
                     | None -> reward
                     | Some rs ->
-                        discounted.mul_(cfg.Gamma.ToScalar()).add_ (reward.to_type torch.float64) |> ignore
+                        discounted.mul_(cfg.Gamma.ToScalar()).add_(reward.to_type torch.float64)
+                        |> ignore
+
                         rs.Update(discounted.unsqueeze (-1L))
 
                         let r =
-                            (reward.to_type torch.float64 / torch.sqrt(rs.Var.squeeze(-1).unsqueeze 1 + 1e-8))
+                            (reward.to_type torch.float64
+                             / torch.sqrt (rs.Var.squeeze(-1).unsqueeze 1 + 1e-8))
                                 .clamp((-rewardClip).ToScalar(), rewardClip.ToScalar())
-                                .to_type torch.float32
+                                .to_type
+                                torch.float32
 
                         discounted.mul_ (1.0 - isDone.to_type torch.float64) |> ignore
                         r
@@ -779,9 +865,14 @@ let trainWith
                 bTerm.select(1L, int64 t).copy_ term |> ignore
                 bTrunc.select(1L, int64 t).copy_ trunc |> ignore
                 bFinalObs.select(1L, int64 t).copy_ step.FinalObs |> ignore
-                epReturnSum.add_ (step.EpisodeReturn.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
-                epLengthSum.add_ (step.EpisodeLength.to_type(torch.float64).mul(isDone.to_type torch.float64).sum (1L)) |> ignore
-                epCount.add_ (isDone.to_type(torch.float64).sum (1L)) |> ignore
+
+                epReturnSum.add_ (step.EpisodeReturn.to_type(torch.float64).mul(isDone.to_type torch.float64).sum(1L))
+                |> ignore
+
+                epLengthSum.add_ (step.EpisodeLength.to_type(torch.float64).mul(isDone.to_type torch.float64).sum(1L))
+                |> ignore
+
+                epCount.add_ (isDone.to_type(torch.float64).sum(1L)) |> ignore
                 obs.Dispose()
                 obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
 
@@ -802,17 +893,18 @@ let trainWith
                 let values = agent.Value flatObs // [S; M]
 
                 let nextValues =
-                    agent.Value (preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
+                    agent.Value(preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
 
                 let logProbOld = Dist.logProb (agent.Dist flatObs) flatAct
                 // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N].
                 let tm (x: Tensor) =
-                    x.reshape(int64 S, int64 T, int64 N).permute(1L, 0L, 2L).reshape (int64 T, int64 (S * N))
+                    x.reshape(int64 S, int64 T, int64 N).permute(1L, 0L, 2L).reshape(int64 T, int64 (S * N))
 
-                let adv, ret = Advantage.gae cfg.Gamma cfg.GaeLambda (tm bRew) (tm values) (tm nextValues) (tm bTerm) (tm bTrunc)
+                let adv, ret =
+                    Advantage.gae cfg.Gamma cfg.GaeLambda (tm bRew) (tm values) (tm nextValues) (tm bTerm) (tm bTrunc)
                 // back to [S; M] in (t, n) order
                 let back (x: Tensor) =
-                    x.reshape(int64 T, int64 S, int64 N).permute(1L, 0L, 2L).reshape (int64 S, int64 M)
+                    x.reshape(int64 T, int64 S, int64 N).permute(1L, 0L, 2L).reshape(int64 S, int64 M)
 
                 let adv = back adv
                 // Seed 001: normalise once over the whole rollout (per seed).
@@ -824,8 +916,13 @@ let trainWith
             // ---- 3. Learn --------------------------------------------------------------------
             let B = cfg.MinibatchSize
             let nMb = cfg.NumMinibatches
-            let acc () = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-            let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad = acc (), acc (), acc (), acc (), acc (), acc ()
+
+            let acc () =
+                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+            let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad =
+                acc (), acc (), acc (), acc (), acc (), acc ()
+
             let params (m: torch.nn.Module) = m.parameters () |> Seq.toArray
 
             let actorParams =
@@ -841,9 +938,7 @@ let trainWith
                 use epochScope = torch.NewDisposeScope()
 
                 let perm =
-                    torch
-                        .stack([| for g in shuffleGens -> torch.randperm (int64 M, generator = g) |], 0L)
-                        .``to`` device
+                    torch.stack([| for g in shuffleGens -> torch.randperm (int64 M, generator = g) |], 0L).``to`` device
 
                 for j in 0 .. nMb - 1 do
                     use mbScope = torch.NewDisposeScope()
@@ -851,12 +946,17 @@ let trainWith
                     let take2 (x: Tensor) = x.gather (1L, idx)
 
                     let take3 (x: Tensor) =
-                        x.gather (1L, idx.unsqueeze(-1L).expand (-1L, -1L, x.shape[2]))
+                        x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
 
                     let mbObs = take3 flatObs
                     let mbAct = if isDiscrete then take2 flatAct else take3 flatAct
                     let mbAdv = take2 advantages
-                    let mbAdv = if cfg.NormAdv && not cfg.NormAdvBatch then Advantage.normalize mbAdv else mbAdv
+
+                    let mbAdv =
+                        if cfg.NormAdv && not cfg.NormAdvBatch then
+                            Advantage.normalize mbAdv
+                        else
+                            mbAdv
 
                     let addGrad () =
                         use _ng = torch.no_grad ()
@@ -867,7 +967,11 @@ let trainWith
                         else
                             gradSum.add_ g |> ignore
 
-                    let clipNorm = if cfg.MaxGradNorm > 0.0 then cfg.MaxGradNorm else Double.MaxValue
+                    let clipNorm =
+                        if cfg.MaxGradNorm > 0.0 then
+                            cfg.MaxGradNorm
+                        else
+                            Double.MaxValue
 
                     let pgLoss, stats, entropy, vLoss, gradNorm =
                         match agent.Shared with
@@ -876,14 +980,18 @@ let trainWith
                             let dist, v = net.DistValue mbObs
                             let logProbNew = Dist.logProb dist mbAct
                             let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                            let entropy = (Dist.entropy dist).mean ([| 1L |])
+                            let entropy = (Dist.entropy dist).mean([| 1L |])
 
                             let vLoss =
-                                Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
+                                Losses.valueLoss
+                                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
+                                    v
+                                    (take2 values)
+                                    (take2 returns)
 
                             let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
                             agent.ActorOpt.zero_grad ()
-                            loss.sum().backward ()
+                            loss.sum().backward()
                             addGrad ()
                             let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
                             agent.ActorOpt.step () |> ignore
@@ -893,10 +1001,10 @@ let trainWith
                             let dist = agent.Actor.Dist mbObs
                             let logProbNew = Dist.logProb dist mbAct
                             let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                            let entropy = (Dist.entropy dist).mean ([| 1L |])
+                            let entropy = (Dist.entropy dist).mean([| 1L |])
                             let actorLoss = pgLoss - cfg.EntCoef * entropy
                             agent.ActorOpt.zero_grad ()
-                            actorLoss.sum().backward ()
+                            actorLoss.sum().backward()
                             addGrad ()
                             let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
                             agent.ActorOpt.step () |> ignore
@@ -905,10 +1013,14 @@ let trainWith
                             let v = agent.Critic.forward mbObs
 
                             let vLoss =
-                                Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v (take2 values) (take2 returns)
+                                Losses.valueLoss
+                                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
+                                    v
+                                    (take2 values)
+                                    (take2 returns)
 
                             agent.CriticOpt.zero_grad ()
-                            vLoss.sum().backward ()
+                            vLoss.sum().backward()
 
                             if cfg.MaxGradNorm > 0.0 then
                                 Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
@@ -936,15 +1048,21 @@ let trainWith
                 let g = gradSum / nSteps
 
                 let cp =
-                    if isNull prevGrad then Array.create S nan else toArray (Optim.cosineSimilarityPerSeed g prevGrad)
+                    if isNull prevGrad then
+                        Array.create S nan
+                    else
+                        toArray (Optim.cosineSimilarityPerSeed g prevGrad)
 
                 let ce =
-                    if isNull emaGrad then Array.create S nan else toArray (Optim.cosineSimilarityPerSeed g emaGrad)
+                    if isNull emaGrad then
+                        Array.create S nan
+                    else
+                        toArray (Optim.cosineSimilarityPerSeed g emaGrad)
 
                 if isNull emaGrad then
                     emaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
 
-                emaGrad.mul_(gradEmaDecay.ToScalar()).add_ (g * (1.0 - gradEmaDecay)) |> ignore
+                emaGrad.mul_(gradEmaDecay.ToScalar()).add_(g * (1.0 - gradEmaDecay)) |> ignore
 
                 if not (isNull prevGrad) then
                     prevGrad.Dispose()
@@ -955,35 +1073,42 @@ let trainWith
             let mNorm, vNorm = toArray mNorm, toArray vNorm
             let explVar = toArray (Losses.explainedVariance values returns)
             let h (t: Tensor) = toArray t
-            let actorL, criticL, ent, kl, clipF, grad = h sumActor, h sumCritic, h sumEnt, h sumKl, h sumClip, h sumGrad
+
+            let actorL, criticL, ent, kl, clipF, grad =
+                h sumActor, h sumCritic, h sumEnt, h sumKl, h sumClip, h sumGrad
+
             let epRet, epLen, epN, sigma = h epReturnSum, h epLengthSum, h epCount, h sigmaSum
             let sps = float (M * S) / clock.Elapsed.TotalSeconds
 
             let rows =
-                [| for k in 0 .. S - 1 ->
-                       { Seed = seeds[k]
-                         Update = update
-                         Step = progress.GlobalStep
-                         EpisodicReturn = (if epN[k] > 0.0 then epRet[k] / epN[k] else nan)
-                         EpisodicLength = (if epN[k] > 0.0 then epLen[k] / epN[k] else nan)
-                         Episodes = int epN[k]
-                         ActorLoss = actorL[k] / nSteps
-                         CriticLoss = criticL[k] / nSteps
-                         Entropy = ent[k] / nSteps
-                         ApproxKl = kl[k] / nSteps
-                         ClipFraction = clipF[k] / nSteps
-                         ExplainedVariance = explVar[k]
-                         GradNorm = grad[k] / nSteps
-                         SigmaMean = (if isDiscrete then nan else sigma[k] / float T)
-                         Lr = lrA
-                         Sps = sps
-                         RolloutSeconds = rolloutSeconds
-                         GaeSeconds = gaeSeconds
-                         LearnSeconds = learnSeconds
-                         AdamMNorm = mNorm[k]
-                         AdamVNorm = vNorm[k]
-                         GradCosPrev = cosPrev[k]
-                         GradCosEma = cosEma[k] } |]
+                [|
+                    for k in 0 .. S - 1 ->
+                        {
+                            Seed = seeds[k]
+                            Update = update
+                            Step = progress.GlobalStep
+                            EpisodicReturn = (if epN[k] > 0.0 then epRet[k] / epN[k] else nan)
+                            EpisodicLength = (if epN[k] > 0.0 then epLen[k] / epN[k] else nan)
+                            Episodes = int epN[k]
+                            ActorLoss = actorL[k] / nSteps
+                            CriticLoss = criticL[k] / nSteps
+                            Entropy = ent[k] / nSteps
+                            ApproxKl = kl[k] / nSteps
+                            ClipFraction = clipF[k] / nSteps
+                            ExplainedVariance = explVar[k]
+                            GradNorm = grad[k] / nSteps
+                            SigmaMean = (if isDiscrete then nan else sigma[k] / float T)
+                            Lr = lrA
+                            Sps = sps
+                            RolloutSeconds = rolloutSeconds
+                            GaeSeconds = gaeSeconds
+                            LearnSeconds = learnSeconds
+                            AdamMNorm = mNorm[k]
+                            AdamVNorm = vNorm[k]
+                            GradCosPrev = cosPrev[k]
+                            GradCosEma = cosEma[k]
+                        }
+                |]
 
             for r in rows do
                 checkFinite update "actor_loss" r.ActorLoss
@@ -994,10 +1119,12 @@ let trainWith
             metrics.AddRange rows
             hooks.OnUpdate agent progress normalizers rows
 
-        { Agent = agent
-          Metrics = List.ofSeq metrics
-          Normalizers = normalizers
-          WallSeconds = total.Elapsed.TotalSeconds }
+        {
+            Agent = agent
+            Metrics = List.ofSeq metrics
+            Normalizers = normalizers
+            WallSeconds = total.Elapsed.TotalSeconds
+        }
     finally
         for e in envs do
             e.Dispose()
@@ -1022,49 +1149,197 @@ let trainWith
 /// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
 /// allowed values.
 let fields: Field<PpoConfig> list =
-    [ Field.choice "env_id" "Environment id." Envs.ids (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
-      Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v -> { c with NumEnvs = v })
-      Field.int "num_steps" "Rollout length per environment per update." (Allow.ge 1) (fun c -> c.NumSteps) (fun c v -> { c with NumSteps = v })
-      Field.int64 "total_timesteps" "Environment steps per seed over the run." (Allow.ge 1L) (fun c -> c.TotalTimesteps) (fun c v -> { c with TotalTimesteps = v })
-      Field.int "update_epochs" "Passes over each rollout." (Allow.ge 1) (fun c -> c.UpdateEpochs) (fun c v -> { c with UpdateEpochs = v })
-      Field.int "minibatch_size" "Samples per minibatch (per seed); at most num_envs * num_steps." (Allow.ge 1) (fun c -> c.MinibatchSize) (fun c v -> { c with MinibatchSize = v })
-      Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v -> { c with Gamma = v })
-      Field.float "gae_lambda" "GAE lambda (0: one-step TD, 1: Monte Carlo)." (Allow.between 0.0 1.0) (fun c -> c.GaeLambda) (fun c v -> { c with GaeLambda = v })
-      Field.float "clip_eps" "PPO clip range epsilon." (Allow.gt 0.0) (fun c -> c.ClipEps) (fun c v -> { c with ClipEps = v })
-      Field.float "actor_lr" "Actor learning rate." (Allow.gt 0.0) (fun c -> c.ActorLr) (fun c v -> { c with ActorLr = v })
-      Field.float "critic_lr" "Critic learning rate." (Allow.gt 0.0) (fun c -> c.CriticLr) (fun c v -> { c with CriticLr = v })
-      Field.bool "anneal_lr" "Anneal both learning rates linearly towards 0." (fun c -> c.AnnealLr) (fun c v -> { c with AnnealLr = v })
-      Field.float "ent_coef" "Entropy bonus coefficient." (Allow.ge 0.0) (fun c -> c.EntCoef) (fun c v -> { c with EntCoef = v })
-      Field.float "max_grad_norm" "Global gradient-norm clip per network and seed; 0 disables it." (Allow.ge 0.0) (fun c -> c.MaxGradNorm) (fun c v -> { c with MaxGradNorm = v })
-      Field.bool "norm_adv" "Normalise advantages per minibatch." (fun c -> c.NormAdv) (fun c v -> { c with NormAdv = v })
-      Field.float "clip_vloss" "Clip range of the value loss (CleanRL clip_vloss); 0 disables it." (Allow.ge 0.0) (fun c -> c.ClipVloss) (fun c v -> { c with ClipVloss = v })
-      Field.intList "hidden" "Hidden layer sizes of actor and critic." (Allow.ge 1) (fun c -> c.Hidden) (fun c v -> { c with Hidden = v })
-      Field.choice "activation" "Hidden activation." [ "relu"; "tanh" ] (fun c -> (match c.Activation with Relu -> "relu" | Tanh -> "tanh")) (fun c v -> { c with Activation = Activation.Parse v })
-      Field.choice "sigma" "Gaussian std: softplus (state-dependent, seed 002) or logstd (state-independent parameter)." [ "softplus"; "logstd" ] (fun c -> c.Sigma) (fun c v -> { c with Sigma = v })
-      Field.float "init_log_std" "Initial log std when sigma = logstd." Allow.any (fun c -> c.InitLogStd) (fun c v -> { c with InitLogStd = v })
-      Field.bool "mean_tanh" "Squash the Gaussian mean to the action bound with high * tanh (seed 002)." (fun c -> c.MeanTanh) (fun c v -> { c with MeanTanh = v })
-      Field.choice "init" "Weight initialisation: orthogonal (CleanRL) or default (PyTorch nn.Linear)." [ "orthogonal"; "default" ] (fun c -> c.Init) (fun c v -> { c with Init = v })
-      Field.bool "norm_obs" "Normalise observations with running mean and variance." (fun c -> c.NormObs) (fun c v -> { c with NormObs = v })
-      Field.bool "norm_reward" "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)." (fun c -> c.NormReward) (fun c v -> { c with NormReward = v })
-      Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-      Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-      Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-      Field.int64 "seed" "Base seed; seeds seed .. seed + num_seeds - 1 are trained." (Allow.ge 0L) (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-      Field.int "num_seeds" "Independent seeds trained at once as one batched computation." (Allow.ge 1) (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-      Field.custom "device" "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id (fun s -> let s = s.Trim().ToLowerInvariant() in if s = "cpu" || s = "cuda" || s = "auto" || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5))) then Ok s else Error "not a valid device") (fun c -> c.Device) (fun c v -> { c with Device = v })
-      Field.int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) (fun c -> c.Threads) (fun c v -> { c with Threads = v })
-      Field.int "eval_episodes" "Episodes of the deterministic policy evaluated at the end." (Allow.ge 1) (fun c -> c.EvalEpisodes) (fun c v -> { c with EvalEpisodes = v })
-      Field.int64 "eval_seed" "Base seed of the evaluation environments; training seed s uses eval_seed + s." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v -> { c with EvalSeed = v })
-      Field.bool "shared_network" "One shared-trunk network with policy and value heads trained on the total loss (seed 001); false: separate actor and critic." (fun c -> c.SharedNetwork) (fun c v -> { c with SharedNetwork = v })
-      Field.float "vf_coef" "Value-loss coefficient of the total loss (shared_network only)." (Allow.ge 0.0) (fun c -> c.VfCoef) (fun c v -> { c with VfCoef = v })
-      Field.float "lr" "Learning rate of the shared network's optimizer (shared_network only)." (Allow.gt 0.0) (fun c -> c.Lr) (fun c v -> { c with Lr = v })
-      Field.choice "optimizer" "Optimizer of both paths: adam (beta_1, beta_2, adam_eps), rmsprop (alpha = beta_2, adam_eps) or sgd." Optim.optimizerNames (fun c -> c.Optimizer) (fun c v -> { c with Optimizer = v })
-      Field.bool "norm_adv_batch" "Normalise advantages once over the whole rollout per seed (seed 001) instead of per minibatch." (fun c -> c.NormAdvBatch) (fun c v -> { c with NormAdvBatch = v }) ]
+    [
+        Field.choice "env_id" "Environment id." Envs.ids (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
+        Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
+            { c with NumEnvs = v })
+        Field.int
+            "num_steps"
+            "Rollout length per environment per update."
+            (Allow.ge 1)
+            (fun c -> c.NumSteps)
+            (fun c v -> { c with NumSteps = v })
+        Field.int64
+            "total_timesteps"
+            "Environment steps per seed over the run."
+            (Allow.ge 1L)
+            (fun c -> c.TotalTimesteps)
+            (fun c v -> { c with TotalTimesteps = v })
+        Field.int "update_epochs" "Passes over each rollout." (Allow.ge 1) (fun c -> c.UpdateEpochs) (fun c v ->
+            { c with UpdateEpochs = v })
+        Field.int
+            "minibatch_size"
+            "Samples per minibatch (per seed); at most num_envs * num_steps."
+            (Allow.ge 1)
+            (fun c -> c.MinibatchSize)
+            (fun c v -> { c with MinibatchSize = v })
+        Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
+            { c with Gamma = v })
+        Field.float
+            "gae_lambda"
+            "GAE lambda (0: one-step TD, 1: Monte Carlo)."
+            (Allow.between 0.0 1.0)
+            (fun c -> c.GaeLambda)
+            (fun c v -> { c with GaeLambda = v })
+        Field.float "clip_eps" "PPO clip range epsilon." (Allow.gt 0.0) (fun c -> c.ClipEps) (fun c v ->
+            { c with ClipEps = v })
+        Field.float "actor_lr" "Actor learning rate." (Allow.gt 0.0) (fun c -> c.ActorLr) (fun c v ->
+            { c with ActorLr = v })
+        Field.float "critic_lr" "Critic learning rate." (Allow.gt 0.0) (fun c -> c.CriticLr) (fun c v ->
+            { c with CriticLr = v })
+        Field.bool "anneal_lr" "Anneal both learning rates linearly towards 0." (fun c -> c.AnnealLr) (fun c v ->
+            { c with AnnealLr = v })
+        Field.float "ent_coef" "Entropy bonus coefficient." (Allow.ge 0.0) (fun c -> c.EntCoef) (fun c v ->
+            { c with EntCoef = v })
+        Field.float
+            "max_grad_norm"
+            "Global gradient-norm clip per network and seed; 0 disables it."
+            (Allow.ge 0.0)
+            (fun c -> c.MaxGradNorm)
+            (fun c v -> { c with MaxGradNorm = v })
+        Field.bool "norm_adv" "Normalise advantages per minibatch." (fun c -> c.NormAdv) (fun c v ->
+            { c with NormAdv = v })
+        Field.float
+            "clip_vloss"
+            "Clip range of the value loss (CleanRL clip_vloss); 0 disables it."
+            (Allow.ge 0.0)
+            (fun c -> c.ClipVloss)
+            (fun c v -> { c with ClipVloss = v })
+        Field.intList "hidden" "Hidden layer sizes of actor and critic." (Allow.ge 1) (fun c -> c.Hidden) (fun c v ->
+            { c with Hidden = v })
+        Field.choice
+            "activation"
+            "Hidden activation."
+            [ "relu"; "tanh" ]
+            (fun c ->
+                (match c.Activation with
+                 | Relu -> "relu"
+                 | Tanh -> "tanh"))
+            (fun c v ->
+                { c with
+                    Activation = Activation.Parse v
+                })
+        Field.choice
+            "sigma"
+            "Gaussian std: softplus (state-dependent, seed 002) or logstd (state-independent parameter)."
+            [ "softplus"; "logstd" ]
+            (fun c -> c.Sigma)
+            (fun c v -> { c with Sigma = v })
+        Field.float "init_log_std" "Initial log std when sigma = logstd." Allow.any (fun c -> c.InitLogStd) (fun c v ->
+            { c with InitLogStd = v })
+        Field.bool
+            "mean_tanh"
+            "Squash the Gaussian mean to the action bound with high * tanh (seed 002)."
+            (fun c -> c.MeanTanh)
+            (fun c v -> { c with MeanTanh = v })
+        Field.choice
+            "init"
+            "Weight initialisation: orthogonal (CleanRL) or default (PyTorch nn.Linear)."
+            [ "orthogonal"; "default" ]
+            (fun c -> c.Init)
+            (fun c v -> { c with Init = v })
+        Field.bool "norm_obs" "Normalise observations with running mean and variance." (fun c -> c.NormObs) (fun c v ->
+            { c with NormObs = v })
+        Field.bool
+            "norm_reward"
+            "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)."
+            (fun c -> c.NormReward)
+            (fun c v -> { c with NormReward = v })
+        Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+        Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+        Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+        Field.int64
+            "seed"
+            "Base seed; seeds seed .. seed + num_seeds - 1 are trained."
+            (Allow.ge 0L)
+            (fun c -> c.Seed)
+            (fun c v -> { c with Seed = v })
+        Field.int
+            "num_seeds"
+            "Independent seeds trained at once as one batched computation."
+            (Allow.ge 1)
+            (fun c -> c.NumSeeds)
+            (fun c v -> { c with NumSeeds = v })
+        Field.custom
+            "device"
+            "cpu, cuda, cuda:N or auto (CUDA when available)."
+            "one of: cpu, cuda, cuda:N, auto"
+            id
+            (fun s ->
+                let s = s.Trim().ToLowerInvariant() in
+
+                if
+                    s = "cpu"
+                    || s = "cuda"
+                    || s = "auto"
+                    || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5)))
+                then
+                    Ok s
+                else
+                    Error "not a valid device")
+            (fun c -> c.Device)
+            (fun c v -> { c with Device = v })
+        Field.int
+            "threads"
+            "libtorch intra-op threads; 0 keeps libtorch's default."
+            (Allow.ge 0)
+            (fun c -> c.Threads)
+            (fun c v -> { c with Threads = v })
+        Field.int
+            "eval_episodes"
+            "Episodes of the deterministic policy evaluated at the end."
+            (Allow.ge 1)
+            (fun c -> c.EvalEpisodes)
+            (fun c v -> { c with EvalEpisodes = v })
+        Field.int64
+            "eval_seed"
+            "Base seed of the evaluation environments; training seed s uses eval_seed + s."
+            (Allow.ge 0L)
+            (fun c -> c.EvalSeed)
+            (fun c v -> { c with EvalSeed = v })
+        Field.bool
+            "shared_network"
+            "One shared-trunk network with policy and value heads trained on the total loss (seed 001); false: separate actor and critic."
+            (fun c -> c.SharedNetwork)
+            (fun c v -> { c with SharedNetwork = v })
+        Field.float
+            "vf_coef"
+            "Value-loss coefficient of the total loss (shared_network only)."
+            (Allow.ge 0.0)
+            (fun c -> c.VfCoef)
+            (fun c v -> { c with VfCoef = v })
+        Field.float
+            "lr"
+            "Learning rate of the shared network's optimizer (shared_network only)."
+            (Allow.gt 0.0)
+            (fun c -> c.Lr)
+            (fun c v -> { c with Lr = v })
+        Field.choice
+            "optimizer"
+            "Optimizer of both paths: adam (beta_1, beta_2, adam_eps), rmsprop (alpha = beta_2, adam_eps) or sgd."
+            Optim.optimizerNames
+            (fun c -> c.Optimizer)
+            (fun c v -> { c with Optimizer = v })
+        Field.bool
+            "norm_adv_batch"
+            "Normalise advantages once over the whole rollout per seed (seed 001) instead of per minibatch."
+            (fun c -> c.NormAdvBatch)
+            (fun c v -> { c with NormAdvBatch = v })
+    ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =
-    Config.check (c.MinibatchSize <= c.NumEnvs * c.NumSteps) "minibatch_size" (string c.MinibatchSize) $"<= num_envs * num_steps = {c.NumEnvs * c.NumSteps}"
-    Config.check (c.TotalTimesteps >= int64 (c.NumEnvs * c.NumSteps)) "total_timesteps" (string c.TotalTimesteps) $">= num_envs * num_steps = {c.NumEnvs * c.NumSteps} (one update)"
+    Config.check
+        (c.MinibatchSize <= c.NumEnvs * c.NumSteps)
+        "minibatch_size"
+        (string c.MinibatchSize)
+        $"<= num_envs * num_steps = {c.NumEnvs * c.NumSteps}"
+
+    Config.check
+        (c.TotalTimesteps >= int64 (c.NumEnvs * c.NumSteps))
+        "total_timesteps"
+        (string c.TotalTimesteps)
+        $">= num_envs * num_steps = {c.NumEnvs * c.NumSteps} (one update)"
 
 /// Batched environments for `cfg` from the registry, on the config's device.
 let makeEnv (cfg: PpoConfig) : int -> IBatchedEnv =
