@@ -684,25 +684,7 @@ let fields: Field<DqnConfig> list =
             (Allow.ge 1)
             (fun c -> c.NumSeeds)
             (fun c v -> { c with NumSeeds = v })
-        Field.custom
-            "device"
-            "cpu, cuda, cuda:N or auto (CUDA when available)."
-            "one of: cpu, cuda, cuda:N, auto"
-            id
-            (fun s ->
-                let s = s.Trim().ToLowerInvariant() in
-
-                if
-                    s = "cpu"
-                    || s = "cuda"
-                    || s = "auto"
-                    || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5)))
-                then
-                    Ok s
-                else
-                    Error "not a valid device")
-            (fun c -> c.Device)
-            (fun c v -> { c with Device = v })
+        Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
         Field.int
             "threads"
             "libtorch intra-op threads; 0 keeps libtorch's default."

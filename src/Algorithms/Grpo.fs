@@ -576,16 +576,7 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
 // ---------------------------------------------------------------------------------------
 
 let private deviceField =
-    let d = Ppo.fields |> List.find (fun f -> f.Key = "device")
-
-    {
-        Key = d.Key
-        Doc = d.Doc
-        Allowed = d.Allowed
-        IsList = false
-        Get = fun (c: GrpoConfig) -> c.Device
-        Set = fun c v -> d.Set Ppo.seedDefaults v |> Result.map (fun p -> { c with Device = p.Device })
-    }
+    Field.device "device" (fun (c: GrpoConfig) -> c.Device) (fun c v -> { c with Device = v })
 
 /// The config keys of `GrpoConfig` (snake_case, as in the YAML files), with documentation and
 /// allowed values.

@@ -327,6 +327,24 @@ module Field =
     /// A free-text field (any string, including empty).
     let string key doc (get: 'C -> string) (set: 'C -> string -> 'C) = custom key doc "any text" id Ok get set
 
+    /// A torch device name: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available), as
+    /// `Native.device` accepts; stored lower-case. Availability is checked when the run starts.
+    let device key (get: 'C -> string) (set: 'C -> string -> 'C) =
+        let parse (s: string) =
+            let s = s.Trim().ToLowerInvariant()
+
+            if
+                s = "cpu"
+                || s = "cuda"
+                || s = "auto"
+                || (s.StartsWith "cuda:" && fst (Int32.TryParse(s.Substring 5)))
+            then
+                Ok s
+            else
+                Error "not a valid device"
+
+        custom key "cpu, cuda, cuda:N or auto (CUDA when available)." "one of: cpu, cuda, cuda:N, auto" id parse get set
+
     /// A text field restricted to `choices` (case-sensitive), e.g. a device or an environment id.
     /// The error for another value suggests the closest choice.
     let choice key doc (choices: string list) (get: 'C -> string) (set: 'C -> string -> 'C) =
