@@ -153,6 +153,16 @@ let writePpoReport (dir: string) (title: string) (summary: (string * SummaryValu
             "Time per update", [ Charts.panels view "global_step" [ "sps"; "rollout_s"; "learn_s" ] table ]
         ]
 
+/// The config of run folder `runDir` for resuming (its `config.yaml`, then `overrides`) and the
+/// path of that file. Raises `FileNotFoundException` when the folder has no `config.yaml`.
+let private resumeConfig fields defaults validate (runDir: string) (overrides: string list) =
+    let configPath = Path.Combine(runDir, Run.ConfigFile)
+
+    if not (File.Exists configPath) then
+        raise (FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath))
+
+    Config.resolve fields defaults validate (Some configPath) overrides, configPath
+
 /// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
 /// and config overrides) and returns the run folder. Writes nothing before the config is valid.
 let runPpo (args: string list) : string =
@@ -161,15 +171,8 @@ let runPpo (args: string list) : string =
     let cfg, dir, resume =
         match special.TryFind "resume" with
         | Some runDir ->
-            let configPath = Path.Combine(runDir, Run.ConfigFile)
-
-            if not (File.Exists configPath) then
-                raise (
-                    FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath)
-                )
-
-            let cfg =
-                Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some configPath) overrides
+            let cfg, configPath =
+                resumeConfig Ppo.fields Ppo.seedDefaults Ppo.validate runDir overrides
 
             let agent, progress, norm = loadPpo cfg runDir
             printfn "resuming %s at update %d (step %d)" runDir progress.Update progress.GlobalStep
@@ -581,15 +584,8 @@ let runDqn (args: string list) : string =
     let cfg, dir, resume =
         match special.TryFind "resume" with
         | Some runDir ->
-            let configPath = Path.Combine(runDir, Run.ConfigFile)
-
-            if not (File.Exists configPath) then
-                raise (
-                    FileNotFoundException($"resume: {configPath} not found; give the run folder to resume", configPath)
-                )
-
-            let cfg =
-                Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some configPath) overrides
+            let cfg, configPath =
+                resumeConfig Dqn.fields Dqn.defaults Dqn.validate runDir overrides
 
             let agent, progress = loadDqn cfg runDir
             printfn "resuming %s at step %d" runDir progress.GlobalStep
