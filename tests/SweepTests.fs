@@ -115,6 +115,18 @@ let tests =
                         "header"
 
                     Expect.equal csv.Length 3 "header + 2 rows"
+
+                    for line in csv[1..] do
+                        // the last field, the run folder, is quoted because point names hold commas
+                        let q = line.IndexOf '"'
+                        Expect.isGreaterThan q 0 "run folder quoted"
+                        Expect.isTrue (line.EndsWith "\"") "quoted to the end"
+
+                        Expect.equal
+                            (line.Substring(0, q).Split(',').Length)
+                            (csv[0].Split(',').Length)
+                            $"every row has a value per header column: {line}"
+
                     let stamp = File.GetLastWriteTimeUtc(Path.Combine(rows[0].RunDir, "metrics.csv"))
                     // an interrupted third point: a folder without a finished run is redone
                     let _, again = Sweep.runPpo args

@@ -218,9 +218,17 @@ let finishedRun (pointDir: string) : string option =
     else
         None
 
+/// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break: grid-point
+/// folder names such as `beta_1=0.8,num_seeds=2` contain commas.
+let private csvField (s: string) =
+    if s.IndexOfAny [| ','; '"'; '\n'; '\r' |] >= 0 then
+        "\"" + s.Replace("\"", "\"\"") + "\""
+    else
+        s
+
 /// The summary table as CSV text: one row per grid point with the swept keys, then
 /// final_return_mean, final_return_std, ci95_low, ci95_high, steps_to_threshold, wall_seconds,
-/// n_seeds (seeds in the run) and run_dir.
+/// n_seeds (seeds in the run) and run_dir (quoted, as fields with commas are).
 let summaryCsv (keys: string list) (rows: PointSummary list) : string =
     let f (x: float) =
         x.ToString("R", Globalization.CultureInfo.InvariantCulture)
@@ -239,21 +247,24 @@ let summaryCsv (keys: string list) (rows: PointSummary list) : string =
         ]
 
     let line (r: PointSummary) =
+        // explicit yields: with `for ... ->`, the values after the loop would be dropped
         [
-            for k in keys ->
-                r.Point
-                |> List.tryFind (fun (kk, _) -> kk = k)
-                |> Option.map snd
-                |> Option.defaultValue ""
-            f r.Mean
-            f r.Std
-            f r.CiLow
-            f r.CiHigh
-            f r.StepsToThreshold
-            f r.WallSeconds
-            string r.Finals.Length
-            r.RunDir
+            for k in keys do
+                yield
+                    r.Point
+                    |> List.tryFind (fun (kk, _) -> kk = k)
+                    |> Option.map snd
+                    |> Option.defaultValue ""
+            yield f r.Mean
+            yield f r.Std
+            yield f r.CiLow
+            yield f r.CiHigh
+            yield f r.StepsToThreshold
+            yield f r.WallSeconds
+            yield string r.Finals.Length
+            yield r.RunDir
         ]
+        |> List.map csvField
         |> String.concat ","
 
     String.concat "\n" (String.concat "," header :: List.map line rows) + "\n"
