@@ -217,22 +217,23 @@ type Head =
     /// is given (seed 002: 2 * tanh for Pendulum's [-2, 2] torque), else `linear h`.
     | GaussianHead of actDim: int * meanScale: float option * sigma: Sigma
 
-/// A policy network pi(a|s): trunk, then the head. `Dist obs` maps [S; B; obsDim] to a `Dist`.
-type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head) as this =
+/// The policy output of a network (`Actor`, `ActorCritic`): a linear layer from the trunk's
+/// features to logits (Categorical) or means (Gaussian), plus, for a Gaussian, a softplus sigma
+/// layer or a state-independent log-std parameter [S; 1; actDim]. `Dist h` maps trunk features
+/// [S; B; featureDim] to the action distribution.
+type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
     inherit torch.nn.Module(name)
-
-    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
 
     let outDim =
         match head with
         | CategoricalHead n -> n
         | GaussianHead(d, _, _) -> d
 
-    let outLayer = new SeededLinear($"{name}.out", seeds, trunk.OutDim, outDim)
+    let outLayer = new SeededLinear($"{name}.out", seeds, featureDim, outDim)
 
     let sigmaLayer =
         match head with
-        | GaussianHead(d, _, Softplus) -> Some(new SeededLinear($"{name}.sigma", seeds, trunk.OutDim, d))
+        | GaussianHead(d, _, Softplus) -> Some(new SeededLinear($"{name}.sigma", seeds, featureDim, d))
         | _ -> None
 
     let logStd =
@@ -246,19 +247,11 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
         sigmaLayer |> Option.iter (fun m -> this.register_module ("sigma", m))
         logStd |> Option.iter (fun p -> this.register_parameter ("log_std", p))
 
-    member _.Head = head
-    member _.Seeds = seeds
-    member _.Trunk = trunk
-
-    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): hidden layers with
-    /// `hiddenInit`, the output layer(s) with `outInit`; the log-std parameter is reset to its
-    /// initial value.
-    member _.Initialise(hiddenInit: Init, outInit: Init, seedValues: int64[]) =
-        let gens = initGenerators $"{name}.init" seedValues
-        trunk.Initialise(hiddenInit, gens)
-        outLayer.Initialise(outInit, gens)
-
-        sigmaLayer |> Option.iter (fun m -> m.Initialise(outInit, gens))
+    /// Re-initialises the output (and sigma) layer per seed from `gens` with `init`, and resets
+    /// the log-std to its initial value.
+    member _.Initialise(init: Init, gens: torch.Generator[]) =
+        outLayer.Initialise(init, gens)
+        sigmaLayer |> Option.iter (fun m -> m.Initialise(init, gens))
 
         match head, logStd with
         | GaussianHead(_, _, LogStd init), Some p ->
@@ -266,10 +259,8 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
             p.fill_ init |> ignore
         | _ -> ()
 
-    /// The action distribution for observations [S; B; obsDim].
-    member _.Dist(obs: Tensor) : Dist =
-        let h = trunk.forward obs
-
+    /// The action distribution for trunk features [S; B; featureDim].
+    member _.Dist(h: Tensor) : Dist =
         match head with
         | CategoricalHead _ -> Categorical(torch.nn.functional.log_softmax (outLayer.forward h, -1L))
         | GaussianHead(_, meanScale, sigma) ->
@@ -286,6 +277,30 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
                 | LogStd _ -> torch.exp(logStd.Value).expand_as mean
 
             Normal(mean, std)
+
+/// A policy network pi(a|s): trunk, then the head. `Dist obs` maps [S; B; obsDim] to a `Dist`.
+type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head) as this =
+    inherit torch.nn.Module(name)
+
+    let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
+
+    let policy = new PolicyHead($"{name}.head", seeds, trunk.OutDim, head)
+    do this.RegisterComponents()
+
+    member _.Head = head
+    member _.Seeds = seeds
+    member _.Trunk = trunk
+
+    /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): hidden layers with
+    /// `hiddenInit`, the output layer(s) with `outInit`; the log-std parameter is reset to its
+    /// initial value.
+    member _.Initialise(hiddenInit: Init, outInit: Init, seedValues: int64[]) =
+        let gens = initGenerators $"{name}.init" seedValues
+        trunk.Initialise(hiddenInit, gens)
+        policy.Initialise(outInit, gens)
+
+    /// The action distribution for observations [S; B; obsDim].
+    member _.Dist(obs: Tensor) : Dist = policy.Dist(trunk.forward obs)
 
 /// A state-value network V(s): trunk, then a linear output. `forward` maps [S; B; obsDim] to
 /// [S; B].
@@ -366,29 +381,9 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
 
     let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
 
-    let outDim =
-        match head with
-        | CategoricalHead n -> n
-        | GaussianHead(d, _, _) -> d
-
-    let policyLayer = new SeededLinear($"{name}.policy", seeds, trunk.OutDim, outDim)
+    let policy = new PolicyHead($"{name}.policy", seeds, trunk.OutDim, head)
     let valueLayer = new SeededLinear($"{name}.value", seeds, trunk.OutDim, 1)
-
-    let sigmaLayer =
-        match head with
-        | GaussianHead(d, _, Softplus) -> Some(new SeededLinear($"{name}.sigma", seeds, trunk.OutDim, d))
-        | _ -> None
-
-    let logStd =
-        match head with
-        | GaussianHead(d, _, LogStd init) ->
-            Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
-        | _ -> None
-
-    do
-        this.RegisterComponents()
-        sigmaLayer |> Option.iter (fun m -> this.register_module ("sigma", m))
-        logStd |> Option.iter (fun p -> this.register_parameter ("log_std", p))
+    do this.RegisterComponents()
 
     /// The policy head this network was built with.
     member _.Head = head
@@ -403,39 +398,15 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
     member _.Initialise(hiddenInit: Init, policyInit: Init, valueInit: Init, seedValues: int64[]) =
         let gens = initGenerators $"{name}.init" seedValues
         trunk.Initialise(hiddenInit, gens)
-        policyLayer.Initialise(policyInit, gens)
+        policy.Initialise(policyInit, gens)
         valueLayer.Initialise(valueInit, gens)
-        sigmaLayer |> Option.iter (fun m -> m.Initialise(policyInit, gens))
-
-        match head, logStd with
-        | GaussianHead(_, _, LogStd init), Some p ->
-            use _ng = torch.no_grad ()
-            p.fill_ init |> ignore
-        | _ -> ()
 
     /// The action distribution and the state values [S; B] for observations [S; B; obsDim].
     member _.DistValue(obs: Tensor) : Dist * Tensor =
         let h = trunk.forward obs
         let value = valueLayer.forward(h).squeeze(-1L)
 
-        let dist =
-            match head with
-            | CategoricalHead _ -> Categorical(torch.nn.functional.log_softmax (policyLayer.forward h, -1L))
-            | GaussianHead(_, meanScale, sigma) ->
-                let raw = policyLayer.forward h
-
-                let mean =
-                    match meanScale with
-                    | Some s -> torch.tanh raw * s
-                    | None -> raw
-
-                let std =
-                    match sigma with
-                    | Softplus -> torch.nn.functional.softplus (sigmaLayer.Value.forward h) + 1e-5
-                    | LogStd _ -> torch.exp(logStd.Value).expand_as mean
-
-                Normal(mean, std)
-
+        let dist = policy.Dist h
         dist, value
 
     /// The action distribution for observations [S; B; obsDim].

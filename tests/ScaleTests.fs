@@ -39,8 +39,8 @@ let tests =
                 set "layers.0.weight" [| 1.0f; 0.0f; 0.0f; -1.0f |]
                 set "layers.0.bias" [| 0.0f; 0.0f |]
                 // policy logits = h [[1, 0]; [0, 1]]; value = h . (2, 3) + 1
-                set "policyLayer.weight" [| 1.0f; 0.0f; 0.0f; 1.0f |]
-                set "policyLayer.bias" [| 0.0f; 0.0f |]
+                set "policy.outLayer.weight" [| 1.0f; 0.0f; 0.0f; 1.0f |]
+                set "policy.outLayer.bias" [| 0.0f; 0.0f |]
                 set "valueLayer.weight" [| 2.0f; 3.0f |]
                 set "valueLayer.bias" [| 1.0f |]
                 let x = torch.tensor([| 1.0f; -2.0f |]).reshape(1L, 1L, 2L) // h = (1, 2)
