@@ -546,51 +546,55 @@ let evaluateWith
     (evalSeed: int64)
     : float[][] =
     let S = agent.Seeds.Length
+    // One environment per seed, stepped in lockstep so every step is one batched forward pass of
+    // all seeds. Training seed s evaluates on start states drawn from evalSeed + s: the same
+    // states whether s trains alone or in a batch, and different seeds see different starts.
+    let envs = Array.init S (fun _ -> makeEnv episodes)
 
-    [|
-        for k in 0 .. S - 1 do
-            use env = makeEnv episodes
-            use _ng = torch.no_grad ()
-            use scope = torch.NewDisposeScope()
-            // Training seed s evaluates on start states drawn from evalSeed + s: the same states
-            // whether s trains alone or in a batch, and different seeds see different starts.
-            let envSeed = evalSeed + agent.Seeds[k]
-            let mutable obs = env.Reset envSeed
-            let gens = [| Seed.generator agent.Device (Seed.derive envSeed "eval-policy") |]
-            let returns = Array.create episodes nan
-            let mutable stepsLeft = env.MaxEpisodeSteps + 1
+    try
+        use _ng = torch.no_grad ()
+        use scope = torch.NewDisposeScope()
+        let envSeeds = agent.Seeds |> Array.map (fun s -> evalSeed + s)
 
-            while Array.exists Double.IsNaN returns && stepsLeft > 0 do
-                use stepScope = torch.NewDisposeScope()
-                // Run seed k's slice of the batched networks on all evaluation envs.
-                let x = obs.unsqueeze(0).expand(int64 S, -1L, -1L)
-                let dist = agent.Dist(preprocess obsStats x)
+        let mutable obs =
+            torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset envSeeds[k] |], 0L) // [S; E; obsDim]
 
-                let action =
-                    if deterministic then
-                        (Dist.mode dist)[k]
-                    else
-                        let one =
-                            match dist with
-                            | Normal(m, sd) -> Normal(m.narrow (0L, int64 k, 1L), sd.narrow (0L, int64 k, 1L))
-                            | Categorical lp -> Categorical(lp.narrow (0L, int64 k, 1L))
+        let gens =
+            envSeeds
+            |> Array.map (fun s -> Seed.generator agent.Device (Seed.derive s "eval-policy"))
 
-                        (Dist.sample gens one)[0]
+        let returns = Array.init S (fun _ -> Array.create episodes nan)
+        let mutable stepsLeft = envs[0].MaxEpisodeSteps + 1
 
-                let r = env.Step action
-                let isDone = (r.Terminated.logical_or r.Truncated)
-                let finished = toArray isDone
-                let epRet = toArray r.EpisodeReturn
+        while returns |> Array.exists (Array.exists Double.IsNaN) && stepsLeft > 0 do
+            use stepScope = torch.NewDisposeScope()
+            let dist = agent.Dist(preprocess obsStats obs)
+
+            let action =
+                if deterministic then
+                    Dist.mode dist
+                else
+                    Dist.sample gens dist
+
+            let steps = [| for k in 0 .. S - 1 -> envs[k].Step action[k] |]
+
+            for k in 0 .. S - 1 do
+                let finished = toArray (steps[k].Terminated.logical_or steps[k].Truncated)
+                let epRet = toArray steps[k].EpisodeReturn
+
+                let seedReturns = returns[k]
 
                 for i in 0 .. episodes - 1 do
-                    if finished[i] <> 0.0 && Double.IsNaN returns[i] then
-                        returns[i] <- epRet[i]
+                    if finished[i] <> 0.0 && Double.IsNaN seedReturns[i] then
+                        seedReturns[i] <- epRet[i]
 
-                obs <- r.Obs.MoveToOuterDisposeScope()
-                stepsLeft <- stepsLeft - 1
+            obs <- (torch.stack ([| for st in steps -> st.Obs |], 0L)).MoveToOuterDisposeScope()
+            stepsLeft <- stepsLeft - 1
 
-            yield returns
-    |]
+        returns
+    finally
+        for e in envs do
+            e.Dispose()
 
 /// `evaluateWith true`: the deterministic policy's episode returns per seed.
 let evaluate makeEnv agent obsStats episodes evalSeed =
