@@ -68,6 +68,106 @@ let tests =
             }
 
             testList
+                "SyncVectorEnv"
+                [
+                    test
+                        "copy i is the single form reset with seed + i, with SAME_STEP auto-reset from its own generator" {
+                        for id in Envs.ids do
+                            let n = 3
+                            use vec = Envs.makeSync id n torch.CPU :?> SyncVectorEnv
+                            let singles = Array.init n (fun _ -> Envs.make id)
+                            let obs0 = vec.Reset 7L
+                            let rng = Random 1
+
+                            let rows (t: torch.Tensor) =
+                                t.``to``(torch.float32).contiguous().data<float32>().ToArray()
+
+                            let o0 = rows obs0
+                            let d = vec.Envs[0].ObservationSpace.FlatSize
+
+                            for i in 0 .. n - 1 do
+                                Expect.equal
+                                    o0[i * d .. i * d + d - 1]
+                                    (singles[i].Reset(Some(7L + int64 i)))
+                                    $"{id}: reset copy {i}"
+
+                            let mutable ends = 0
+                            let epRet = Array.zeroCreate<float> n
+                            let epLen = Array.zeroCreate<int> n
+
+                            for t in 1..300 do
+                                let acts = Array.init n (fun _ -> singles[0].ActionSpace.Sample rng)
+
+                                let action =
+                                    match singles[0].ActionSpace with
+                                    | Space.Discrete _ -> torch.tensor (acts |> Array.map (fun a -> int64 a[0]))
+                                    | _ -> torch.tensor(Array.concat acts |> Array.map float32).reshape(int64 n, -1L)
+
+                                let r = vec.Step action
+                                let obs, finalObs = rows r.Obs, rows r.FinalObs
+                                let reward, epR = rows r.Reward, rows r.EpisodeReturn
+                                let term = r.Terminated.data<bool>().ToArray()
+                                let trunc = r.Truncated.data<bool>().ToArray()
+                                let epL = r.EpisodeLength.data<int64>().ToArray()
+
+                                for i in 0 .. n - 1 do
+                                    let a =
+                                        match singles[i].ActionSpace with
+                                        | Space.Discrete _ -> Action.Discrete(int (Array.head acts[i]))
+                                        | _ -> Action.Continuous(acts[i] |> Array.map (float32 >> float))
+
+                                    let s = singles[i].Step a
+                                    epRet[i] <- epRet[i] + s.Reward
+                                    epLen[i] <- epLen[i] + 1
+                                    let here = $"{id} step {t} copy {i}"
+                                    Expect.equal finalObs[i * d .. i * d + d - 1] s.Obs $"{here}: final obs"
+                                    Expect.equal reward[i] (float32 s.Reward) $"{here}: reward"
+                                    Expect.equal (term[i], trunc[i]) (s.Terminated, s.Truncated) $"{here}: flags"
+
+                                    if s.Terminated || s.Truncated then
+                                        ends <- ends + 1
+                                        Expect.equal epR[i] (float32 epRet[i]) $"{here}: episode return"
+                                        Expect.equal epL[i] (int64 epLen[i]) $"{here}: episode length"
+                                        let fresh = singles[i].Reset None
+                                        Expect.equal obs[i * d .. i * d + d - 1] fresh $"{here}: auto-reset obs"
+                                        epRet[i] <- 0.0
+                                        epLen[i] <- 0
+                                    else
+                                        Expect.equal (epR[i], epL[i]) (0.0f, 0L) $"{here}: no episode ended"
+                                        Expect.equal obs[i * d .. i * d + d - 1] s.Obs $"{here}: obs"
+
+                            if id = CartPole.Id || id = Pendulum.Id then
+                                Expect.isGreaterThan ends 0 $"{id}: episodes ended and were auto-reset"
+                    }
+
+                    test "bad actions and calls are refused with messages naming the env and the allowed values" {
+                        use cart = Envs.makeSync CartPole.Id 2 torch.CPU :?> SyncVectorEnv
+                        invalidOpError (fun () -> cart.Step(torch.zeros ([| 2L |], dtype = torch.int64)) |> ignore)
+                        cart.Reset 0L |> ignore
+
+                        argError
+                            (fun () -> cart.Step(torch.zeros ([| 3L |], dtype = torch.int64)) |> ignore)
+                            [ "CartPole-v1"; "shape [2]"; "0..1" ]
+
+                        argError
+                            (fun () -> cart.Step(torch.tensor [| 0L; 2L |]) |> ignore)
+                            [ "action 2 of copy 1"; "0..1" ]
+
+                        argError (fun () -> cart.Step(torch.zeros [| 2L |]) |> ignore) [ "integer action tensor" ]
+                        argError (fun () -> cart.ResetEach [| 1L |] |> ignore) [ "one seed per copy (2)" ]
+                        use pend = Envs.makeSync Pendulum.Id 2 torch.CPU :?> SyncVectorEnv
+                        pend.Reset 0L |> ignore
+
+                        argError
+                            (fun () -> pend.Step(torch.tensor([| 0.0f; nanf |]).reshape(2L, 1L)) |> ignore)
+                            [ "Pendulum-v1"; "copy 1 contains NaN" ]
+
+                        argError (fun () -> pend.Step(torch.zeros [| 2L |]) |> ignore) [ "shape [2; 1]" ]
+                        argError (fun () -> Envs.makeSync CartPole.Id 0 torch.CPU |> ignore) [ "at least 1" ]
+                    }
+                ]
+
+            testList
                 "CartPole-v1"
                 [
                     test "reset draws every component in [-0.05, 0.05)" {

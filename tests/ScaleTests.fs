@@ -156,39 +156,64 @@ let tests =
                     "seed 1 changed"
             }
 
-            test "seed k inside a batch of 3 matches seed k trained alone (first updates)" {
-                let cfg =
-                    { cartpole () with
-                        TotalTimesteps = 1536L
-                    }
+            testList
+                "seed k inside a batch of 3 matches seed k trained alone (first updates)"
+                [
+                    for mode in Ppo.vectorizationModes ->
+                        test $"vectorization_mode {mode}" {
+                            let cfg =
+                                { cartpole () with
+                                    TotalTimesteps = 1536L
+                                    VectorizationMode = mode
+                                }
 
-                let batch = Ppo.train { cfg with NumSeeds = 3 } Ppo.noHooks None
+                            let batch = Ppo.train { cfg with NumSeeds = 3 } Ppo.noHooks None
 
-                let alone =
-                    Ppo.train
-                        { cfg with
-                            Seed = cfg.Seed + 1L
-                            NumSeeds = 1
+                            let alone =
+                                Ppo.train
+                                    { cfg with
+                                        Seed = cfg.Seed + 1L
+                                        NumSeeds = 1
+                                    }
+                                    Ppo.noHooks
+                                    None
+
+                            let rowsB = batch.Metrics |> List.filter (fun m -> m.Seed = 1L)
+                            Expect.equal rowsB.Length alone.Metrics.Length "same updates"
+
+                            for mb, ma in List.zip rowsB alone.Metrics do
+                                Expect.equal mb.EpisodicReturn ma.EpisodicReturn $"update {ma.Update}: same episodes"
+
+                                Expect.floatClose
+                                    Accuracy.low
+                                    mb.ActorLoss
+                                    ma.ActorLoss
+                                    $"update {ma.Update}: actor loss"
+
+                                Expect.floatClose
+                                    Accuracy.low
+                                    mb.CriticLoss
+                                    ma.CriticLoss
+                                    $"update {ma.Update}: value loss"
+
+                                Expect.floatClose Accuracy.low mb.GradNorm ma.GradNorm $"update {ma.Update}: grad norm"
+
+                                Expect.floatClose
+                                    Accuracy.low
+                                    mb.AdamVNorm
+                                    ma.AdamVNorm
+                                    $"update {ma.Update}: Adam v norm"
+
+                            for pb, pa in
+                                Seq.zip
+                                    (batch.Agent.Shared.Value.parameters ())
+                                    (alone.Agent.Shared.Value.parameters ()) do
+                                Expect.isLessThan (maxAbs pb[1] pa[0]) 1e-4 "parameters match"
+
+                            (batch.Agent :> IDisposable).Dispose()
+                            (alone.Agent :> IDisposable).Dispose()
                         }
-                        Ppo.noHooks
-                        None
-
-                let rowsB = batch.Metrics |> List.filter (fun m -> m.Seed = 1L)
-                Expect.equal rowsB.Length alone.Metrics.Length "same updates"
-
-                for mb, ma in List.zip rowsB alone.Metrics do
-                    Expect.equal mb.EpisodicReturn ma.EpisodicReturn $"update {ma.Update}: same episodes"
-                    Expect.floatClose Accuracy.low mb.ActorLoss ma.ActorLoss $"update {ma.Update}: actor loss"
-                    Expect.floatClose Accuracy.low mb.CriticLoss ma.CriticLoss $"update {ma.Update}: value loss"
-                    Expect.floatClose Accuracy.low mb.GradNorm ma.GradNorm $"update {ma.Update}: grad norm"
-                    Expect.floatClose Accuracy.low mb.AdamVNorm ma.AdamVNorm $"update {ma.Update}: Adam v norm"
-
-                for pb, pa in Seq.zip (batch.Agent.Shared.Value.parameters ()) (alone.Agent.Shared.Value.parameters ()) do
-                    Expect.isLessThan (maxAbs pb[1] pa[0]) 1e-4 "parameters match"
-
-                (batch.Agent :> IDisposable).Dispose()
-                (alone.Agent :> IDisposable).Dispose()
-            }
+                ]
 
             test "the shared network runs continuous actions (Pendulum) on the same path, with rmsprop and sgd too" {
                 let pendulum =

@@ -95,6 +95,12 @@ type PpoConfig =
         /// Normalise advantages once over the whole rollout per seed (seed 001) instead of per
         /// minibatch; takes precedence over `NormAdv`.
         NormAdvBatch: bool
+        /// How the N copies of the environment are stepped (Gymnasium's `make_vec` names):
+        /// "vector" is the tensor-batched form (`BatchedClassicEnv`, on the device, the only
+        /// choice for CUDA); "sync" is `SyncVectorEnv`, the single forms stepped one after
+        /// another on the host (faster on the CPU for few copies, bit-exact with Gymnasium).
+        /// The two draw different reset streams, so a run's episodes depend on this choice.
+        VectorizationMode: string
     }
 
     /// Rollout size per seed: NumEnvs * NumSteps.
@@ -149,6 +155,7 @@ let seedDefaults =
         Lr = 3e-4
         Optimizer = "adam"
         NormAdvBatch = false
+        VectorizationMode = "vector"
     }
 
 /// One update's diagnostics for one seed.
@@ -623,20 +630,23 @@ let trainWith
     // one call ("fused"); its initial and auto-reset states are drawn per seed from seed k's own
     // generator, exactly as seed k's own N-copy env would draw them, so seed k sees the same
     // episodes alone or in a batch. Otherwise (one seed, or another env type) one env per seed.
-    let fused =
+    // A `SyncVectorEnv` of S * N copies is fused the same way: copy i of seed k is reset with
+    // seed k's env seed + i, as in seed k's own N-copy env, and continues its own generator.
+    let fused, fusedSync =
         if S > 1 then
             match makeEnv (S * N) with
-            | :? BatchedClassicEnv as b -> Some b
+            | :? BatchedClassicEnv as b -> Some b, None
+            | :? SyncVectorEnv as v -> None, Some v
             | other ->
                 other.Dispose()
-                None
+                None, None
         else
-            None
+            None, None
 
     let envs =
-        match fused with
-        | Some _ -> [||]
-        | None -> seeds |> Array.map (fun _ -> makeEnv N)
+        match fused, fusedSync with
+        | None, None -> seeds |> Array.map (fun _ -> makeEnv N)
+        | _ -> [||]
 
     // The policy's actions are valid by construction (an index below n, or a finite real):
     // skip the per-step value check, which reads a scalar back from the device every step.
@@ -646,9 +656,10 @@ let trainWith
         | _ -> ()
 
     let probe =
-        match fused with
-        | Some b -> b :> IBatchedEnv
-        | None -> envs[0]
+        match fused, fusedSync with
+        | Some b, _ -> b :> IBatchedEnv
+        | _, Some v -> v :> IBatchedEnv
+        | None, None -> envs[0]
 
     let obsDim = probe.ObservationSpace.FlatSize
     let actionSpace = probe.ActionSpace
@@ -686,23 +697,6 @@ let trainWith
     let discounted =
         torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
 
-    // Rollout storage [S; T; N; ...] on the device.
-    let bObs =
-        torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
-
-    let bFinalObs =
-        torch.zeros ([| int64 S; int64 T; int64 N; int64 obsDim |], device = device)
-
-    let bAct =
-        if isDiscrete then
-            torch.zeros ([| int64 S; int64 T; int64 N |], dtype = torch.int64, device = device)
-        else
-            torch.zeros ([| int64 S; int64 T; int64 N; int64 actDim |], device = device)
-
-    let bRew = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
-    let bTerm = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
-    let bTrunc = torch.zeros ([| int64 S; int64 T; int64 N |], device = device)
-
     let resetAll () =
         match fused with
         | Some b ->
@@ -720,7 +714,19 @@ let trainWith
 
             b.State <- states
             b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-        | None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
+        | None ->
+            match fusedSync with
+            | Some v ->
+                let seedsOfCopies =
+                    [|
+                        for k in 0 .. S - 1 do
+                            for i in 0 .. N - 1 do
+                                yield streamSeed k "env" + int64 i
+                    |]
+
+                use scope = torch.NewDisposeScope()
+                v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+            | None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
 
     /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
     let stepAll (action: Tensor) : BatchStep =
@@ -757,6 +763,22 @@ let trainWith
 
             {
                 Obs = rs next
+                Reward = rs r.Reward
+                Terminated = rs r.Terminated
+                Truncated = rs r.Truncated
+                FinalObs = rs r.FinalObs
+                EpisodeReturn = rs r.EpisodeReturn
+                EpisodeLength = rs r.EpisodeLength
+            }
+        | None when fusedSync.IsSome ->
+            let r =
+                fusedSync.Value.Step(action.reshape (Array.append [| int64 (S * N) |] action.shape[2..]))
+
+            let rs (x: Tensor) =
+                x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+
+            {
+                Obs = rs r.Obs
                 Reward = rs r.Reward
                 Terminated = rs r.Terminated
                 Truncated = rs r.Truncated
@@ -818,14 +840,18 @@ let trainWith
                 Optim.setLearningRate agent.CriticOpt lrC
 
             // ---- 1. Collect ------------------------------------------------------------
-            let epReturnSum =
-                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-
-            let epLengthSum =
-                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-
-            let epCount = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-            let sigmaSum = torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+            // Each step's tensors are kept (moved out of the step's scope) and stacked once after
+            // the rollout: [S; T; N; ...] storage with no per-step copies.
+            let keep (x: Tensor) = x.MoveToOuterDisposeScope()
+            let obsSteps = ResizeArray<Tensor>(T)
+            let actSteps = ResizeArray<Tensor>(T)
+            let rewSteps = ResizeArray<Tensor>(T)
+            let termSteps = ResizeArray<Tensor>(T)
+            let truncSteps = ResizeArray<Tensor>(T)
+            let finalObsSteps = ResizeArray<Tensor>(T)
+            let epReturnSteps = ResizeArray<Tensor>(T)
+            let epLengthSteps = ResizeArray<Tensor>(T)
+            let sigmaSteps = ResizeArray<Tensor>(T)
 
             for t in 0 .. T - 1 do
                 use _ng = torch.no_grad ()
@@ -835,19 +861,18 @@ let trainWith
                 let action = Dist.sample sampleGens dist
 
                 match dist with
-                | Normal(_, std) -> sigmaSum.add_ (std.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
+                | Normal(_, std) -> sigmaSteps.Add(keep (std.mean [| 1L; 2L |]))
                 | Categorical _ -> ()
 
                 let step = stepAll action
                 let reward = step.Reward
-                let term = step.Terminated.to_type torch.float32
-                let trunc = step.Truncated.to_type torch.float32
-                let isDone = (term + trunc).clamp_max((1.0).ToScalar())
 
                 let scaledReward =
                     match retStats with
                     | None -> reward
                     | Some rs ->
+                        let isDone = step.Terminated.logical_or(step.Truncated).to_type torch.float64
+
                         discounted.mul_(cfg.Gamma.ToScalar()).add_(reward.to_type torch.float64)
                         |> ignore
 
@@ -860,25 +885,43 @@ let trainWith
                                 .to_type
                                 torch.float32
 
-                        discounted.mul_ (1.0 - isDone.to_type torch.float64) |> ignore
+                        discounted.mul_ (1.0 - isDone) |> ignore
                         r
 
-                bObs.select(1L, int64 t).copy_ obs |> ignore
-                bAct.select(1L, int64 t).copy_ action |> ignore
-                bRew.select(1L, int64 t).copy_ scaledReward |> ignore
-                bTerm.select(1L, int64 t).copy_ term |> ignore
-                bTrunc.select(1L, int64 t).copy_ trunc |> ignore
-                bFinalObs.select(1L, int64 t).copy_ step.FinalObs |> ignore
-
-                epReturnSum.add_ (step.EpisodeReturn.to_type(torch.float64).mul(isDone.to_type torch.float64).sum(1L))
-                |> ignore
-
-                epLengthSum.add_ (step.EpisodeLength.to_type(torch.float64).mul(isDone.to_type torch.float64).sum(1L))
-                |> ignore
-
-                epCount.add_ (isDone.to_type(torch.float64).sum(1L)) |> ignore
-                obs.Dispose()
+                // `obs` is detached from every scope; it is disposed after the stacking below.
+                obsSteps.Add obs
+                actSteps.Add(keep action)
+                rewSteps.Add(keep scaledReward)
+                termSteps.Add(keep step.Terminated)
+                truncSteps.Add(keep step.Truncated)
+                finalObsSteps.Add(keep step.FinalObs)
+                epReturnSteps.Add(keep step.EpisodeReturn)
+                epLengthSteps.Add(keep step.EpisodeLength)
                 obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
+
+            let stack (xs: ResizeArray<Tensor>) = torch.stack (xs, 1L)
+            let bObs = stack obsSteps // [S; T; N; obsDim]
+
+            for o in obsSteps do
+                o.Dispose()
+
+            let bAct = stack actSteps
+            let bRew = stack rewSteps
+            let bTerm = (stack termSteps).to_type torch.float32
+            let bTrunc = (stack truncSteps).to_type torch.float32
+            let bFinalObs = stack finalObsSteps
+            // Episodes that ended in this rollout, per seed (EpisodeReturn/Length are 0 elsewhere).
+            let epCount =
+                (bTerm + bTrunc).clamp_max(1.0).to_type(torch.float64).sum([| 1L; 2L |])
+
+            let epReturnSum = (stack epReturnSteps).to_type(torch.float64).sum([| 1L; 2L |])
+            let epLengthSum = (stack epLengthSteps).to_type(torch.float64).sum([| 1L; 2L |])
+
+            let sigmaSum =
+                if sigmaSteps.Count = 0 then
+                    torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+                else
+                    (torch.stack (sigmaSteps, 1L)).to_type(torch.float64).sum(1L)
 
             progress.GlobalStep <- progress.GlobalStep + int64 M
             let rolloutSeconds = clock.Elapsed.TotalSeconds
@@ -1134,12 +1177,13 @@ let trainWith
             e.Dispose()
 
         fused |> Option.iter (fun b -> b.Dispose())
+        fusedSync |> Option.iter (fun v -> (v :> IDisposable).Dispose())
 
         for g in fusedGens do
             if not (isNull g) then
                 g.Dispose()
 
-        for t in [ obs; bObs; bFinalObs; bAct; bRew; bTerm; bTrunc; discounted ] do
+        for t in [ obs; discounted ] do
             t.Dispose()
 
         for t in [ prevGrad; emaGrad ] do
@@ -1149,6 +1193,9 @@ let trainWith
 // ---------------------------------------------------------------------------------------
 // Config keys
 // ---------------------------------------------------------------------------------------
+
+/// The values of `vectorization_mode`.
+let vectorizationModes = [ "vector"; "sync" ]
 
 /// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
 /// allowed values.
@@ -1311,10 +1358,23 @@ let fields: Field<PpoConfig> list =
             "Normalise advantages once over the whole rollout per seed (seed 001) instead of per minibatch."
             (fun c -> c.NormAdvBatch)
             (fun c v -> { c with NormAdvBatch = v })
+        Field.choice
+            "vectorization_mode"
+            "How the copies are stepped: vector (tensor-batched form, on the device) or sync (single forms on the host, Gymnasium's SyncVectorEnv; CPU only)."
+            vectorizationModes
+            (fun c -> c.VectorizationMode)
+            (fun c v -> { c with VectorizationMode = v })
     ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =
+    Config.check
+        (c.VectorizationMode <> "sync"
+         || not (c.Device.Trim().ToLowerInvariant().StartsWith "cuda"))
+        "vectorization_mode"
+        c.VectorizationMode
+        "vector when device is cuda (sync steps the envs on the host and would copy every step)"
+
     Config.check
         (c.MinibatchSize <= c.NumEnvs * c.NumSteps)
         "minibatch_size"
@@ -1327,10 +1387,14 @@ let validate (c: PpoConfig) =
         (string c.TotalTimesteps)
         $">= num_envs * num_steps = {c.NumEnvs * c.NumSteps} (one update)"
 
-/// Batched environments for `cfg` from the registry, on the config's device.
+/// Batched environments for `cfg` from the registry, on the config's device: the tensor-batched
+/// form, or `SyncVectorEnv` for `vectorization_mode: sync`.
 let makeEnv (cfg: PpoConfig) : int -> IBatchedEnv =
     let device = Native.device cfg.Device
-    fun n -> Envs.makeBatched cfg.EnvId n device
+
+    match cfg.VectorizationMode with
+    | "sync" -> fun n -> Envs.makeSync cfg.EnvId n device
+    | _ -> fun n -> Envs.makeBatched cfg.EnvId n device
 
 /// Trains PPO on `cfg.EnvId` (see `trainWith`): `train cfg noHooks None` is the whole run.
 let train (cfg: PpoConfig) (hooks: Hooks) (resume: (Agent * Progress * Normalizers) option) : TrainResult =

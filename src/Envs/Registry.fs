@@ -176,3 +176,15 @@ let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options:
 
 /// Creates the batched form of `id` with its registered defaults (float32 state).
 let makeBatched (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeBatchedWith id numEnvs device []
+
+/// Creates `SyncVectorEnv` over `numEnvs` single forms of `id` made with `options` (Gymnasium's
+/// `make_vec(id, num_envs, vectorization_mode="sync")`, SAME_STEP auto-reset), handing results
+/// over as tensors on `device`. Raises `ArgumentException` as `makeWith`, or for `numEnvs < 1`.
+let makeSyncWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
+    if numEnvs < 1 then
+        invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
+
+    new SyncVectorEnv(Array.init numEnvs (fun _ -> makeWith id options), device) :> IBatchedEnv
+
+/// `makeSyncWith` with the registered defaults.
+let makeSync (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeSyncWith id numEnvs device []
