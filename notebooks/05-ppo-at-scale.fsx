@@ -53,8 +53,12 @@ of update u is `lr x (1 - (u - 1) / num_updates)`.
 *)
 
 let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs")
-let mountainCar = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
-let cartPole = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml"))
+
+let mountainCar =
+    Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
+
+let cartPole =
+    Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml"))
 
 let relations (c: Ppo.PpoConfig) =
     $"{c.EnvId}: batch = {c.NumEnvs} envs x {c.NumSteps} steps = {c.BatchSize}; "
@@ -77,9 +81,17 @@ A shared-trunk network (64-64 tanh, policy and value heads), one Adam optimizer 
 
 let cfg =
     if quick then
-        { cartPole with TotalTimesteps = 2048L; NumSeeds = 2; EvalEpisodes = 2 }
+        { cartPole with
+            TotalTimesteps = 2048L
+            NumSeeds = 2
+            EvalEpisodes = 2
+        }
     else
-        { cartPole with TotalTimesteps = 200_000L; NumSeeds = 10; Lr = 1e-3 }
+        { cartPole with
+            TotalTimesteps = 200_000L
+            NumSeeds = 10
+            Lr = 1e-3
+        }
 
 let result = Ppo.train cfg Ppo.noHooks None
 let table = Train.ppoTable cfg.NumSeeds result.Metrics
@@ -88,11 +100,13 @@ let trainingSummary =
     $"{cfg.TotalTimesteps} steps x {cfg.NumSeeds} seeds in {result.WallSeconds:F1} s "
     + $"({float cfg.TotalTimesteps * float cfg.NumSeeds / result.WallSeconds:F0} env steps/s, one process, one thread)"
 
+printfn "%s" trainingSummary
 (*** include-value: trainingSummary ***)
 
 (** The learning curve: mean over the seeds with a band of one standard deviation. *)
 
-Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table |> Charts.toHtml
+Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table
+|> Charts.toHtml
 (*** include-it-raw ***)
 
 (**
@@ -109,12 +123,30 @@ larger); near 0 or negative says the gradient is mostly noise.
 Charts.panels
     SeedView.MeanStd
     "global_step"
-    [ "actor_loss"; "critic_loss"; "entropy"; "approx_kl"; "clip_fraction"; "explained_variance" ]
+    [
+        "actor_loss"
+        "critic_loss"
+        "entropy"
+        "approx_kl"
+        "clip_fraction"
+        "explained_variance"
+    ]
     table
 |> Charts.toHtml
 (*** include-it-raw ***)
 
-Charts.panels SeedView.MeanStd "global_step" [ "grad_norm"; "adam_m_norm"; "adam_v_norm"; "grad_cos_prev"; "grad_cos_ema"; "lr" ] table
+Charts.panels
+    SeedView.MeanStd
+    "global_step"
+    [
+        "grad_norm"
+        "adam_m_norm"
+        "adam_v_norm"
+        "grad_cos_prev"
+        "grad_cos_ema"
+        "lr"
+    ]
+    table
 |> Charts.toHtml
 (*** include-it-raw ***)
 
@@ -133,21 +165,36 @@ if Directory.Exists sweepDir then
     Directory.Delete(sweepDir, true)
 
 let sweepArgs =
-    [ "config=" + Path.Combine(configs, "ppo-cartpole.yaml")
-      $"sweep_dir={sweepDir}"
-      "threshold=150"
-      "lr=1e-3"
-      if quick then "total_timesteps=1024" else "total_timesteps=100000"
-      if quick then "num_seeds=2" else "num_seeds=5"
-      if quick then "beta_1=0.8,0.9" else "beta_1=0.5,0.8,0.9,0.99"
-      "eval_episodes=2" ]
+    [
+        "config=" + Path.Combine(configs, "ppo-cartpole.yaml")
+        $"sweep_dir={sweepDir}"
+        "threshold=150"
+        "lr=1e-3"
+        if quick then
+            "total_timesteps=1024"
+        else
+            "total_timesteps=100000"
+        if quick then "num_seeds=2" else "num_seeds=5"
+        if quick then
+            "beta_1=0.8,0.9"
+        else
+            "beta_1=0.5,0.8,0.9,0.99"
+        "eval_episodes=2"
+    ]
 
 let _, sweepRows = Sweep.runPpo sweepArgs
 
 let sweepTable =
-    [ for r in sweepRows ->
-          Sweep.pointName r.Point, $"{r.Mean:F1} +- {r.Std:F1}", $"[{r.CiLow:F1}, {r.CiHigh:F1}]", r.StepsToThreshold, $"{r.WallSeconds:F1} s" ]
+    [
+        for r in sweepRows ->
+            Sweep.pointName r.Point,
+            $"{r.Mean:F1} +- {r.Std:F1}",
+            $"[{r.CiLow:F1}, {r.CiHigh:F1}]",
+            r.StepsToThreshold,
+            $"{r.WallSeconds:F1} s"
+    ]
 
+printfn "%A" sweepTable
 (*** include-value: sweepTable ***)
 
 Sweep.finalReturnChart "beta_1" sweepRows |> Charts.toHtml
@@ -157,7 +204,9 @@ Charts.compareRuns
     SeedView.MeanStd
     "global_step"
     "episodic_return"
-    [ for r in sweepRows -> Sweep.pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile)) ]
+    [
+        for r in sweepRows -> Sweep.pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
+    ]
 |> Charts.toHtml
 (*** include-it-raw ***)
 
@@ -165,7 +214,16 @@ Charts.compareRuns
 ### Reading the result
 
 Each point is the mean over seeds of the return over the last 10 % of updates, with its
-bootstrap interval. With only a handful of seeds and a short budget the intervals of neighbouring
+bootstrap interval. `Sweep.reading` states what the numbers of this run support (the sweep
+script prints the same and the sweep's `report.html` carries it):
+*)
+
+let sweepReading = Sweep.reading sweepRows
+printfn "%s" sweepReading
+(*** include-value: sweepReading ***)
+
+(**
+With only a handful of seeds and a short budget the intervals of neighbouring
 beta_1 values overlap widely: a difference smaller than the intervals is not evidence, and the
 table above should be read that way. To see *why* a beta_1 helps or hurts, compare the gradient
 cosine panels of the runs (each point's `report.html` in the sweep folder has them): when

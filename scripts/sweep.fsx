@@ -26,6 +26,7 @@ try
             r.CiHigh
             r.WallSeconds
 
+    printfn "%s" (Sweep.reading rows)
     printfn "summary: %s/summary.csv, report: %s/report.html" dir dir
 with ConfigError _ as e ->
     eprintfn "%s" e.Message

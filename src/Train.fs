@@ -51,7 +51,10 @@ let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
         yield! Ppo.metricValues m
     |]
 
-/// Saves a PPO checkpoint (networks, optimizers, counters, normalisation statistics) into
+let private gradHistoryKey = "grad_history"
+
+/// Saves a PPO agent, its optimizers, progress (with the gradient history behind the cosine
+/// diagnostics, when there is one) and normalisation statistics as the checkpoint
 /// `dir/checkpoint` atomically.
 let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (norm: Ppo.Normalizers) =
     let extra =
@@ -64,12 +67,22 @@ let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (no
             match norm.Return with
             | Some s -> "return_stats", s.Save()
             | None -> ()
+            if not (isNull progress.PrevGrad) then
+                gradHistoryKey, String.Join(",", progress.PrevGrad.shape)
         ]
         |> Map.ofList
 
+    let history =
+        if isNull progress.PrevGrad then
+            []
+        else
+            [
+                gradHistoryKey, new Ppo.GradHistory(progress.PrevGrad, progress.EmaGrad) :> TorchSharp.torch.nn.Module
+            ]
+
     Checkpoint.save
         (Path.Combine(dir, Run.CheckpointDir))
-        agent.Modules
+        (agent.Modules @ history)
         [
             for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
         ]
@@ -90,10 +103,22 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
     // Modules load on the CPU, then move (TorchSharp's save/load guidance).
     let agent = Ppo.makeAgentFor cfg obsDim env.ActionSpace TorchSharp.torch.CPU
 
+    // Checkpoints written before the gradient history was saved have none: the cosine columns
+    // then start again from NaN.
+    let history =
+        match (Checkpoint.readExtra ckpt).TryFind gradHistoryKey with
+        | Some shape ->
+            let dims = shape.Split ',' |> Array.map int64
+            Some(new Ppo.GradHistory(TorchSharp.torch.zeros dims, TorchSharp.torch.zeros dims))
+        | None -> None
+
     let extra =
         Checkpoint.load
             ckpt
-            agent.Modules
+            (agent.Modules
+             @ (history
+                |> Option.map (fun h -> gradHistoryKey, h :> TorchSharp.torch.nn.Module)
+                |> Option.toList))
             [
                 for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
             ]
@@ -106,9 +131,17 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
     norm.Return |> Option.iter (fun s -> s.Load extra["return_stats"])
 
     let progress: Ppo.Progress =
-        {
+        { Ppo.Progress.Start with
             Update = int extra["update"]
             GlobalStep = int64 extra["global_step"]
+            PrevGrad =
+                history
+                |> Option.map (fun h -> h.Prev.``to``(device).DetachFromDisposeScope())
+                |> Option.toObj
+            EmaGrad =
+                history
+                |> Option.map (fun h -> h.Ema.``to``(device).DetachFromDisposeScope())
+                |> Option.toObj
         }
 
     { agent with Device = device }, progress, norm

@@ -284,8 +284,24 @@ let tests =
                         [| 256.0; 512.0; 768.0; 1024.0 |]
                         "steps continue"
 
+                    let cosPrev = Metrics.column "grad_cos_prev" table
+                    let cosEma = Metrics.column "grad_cos_ema" table
+                    Expect.isTrue (Double.IsNaN cosPrev[0] && Double.IsNaN cosEma[0]) "no history at update 1"
+                    // the gradient history is part of the checkpoint: the first update after the
+                    // resume still has a previous gradient to compare with
+                    Expect.isTrue
+                        (Array.forall Double.IsFinite cosPrev[1..]
+                         && Array.forall Double.IsFinite cosEma[1..])
+                        $"cosines finite from update 2 on, also right after resuming: {cosPrev} {cosEma}"
+
                     let extra = Checkpoint.readExtra (Path.Combine(dir, "checkpoint"))
                     Expect.equal extra["update"] "4" "checkpoint at the last update"
+                    let cfg = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-pendulum-seed.yaml")
+
+                    let agent = Ppo.makeAgentFor cfg 3 Pendulum.actionSpace torch.CPU
+                    let p = agent.Actor.parameters () |> Seq.sumBy (fun t -> t.numel ())
+                    (agent :> IDisposable).Dispose()
+                    Expect.equal extra["grad_history"] $"1,{p}" "gradient history [S; P] (P = actor parameters) saved"
 
                     Expect.stringContains
                         (File.ReadAllText(Path.Combine(dir, "config.yaml")))

@@ -79,6 +79,45 @@ let tests =
                 Expect.equal (Sweep.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
             }
 
+            test "reading: best point, overlap or separation of intervals, fastest to threshold, all equal" {
+                let row (v: string) mean lo hi steps (finals: float[]) : Sweep.PointSummary =
+                    {
+                        Point = [ "lr", "1e-3"; "beta_1", v ]
+                        RunDir = ""
+                        Finals = finals
+                        Mean = mean
+                        Std =
+                            (if finals |> Array.distinct |> Array.length = 1 then
+                                 0.0
+                             else
+                                 1.0)
+                        CiLow = lo
+                        CiHigh = hi
+                        StepsToThreshold = steps
+                        WallSeconds = 1.0
+                    }
+
+                let a = row "0.8" 400.0 380.0 420.0 30000.0 [| 390.0; 410.0 |]
+                let b = row "0.9" 300.0 250.0 390.0 nan [| 260.0; 340.0 |]
+                let c = row "0.99" 100.0 50.0 150.0 nan [| 60.0; 140.0 |]
+                let overlap = Sweep.reading [ c; b; a ]
+                Expect.stringContains overlap "Highest mean final return: beta_1=0.8 (400" "best point"
+                Expect.stringContains overlap "overlaps those of beta_1=0.9:" "b's interval reaches a's"
+                Expect.isFalse (overlap.Contains "0.99:") "c's interval is clear"
+                Expect.stringContains overlap "beta_1=0.8 at 30000 steps; 1 of 3 points" "fastest"
+                let clear = Sweep.reading [ c; a ]
+                Expect.stringContains clear "clear of every other point" "separated"
+                Expect.stringContains clear "1 of 2 points reached it" "fastest among the two"
+
+                let flat =
+                    [
+                        for v in [ "0.8"; "0.9" ] -> row v -200.0 -200.0 -200.0 nan [| -200.0; -200.0 |]
+                    ]
+
+                Expect.stringContains (Sweep.reading flat) "same final return -200 on every seed" "all equal"
+                Expect.equal (Sweep.reading []) "" "no rows"
+            }
+
             test "a small sweep runs every grid point and resumes by skipping finished points" {
                 let dir = tempDir "rl-sweep"
 

@@ -478,9 +478,38 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
 /// State carried across updates that a checkpoint must restore.
 type Progress =
     {
+        /// Updates done so far.
         mutable Update: int
+        /// Environment steps done so far per seed.
         mutable GlobalStep: int64
+        /// The previous update's mean policy gradient per seed, [S; P] (P = policy parameters),
+        /// behind `grad_cos_prev`; null before the first update. Owned by the run (detached).
+        mutable PrevGrad: Tensor
+        /// Exponential moving average (decay 0.99) of past mean policy gradients, [S; P], behind
+        /// `grad_cos_ema`; null before the first update.
+        mutable EmaGrad: Tensor
     }
+
+    /// Nothing done yet.
+    static member Start =
+        {
+            Update = 0
+            GlobalStep = 0L
+            PrevGrad = null
+            EmaGrad = null
+        }
+
+/// The gradient history of `Progress` (buffers `prev` and `ema`, [S; P]) as a module, so that a
+/// checkpoint stores it beside the networks and a resumed run's cosine diagnostics go on.
+type GradHistory(prev: Tensor, ema: Tensor) as this =
+    inherit torch.nn.Module("grad_history")
+
+    do
+        this.register_buffer ("prev", prev)
+        this.register_buffer ("ema", ema)
+
+    member _.Prev = prev
+    member _.Ema = ema
 
 /// Running statistics that preprocess observations and rewards (None when disabled); part of
 /// a checkpoint, since the trained policy only works on observations normalised the same way.
@@ -678,9 +707,7 @@ let trainWith
         | None ->
             Seed.setGlobal cfg.Seed
 
-            makeAgentFor cfg obsDim actionSpace device,
-            { Update = 0; GlobalStep = 0L },
-            newNormalizers cfg obsDim device
+            makeAgentFor cfg obsDim actionSpace device, Progress.Start, newNormalizers cfg obsDim device
 
     let obsStats = normalizers.Obs
     let retStats = normalizers.Return
@@ -811,9 +838,7 @@ let trainWith
     let numUpdates = cfg.NumUpdates
 
     let shared = cfg.SharedNetwork
-    // Previous update's mean gradient and the EMA of past ones, [S; P] (diagnostics only).
-    let mutable prevGrad: Tensor = null
-    let mutable emaGrad: Tensor = null
+    // The gradient history behind the cosine diagnostics lives in `progress` (checkpointed).
     let gradEmaDecay = 0.99
 
     let checkFinite (update: int) (name: string) (v: float) =
@@ -1095,26 +1120,27 @@ let trainWith
                 let g = gradSum / nSteps
 
                 let cp =
-                    if isNull prevGrad then
+                    if isNull progress.PrevGrad then
                         Array.create S nan
                     else
-                        toArray (Optim.cosineSimilarityPerSeed g prevGrad)
+                        toArray (Optim.cosineSimilarityPerSeed g progress.PrevGrad)
 
                 let ce =
-                    if isNull emaGrad then
+                    if isNull progress.EmaGrad then
                         Array.create S nan
                     else
-                        toArray (Optim.cosineSimilarityPerSeed g emaGrad)
+                        toArray (Optim.cosineSimilarityPerSeed g progress.EmaGrad)
 
-                if isNull emaGrad then
-                    emaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
+                if isNull progress.EmaGrad then
+                    progress.EmaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
 
-                emaGrad.mul_(gradEmaDecay.ToScalar()).add_(g * (1.0 - gradEmaDecay)) |> ignore
+                progress.EmaGrad.mul_(gradEmaDecay.ToScalar()).add_(g * (1.0 - gradEmaDecay))
+                |> ignore
 
-                if not (isNull prevGrad) then
-                    prevGrad.Dispose()
+                if not (isNull progress.PrevGrad) then
+                    progress.PrevGrad.Dispose()
 
-                prevGrad <- g.clone().DetachFromDisposeScope()
+                progress.PrevGrad <- g.clone().DetachFromDisposeScope()
                 cp, ce
 
             let mNorm, vNorm = toArray mNorm, toArray vNorm
@@ -1186,9 +1212,6 @@ let trainWith
         for t in [ obs; discounted ] do
             t.Dispose()
 
-        for t in [ prevGrad; emaGrad ] do
-            if not (isNull t) then
-                t.Dispose()
 
 // ---------------------------------------------------------------------------------------
 // Config keys

@@ -269,6 +269,64 @@ let summaryCsv (keys: string list) (rows: PointSummary list) : string =
 
     String.concat "\n" (String.concat "," header :: List.map line rows) + "\n"
 
+/// A plain-language reading of a sweep's summary rows: the point with the highest mean final
+/// return, whether its 95 % interval is clear of every other point's or overlaps some (then the
+/// sweep does not separate them at this budget and seed count), the fastest point to the
+/// threshold when one was given, and a warning when every point ended at the same return (as
+/// when nothing learned). Points are named by the keys that differ between them. Rows with a NaN
+/// mean are left out; "" for no usable rows.
+let reading (rows: PointSummary list) : string =
+    let ok = rows |> List.filter (fun r -> Double.IsFinite r.Mean)
+
+    let f (x: float) =
+        x.ToString("0.#", Globalization.CultureInfo.InvariantCulture)
+
+    // Points are named by the keys whose values differ between them (the swept ones).
+    let varying =
+        ok
+        |> List.collect (fun r -> r.Point)
+        |> List.groupBy fst
+        |> List.filter (fun (_, kvs) -> (kvs |> List.distinct |> List.length) > 1)
+        |> List.map fst
+        |> Set.ofList
+
+    let pointName (point: (string * string) list) =
+        match point |> List.filter (fun (k, _) -> varying.Contains k) with
+        | [] -> pointName point
+        | swept -> pointName swept
+
+    match ok with
+    | [] -> ""
+    | _ when ok |> List.forall (fun r -> r.Mean = ok.Head.Mean && r.Std = 0.0) ->
+        $"Every point ended at the same final return {f ok.Head.Mean} on every seed: the sweep cannot tell the points apart (nothing was learned, or every point solved the task)."
+    | _ ->
+        let best = ok |> List.maxBy (fun r -> r.Mean)
+
+        let overlapping =
+            ok
+            |> List.filter (fun r -> not (obj.ReferenceEquals(r, best)) && r.CiHigh >= best.CiLow)
+            |> List.map (fun r -> pointName r.Point)
+
+        let head =
+            $"Highest mean final return: {pointName best.Point} ({f best.Mean}, 95 %% CI {f best.CiLow} .. {f best.CiHigh}, {best.Finals.Length} seeds). "
+
+        let separation =
+            match overlapping with
+            | [] when ok.Length > 1 -> "Its interval is clear of every other point's: the difference is not seed noise."
+            | [] -> ""
+            | xs ->
+                let names = String.Join("; ", xs)
+                $"Its interval overlaps those of {names}: at this budget and seed count the sweep does not separate them; add seeds before reading a trend."
+
+        let fastest =
+            match ok |> List.filter (fun r -> Double.IsFinite r.StepsToThreshold) with
+            | [] -> ""
+            | reached ->
+                let r = reached |> List.minBy (fun r -> r.StepsToThreshold)
+                $" First to the threshold (seed-mean return): {pointName r.Point} at {f r.StepsToThreshold} steps; {reached.Length} of {ok.Length} points reached it."
+
+        head + separation + fastest
+
 /// Final return (mean with 95 % bootstrap interval across seeds) against the values of sweep key
 /// `key`, one point per grid point; x is numeric when every value parses as a number, else
 /// categorical.
@@ -390,6 +448,7 @@ let runPpo (args: string list) : string * PointSummary list =
             for r in rows ->
                 pointName r.Point,
                 $"final return {fmt r.Mean} +- {fmt r.Std} (95%% CI {fmt r.CiLow} .. {fmt r.CiHigh}, {r.Finals.Length} seeds), steps to threshold {fmt r.StepsToThreshold}, wall {fmt r.WallSeconds} s"
+            "reading", reading rows
         ]
         [
             "Learning curves (mean and +-1 std band across seeds)", [ curves ]
