@@ -164,6 +164,13 @@ let tests =
 
                         argError (fun () -> pend.Step(torch.zeros [| 2L |]) |> ignore) [ "shape [2; 1]" ]
                         argError (fun () -> Envs.makeSync CartPole.Id 0 torch.CPU |> ignore) [ "at least 1" ]
+
+                        argError
+                            (fun () -> Envs.makeVec "async" CartPole.Id 2 torch.CPU |> ignore)
+                            [ "unknown vectorization mode 'async'"; "vector, sync" ]
+
+                        use v = Envs.makeVec "sync" CartPole.Id 2 torch.CPU
+                        Expect.isTrue (v :? SyncVectorEnv) "sync mode makes a SyncVectorEnv"
                     }
                 ]
 

@@ -159,7 +159,7 @@ let tests =
             testList
                 "seed k inside a batch of 3 matches seed k trained alone (first updates)"
                 [
-                    for mode in Ppo.vectorizationModes ->
+                    for mode in Envs.vectorizationModes ->
                         test $"vectorization_mode {mode}" {
                             let cfg =
                                 { cartpole () with

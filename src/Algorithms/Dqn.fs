@@ -75,6 +75,9 @@ type DqnConfig =
         EvalEpisodes: int
         /// Seed of the evaluation environments.
         EvalSeed: int64
+        /// How the copies are stepped: "vector" (tensor-batched form) or "sync"
+        /// (`SyncVectorEnv`); see `Envs.makeVec`.
+        VectorizationMode: string
     }
 
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
@@ -115,6 +118,7 @@ let defaults =
         LogEvery = 5000
         EvalEpisodes = 10
         EvalSeed = 1_000_000L
+        VectorizationMode = "vector"
     }
 
 /// The linear epsilon schedule of CleanRL `dqn.py` (`linear_schedule`): epsilon at environment
@@ -701,10 +705,12 @@ let fields: Field<DqnConfig> list =
             (fun c v -> { c with EvalEpisodes = v })
         Field.int64 "eval_seed" "Seed of the evaluation environments." (Allow.ge 0L) (fun c -> c.EvalSeed) (fun c v ->
             { c with EvalSeed = v })
+        Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
     ]
 
 /// Cross-field checks of a DQN config; raises `ConfigError`.
 let validate (c: DqnConfig) =
+    Config.checkVectorization c.VectorizationMode c.Device
     Config.check (c.BatchSize <= c.BufferSize) "batch_size" (string c.BatchSize) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.NumEnvs <= c.BufferSize) "num_envs" (string c.NumEnvs) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.EndE <= c.StartE) "end_e" (string c.EndE) $"<= start_e = {c.StartE}"
@@ -720,10 +726,11 @@ let validate (c: DqnConfig) =
         c.EnvId
         "an environment with discrete actions (CartPole-v1, MountainCar-v0, Acrobot-v1, FrozenLake-v1)"
 
-/// Batched environments for `cfg` from the registry, on the config's device.
+/// Batched environments for `cfg` from the registry, on the config's device, stepped as
+/// `vectorization_mode` says (`Envs.makeVec`).
 let makeEnv (cfg: DqnConfig) : int -> IBatchedEnv =
     let device = Native.device cfg.Device
-    fun n -> Envs.makeBatched cfg.EnvId n device
+    fun n -> Envs.makeVec cfg.VectorizationMode cfg.EnvId n device
 
 /// Trains DQN on `cfg.EnvId` (see `trainWith`).
 let train (cfg: DqnConfig) (hooks: Hooks) (resume: (Agent * Progress) option) : TrainResult =

@@ -1217,9 +1217,6 @@ let trainWith
 // Config keys
 // ---------------------------------------------------------------------------------------
 
-/// The values of `vectorization_mode`.
-let vectorizationModes = [ "vector"; "sync" ]
-
 /// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
 /// allowed values.
 let fields: Field<PpoConfig> list =
@@ -1381,22 +1378,12 @@ let fields: Field<PpoConfig> list =
             "Normalise advantages once over the whole rollout per seed (seed 001) instead of per minibatch."
             (fun c -> c.NormAdvBatch)
             (fun c v -> { c with NormAdvBatch = v })
-        Field.choice
-            "vectorization_mode"
-            "How the copies are stepped: vector (tensor-batched form, on the device) or sync (single forms on the host, Gymnasium's SyncVectorEnv; CPU only)."
-            vectorizationModes
-            (fun c -> c.VectorizationMode)
-            (fun c v -> { c with VectorizationMode = v })
+        Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
     ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =
-    Config.check
-        (c.VectorizationMode <> "sync"
-         || not (c.Device.Trim().ToLowerInvariant().StartsWith "cuda"))
-        "vectorization_mode"
-        c.VectorizationMode
-        "vector when device is cuda (sync steps the envs on the host and would copy every step)"
+    Config.checkVectorization c.VectorizationMode c.Device
 
     Config.check
         (c.MinibatchSize <= c.NumEnvs * c.NumSteps)
@@ -1414,10 +1401,7 @@ let validate (c: PpoConfig) =
 /// form, or `SyncVectorEnv` for `vectorization_mode: sync`.
 let makeEnv (cfg: PpoConfig) : int -> IBatchedEnv =
     let device = Native.device cfg.Device
-
-    match cfg.VectorizationMode with
-    | "sync" -> fun n -> Envs.makeSync cfg.EnvId n device
-    | _ -> fun n -> Envs.makeBatched cfg.EnvId n device
+    fun n -> Envs.makeVec cfg.VectorizationMode cfg.EnvId n device
 
 /// Trains PPO on `cfg.EnvId` (see `trainWith`): `train cfg noHooks None` is the whole run.
 let train (cfg: PpoConfig) (hooks: Hooks) (resume: (Agent * Progress * Normalizers) option) : TrainResult =

@@ -188,3 +188,17 @@ let makeSyncWith (id: string) (numEnvs: int) (device: torch.Device) (options: (s
 
 /// `makeSyncWith` with the registered defaults.
 let makeSync (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeSyncWith id numEnvs device []
+
+/// The ways `makeVec` steps N copies, named as Gymnasium's `make_vec(vectorization_mode=...)`:
+/// "vector" (the tensor-batched form, `makeBatched`) and "sync" (`SyncVectorEnv`, `makeSync`).
+let vectorizationModes = [ "vector"; "sync" ]
+
+/// N copies of `id` on `device` stepped the way `mode` names (see `vectorizationModes`). Raises
+/// `ArgumentException` for another mode (listing the allowed ones), or as `makeBatched`/`makeSync`.
+let makeVec (mode: string) (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv =
+    match mode with
+    | "vector" -> makeBatched id numEnvs device
+    | "sync" -> makeSync id numEnvs device
+    | _ ->
+        let allowed = String.Join(", ", vectorizationModes)
+        invalidArg "mode" $"{id}: unknown vectorization mode '{mode}'; allowed: {allowed}"

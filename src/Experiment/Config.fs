@@ -360,6 +360,17 @@ module Field =
 
         custom key doc ("one of: " + String.Join(", ", choices)) id parse get set
 
+    /// `vectorization_mode`: how the copies of an environment are stepped, one of
+    /// `Envs.vectorizationModes` (see `Envs.makeVec`); `Config.checkVectorization` is its
+    /// cross-field check against the device.
+    let vectorizationMode (get: 'C -> string) (set: 'C -> string -> 'C) =
+        choice
+            "vectorization_mode"
+            "How the copies are stepped: vector (tensor-batched form, on the device) or sync (single forms on the host, Gymnasium's SyncVectorEnv; fastest on the CPU for few copies, not for cuda)."
+            Envs.vectorizationModes
+            get
+            set
+
     /// An optional float: `null`, `~`, `none` or an empty value mean `None` (e.g. PPO's target KL).
     let floatOption
         key
@@ -606,6 +617,15 @@ module Config =
     let check (ok: bool) (key: string) (value: string) (allowed: string) : unit =
         if not ok then
             fail "check" key value allowed "inconsistent with other settings"
+
+    /// Refuses `vectorization_mode: sync` with a CUDA device (the host-stepped envs would copy
+    /// actions and results between host and GPU every step); raises `ConfigError`.
+    let checkVectorization (mode: string) (device: string) =
+        check
+            (mode <> "sync" || not (device.Trim().ToLowerInvariant().StartsWith "cuda"))
+            "vectorization_mode"
+            mode
+            "vector when device is cuda (sync steps the envs on the host and would copy every step)"
 
     /// Everything a script does before a run: defaults, then the YAML file at `path` if given,
     /// then `overrides`, then the algorithm's cross-field `validate` (which raises through
