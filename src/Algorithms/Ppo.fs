@@ -755,11 +755,30 @@ let trainWith
                 v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
             | None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
 
+    /// A fused env's action: [S; N; ...] -> [S * N; ...].
+    let flatAction (action: Tensor) =
+        action.reshape (Array.append [| int64 (S * N) |] action.shape[2..])
+
+    /// A fused env's step, [S * N; ...] fields -> [S; N; ...].
+    let splitSeeds (r: BatchStep) : BatchStep =
+        let rs (x: Tensor) =
+            x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+
+        {
+            Obs = rs r.Obs
+            Reward = rs r.Reward
+            Terminated = rs r.Terminated
+            Truncated = rs r.Truncated
+            FinalObs = rs r.FinalObs
+            EpisodeReturn = rs r.EpisodeReturn
+            EpisodeLength = rs r.EpisodeLength
+        }
+
     /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
     let stepAll (action: Tensor) : BatchStep =
         match fused with
         | Some b ->
-            let r = b.Step(action.reshape (Array.append [| int64 (S * N) |] action.shape[2..]))
+            let r = b.Step(flatAction action)
             let ended = toArray (r.Terminated.logical_or r.Truncated)
             let mutable next = r.Obs
 
@@ -785,34 +804,8 @@ let trainWith
                 b.State <- st
                 next <- o
 
-            let rs (x: Tensor) =
-                x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
-
-            {
-                Obs = rs next
-                Reward = rs r.Reward
-                Terminated = rs r.Terminated
-                Truncated = rs r.Truncated
-                FinalObs = rs r.FinalObs
-                EpisodeReturn = rs r.EpisodeReturn
-                EpisodeLength = rs r.EpisodeLength
-            }
-        | None when fusedSync.IsSome ->
-            let r =
-                fusedSync.Value.Step(action.reshape (Array.append [| int64 (S * N) |] action.shape[2..]))
-
-            let rs (x: Tensor) =
-                x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
-
-            {
-                Obs = rs r.Obs
-                Reward = rs r.Reward
-                Terminated = rs r.Terminated
-                Truncated = rs r.Truncated
-                FinalObs = rs r.FinalObs
-                EpisodeReturn = rs r.EpisodeReturn
-                EpisodeLength = rs r.EpisodeLength
-            }
+            splitSeeds { r with Obs = next }
+        | None when fusedSync.IsSome -> splitSeeds (fusedSync.Value.Step(flatAction action))
         | None ->
             let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
 
