@@ -203,6 +203,17 @@ let benchPpo () =
         }
     |> ignore
 
+    // The same run with the envs stepped on the host (Gymnasium's SyncVectorEnv): other reset
+    // draws, so the eval differs; the rollout column shows the env's share.
+    show
+        "default config, 100k, sync envs"
+        { defaults with
+            TotalTimesteps = 100_000L
+            Threads = 1
+            VectorizationMode = "sync"
+        }
+    |> ignore
+
     let wFull, _ =
         show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Threads = 1 }
 
@@ -292,14 +303,15 @@ let benchDqn () =
         Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
 
     printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
-    printfn "%-6s %10s %16s %22s %14s" "seeds" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
+    printfn "%-6s %-7s %10s %16s %22s %14s" "seeds" "envs" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
 
-    for seeds in [ 1; 5 ] do
+    for seeds, mode in [ 1, "vector"; 1, "sync"; 5, "sync" ] do
         let c =
             { cfg with
                 TotalTimesteps = 100_000L
                 NumSeeds = seeds
                 Threads = threads
+                VectorizationMode = mode
             }
 
         let r = Dqn.train c Dqn.noHooks None
@@ -307,8 +319,9 @@ let benchDqn () =
         let sps = 100_000.0 / r.WallSeconds
 
         printfn
-            "%-6d %10.1f %16.0f %22.0f %13.2fx"
+            "%-6d %-7s %10.1f %16.0f %22.0f %13.2fx"
             seeds
+            mode
             r.WallSeconds
             sps
             (sps * float seeds)

@@ -70,17 +70,21 @@ let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq
     if grads.IsEmpty then
         torch.zeros (int64 seeds)
     else
-        let sq =
-            grads
-            |> List.map (fun g -> g.reshape(int64 seeds, -1L).square().sum(1L))
-            |> List.reduce (+)
+        // One norm over the concatenated gradients (fewer small ops than a norm per tensor).
+        let norm =
+            torch.cat([| for g in grads -> g.reshape (int64 seeds, -1L) |], 1L).norm(1, p = 2.0f)
 
-        let norm = sq.sqrt ()
         let coef = (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
+        // coef shaped [S; 1; ...] once per gradient rank
+        let shaped =
+            grads
+            |> List.map (fun g -> int (g.dim ()))
+            |> List.distinct
+            |> List.map (fun d -> d, coef.reshape (Array.append [| int64 seeds |] (Array.create (d - 1) 1L)))
+            |> dict
 
         for g in grads do
-            let shape = Array.append [| int64 seeds |] (Array.create (int (g.dim ()) - 1) 1L)
-            g.mul_ (coef.reshape shape) |> ignore
+            g.mul_ shaped[int (g.dim ())] |> ignore
 
         norm
 
