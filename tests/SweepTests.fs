@@ -79,6 +79,37 @@ let tests =
                 Expect.equal (Sweep.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
             }
 
+            test "steps to threshold use each seed's recent episodes, not one lucky update" {
+                // update means and episode counts: window of at least 3 episodes, walking back
+                let r =
+                    Sweep.recentReturns 3 [| -90.0; nan; -200.0; -100.0; -110.0 |] [| 1.0; 0.0; 2.0; 4.0; 1.0 |]
+
+                Expect.isTrue (Double.IsNaN r[0] && Double.IsNaN r[1]) "fewer than 3 episodes yet"
+                Expect.floatClose Accuracy.veryHigh r[2] ((-90.0 - 400.0) / 3.0) "updates 0-2 weighted"
+                Expect.equal r[3] -100.0 "update 3 alone holds 4 episodes"
+                Expect.floatClose Accuracy.veryHigh r[4] ((-110.0 - 400.0) / 5.0) "updates 3-4 weighted"
+                Expect.throwsT<ArgumentException> (fun () -> Sweep.recentReturns 0 [||] [||] |> ignore) "min 1"
+
+                // a MountainCar-like start: in the first update only short, successful episodes end
+                // episode (-90); the per-update mean would cross -130 at step 100 already
+                let t = Metrics.empty [ "seed"; "global_step"; "episodic_return"; "episodes" ]
+
+                for step, r0, r1 in [ 100.0, -90.0, -90.0; 200.0, -200.0, -200.0; 300.0, -120.0, -125.0 ] do
+                    Metrics.addRow [| 0.0; step; r0; 10.0 |] t
+                    Metrics.addRow [| 1.0; step; r1; 10.0 |] t
+
+                for step, r0, r1 in [ 400.0, -110.0, -100.0; 500.0, -100.0, -100.0 ] do
+                    Metrics.addRow [| 0.0; step; r0; 20.0 |] t
+                    Metrics.addRow [| 1.0; step; r1; 20.0 |] t
+
+                Expect.equal
+                    (Sweep.thresholdStep -130.0 t)
+                    (Some 400.0)
+                    "first step where both seeds' last 20 episodes average >= -130"
+
+                Expect.equal (Sweep.thresholdStep -50.0 t) None "never"
+            }
+
             test "reading: best point, overlap or separation of intervals, fastest to threshold, all equal" {
                 let row (v: string) mean lo hi steps (finals: float[]) : Sweep.PointSummary =
                     {

@@ -116,6 +116,77 @@ let stepsToThreshold (threshold: float) (xs: float[]) (ys: float[]) : float opti
     |> Array.tryFind (fun (_, y) -> Double.IsFinite y && y >= threshold)
     |> Option.map fst
 
+/// The mean return of the most recent finished episodes, at each update: walking back from
+/// update i over whole updates (each `returns[j]` is the mean of `episodes[j]` episodes) until at
+/// least `minEpisodes` episodes are covered, weighted by the episode counts; NaN until that many
+/// have finished. One seed's updates in order. Unlike the per-update mean, this is not biased
+/// towards the short episodes that are the only ones to end in early updates (e.g. MountainCar's
+/// successful ones). Raises `ArgumentException` when the lengths differ or `minEpisodes < 1`.
+let recentReturns (minEpisodes: int) (returns: float[]) (episodes: float[]) : float[] =
+    if returns.Length <> episodes.Length then
+        invalidArg "episodes" $"recentReturns: {returns.Length} returns but {episodes.Length} episode counts"
+
+    if minEpisodes < 1 then
+        invalidArg "minEpisodes" $"recentReturns: minEpisodes must be >= 1, got {minEpisodes}"
+
+    Array.init returns.Length (fun i ->
+        let mutable n = 0.0
+        let mutable sum = 0.0
+        let mutable j = i
+
+        while j >= 0 && n < float minEpisodes do
+            if episodes[j] > 0.0 && Double.IsFinite returns[j] then
+                sum <- sum + returns[j] * episodes[j]
+                n <- n + episodes[j]
+
+            j <- j - 1
+
+        if n >= float minEpisodes then sum / n else nan)
+
+/// Episodes behind the steps-to-threshold statistic (see `thresholdStep`).
+[<Literal>]
+let ThresholdEpisodes = 20
+
+/// Steps to threshold of a metrics table (columns global_step, episodic_return, episodes, and
+/// seed when several): the first global step at which the mean over seeds of each seed's
+/// `recentReturns ThresholdEpisodes` reaches `threshold` (every seed needs that many finished
+/// episodes first). None if it never does.
+let thresholdStep (threshold: float) (table: MetricsTable) : float option =
+    let steps = Metrics.column "global_step" table
+    let ret = Metrics.column "episodic_return" table
+    let eps = Metrics.column "episodes" table
+
+    let seeds =
+        if Metrics.hasColumn Metrics.SeedColumn table then
+            Metrics.column Metrics.SeedColumn table
+        else
+            Array.zeroCreate ret.Length
+
+    let perSeed =
+        seeds
+        |> Array.distinct
+        |> Array.map (fun s ->
+            let idx = [| 0 .. ret.Length - 1 |] |> Array.filter (fun i -> seeds[i] = s)
+            let xs = idx |> Array.map (fun i -> steps[i])
+
+            xs,
+            recentReturns ThresholdEpisodes (idx |> Array.map (fun i -> ret[i])) (idx |> Array.map (fun i -> eps[i])))
+
+    // Seeds log the same steps (one row per update per seed); compare by update index.
+    let n = perSeed |> Array.map (fun (xs, _) -> xs.Length) |> Array.min
+    let xs = (fst perSeed[0])[.. n - 1]
+
+    let mean =
+        Array.init n (fun i ->
+            let v = perSeed |> Array.map (fun (_, ys) -> ys[i])
+
+            if Array.forall Double.IsFinite v then
+                Array.average v
+            else
+                nan)
+
+    stepsToThreshold threshold xs mean
+
 /// Final return per seed from a metrics table: the mean of the finite `episodic_return` values
 /// over the last `fraction` of each seed's updates (at least one update), in seed order. A table
 /// without a seed column is one seed. NaN for a seed without a finished episode there.
@@ -159,8 +230,9 @@ type PointSummary =
         CiLow: float
         /// Upper end of that interval.
         CiHigh: float
-        /// First environment step (per seed) where the mean-over-seeds return reaches the
-        /// threshold; NaN if it never does or no threshold was given.
+        /// First environment step (per seed) where the mean over seeds of each seed's last
+        /// `ThresholdEpisodes` episodes reaches the threshold (`thresholdStep`); NaN if it never
+        /// does or no threshold was given.
         StepsToThreshold: float
         /// Training wall time of the run, seconds (from its summary.json).
         WallSeconds: float
@@ -185,9 +257,7 @@ let summarise (threshold: float option) (point: (string * string) list) (runDir:
     let steps =
         match threshold with
         | None -> nan
-        | Some t ->
-            let st = Charts.seedStats "global_step" "episodic_return" table
-            stepsToThreshold t st.X st.Mean |> Option.defaultValue nan
+        | Some t -> thresholdStep t table |> Option.defaultValue nan
 
     let wall =
         let json = File.ReadAllText(Path.Combine(runDir, Run.SummaryFile))
