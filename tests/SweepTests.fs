@@ -77,6 +77,19 @@ let tests =
 
                 // three updates per seed; the last 50 % = 2 updates: seed 0 (3, 5), seed 1 (NaN, 30)
                 Expect.equal (Sweep.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
+                // with episode counts, updates weigh by the episodes that ended in them
+                let w = Metrics.empty [ "episodic_return"; "episodes" ]
+
+                for r, n in [ -200.0, 16.0; -90.0, 1.0; -120.0, 3.0; -100.0, 0.0 ] do
+                    Metrics.addRow [| r; n |] w
+
+                let weighted = Sweep.finalReturns 0.75 w
+
+                Expect.floatClose
+                    Accuracy.veryHigh
+                    weighted[0]
+                    ((-90.0 - 360.0) / 4.0)
+                    "last 3 updates: 1 x -90 and 3 x -120 (an update with 0 episodes has no weight)"
             }
 
             test "steps to threshold use each seed's recent episodes, not one lucky update" {

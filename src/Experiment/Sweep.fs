@@ -187,11 +187,20 @@ let thresholdStep (threshold: float) (table: MetricsTable) : float option =
 
     stepsToThreshold threshold xs mean
 
-/// Final return per seed from a metrics table: the mean of the finite `episodic_return` values
-/// over the last `fraction` of each seed's updates (at least one update), in seed order. A table
-/// without a seed column is one seed. NaN for a seed without a finished episode there.
+/// Final return per seed from a metrics table: the mean return of the episodes that finished in
+/// the last `fraction` of each seed's updates (at least one update), in seed order: each update's
+/// `episodic_return` weighted by its `episodes` count when the table has that column (so an update
+/// where one short episode ended does not weigh as much as one where twenty did), else the plain
+/// mean of the finite values. A table without a seed column is one seed. NaN for a seed without a
+/// finished episode there.
 let finalReturns (fraction: float) (table: MetricsTable) : float[] =
     let ret = Metrics.column "episodic_return" table
+
+    let counts =
+        if Metrics.hasColumn "episodes" table then
+            Metrics.column "episodes" table
+        else
+            Array.create ret.Length 1.0
 
     let seeds =
         if Metrics.hasColumn Metrics.SeedColumn table then
@@ -202,16 +211,18 @@ let finalReturns (fraction: float) (table: MetricsTable) : float[] =
     seeds
     |> Array.distinct
     |> Array.map (fun s ->
-        let mine =
-            [|
-                for i in 0 .. ret.Length - 1 do
-                    if seeds[i] = s then
-                        ret[i]
-            |]
-
+        let mine = [| 0 .. ret.Length - 1 |] |> Array.filter (fun i -> seeds[i] = s)
         let k = max 1 (int (ceil (fraction * float mine.Length)))
-        let tail = mine[mine.Length - k ..] |> Array.filter Double.IsFinite
-        if tail.Length = 0 then nan else Array.average tail)
+
+        let tail =
+            mine[mine.Length - k ..]
+            |> Array.filter (fun i -> Double.IsFinite ret[i] && counts[i] > 0.0)
+
+        if tail.Length = 0 then
+            nan
+        else
+            (tail |> Array.sumBy (fun i -> ret[i] * counts[i]))
+            / (tail |> Array.sumBy (fun i -> counts[i])))
 
 /// One grid point's summary row.
 type PointSummary =
