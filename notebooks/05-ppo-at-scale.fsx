@@ -89,8 +89,8 @@ all ten); sweep beta_1 there:
 
     dotnet fsi scripts/sweep.fsx config=ppo-mountaincar-zoo.yaml beta_1=0.8,0.9,0.95,0.99 num_seeds=10 threshold=-130
 
-That sweep (10 seeds per point, about 24 minutes here) gives final returns of -113.7, -114.9, -115.3
-and -126.3 for beta_1 = 0.8, 0.9, 0.95 and 0.99: the first three are not separated by their 95 %
+That sweep (10 seeds per point, about 24 minutes here) gives final returns of -113.7, -114.9, -115.4
+and -125.9 for beta_1 = 0.8, 0.9, 0.95 and 0.99: the first three are not separated by their 95 %
 intervals, while 0.99 is clearly worse and needs about three times the steps to reach -130. The
 same pattern as the CartPole sweep below: a long momentum average hurts; below 0.95 it hardly matters.
 
