@@ -68,10 +68,11 @@ let singleRate (id: string) =
 
         1)
 
-/// Random agent on the batched form with N copies (actions drawn from a pool of 32 pre-sampled
-/// tensors, so the figure is the env's own cost).
-let batchedRate (id: string) (n: int) =
-    use env = Envs.makeBatched id n torch.CPU
+/// Random agent on N copies stepped as `mode` says ("vector": the tensor-batched form, "sync":
+/// SyncVectorEnv), actions drawn from a pool of 32 pre-sampled tensors, so the figure is the
+/// env's own cost including the tensors it hands back.
+let batchedRate (mode: string) (id: string) (n: int) =
+    use env = Envs.makeVec mode id n torch.CPU
     env.Reset 0L |> ignore
     let g = torch.Generator(0UL)
 
@@ -105,11 +106,13 @@ let benchEnvs () =
         let single = singleRate id
         printfn "%-14s %-10s %8d %14.0f %12s" id "single" 1 single ""
 
-        for n in [ 1; 64; 1024; 16384 ] do
-            let rate = batchedRate id n
-            printfn "%-14s %-10s %8d %14.0f %11.2fx" id "batched" n rate (rate / single)
+        for mode, sizes in [ "vector", [ 1; 4; 64; 1024; 16384 ]; "sync", [ 1; 4; 64; 1024 ] ] do
+            for n in sizes do
+                let rate = batchedRate mode id n
+                printfn "%-14s %-10s %8d %14.0f %11.2fx" id mode n rate (rate / single)
 
     printfn "(goal: batched N=1024 >= 20x the single form per core; 'vs single' is that ratio at %d thread(s))" threads
+    printfn "(vector: the tensor-batched form; sync: SyncVectorEnv, the single forms stepped on the host)"
 
 /// Resident set size of this process in MiB.
 let rssMiB () =
