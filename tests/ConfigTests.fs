@@ -89,6 +89,32 @@ let tests =
     testList
         "Config"
         [
+            test "vectorization_mode sync is refused with a CUDA device (PPO and DQN), accepted on the CPU" {
+                let checks =
+                    [
+                        "ppo",
+                        fun device ->
+                            Ppo.validate
+                                { Ppo.seedDefaults with
+                                    Device = device
+                                    VectorizationMode = "sync"
+                                }
+                        "dqn",
+                        fun device ->
+                            Dqn.validate
+                                { Dqn.defaults with
+                                    Device = device
+                                    VectorizationMode = "sync"
+                                }
+                    ]
+
+                for name, check in checks do
+                    let _, key, value, allowed, _ = configError (fun () -> check "cuda:0")
+                    Expect.equal (key, value) ("vectorization_mode", "sync") $"{name}: names key and value"
+                    Expect.stringContains allowed "vector when device is cuda" $"{name}: says what is allowed"
+                    check "cpu"
+            }
+
             test "every shipped config in scripts/configs loads and passes its algorithm's checks" {
                 let dir = Path.GetDirectoryName(Rl.Tests.TestPaths.config "x.yaml")
                 let files = Directory.GetFiles(dir, "*.yaml") |> Array.sort
