@@ -7,6 +7,8 @@
 //   dotnet fsi scripts/bench.fsx dqn       DQN on CartPole-v1, 100k steps: wall time and steps/s
 //   dotnet fsi scripts/bench.fsx ppo-cartpole  PPO on CartPole-v1 (PureJaxRL default config), 1 and
 //                                          16 seeds batched, beside CleanRL ppo.py's 5637 steps/s
+//   dotnet fsi scripts/bench.fsx ppo-cartpole-gpu  the same on CUDA for 1, 16 and 256 seeds, beside
+//                                          PureJaxRL's H100 figures (needs RL_LIBTORCH)
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -405,11 +407,56 @@ let benchPpoCartPole () =
          else
              "not met")
 
+/// The same CartPole-v1 PPO run on CUDA (tensor-batched envs on the GPU, no per-step host
+/// transfers) for S = 1, 16 and 256 seeds, beside PureJaxRL's H100 figures
+/// (../shared/reference/peers.md). Skipped, saying how to enable it, without a CUDA libtorch.
+let benchPpoCartPoleGpu () =
+    printfn "## ppo-cartpole-gpu: PPO on CartPole-v1, PureJaxRL default config, 500k steps per seed on CUDA"
+
+    if not (Native.cudaAvailable ()) then
+        printfn "(no CUDA libtorch here: set RL_LIBTORCH to a CUDA libtorch or PyTorch's torch/lib; see README)"
+    else
+        let cfg0 =
+            Config.load
+                Ppo.fields
+                Ppo.seedDefaults
+                (IO.Path.Combine(__SOURCE_DIRECTORY__, "configs", "ppo-cartpole.yaml"))
+
+        // PureJaxRL ppo.py on an H100: (seeds, train s, env steps/s all seeds, final return)
+        let peers =
+            [
+                1, 5.72, 87_367.0, 430.5
+                16, 5.95, 1_343_815.0, 491.7
+                256, 8.57, 14_930_508.0, 488.4
+            ]
+
+        printfn
+            "%-6s %8s %14s %14s %18s %s"
+            "seeds"
+            "wall s"
+            "steps/s (all)"
+            "PureJaxRL"
+            "final eval (mean)"
+            "PureJaxRL final"
+
+        for s, _, peerSps, peerReturn in peers do
+            let cfg =
+                { cfg0 with
+                    NumSeeds = s
+                    Device = "cuda"
+                    VectorizationMode = "vector"
+                    EvalEpisodes = (if s > 16 then 2 else cfg0.EvalEpisodes)
+                }
+
+            let wall, sps, _, _, evals = ppoRun cfg
+            printfn "%-6d %8.1f %14.0f %14.0f %18.1f %.1f" s wall sps peerSps (Array.average evals) peerReturn
+
 let sections =
     [
         ("envs", benchEnvs)
         ("ppo", benchPpo)
         ("ppo-cartpole", benchPpoCartPole)
+        ("ppo-cartpole-gpu", benchPpoCartPoleGpu)
         ("dqn", benchDqn)
         ("grpo", benchGrpo)
     ]
