@@ -215,6 +215,36 @@ let tests =
                         }
                 ]
 
+            test "fused seeds with the sync-free auto-reset of CUDA (forced here on the CPU) train and reset episodes" {
+                let cfg =
+                    { cartpole () with
+                        TotalTimesteps = 1536L
+                        NumSeeds = 2
+                        VectorizationMode = "vector"
+                    }
+
+                let made = ResizeArray<BatchedClassicEnv>()
+
+                let makeEnv n =
+                    let e = Envs.makeBatched cfg.EnvId n torch.CPU :?> BatchedClassicEnv
+                    e.SyncFreeAutoReset <- true
+                    made.Add e
+                    e :> IBatchedEnv
+
+                let r = Ppo.trainWith makeEnv cfg Ppo.noHooks None
+                Expect.equal made[0].NumEnvs (2 * cfg.NumEnvs) "one fused env of S * N copies"
+                Expect.equal r.Metrics.Length 6 "three updates x two seeds"
+
+                for m in r.Metrics do
+                    Expect.isGreaterThan m.Episodes 0 $"seed {m.Seed} update {m.Update}: episodes ended and were reset"
+                    // CartPole episodes of a fresh policy last about 8 to 100 steps
+                    Expect.isTrue
+                        (m.EpisodicReturn >= 8.0 && m.EpisodicReturn <= 500.0)
+                        $"seed {m.Seed} update {m.Update}: plausible return {m.EpisodicReturn}"
+
+                (r.Agent :> IDisposable).Dispose()
+            }
+
             test "the shared network runs continuous actions (Pendulum) on the same path, with rmsprop and sgd too" {
                 let pendulum =
                     { Ppo.seedDefaults with

@@ -661,6 +661,11 @@ let trainWith
     // episodes alone or in a batch. Otherwise (one seed, or another env type) one env per seed.
     // A `SyncVectorEnv` of S * N copies is fused the same way: copy i of seed k is reset with
     // seed k's env seed + i, as in seed k's own N-copy env, and continues its own generator.
+    // Exception: on CUDA (`SyncFreeAutoReset`) the per-seed redraw would read back which copies
+    // ended every step; there the fused env keeps its own sync-free auto-reset, drawing every
+    // seed's fresh states from one generator seeded from the base seed. No host transfer per
+    // step then, but a seed's later episodes depend on S (its first ones, its network, action
+    // sampling and minibatch order stay its own).
     let fused, fusedSync =
         if S > 1 then
             match makeEnv (S * N) with
@@ -728,7 +733,7 @@ let trainWith
         match fused with
         | Some b ->
             use scope = torch.NewDisposeScope()
-            b.Reset 0L |> ignore
+            b.Reset(Seed.derive seeds[0] $"env-fused/{progress.Update}") |> ignore
 
             for k in 0 .. S - 1 do
                 if not (isNull fusedGens[k]) then
@@ -777,6 +782,7 @@ let trainWith
     /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
     let stepAll (action: Tensor) : BatchStep =
         match fused with
+        | Some b when b.SyncFreeAutoReset -> splitSeeds (b.Step(flatAction action))
         | Some b ->
             let r = b.Step(flatAction action)
             let ended = toArray (r.Terminated.logical_or r.Truncated)
