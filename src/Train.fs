@@ -196,31 +196,57 @@ let private resumeConfig fields defaults validate (runDir: string) (overrides: s
 
     Config.resolve fields defaults validate (Some configPath) overrides, configPath
 
+/// The config and run folder of a command-line run: with `resume=<run dir>`, the run's own
+/// config with `overrides` applied (written back), its state loaded by `load` and reported with
+/// `describe`; otherwise the config file (`config=`, default `defaultConfig`) with `overrides`,
+/// the device checked, and a fresh folder under `runs=` (default `runs`). Raises `ConfigError` or
+/// the loader's errors before anything new is written.
+let private startOrResume
+    (algo: string)
+    (fields: Field<'C> list)
+    (defaults: 'C)
+    (validate: 'C -> unit)
+    (defaultConfig: string)
+    (envId: 'C -> string)
+    (device: 'C -> string)
+    (load: 'C -> string -> 'R)
+    (describe: 'R -> string)
+    (special: Map<string, string>)
+    (overrides: string list)
+    : 'C * string * 'R option =
+    match special.TryFind "resume" with
+    | Some runDir ->
+        let cfg, configPath = resumeConfig fields defaults validate runDir overrides
+        let state = load cfg runDir
+        printfn "resuming %s at %s" runDir (describe state)
+        Files.writeTextAtomic configPath (Config.toYaml fields cfg)
+        cfg, Path.GetFullPath runDir, Some state
+    | None ->
+        let path = special.TryFind "config" |> Option.defaultValue defaultConfig
+        let cfg = Config.resolve fields defaults validate (Some path) overrides
+        // Check the device before creating anything on disk.
+        Native.device (device cfg) |> ignore
+        let runs = special.TryFind "runs" |> Option.defaultValue "runs"
+        cfg, Run.create runs algo (envId cfg) (Config.toYaml fields cfg), None
+
 /// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
 /// and config overrides) and returns the run folder. Writes nothing before the config is valid.
 let runPpo (args: string list) : string =
     let special, overrides = splitArgs args
 
     let cfg, dir, resume =
-        match special.TryFind "resume" with
-        | Some runDir ->
-            let cfg, configPath =
-                resumeConfig Ppo.fields Ppo.seedDefaults Ppo.validate runDir overrides
-
-            let agent, progress, norm = loadPpo cfg runDir
-            printfn "resuming %s at update %d (step %d)" runDir progress.Update progress.GlobalStep
-            Files.writeTextAtomic configPath (Config.toYaml Ppo.fields cfg)
-            cfg, Path.GetFullPath runDir, Some(agent, progress, norm)
-        | None ->
-            let path = special.TryFind "config" |> Option.defaultValue defaultPpoConfig
-
-            let cfg =
-                Config.resolve Ppo.fields Ppo.seedDefaults Ppo.validate (Some path) overrides
-            // Check the device before creating anything on disk.
-            Native.device cfg.Device |> ignore
-            let runs = special.TryFind "runs" |> Option.defaultValue "runs"
-            let dir = Run.create runs "ppo" cfg.EnvId (Config.toYaml Ppo.fields cfg)
-            cfg, dir, None
+        startOrResume
+            "ppo"
+            Ppo.fields
+            Ppo.seedDefaults
+            Ppo.validate
+            defaultPpoConfig
+            (fun c -> c.EnvId)
+            (fun c -> c.Device)
+            loadPpo
+            (fun (_, progress, _) -> $"update {progress.Update} (step {progress.GlobalStep})")
+            special
+            overrides
 
     let every =
         special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
@@ -615,22 +641,18 @@ let runDqn (args: string list) : string =
     let special, overrides = splitArgs args
 
     let cfg, dir, resume =
-        match special.TryFind "resume" with
-        | Some runDir ->
-            let cfg, configPath =
-                resumeConfig Dqn.fields Dqn.defaults Dqn.validate runDir overrides
-
-            let agent, progress = loadDqn cfg runDir
-            printfn "resuming %s at step %d" runDir progress.GlobalStep
-            Files.writeTextAtomic configPath (Config.toYaml Dqn.fields cfg)
-            cfg, Path.GetFullPath runDir, Some(agent, progress)
-        | None ->
-            let path = special.TryFind "config" |> Option.defaultValue defaultDqnConfig
-            let cfg = Config.resolve Dqn.fields Dqn.defaults Dqn.validate (Some path) overrides
-            Native.device cfg.Device |> ignore
-            let runs = special.TryFind "runs" |> Option.defaultValue "runs"
-            let dir = Run.create runs "dqn" cfg.EnvId (Config.toYaml Dqn.fields cfg)
-            cfg, dir, None
+        startOrResume
+            "dqn"
+            Dqn.fields
+            Dqn.defaults
+            Dqn.validate
+            defaultDqnConfig
+            (fun c -> c.EnvId)
+            (fun c -> c.Device)
+            loadDqn
+            (fun (_, progress) -> $"step {progress.GlobalStep}")
+            special
+            overrides
 
     let every =
         special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10

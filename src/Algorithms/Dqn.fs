@@ -673,28 +673,13 @@ let fields: Field<DqnConfig> list =
             [ "default"; "orthogonal" ]
             (fun c -> c.Init)
             (fun c v -> { c with Init = v })
-        Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.int64
-            "seed"
-            "Base seed; seeds seed .. seed + num_seeds - 1 are trained."
-            (Allow.ge 0L)
-            (fun c -> c.Seed)
-            (fun c v -> { c with Seed = v })
-        Field.int
-            "num_seeds"
-            "Independent seeds trained at once as one batched computation."
-            (Allow.ge 1)
-            (fun c -> c.NumSeeds)
-            (fun c v -> { c with NumSeeds = v })
+        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
+        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
         Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
-        Field.int
-            "threads"
-            "libtorch intra-op threads; 0 keeps libtorch's default."
-            (Allow.ge 0)
-            (fun c -> c.Threads)
-            (fun c v -> { c with Threads = v })
+        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
         Field.int "log_every" "Environment steps per metrics row." (Allow.ge 1) (fun c -> c.LogEvery) (fun c v ->
             { c with LogEvery = v })
         Field.int

@@ -657,28 +657,13 @@ let fields: Field<GrpoConfig> list =
             [ "default"; "orthogonal" ]
             (fun c -> c.Init)
             (fun c v -> { c with Init = v })
-        Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.int64
-            "seed"
-            "Base seed; seeds seed .. seed + num_seeds - 1 are trained."
-            (Allow.ge 0L)
-            (fun c -> c.Seed)
-            (fun c v -> { c with Seed = v })
-        Field.int
-            "num_seeds"
-            "Independent seeds trained at once as one batched computation."
-            (Allow.ge 1)
-            (fun c -> c.NumSeeds)
-            (fun c v -> { c with NumSeeds = v })
+        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
+        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
         deviceField
-        Field.int
-            "threads"
-            "libtorch intra-op threads; 0 keeps libtorch's default."
-            (Allow.ge 0)
-            (fun c -> c.Threads)
-            (fun c v -> { c with Threads = v })
+        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
         Field.int
             "log_every"
             "Updates per metrics row (every epoch also ends a row)."

@@ -730,8 +730,8 @@ let trainWith
         torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
 
     let resetAll () =
-        match fused with
-        | Some b ->
+        match fused, fusedSync with
+        | Some b, _ ->
             use scope = torch.NewDisposeScope()
             b.Reset(Seed.derive seeds[0] $"env-fused/{progress.Update}") |> ignore
 
@@ -746,19 +746,17 @@ let trainWith
 
             b.State <- states
             b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-        | None ->
-            match fusedSync with
-            | Some v ->
-                let seedsOfCopies =
-                    [|
-                        for k in 0 .. S - 1 do
-                            for i in 0 .. N - 1 do
-                                yield streamSeed k "env" + int64 i
-                    |]
+        | None, Some v ->
+            let seedsOfCopies =
+                [|
+                    for k in 0 .. S - 1 do
+                        for i in 0 .. N - 1 do
+                            yield streamSeed k "env" + int64 i
+                |]
 
-                use scope = torch.NewDisposeScope()
-                v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-            | None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
+            use scope = torch.NewDisposeScope()
+            v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+        | None, None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
 
     /// A fused env's action: [S; N; ...] -> [S * N; ...].
     let flatAction (action: Tensor) =
@@ -781,9 +779,9 @@ let trainWith
 
     /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
     let stepAll (action: Tensor) : BatchStep =
-        match fused with
-        | Some b when b.SyncFreeAutoReset -> splitSeeds (b.Step(flatAction action))
-        | Some b ->
+        match fused, fusedSync with
+        | Some b, _ when b.SyncFreeAutoReset -> splitSeeds (b.Step(flatAction action))
+        | Some b, _ ->
             let r = b.Step(flatAction action)
             let ended = toArray (r.Terminated.logical_or r.Truncated)
             let mutable next = r.Obs
@@ -811,8 +809,8 @@ let trainWith
                 next <- o
 
             splitSeeds { r with Obs = next }
-        | None when fusedSync.IsSome -> splitSeeds (fusedSync.Value.Step(flatAction action))
-        | None ->
+        | None, Some v -> splitSeeds (v.Step(flatAction action))
+        | None, None ->
             let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
 
             let stack (f: BatchStep -> Tensor) =
@@ -1315,28 +1313,13 @@ let fields: Field<PpoConfig> list =
             "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)."
             (fun c -> c.NormReward)
             (fun c v -> { c with NormReward = v })
-        Field.float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.float "adam_eps" "Adam epsilon." (Allow.gt 0.0) (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.int64
-            "seed"
-            "Base seed; seeds seed .. seed + num_seeds - 1 are trained."
-            (Allow.ge 0L)
-            (fun c -> c.Seed)
-            (fun c v -> { c with Seed = v })
-        Field.int
-            "num_seeds"
-            "Independent seeds trained at once as one batched computation."
-            (Allow.ge 1)
-            (fun c -> c.NumSeeds)
-            (fun c v -> { c with NumSeeds = v })
+        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
+        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
+        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
+        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
+        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
         Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
-        Field.int
-            "threads"
-            "libtorch intra-op threads; 0 keeps libtorch's default."
-            (Allow.ge 0)
-            (fun c -> c.Threads)
-            (fun c v -> { c with Threads = v })
+        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
         Field.int
             "eval_episodes"
             "Episodes of the deterministic policy evaluated at the end."

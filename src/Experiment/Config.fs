@@ -371,6 +371,32 @@ module Field =
             get
             set
 
+    // The keys every trainer shares, each declared once with its documentation and range.
+
+    /// `beta_1`: Adam's first-moment decay (RMSprop ignores it), in [0, 1].
+    let beta1 (get: 'C -> float) (set: 'C -> float -> 'C) =
+        float "beta_1" "Adam beta1." (Allow.within 0.0 1.0) get set
+
+    /// `beta_2`: Adam's second-moment decay (RMSprop's smoothing), in [0, 1].
+    let beta2 (get: 'C -> float) (set: 'C -> float -> 'C) =
+        float "beta_2" "Adam beta2." (Allow.within 0.0 1.0) get set
+
+    /// `adam_eps`: the optimizer's epsilon, > 0.
+    let adamEps (get: 'C -> float) (set: 'C -> float -> 'C) =
+        float "adam_eps" "Adam epsilon." (Allow.gt 0.0) get set
+
+    /// `seed`: the base seed (seeds seed .. seed + num_seeds - 1 are trained), >= 0.
+    let seed (get: 'C -> int64) (set: 'C -> int64 -> 'C) =
+        int64 "seed" "Base seed; seeds seed .. seed + num_seeds - 1 are trained." (Allow.ge 0L) get set
+
+    /// `num_seeds`: independent seeds trained as one batched computation, >= 1.
+    let numSeeds (get: 'C -> int) (set: 'C -> int -> 'C) =
+        int "num_seeds" "Independent seeds trained at once as one batched computation." (Allow.ge 1) get set
+
+    /// `threads`: libtorch intra-op threads, >= 0 (0 keeps libtorch's default).
+    let threads (get: 'C -> int) (set: 'C -> int -> 'C) =
+        int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) get set
+
     /// An optional float: `null`, `~`, `none` or an empty value mean `None` (e.g. PPO's target KL).
     let floatOption
         key
