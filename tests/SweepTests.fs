@@ -190,6 +190,16 @@ let tests =
                     for f in [ "summary.csv"; "report.html" ] do
                         Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
 
+                    let report = File.ReadAllText(Path.Combine(dir, "report.html"))
+                    // every point's line and the plain-language reading, in that order
+                    let rowAt (name: string) = report.IndexOf $"<tr><th>{name}</th>"
+                    let pointRows = rows |> List.map (fun r -> rowAt (Sweep.pointName r.Point))
+
+                    for at in pointRows do
+                        Expect.isGreaterThan at 0 "a line per point in the report"
+
+                    Expect.isGreaterThan (rowAt "reading") (List.max pointRows) "the reading follows the point lines"
+
                     let csv = File.ReadAllLines(Path.Combine(dir, "summary.csv"))
 
                     Expect.stringContains

@@ -152,25 +152,12 @@ let ThresholdEpisodes = 20
 /// `recentReturns ThresholdEpisodes` reaches `threshold` (every seed needs that many finished
 /// episodes first). None if it never does.
 let thresholdStep (threshold: float) (table: MetricsTable) : float option =
-    let steps = Metrics.column "global_step" table
-    let ret = Metrics.column "episodic_return" table
-    let eps = Metrics.column "episodes" table
-
-    let seeds =
-        if Metrics.hasColumn Metrics.SeedColumn table then
-            Metrics.column Metrics.SeedColumn table
-        else
-            Array.zeroCreate ret.Length
-
     let perSeed =
-        seeds
-        |> Array.distinct
-        |> Array.map (fun s ->
-            let idx = [| 0 .. ret.Length - 1 |] |> Array.filter (fun i -> seeds[i] = s)
-            let xs = idx |> Array.map (fun i -> steps[i])
-
-            xs,
-            recentReturns ThresholdEpisodes (idx |> Array.map (fun i -> ret[i])) (idx |> Array.map (fun i -> eps[i])))
+        Metrics.bySeed table
+        |> List.map (fun (_, t) ->
+            Metrics.column "global_step" t,
+            recentReturns ThresholdEpisodes (Metrics.column "episodic_return" t) (Metrics.column "episodes" t))
+        |> Array.ofList
 
     // Seeds log the same steps (one row per update per seed); compare by update index.
     let n = perSeed |> Array.map (fun (xs, _) -> xs.Length) |> Array.min
@@ -194,28 +181,20 @@ let thresholdStep (threshold: float) (table: MetricsTable) : float option =
 /// mean of the finite values. A table without a seed column is one seed. NaN for a seed without a
 /// finished episode there.
 let finalReturns (fraction: float) (table: MetricsTable) : float[] =
-    let ret = Metrics.column "episodic_return" table
+    Metrics.bySeed table
+    |> List.map (fun (_, t) ->
+        let ret = Metrics.column "episodic_return" t
 
-    let counts =
-        if Metrics.hasColumn "episodes" table then
-            Metrics.column "episodes" table
-        else
-            Array.create ret.Length 1.0
+        let counts =
+            if Metrics.hasColumn "episodes" t then
+                Metrics.column "episodes" t
+            else
+                Array.create ret.Length 1.0
 
-    let seeds =
-        if Metrics.hasColumn Metrics.SeedColumn table then
-            Metrics.column Metrics.SeedColumn table
-        else
-            Array.zeroCreate ret.Length
-
-    seeds
-    |> Array.distinct
-    |> Array.map (fun s ->
-        let mine = [| 0 .. ret.Length - 1 |] |> Array.filter (fun i -> seeds[i] = s)
-        let k = max 1 (int (ceil (fraction * float mine.Length)))
+        let k = max 1 (int (ceil (fraction * float ret.Length)))
 
         let tail =
-            mine[mine.Length - k ..]
+            [| ret.Length - k .. ret.Length - 1 |]
             |> Array.filter (fun i -> Double.IsFinite ret[i] && counts[i] > 0.0)
 
         if tail.Length = 0 then
@@ -223,6 +202,7 @@ let finalReturns (fraction: float) (table: MetricsTable) : float[] =
         else
             (tail |> Array.sumBy (fun i -> ret[i] * counts[i]))
             / (tail |> Array.sumBy (fun i -> counts[i])))
+    |> Array.ofList
 
 /// One grid point's summary row.
 type PointSummary =
@@ -526,10 +506,11 @@ let runPpo (args: string list) : string * PointSummary list =
         (Path.Combine(dir, Run.ReportFile))
         $"PPO sweep on {baseCfg.EnvId}"
         [
-            for r in rows ->
-                pointName r.Point,
-                $"final return {fmt r.Mean} +- {fmt r.Std} (95%% CI {fmt r.CiLow} .. {fmt r.CiHigh}, {r.Finals.Length} seeds), steps to threshold {fmt r.StepsToThreshold}, wall {fmt r.WallSeconds} s"
-            "reading", reading rows
+            for r in rows do
+                yield
+                    pointName r.Point,
+                    $"final return {fmt r.Mean} +- {fmt r.Std} (95%% CI {fmt r.CiLow} .. {fmt r.CiHigh}, {r.Finals.Length} seeds), steps to threshold {fmt r.StepsToThreshold}, wall {fmt r.WallSeconds} s"
+            yield "reading", reading rows
         ]
         [
             "Learning curves (mean and +-1 std band across seeds)", [ curves ]
