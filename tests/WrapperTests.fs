@@ -25,37 +25,62 @@ let tests =
     testList
         "Wrappers"
         [
-            test "RunningStats over batches equals the direct mean and variance (with Gymnasium's 1e-4 prior)" {
+            test
+                "RunningMeanStd over batches equals the direct mean and variance (with Gymnasium's 1e-4 prior), per seed" {
                 let rng = Random 1
 
                 let batches =
                     [ for b in 1..5 -> Array.init (3 + b) (fun _ -> rng.NextDouble() * 10.0 - 2.0) ]
 
-                let mutable s = RunningStats.create 1 1e-4
+                // two seeds: seed 1 sees the negated, shifted stream, and keeps statistics of its own
+                let s = RunningMeanStd(2, 1, torch.CPU)
 
                 for b in batches do
-                    s <- RunningStats.update (torch.tensor (b, dtype = torch.float64)) s
+                    let pair =
+                        torch.tensor (Array.append b (b |> Array.map (fun x -> 3.0 - x)), dtype = torch.float64)
 
-                let mean, var = direct 1e-4 (Array.concat batches)
-                Expect.floatClose Accuracy.veryHigh s.Mean[0] mean "mean"
-                Expect.floatClose Accuracy.veryHigh s.Var[0] var "var"
+                    s.Update(pair.reshape (2L, -1L, 1L))
+
+                for seed, xs in
+                    [
+                        0, Array.concat batches
+                        1, Array.concat batches |> Array.map (fun x -> 3.0 - x)
+                    ] do
+                    let mean, var = direct 1e-4 xs
+                    let m = Tensor.toArray s.Mean
+                    let v = Tensor.toArray s.Var
+                    Expect.floatClose Accuracy.veryHigh m[seed] mean $"mean of seed {seed}"
+                    Expect.floatClose Accuracy.veryHigh v[seed] var $"var of seed {seed}"
+
                 Expect.floatClose Accuracy.veryHigh s.Count (1e-4 + float (List.sumBy Array.length batches)) "count"
+
+                let copy = RunningMeanStd(2, 1, torch.CPU)
+                copy.Load(s.Save())
+                Expect.equal (Tensor.toArray copy.Mean) (Tensor.toArray s.Mean) "Save/Load keeps the mean exactly"
+                Expect.equal (Tensor.toArray copy.Var) (Tensor.toArray s.Var) "and the variance"
+                Expect.throwsT<FormatException> (fun () -> copy.Load "1\n0 0\n1") "malformed text refused"
+
+                Expect.throwsT<ArgumentException>
+                    (fun () -> s.Update(torch.zeros (3L, 4L, 1L)))
+                    "wrong seed count refused"
             }
 
             test "NormalizeObservation returns (obs - mean) / sqrt(var + 1e-8) of the updated statistics" {
                 use env = new NormalizeObservation(Envs.makeBatched Pendulum.Id 64 torch.CPU)
                 let ienv = env :> IBatchedEnv
                 let raw = env.Inner.Reset 4L
-                let stats0 = env.Statistics
                 env.UpdateStatistics <- true
                 let obs = ienv.Reset 4L
-                let s = env.Statistics
-                let expected = RunningStats.update raw stats0
-                Expect.equal s expected "updated with the reset observations"
+                let expected = RunningMeanStd(1, 3, torch.CPU)
+                expected.Update(raw.unsqueeze 0L)
+                let mean = Tensor.toArray env.Statistics.Mean
+                let var = Tensor.toArray env.Statistics.Var
+                Expect.equal mean (Tensor.toArray expected.Mean) "mean updated with the reset observations"
+                Expect.equal var (Tensor.toArray expected.Var) "var updated with the reset observations"
 
                 for j in 0..2 do
                     let col = raw.select(1, int64 j).``to`` torch.float64
-                    let z = (col - s.Mean[j]) / Math.Sqrt(s.Var[j] + 1e-8)
+                    let z = (col - mean[j]) / Math.Sqrt(var[j] + 1e-8)
 
                     Expect.isTrue
                         (obs.select(1, int64 j).``to``(torch.float64).allclose(z, atol = 1e-6))
@@ -82,22 +107,18 @@ let tests =
 
                 let ienv = env :> IBatchedEnv
 
-                let fixedStats =
-                    {
-                        Mean = [| 0.0; 0.0; 0.0; 0.0 |]
-                        Var = [| 1e-6; 1e-6; 1e-6; 1e-6 |]
-                        Count = 10.0
-                    }
+                let fixedSave =
+                    env.Statistics.Set([| 0.0; 0.0; 0.0; 0.0 |], [| 1e-6; 1e-6; 1e-6; 1e-6 |], 10.0)
+                    env.Statistics.Save()
 
-                env.Statistics <- fixedStats
                 env.UpdateStatistics <- false
                 let obs = ienv.Reset 0L
-                Expect.equal env.Statistics fixedStats "frozen"
+                Expect.equal (env.Statistics.Save()) fixedSave "frozen"
                 Expect.isTrue (obs.abs().le(0.5f.ToScalar()).all().item<bool>()) "clipped to 0.5"
                 Expect.isTrue (obs.abs().eq(0.5f.ToScalar()).any().item<bool>()) "some values hit the clip"
 
                 Expect.throwsT<ArgumentException>
-                    (fun () -> env.Statistics <- { fixedStats with Mean = [| 0.0 |] })
+                    (fun () -> env.Statistics.Set([| 0.0 |], [| 1.0 |], 10.0))
                     "wrong length"
             }
 
@@ -107,21 +128,25 @@ let tests =
                 let ienv = env :> IBatchedEnv
                 ienv.Reset 0L |> ignore
                 let mutable g = 0.0
-                let mutable stats = RunningStats.create 1 1e-4
+                let stats = RunningMeanStd(1, 1, torch.CPU)
 
                 for t in 1..5 do
                     let r = ienv.Step(torch.tensor ([| 0L; 1L; 0L; 1L |]))
                     Expect.isFalse (r.Terminated.any().item<bool>()) "no termination in 5 steps"
                     g <- 1.0 + 0.9 * g
-                    stats <- RunningStats.updateFromMoments [| g |] [| 0.0 |] 4.0 stats
-                    let expected = 1.0 / Math.Sqrt(stats.Var[0] + 1e-8)
+                    stats.Update(torch.full ([| 1L; 4L; 1L |], g.ToScalar(), dtype = torch.float64))
+                    let expected = 1.0 / Math.Sqrt((Tensor.item stats.Var) + 1e-8)
 
                     for x in r.Reward.data<float32>().ToArray() do
                         Expect.floatClose Accuracy.medium (float x) expected $"step {t}"
 
                     Expect.isTrue (r.EpisodeReturn.eq(0.0f.ToScalar()).all().item<bool>()) "raw episode stats untouched"
 
-                Expect.floatClose Accuracy.veryHigh env.Statistics.Var[0] stats.Var[0] "statistics"
+                Expect.floatClose
+                    Accuracy.veryHigh
+                    (Tensor.item env.Statistics.Var)
+                    (Tensor.item stats.Var)
+                    "statistics"
                 // termination clears the accumulator of that copy
                 env.Accumulated <- torch.tensor ([| 5.0; 5.0; 5.0; 5.0 |])
                 Expect.equal (env.Accumulated.data<float>().ToArray()) [| 5.0; 5.0; 5.0; 5.0 |] "settable"

@@ -12,6 +12,7 @@ open System.Diagnostics
 open TorchSharp
 open Rl.Tensor
 open Rl.Nn
+open Rl.Wrappers
 
 /// PPO hyperparameters. Config keys (snake_case) are listed in `fields`.
 type PpoConfig =
@@ -394,86 +395,6 @@ let makeAgentFor (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: to
         makeSharedAgent cfg obsDim actionSpace device
     else
         makeAgent cfg obsDim actionSpace device
-
-/// Running mean and variance of a stream of batches (Chan et al. parallel algorithm, as
-/// Gymnasium's `RunningMeanStd` in `gymnasium/wrappers/utils.py`), one set of statistics per
-/// seed: `Mean`, `Var` [S; dim], `Count` [S] (starts at 1e-4 like Gymnasium).
-type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
-    let mutable mean =
-        torch.zeros([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
-
-    let mutable var =
-        torch.ones([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
-
-    let mutable count = 1e-4
-
-    member _.Mean = mean
-    member _.Var = var
-    member _.Count = count
-
-    /// Folds a batch [S; B; dim] into the statistics.
-    member _.Update(x: Tensor) =
-        use _ng = torch.no_grad ()
-        use scope = torch.NewDisposeScope()
-        let x = x.to_type torch.float64
-        let b = float x.shape[1]
-        let bMean = x.mean ([| 1L |])
-        let bVar = x.var (1L, unbiased = false)
-        let delta = bMean - mean
-        let tot = count + b
-        let newMean = mean + delta * (b / tot)
-        let m2 = var * count + bVar * b + delta.square () * (count * b / tot)
-        let newVar = m2 / tot
-        mean.Dispose()
-        var.Dispose()
-        mean <- newMean.DetachFromDisposeScope()
-        var <- newVar.DetachFromDisposeScope()
-        count <- tot
-
-    /// (x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]; x [S; B; dim], float32 result.
-    member _.Normalize(x: Tensor, clip: float) =
-        ((x.to_type torch.float64 - mean.unsqueeze 1)
-         / torch.sqrt (var.unsqueeze 1 + 1e-8))
-            .clamp((-clip).ToScalar(), clip.ToScalar())
-            .to_type
-            torch.float32
-
-    /// Statistics as text (for checkpoints): count, then mean and var values.
-    member _.Save() : string =
-        let join (t: Tensor) =
-            String.Join(" ", toArray t |> Array.map (fun v -> v.ToString "R"))
-
-        $"{count:R}\n{join mean}\n{join var}"
-
-    /// Restores statistics written by `Save`. Raises `FormatException` on malformed text.
-    member _.Load(text: string) =
-        let lines = text.Split '\n'
-
-        if lines.Length <> 3 then
-            raise (FormatException "RunningMeanStd.Load: expected 3 lines (count, mean, var)")
-
-        let parse (l: string) =
-            l.Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Array.map float
-
-        let m = parse lines[1]
-        let v = parse lines[2]
-
-        if m.Length <> seeds * dim || v.Length <> seeds * dim then
-            raise (FormatException $"RunningMeanStd.Load: expected {seeds * dim} values per line")
-
-        count <- float lines[0]
-
-        mean <-
-            torch
-                .tensor(m, dtype = torch.float64, device = device)
-                .reshape(int64 seeds, int64 dim)
-                .DetachFromDisposeScope()
-
-        var <-
-            torch
-                .tensor(v, dtype = torch.float64, device = device)
-                .reshape(int64 seeds, int64 dim)
-                .DetachFromDisposeScope()
 
 /// State carried across updates that a checkpoint must restore.
 type Progress =

@@ -1,73 +1,125 @@
 /// Environment wrappers: episode statistics and action clipping for the single form; action
 /// clipping, observation normalisation and reward normalisation for the batched form, with
 /// running statistics as Gymnasium's `RunningMeanStd` (`gymnasium/wrappers/utils.py`) that can be
-/// read and set (for checkpoints) and frozen (for evaluation).
+/// read and set (for checkpoints) and frozen (for evaluation). `RunningMeanStd` is also what PPO
+/// normalises with (one row of statistics per seed).
 module Rl.Wrappers
 
 open System
 open TorchSharp
 open Rl
 
-/// Running mean and variance of a stream of batches (Chan et al.'s parallel update), as
-/// Gymnasium's `RunningMeanStd` (`gymnasium/wrappers/utils.py`,
-/// `update_mean_var_count_from_moments`): mean 0, var 1, count 1e-4 initially; a batch [B; ...]
-/// contributes its mean and population variance over the first axis. Held as float64 on the host.
-type RunningStats =
-    {
-        /// Per-component mean.
-        Mean: float[]
-        /// Per-component (population) variance.
-        Var: float[]
-        /// Number of samples seen, plus the initial 1e-4.
-        Count: float
-    }
+/// Running mean and variance of a stream of batches, one set of statistics per seed (Chan,
+/// Golub & LeVeque's parallel update, as Gymnasium's `RunningMeanStd` and
+/// `update_mean_var_count_from_moments` in `gymnasium/wrappers/utils.py`): `Mean` and `Var`
+/// [S; dim] float64 on `device`, starting at 0 and 1; `Count` starts at 1e-4 (Gymnasium's prior)
+/// and grows by B per batch [S; B; dim]. The batched wrappers below hold one with S = 1; PPO holds
+/// one with a row per seed. Raises `ArgumentException` if `seeds` or `dim` is below 1.
+type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
+    do
+        if seeds < 1 || dim < 1 then
+            invalidArg "seeds" $"RunningMeanStd: seeds ({seeds}) and dim ({dim}) must be >= 1"
 
-/// Functions on `RunningStats`.
-module RunningStats =
-    /// Fresh statistics for `dim` components: mean 0, var 1, count `epsilon` (Gymnasium: 1e-4).
-    let create (dim: int) (epsilon: float) =
-        {
-            Mean = Array.zeroCreate dim
-            Var = Array.create dim 1.0
-            Count = epsilon
-        }
+    let mutable mean =
+        torch.zeros([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
 
-    /// `update_mean_var_count_from_moments` (`gymnasium/wrappers/utils.py`): combines the
-    /// statistics with a batch's mean, population variance and size. Raises `ArgumentException`
-    /// on a length mismatch.
-    let updateFromMoments (batchMean: float[]) (batchVar: float[]) (batchCount: float) (s: RunningStats) =
-        if batchMean.Length <> s.Mean.Length || batchVar.Length <> s.Var.Length then
-            invalidArg
-                "batchMean"
-                $"RunningStats: batch has {batchMean.Length} components, statistics have {s.Mean.Length}"
+    let mutable var =
+        torch.ones([| int64 seeds; int64 dim |], dtype = torch.float64, device = device).DetachFromDisposeScope()
 
-        let totCount = s.Count + batchCount
+    let mutable count = 1e-4
 
-        let mean =
-            Array.map2 (fun m bm -> let delta = bm - m in m + delta * batchCount / totCount) s.Mean batchMean
+    let replace (m: torch.Tensor) (v: torch.Tensor) =
+        mean.Dispose()
+        var.Dispose()
+        mean <- m.DetachFromDisposeScope()
+        var <- v.DetachFromDisposeScope()
 
-        let var =
-            Array.init s.Mean.Length (fun i ->
-                let delta = batchMean[i] - s.Mean[i]
-                let mA = s.Var[i] * s.Count
-                let mB = batchVar[i] * batchCount
-                let m2 = mA + mB + delta * delta * s.Count * batchCount / totCount
-                m2 / totCount)
+    /// Seeds (rows of the statistics).
+    member _.Seeds = seeds
+    /// Components per seed.
+    member _.Dim = dim
+    /// Per-seed, per-component mean, [S; dim] float64.
+    member _.Mean = mean
+    /// Per-seed, per-component population variance, [S; dim] float64.
+    member _.Var = var
+    /// Samples folded in per seed, plus the initial 1e-4.
+    member _.Count = count
 
-        {
-            Mean = mean
-            Var = var
-            Count = totCount
-        }
+    /// Folds a batch x [S; B; dim] (any float dtype) into the statistics, using its mean and
+    /// population variance over the B axis, computed in float64. Raises `ArgumentException` on
+    /// another shape.
+    member _.Update(x: torch.Tensor) =
+        if x.dim () <> 3L || x.shape[0] <> int64 seeds || x.shape[2] <> int64 dim then
+            invalidArg "x" $"RunningMeanStd.Update: expected [{seeds}; B; {dim}], got %A{x.shape}"
 
-    /// Updates with a batch [B; dim] (or [B] for dim 1) of any float dtype, using its mean and
-    /// population variance over the first axis (computed in float64).
-    let update (batch: torch.Tensor) (s: RunningStats) =
+        use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        let x = batch.``to``(torch.float64).reshape(batch.shape[0], -1L)
-        let bm = x.mean([| 0L |]).cpu().data<float>().ToArray()
-        let bv = x.var(0L, unbiased = false).cpu().data<float>().ToArray()
-        updateFromMoments bm bv (float batch.shape[0]) s
+        let x = x.to_type torch.float64
+        let b = float x.shape[1]
+        let bMean = x.mean ([| 1L |])
+        let bVar = x.var (1L, unbiased = false)
+        let delta = bMean - mean
+        let tot = count + b
+        let newMean = mean + delta * (b / tot)
+        let m2 = var * count + bVar * b + delta.square () * (count * b / tot)
+        replace newMean (m2 / tot)
+        count <- tot
+
+    /// (x - mean) / sqrt(var + epsilon) for x [S; B; dim], clipped to [-clip, clip] when `clip`
+    /// is given; float32 result. `epsilon` defaults to 1e-8 (Gymnasium).
+    member _.Normalize(x: torch.Tensor, ?clip: float, ?epsilon: float) =
+        let z =
+            (x.to_type torch.float64 - mean.unsqueeze 1)
+            / torch.sqrt (var.unsqueeze 1 + defaultArg epsilon 1e-8)
+
+        let z =
+            match clip with
+            | Some c -> z.clamp ((-c).ToScalar(), c.ToScalar())
+            | None -> z
+
+        z.to_type torch.float32
+
+    /// Replaces the statistics: `mean` and `var` hold S * dim values, seed-major; `count` > 0.
+    /// Raises `ArgumentException` on a wrong length or a non-positive count.
+    member _.Set(newMean: float[], newVar: float[], newCount: float) =
+        if newMean.Length <> seeds * dim || newVar.Length <> seeds * dim then
+            invalidArg
+                "newMean"
+                $"RunningMeanStd.Set: expected {seeds * dim} values ({seeds} seeds x {dim} components), got {newMean.Length} means and {newVar.Length} variances"
+
+        if not (newCount > 0.0) then
+            invalidArg "newCount" $"RunningMeanStd.Set: count must be > 0, got {newCount}"
+
+        let t (xs: float[]) =
+            torch.tensor(xs, dtype = torch.float64, device = device).reshape(int64 seeds, int64 dim)
+
+        replace (t newMean) (t newVar)
+        count <- newCount
+
+    /// Statistics as text (for checkpoints): count, then the mean and the var values.
+    member _.Save() : string =
+        let join (t: torch.Tensor) =
+            String.Join(" ", Rl.Tensor.toArray t |> Array.map (fun v -> v.ToString "R"))
+
+        $"{count:R}\n{join mean}\n{join var}"
+
+    /// Restores statistics written by `Save`. Raises `FormatException` on malformed text.
+    member this.Load(text: string) =
+        let lines = text.Split '\n'
+
+        if lines.Length <> 3 then
+            raise (FormatException "RunningMeanStd.Load: expected 3 lines (count, mean, var)")
+
+        let parse (l: string) =
+            l.Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Array.map float
+
+        let m = parse lines[1]
+        let v = parse lines[2]
+
+        if m.Length <> seeds * dim || v.Length <> seeds * dim then
+            raise (FormatException $"RunningMeanStd.Load: expected {seeds * dim} values per line")
+
+        this.Set(m, v, float lines[0])
 
 /// Episode statistics for a single env (Gymnasium's `RecordEpisodeStatistics`,
 /// `gymnasium/wrappers/common.py`): the return and length of the running episode, and of every
@@ -208,47 +260,14 @@ type ClipActionBatched(env: IBatchedEnv) =
 type NormalizeObservation(env: IBatchedEnv, ?epsilon: float, ?clip: float) =
     inherit BatchedWrapper(env)
     let epsilon = defaultArg epsilon 1e-8
-    let dim = env.ObservationSpace.FlatSize
-    let mutable stats = RunningStats.create dim 1e-4
+    let stats = RunningMeanStd(1, env.ObservationSpace.FlatSize, env.Device)
     let mutable update = true
-    let mutable meanT: torch.Tensor = null
-    let mutable scaleT: torch.Tensor = null
-
-    let refresh () =
-        if not (isNull meanT) then
-            meanT.Dispose()
-            scaleT.Dispose()
-
-        meanT <- torch.tensor(stats.Mean, dtype = torch.float64, device = env.Device).DetachFromDisposeScope()
-
-        scaleT <-
-            torch
-                .tensor(
-                    stats.Var |> Array.map (fun v -> 1.0 / Math.Sqrt(v + epsilon)),
-                    dtype = torch.float64,
-                    device = env.Device
-                )
-                .DetachFromDisposeScope()
-
-    do refresh ()
 
     let normalize (obs: torch.Tensor) =
-        let z = ((obs.``to`` torch.float64 - meanT) * scaleT).``to`` torch.float32
+        stats.Normalize(obs.unsqueeze 0L, ?clip = clip, epsilon = epsilon).squeeze 0L
 
-        match clip with
-        | Some c -> z.clamp ((-c).ToScalar(), c.ToScalar())
-        | None -> z
-
-    /// The running statistics (settable, e.g. from a checkpoint; raises `ArgumentException` on a
-    /// wrong length).
-    member _.Statistics
-        with get () = stats
-        and set (v: RunningStats) =
-            if v.Mean.Length <> dim || v.Var.Length <> dim then
-                invalidArg "Statistics" $"{env.Id}: observation statistics need {dim} components, got {v.Mean.Length}"
-
-            stats <- v
-            refresh ()
+    /// The running statistics, [1; obsDim] (read them, or `Set`/`Load` them from a checkpoint).
+    member _.Statistics = stats
 
     /// Whether `Reset`/`Step` update the statistics (true; set false to evaluate with frozen ones).
     member _.UpdateStatistics
@@ -263,8 +282,7 @@ type NormalizeObservation(env: IBatchedEnv, ?epsilon: float, ?clip: float) =
         let obs = env.Reset seed
 
         if update then
-            stats <- RunningStats.update obs stats
-            refresh ()
+            stats.Update(obs.unsqueeze 0L)
 
         (normalize obs).MoveToOuterDisposeScope()
 
@@ -273,8 +291,7 @@ type NormalizeObservation(env: IBatchedEnv, ?epsilon: float, ?clip: float) =
         let r = env.Step action
 
         if update then
-            stats <- RunningStats.update r.Obs stats
-            refresh ()
+            stats.Update(r.Obs.unsqueeze 0L)
 
         { r with
             Obs = (normalize r.Obs).MoveToOuterDisposeScope()
@@ -296,20 +313,15 @@ type NormalizeReward(env: IBatchedEnv, ?gamma: float, ?epsilon: float, ?clip: fl
     inherit BatchedWrapper(env)
     let gamma = defaultArg gamma 0.99
     let epsilon = defaultArg epsilon 1e-8
-    let mutable stats = RunningStats.create 1 1e-4
+    let stats = RunningMeanStd(1, 1, env.Device)
     let mutable update = true
 
     let mutable accumulated =
         torch.zeros([| int64 env.NumEnvs |], dtype = torch.float64, device = env.Device).DetachFromDisposeScope()
 
-    /// The running statistics of the discounted return (settable, e.g. from a checkpoint).
-    member _.Statistics
-        with get () = stats
-        and set (v: RunningStats) =
-            if v.Mean.Length <> 1 || v.Var.Length <> 1 then
-                invalidArg "Statistics" $"{env.Id}: reward statistics have 1 component, got {v.Mean.Length}"
-
-            stats <- v
+    /// The running statistics of the discounted return, [1; 1] (read them, or `Set`/`Load` them
+    /// from a checkpoint).
+    member _.Statistics = stats
 
     /// The discounted return accumulators G, [N] float64 (a copy; settable for checkpoints).
     member _.Accumulated
@@ -335,9 +347,10 @@ type NormalizeReward(env: IBatchedEnv, ?gamma: float, ?epsilon: float, ?clip: fl
         accumulated <- acc.DetachFromDisposeScope()
 
         if update then
-            stats <- RunningStats.update accumulated stats
+            stats.Update(accumulated.reshape (1L, -1L, 1L))
 
-        let scaled = r.Reward.``to`` torch.float64 / Math.Sqrt(stats.Var[0] + epsilon)
+        let scaled =
+            r.Reward.``to`` torch.float64 / torch.sqrt (stats.Var.reshape (-1L) + epsilon)
 
         let scaled =
             match clip with
