@@ -48,7 +48,8 @@ gradient clipping, so seed k learns exactly what it would learn alone.
 
 One update collects `num_envs x num_steps` transitions per seed (the batch), so
 `num_updates = total_timesteps / (num_envs x num_steps)`; each update takes
-`update_epochs x (batch / minibatch_size)` gradient steps. With linear annealing the learning rate
+`update_epochs x num_minibatches` gradient steps of `batch / num_minibatches` samples each (or,
+with `num_minibatches: 0`, of `minibatch_size` samples). With linear annealing the learning rate
 of update u is `lr x (1 - (u - 1) / num_updates)`.
 *)
 
@@ -63,7 +64,7 @@ let cartPole =
 let relations (c: Ppo.PpoConfig) =
     $"{c.EnvId}: batch = {c.NumEnvs} envs x {c.NumSteps} steps = {c.BatchSize}; "
     + $"updates = {c.TotalTimesteps} / {c.BatchSize} = {c.NumUpdates}; "
-    + $"gradient steps per update = {c.UpdateEpochs} x {c.NumMinibatches} = {c.UpdateEpochs * c.NumMinibatches}; "
+    + $"gradient steps per update = {c.UpdateEpochs} x {c.MinibatchesPerEpoch} = {c.UpdateEpochs * c.MinibatchesPerEpoch}; "
     + $"total = {c.NumUpdates * c.BatchSize} steps per seed x {c.NumSeeds} seeds"
 
 let relationText = [ relations mountainCar; relations cartPole ]

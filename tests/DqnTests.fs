@@ -78,7 +78,7 @@ let tests =
             test "replay buffer samples the filled slots uniformly, per seed" {
                 use buf = new Buffers.ReplayBuffer(2, 8, 1, torch.CPU)
                 addItems buf 0 4 // 4 of 8 slots filled
-                let g = torch.Generator(3UL)
+                let g = new torch.Generator(3UL)
                 let b = buf.Sample(40_000, g)
                 let idx = toArray b.Indices
                 Expect.isTrue (idx |> Array.forall (fun i -> i >= 0.0 && i < 4.0)) "only filled slots"
@@ -100,7 +100,10 @@ let tests =
 
             test "replay buffer refuses bad shapes and an empty sample" {
                 use buf = new Buffers.ReplayBuffer(2, 4, 3, torch.CPU)
-                let e = Expect.throwsC (fun () -> buf.Sample(8, torch.Generator(1UL)) |> ignore) id
+
+                let e =
+                    Expect.throwsC (fun () -> buf.Sample(8, new torch.Generator(1UL)) |> ignore) id
+
                 Expect.stringContains e.Message "empty" "empty buffer"
                 let bad = torch.zeros ([| 2L; 1L; 2L |])
                 let z = torch.zeros ([| 2L; 1L |])

@@ -561,7 +561,7 @@ let tests =
             test "batched: stepping inside a caller's dispose scope leaks no tensors and keeps the env alive" {
                 for id in Envs.ids do
                     use env = Envs.makeBatched id 32 torch.CPU
-                    let g = torch.Generator(5UL)
+                    let g = new torch.Generator(5UL)
                     env.Reset 1L |> ignore
                     let stats = DisposeScopeManager.Statistics
                     // warm up, then count live tensors over 300 steps in per-step scopes
@@ -614,7 +614,7 @@ let tests =
                     }
 
                     test "SampleBatch: shapes, dtypes, range and seeding" {
-                        let g () = torch.Generator(9UL)
+                        let g () = new torch.Generator(9UL)
                         let d = CartPole.actionSpace.SampleBatch(500, g (), torch.CPU)
                         Expect.equal (d.shape, d.dtype) ([| 500L |], torch.int64) "discrete"
                         Expect.isTrue (d.ge(0L.ToScalar()).logical_and(d.le (1L.ToScalar())).all().item<bool>()) "0..1"

@@ -180,7 +180,7 @@ let pendulumTests =
                     Envs.makeBatchedWith Pendulum.Id 4 torch.CPU [ "max_episode_steps", box 10 ]
 
                 env.Reset 1L |> ignore
-                let gen = torch.Generator(3UL)
+                let gen = new torch.Generator(3UL)
                 let mutable sum = torch.zeros ([| 4L |], dtype = torch.float64)
 
                 for t in 1..10 do

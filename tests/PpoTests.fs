@@ -105,6 +105,8 @@ let tests =
                 expectConfigError [ "actor_lr=0" ] [ "actor_lr"; "0"; "> 0" ]
                 expectConfigError [ "gamma=1.5" ] [ "gamma"; "1.5"; "(0, 1]" ]
                 expectConfigError [ "minibatch_size=4096" ] [ "minibatch_size"; "4096"; "2048" ]
+                expectConfigError [ "num_minibatches=3" ] [ "num_minibatches"; "3"; "divisor"; "2048" ]
+                expectConfigError [ "num_minibatches=-1" ] [ "num_minibatches"; "-1"; ">= 0" ]
                 expectConfigError [ "device=tpu" ] [ "device"; "tpu"; "cpu" ]
                 expectConfigError [ "env_id=Pendulum-v9" ] [ "env_id"; "Pendulum-v9"; "Pendulum-v1" ]
             }
@@ -354,6 +356,28 @@ let tests =
                         Expect.stringContains e.Message "checkpoint" "names the checkpoint")
                 finally
                     Directory.Delete(runs, true)
+            }
+
+            test "num_minibatches n trains exactly as minibatch_size batch / n, and follows num_envs" {
+                let byCount =
+                    { small with
+                        NumMinibatches = 4
+                        MinibatchSize = 7
+                    }
+
+                Expect.equal (byCount.MinibatchLength, byCount.MinibatchesPerEpoch) (256, 4) "1024 / 4"
+
+                let wider = { byCount with NumEnvs = 8 }
+                Expect.equal (wider.MinibatchLength, wider.MinibatchesPerEpoch) (512, 4) "2048 / 4"
+
+                let bySize = { small with MinibatchSize = 256 }
+                Expect.equal (bySize.MinibatchLength, bySize.MinibatchesPerEpoch) (256, 4) "1024 / 256"
+
+                let metrics cfg =
+                    (Ppo.train { cfg with TotalTimesteps = 1024L } Ppo.noHooks None).Metrics
+                    |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.GradNorm)
+
+                Expect.equal (metrics byCount) (metrics bySize) "same minibatches, same run"
             }
 
             test "same seed and config give identical metrics" {

@@ -44,7 +44,7 @@ let tests =
                 let cfg = { Reinforce.defaults with NumSeeds = 2 }
                 use env = Envs.makeBatched cfg.EnvId 6 torch.CPU
                 use agent = Reinforce.makeAgent cfg 4 env.ActionSpace torch.CPU
-                let batch = Reinforce.collect 0.9 agent env 3 11L (torch.Generator(5UL))
+                let batch = Reinforce.collect 0.9 agent env 3 11L (new torch.Generator(5UL))
                 let mask = toArray batch.Mask
                 let g = toArray batch.Returns
                 let T = int batch.Mask.shape[1] / 3

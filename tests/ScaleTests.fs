@@ -139,7 +139,7 @@ let tests =
                     loss.sum().backward()
                     [ for p in net.parameters () -> p.grad.clone () ]
 
-                let g = torch.Generator(5UL)
+                let g = new torch.Generator(5UL)
                 let obs = torch.randn ([| 3L; 8L; 4L |], generator = g)
                 let perturbed = obs.clone ()
                 perturbed[1].add_(torch.randn ([| 8L; 4L |], generator = g) * 3.0) |> ignore

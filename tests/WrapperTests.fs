@@ -87,7 +87,7 @@ let tests =
                         $"component {j}"
 
                 // after some steps the normalised observations have mean ~0 and std ~1
-                let g = torch.Generator(1UL)
+                let g = new torch.Generator(1UL)
                 let mutable all = []
 
                 for _ in 1..50 do

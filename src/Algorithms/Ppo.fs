@@ -27,8 +27,13 @@ type PpoConfig =
         TotalTimesteps: int64
         /// Passes over each rollout.
         UpdateEpochs: int
-        /// Samples per minibatch (per seed).
+        /// Samples per minibatch (per seed); used when `NumMinibatches` is 0.
         MinibatchSize: int
+        /// Minibatches per epoch (CleanRL's and PureJaxRL's `num_minibatches`); when > 0 it must
+        /// divide BatchSize and sets the minibatch to BatchSize / NumMinibatches samples, so that
+        /// a sweep over `num_envs` or `num_steps` keeps the number of gradient steps per update;
+        /// 0 uses `MinibatchSize` instead.
+        NumMinibatches: int
         /// Discount factor.
         Gamma: float
         /// GAE lambda.
@@ -108,8 +113,23 @@ type PpoConfig =
     member c.BatchSize = c.NumEnvs * c.NumSteps
     /// Number of updates: TotalTimesteps / BatchSize (at least 1).
     member c.NumUpdates = max 1 (int (c.TotalTimesteps / int64 c.BatchSize))
-    /// Minibatches per epoch: BatchSize / MinibatchSize (samples left over are skipped per epoch).
-    member c.NumMinibatches = c.BatchSize / c.MinibatchSize
+
+    /// Samples per minibatch actually used: BatchSize / NumMinibatches when NumMinibatches > 0,
+    /// else MinibatchSize.
+    member c.MinibatchLength =
+        if c.NumMinibatches > 0 then
+            c.BatchSize / c.NumMinibatches
+        else
+            c.MinibatchSize
+
+    /// Minibatches per epoch: NumMinibatches when set, else BatchSize / MinibatchSize (samples
+    /// left over are skipped in that epoch).
+    member c.MinibatchesPerEpoch =
+        if c.NumMinibatches > 0 then
+            c.NumMinibatches
+        else
+            c.BatchSize / c.MinibatchSize
+
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
     member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
 
@@ -124,6 +144,7 @@ let seedDefaults =
         TotalTimesteps = 100_000L
         UpdateEpochs = 10
         MinibatchSize = 64
+        NumMinibatches = 0
         Gamma = 0.99
         GaeLambda = 0.95
         ClipEps = 0.2
@@ -904,8 +925,8 @@ let trainWith
             let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
 
             // ---- 3. Learn --------------------------------------------------------------------
-            let B = cfg.MinibatchSize
-            let nMb = cfg.NumMinibatches
+            let B = cfg.MinibatchLength
+            let nMb = cfg.MinibatchesPerEpoch
 
             let acc () =
                 torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
@@ -913,14 +934,14 @@ let trainWith
             let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad =
                 acc (), acc (), acc (), acc (), acc (), acc ()
 
-            let params (m: torch.nn.Module) = m.parameters () |> Seq.toArray
+            let parametersOf (m: torch.nn.Module) = m.parameters () |> Seq.toArray
 
             let actorParams =
                 match agent.Shared with
-                | Some net -> params net
-                | None -> params agent.Actor
+                | Some net -> parametersOf net
+                | None -> parametersOf agent.Actor
 
-            let criticParams = if shared then [||] else params agent.Critic
+            let criticParams = if shared then [||] else parametersOf agent.Critic
             // Sum over minibatches of the pre-clip policy gradient, [S; P].
             let mutable gradSum: Tensor = null
 
@@ -1162,6 +1183,12 @@ let fields: Field<PpoConfig> list =
             (Allow.ge 1)
             (fun c -> c.MinibatchSize)
             (fun c v -> { c with MinibatchSize = v })
+        Field.int
+            "num_minibatches"
+            "Minibatches per epoch (CleanRL, PureJaxRL); > 0 must divide num_envs * num_steps and replaces minibatch_size by their quotient; 0 uses minibatch_size."
+            (Allow.ge 0)
+            (fun c -> c.NumMinibatches)
+            (fun c v -> { c with NumMinibatches = v })
         Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
             { c with Gamma = v })
         Field.float
@@ -1288,11 +1315,18 @@ let fields: Field<PpoConfig> list =
 let validate (c: PpoConfig) =
     Config.checkVectorization c.VectorizationMode c.Device
 
-    Config.check
-        (c.MinibatchSize <= c.NumEnvs * c.NumSteps)
-        "minibatch_size"
-        (string c.MinibatchSize)
-        $"<= num_envs * num_steps = {c.NumEnvs * c.NumSteps}"
+    if c.NumMinibatches > 0 then
+        Config.check
+            (c.BatchSize % c.NumMinibatches = 0)
+            "num_minibatches"
+            (string c.NumMinibatches)
+            $"a divisor of num_envs * num_steps = {c.BatchSize}, or 0 to use minibatch_size"
+    else
+        Config.check
+            (c.MinibatchSize <= c.BatchSize)
+            "minibatch_size"
+            (string c.MinibatchSize)
+            $"<= num_envs * num_steps = {c.BatchSize}"
 
     Config.check
         (c.TotalTimesteps >= int64 (c.NumEnvs * c.NumSteps))
