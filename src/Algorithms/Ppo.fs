@@ -984,22 +984,27 @@ let trainWith
                         else
                             Double.MaxValue
 
+                    // Clipped surrogate [S], its statistics and the mean entropy [S] of a minibatch.
+                    let policyTerms dist =
+                        let logProbNew = Dist.logProb dist mbAct
+                        let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
+                        pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
+
+                    // Value regression on the GAE returns, [S] (clipped around the old values if clip_vloss > 0).
+                    let valueTerm v =
+                        Losses.valueLoss
+                            (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
+                            v
+                            (take2 values)
+                            (take2 returns)
+
                     let pgLoss, stats, entropy, vLoss, gradNorm =
                         match agent.Shared with
                         | Some net ->
                             // Seed 001: one loss, one backward pass, one optimizer step.
                             let dist, v = net.DistValue mbObs
-                            let logProbNew = Dist.logProb dist mbAct
-                            let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                            let entropy = (Dist.entropy dist).mean([| 1L |])
-
-                            let vLoss =
-                                Losses.valueLoss
-                                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
-                                    v
-                                    (take2 values)
-                                    (take2 returns)
-
+                            let pgLoss, stats, entropy = policyTerms dist
+                            let vLoss = valueTerm v
                             let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
                             agent.ActorOpt.zero_grad ()
                             loss.sum().backward()
@@ -1009,10 +1014,7 @@ let trainWith
                             pgLoss, stats, entropy, vLoss, gradNorm
                         | None ->
                             // Actor: clipped surrogate minus entropy bonus.
-                            let dist = agent.Actor.Dist mbObs
-                            let logProbNew = Dist.logProb dist mbAct
-                            let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                            let entropy = (Dist.entropy dist).mean([| 1L |])
+                            let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mbObs)
                             let actorLoss = pgLoss - cfg.EntCoef * entropy
                             agent.ActorOpt.zero_grad ()
                             actorLoss.sum().backward()
@@ -1021,15 +1023,7 @@ let trainWith
                             agent.ActorOpt.step () |> ignore
 
                             // Critic: value regression on the GAE returns.
-                            let v = agent.Critic.forward mbObs
-
-                            let vLoss =
-                                Losses.valueLoss
-                                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
-                                    v
-                                    (take2 values)
-                                    (take2 returns)
-
+                            let vLoss = valueTerm (agent.Critic.forward mbObs)
                             agent.CriticOpt.zero_grad ()
                             vLoss.sum().backward()
 
