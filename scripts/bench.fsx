@@ -6,7 +6,8 @@
 //   dotnet fsi scripts/bench.fsx grpo      wall time of one GRPO epoch on MNIST (CPU; CUDA if present)
 //   dotnet fsi scripts/bench.fsx dqn       DQN on CartPole-v1, 100k steps: wall time and steps/s
 //   dotnet fsi scripts/bench.fsx ppo-cartpole  PPO on CartPole-v1 (PureJaxRL default config), 1 and
-//                                          16 seeds batched, beside CleanRL ppo.py's 5637 steps/s
+//                                          16 seeds batched, beside CleanRL ppo.py (run side by side
+//                                          when RL_CLEANRL_DIR is set, else peers.md's 5637 steps/s)
 //   dotnet fsi scripts/bench.fsx ppo-cartpole-gpu  the same on CUDA for 1, 16 and 256 seeds, beside
 //                                          PureJaxRL's H100 figures (needs RL_LIBTORCH)
 //   dotnet fsi scripts/bench.fsx all       every section
@@ -76,7 +77,7 @@ let singleRate (id: string) =
 let batchedRate (mode: string) (id: string) (n: int) =
     use env = Envs.makeVec mode id n torch.CPU
     env.Reset 0L |> ignore
-    let g = torch.Generator(0UL)
+    use g = new torch.Generator(0UL)
 
     let pool =
         Array.init 32 (fun _ -> env.ActionSpace.SampleBatch(n, g, torch.CPU).DetachFromDisposeScope())
@@ -335,6 +336,59 @@ let benchDqn () =
     printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
 
 
+/// Runs CleanRL's `ppo.py` (CartPole-v1, its defaults: 4 envs x 128 steps) for `steps` env steps
+/// with one torch thread, from the folder that `scripts/peers/cleanrl/setup.sh` builds, named by
+/// RL_CLEANRL_DIR (python: RL_CLEANRL_PYTHON, default /usr/bin/python3). Returns Some (steps/s as
+/// ppo.py prints it last, wall seconds of the process, last-20 mean training return), or None when
+/// RL_CLEANRL_DIR is unset. Fails with ppo.py's output when the run fails.
+let cleanRlSideBySide (steps: int64) =
+    match Environment.GetEnvironmentVariable "RL_CLEANRL_DIR" with
+    | null
+    | "" -> None
+    | dir ->
+        let python =
+            match Environment.GetEnvironmentVariable "RL_CLEANRL_PYTHON" with
+            | null
+            | "" -> "/usr/bin/python3"
+            | p -> p
+
+        let psi =
+            ProcessStartInfo(
+                python,
+                $"ppo.py --total-timesteps {steps} --seed 1 --cuda false",
+                WorkingDirectory = dir,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true
+            )
+
+        psi.Environment["OMP_NUM_THREADS"] <- "1"
+        psi.Environment["MKL_NUM_THREADS"] <- "1"
+        let sw = Stopwatch.StartNew()
+        use p = Process.Start psi
+        let err = p.StandardError.ReadToEndAsync()
+        let out = p.StandardOutput.ReadToEnd()
+        p.WaitForExit()
+        let wall = sw.Elapsed.TotalSeconds
+        let lines = out.Split('\n') |> Array.map (fun l -> l.Trim())
+
+        let last (prefix: string) =
+            lines
+            |> Array.tryFindBack (fun l -> l.StartsWith prefix)
+            |> Option.map (fun l -> l.Substring(prefix.Length).Trim())
+
+        match p.ExitCode, last "SPS:", last "episodes" with
+        | 0, Some sps, Some eps ->
+            // "episodes <n> last-20 mean return <r>" (tbstub.py)
+            let ret = eps.Split(' ') |> Array.last |> float
+            Some(float sps, wall, ret)
+        | code, _, _ ->
+            failwithf
+                "CleanRL ppo.py in %s (RL_CLEANRL_DIR) failed with exit code %d:\n%s\n%s"
+                dir
+                code
+                (String.Join("\n", lines |> Array.truncate 20))
+                err.Result
+
 /// PPO on CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps, 5e5 steps per seed,
 /// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py`
 /// (5637 steps/s, 1 seed, same machine kind: ../shared/reference/peers.md).
@@ -359,7 +413,24 @@ let benchPpoCartPole () =
     if IO.File.Exists "/proc/loadavg" then
         printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
 
-    let cleanRlSps = 5637.0
+    // Side by side when RL_CLEANRL_DIR names a folder from scripts/peers/cleanrl/setup.sh; else the
+    // anchor from peers.md, measured on another machine of this kind (machines of one kind differ
+    // by ~2.5x: 5637 there, 2091 on a 2026-12-02 machine, so the anchor's ratios are only a rough guide).
+    let cleanRlSps, source =
+        match cleanRlSideBySide steps with
+        | Some(sps, wall, ret) ->
+            printfn
+                "CleanRL ppo.py here, now (seed 1, %d steps, 1 thread): %.1f s, %.0f steps/s, last-20 training return %.1f"
+                steps
+                wall
+                sps
+                ret
+
+            sps, "measured side by side"
+        | None ->
+            5637.0,
+            "peers.md anchor, another machine: set RL_CLEANRL_DIR (scripts/peers/cleanrl/setup.sh) to measure it here"
+
     let cleanRlWall = 500_000.0 / cleanRlSps
     printfn "%-10s %8s %12s %10s %s" "seeds" "wall s" "steps/s" "vs CleanRL" "final eval return (per seed)"
 
@@ -391,7 +462,7 @@ let benchPpoCartPole () =
     let _, _, sps1 = results |> List.find (fun (s, _, _) -> s = 1)
     let _, wall16, _ = results |> List.find (fun (s, _, _) -> s = 16)
     let scale = 500_000.0 / float steps
-    printfn "CleanRL ppo.py: %.0f steps/s, %.1f s per 500k-step seed (peers.md)" cleanRlSps cleanRlWall
+    printfn "CleanRL ppo.py: %.0f steps/s, %.1f s per 500k-step seed (%s)" cleanRlSps cleanRlWall source
 
     printfn
         "goal 1: S=1 >= 2x CleanRL steps/s: %.2fx -> %s"
