@@ -154,6 +154,61 @@ let ppoRun (cfg: Ppo.PpoConfig) =
     let learn = sum (fun m -> m.LearnSeconds) / perSeed
     r.WallSeconds, steps / r.WallSeconds, (rollout, gae, learn), rss, evals |> Array.map Array.average
 
+/// Runs a CleanRL script (`ppo.py`, `ppo_continuous_action.py` or `dqn.py`) with `args` (tyro-style
+/// `--key value` pairs) and one torch thread on the CPU, from the folder that
+/// `scripts/peers/cleanrl/setup.sh` builds, named by RL_CLEANRL_DIR (python: RL_CLEANRL_PYTHON,
+/// default /usr/bin/python3). Returns Some (steps/s as the script prints it last, wall seconds of
+/// the process, last-20 mean training return), or None when RL_CLEANRL_DIR is unset. Fails with
+/// the script's output when the run fails.
+let cleanRl (script: string) (args: string) =
+    match Environment.GetEnvironmentVariable "RL_CLEANRL_DIR" with
+    | null
+    | "" -> None
+    | dir ->
+        let python =
+            match Environment.GetEnvironmentVariable "RL_CLEANRL_PYTHON" with
+            | null
+            | "" -> "/usr/bin/python3"
+            | p -> p
+
+        let psi =
+            ProcessStartInfo(
+                python,
+                $"{script} {args} --cuda false",
+                WorkingDirectory = dir,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true
+            )
+
+        psi.Environment["OMP_NUM_THREADS"] <- "1"
+        psi.Environment["MKL_NUM_THREADS"] <- "1"
+        let sw = Stopwatch.StartNew()
+        use p = Process.Start psi
+        let err = p.StandardError.ReadToEndAsync()
+        let out = p.StandardOutput.ReadToEnd()
+        p.WaitForExit()
+        let wall = sw.Elapsed.TotalSeconds
+        let lines = out.Split('\n') |> Array.map (fun l -> l.Trim())
+
+        let last (prefix: string) =
+            lines
+            |> Array.tryFindBack (fun l -> l.StartsWith prefix)
+            |> Option.map (fun l -> l.Substring(prefix.Length).Trim())
+
+        match p.ExitCode, last "SPS:", last "episodes" with
+        | 0, Some sps, Some eps ->
+            // "episodes <n> last-20 mean return <r>" (tbstub.py)
+            let ret = eps.Split(' ') |> Array.last |> float
+            Some(float sps, wall, ret)
+        | code, _, _ ->
+            failwithf
+                "CleanRL %s in %s (RL_CLEANRL_DIR) failed with exit code %d:\n%s\n%s"
+                script
+                dir
+                code
+                (String.Join("\n", lines |> Array.truncate 20))
+                err.Result
+
 let benchPpo () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
 
@@ -235,9 +290,27 @@ let benchPpo () =
     |> ignore
     // Python peers on this machine kind (../shared/reference/peers.md, 1 torch thread):
     // CleanRL ppo_continuous_action.py 98,304 steps in 75.1 s (mean of 3); SB3 100,352 in 59.1 s.
-    let cleanRlSps = 98_304.0 / 75.1
+    // CleanRL runs side by side when RL_CLEANRL_DIR is set (see cleanRl); SB3 is always the anchor.
+    let cleanRlSps, source =
+        match cleanRl "ppo_continuous_action.py" "--env-id Pendulum-v1 --total-timesteps 100000 --seed 1" with
+        | Some(sps, wall, ret) ->
+            printfn
+                "CleanRL ppo_continuous_action.py here, now (seed's table, 100k steps): %.1f s, %.0f steps/s, last-20 training return %.0f"
+                wall
+                sps
+                ret
+
+            sps, "CleanRL measured side by side"
+        | None -> 98_304.0 / 75.1, "peers.md anchors, another machine: RL_CLEANRL_DIR runs CleanRL here"
+
     let sb3Sps = 100_352.0 / 59.1
-    printfn "peers (same machine kind, seed's table): CleanRL %.0f steps/s, SB3 %.0f steps/s" cleanRlSps sb3Sps
+
+    printfn
+        "peers (seed's table): CleanRL %.0f steps/s, SB3 %.0f steps/s (%s; SB3 from peers.md)"
+        cleanRlSps
+        sb3Sps
+        source
+
     printfn "ratio, seed's table: %.2fx CleanRL, %.2fx SB3 (steps/s)" (spsSeed / cleanRlSps) (spsSeed / sb3Sps)
 
     printfn
@@ -303,12 +376,20 @@ let benchGrpo () =
 
 /// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
 /// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
-/// kind (../shared/reference/peers.md).
+/// kind (../shared/reference/peers.md), or runs 100k steps side by side when RL_CLEANRL_DIR is set.
 let benchDqn () =
     let cfg =
         Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
 
     printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
+
+    let cleanRlSps, source =
+        match cleanRl "dqn.py" "--total-timesteps 100000 --seed 1" with
+        | Some(sps, wall, _) ->
+            printfn "CleanRL dqn.py here, now (defaults, 100k steps): %.1f s, %.0f steps/s" wall sps
+            sps, "measured side by side"
+        | None -> 2400.0, "~2400, peers.md anchor from another machine: RL_CLEANRL_DIR runs it here"
+
     printfn "%-6s %-7s %10s %16s %22s %14s" "seeds" "envs" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
 
     for seeds, mode in [ 1, "vector"; 1, "sync"; 5, "sync" ] do
@@ -331,63 +412,10 @@ let benchDqn () =
             r.WallSeconds
             sps
             (sps * float seeds)
-            (sps * float seeds / 2400.0)
+            (sps * float seeds / cleanRlSps)
 
-    printfn "(vs CleanRL: all-seed steps/s over CleanRL's ~2400 env steps/s for one seed)"
+    printfn "(vs CleanRL: all-seed steps/s over CleanRL's %.0f env steps/s for one seed, %s)" cleanRlSps source
 
-
-/// Runs CleanRL's `ppo.py` (CartPole-v1, its defaults: 4 envs x 128 steps) for `steps` env steps
-/// with one torch thread, from the folder that `scripts/peers/cleanrl/setup.sh` builds, named by
-/// RL_CLEANRL_DIR (python: RL_CLEANRL_PYTHON, default /usr/bin/python3). Returns Some (steps/s as
-/// ppo.py prints it last, wall seconds of the process, last-20 mean training return), or None when
-/// RL_CLEANRL_DIR is unset. Fails with ppo.py's output when the run fails.
-let cleanRlSideBySide (steps: int64) =
-    match Environment.GetEnvironmentVariable "RL_CLEANRL_DIR" with
-    | null
-    | "" -> None
-    | dir ->
-        let python =
-            match Environment.GetEnvironmentVariable "RL_CLEANRL_PYTHON" with
-            | null
-            | "" -> "/usr/bin/python3"
-            | p -> p
-
-        let psi =
-            ProcessStartInfo(
-                python,
-                $"ppo.py --total-timesteps {steps} --seed 1 --cuda false",
-                WorkingDirectory = dir,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true
-            )
-
-        psi.Environment["OMP_NUM_THREADS"] <- "1"
-        psi.Environment["MKL_NUM_THREADS"] <- "1"
-        let sw = Stopwatch.StartNew()
-        use p = Process.Start psi
-        let err = p.StandardError.ReadToEndAsync()
-        let out = p.StandardOutput.ReadToEnd()
-        p.WaitForExit()
-        let wall = sw.Elapsed.TotalSeconds
-        let lines = out.Split('\n') |> Array.map (fun l -> l.Trim())
-
-        let last (prefix: string) =
-            lines
-            |> Array.tryFindBack (fun l -> l.StartsWith prefix)
-            |> Option.map (fun l -> l.Substring(prefix.Length).Trim())
-
-        match p.ExitCode, last "SPS:", last "episodes" with
-        | 0, Some sps, Some eps ->
-            // "episodes <n> last-20 mean return <r>" (tbstub.py)
-            let ret = eps.Split(' ') |> Array.last |> float
-            Some(float sps, wall, ret)
-        | code, _, _ ->
-            failwithf
-                "CleanRL ppo.py in %s (RL_CLEANRL_DIR) failed with exit code %d:\n%s\n%s"
-                dir
-                code
-                (String.Join("\n", lines |> Array.truncate 20))
-                err.Result
 
 /// PPO on CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps, 5e5 steps per seed,
 /// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py`
@@ -417,7 +445,7 @@ let benchPpoCartPole () =
     // anchor from peers.md, measured on another machine of this kind (machines of one kind differ
     // by ~2.5x: 5637 there, 2091 on a 2026-12-02 machine, so the anchor's ratios are only a rough guide).
     let cleanRlSps, source =
-        match cleanRlSideBySide steps with
+        match cleanRl "ppo.py" $"--total-timesteps {steps} --seed 1" with
         | Some(sps, wall, ret) ->
             printfn
                 "CleanRL ppo.py here, now (seed 1, %d steps, 1 thread): %.1f s, %.0f steps/s, last-20 training return %.1f"
