@@ -578,6 +578,178 @@ let evaluateWith
 let evaluate makeEnv agent obsStats episodes evalSeed =
     evaluateWith true makeEnv agent obsStats episodes evalSeed
 
+/// Per-seed sums over the minibatch steps of one update (update_epochs x minibatches per epoch),
+/// float64 [S] each, and the sum of the pre-clip policy gradients, [S; P] (P = policy or shared
+/// parameters, flattened). Divide by the step count for the means `UpdateMetrics` reports.
+type LearnSums =
+    {
+        ActorLoss: Tensor
+        CriticLoss: Tensor
+        Entropy: Tensor
+        ApproxKl: Tensor
+        ClipFraction: Tensor
+        GradNorm: Tensor
+        Grad: Tensor
+    }
+
+/// PPO's learning phase for one rollout (Schulman et al. 2017, Algorithm 1; CleanRL ppo.py's
+/// "optimizing the policy and value network"): `cfg.UpdateEpochs` passes, each over a fresh
+/// permutation per seed (drawn from `shuffleGens`, one generator per seed) cut into
+/// `cfg.MinibatchesPerEpoch` minibatches of `cfg.MinibatchLength` samples. Shared network: one loss
+/// (clipped surrogate + vf_coef * value loss - ent_coef * entropy), one backward pass, one clipped
+/// step; separate networks: an actor step (surrogate - ent_coef * entropy) then a critic step.
+/// Gradient norms are clipped per seed to `cfg.MaxGradNorm` (0 = no clipping). Advantages are
+/// normalised per minibatch when `cfg.NormAdv` and not `cfg.NormAdvBatch`.
+/// Inputs per seed over the M = num_steps x num_envs samples: `obs` [S; M; obsDim] (already
+/// preprocessed), `action` [S; M] (discrete) or [S; M; actDim], `values`, `logProbOld`,
+/// `advantages` and `returns` [S; M]. Tensors it returns belong to the caller's dispose scope.
+let learn
+    (cfg: PpoConfig)
+    (agent: Agent)
+    (shuffleGens: torch.Generator[])
+    (obs: Tensor)
+    (action: Tensor)
+    (values: Tensor)
+    (logProbOld: Tensor)
+    (advantages: Tensor)
+    (returns: Tensor)
+    : LearnSums =
+    let S = agent.Seeds.Length
+    let M = obs.shape[1]
+    let device = obs.device
+    let B = cfg.MinibatchLength
+    let nMb = cfg.MinibatchesPerEpoch
+
+    let acc () =
+        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+    let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad =
+        acc (), acc (), acc (), acc (), acc (), acc ()
+
+    let parametersOf (m: torch.nn.Module) = m.parameters () |> Seq.toArray
+
+    let actorParams =
+        match agent.Shared with
+        | Some net -> parametersOf net
+        | None -> parametersOf agent.Actor
+
+    let criticParams =
+        match agent.Shared with
+        | Some _ -> [||]
+        | None -> parametersOf agent.Critic
+
+    // Sum over minibatches of the pre-clip policy gradient, [S; P].
+    let mutable gradSum: Tensor = null
+
+    for _epoch in 1 .. cfg.UpdateEpochs do
+        use epochScope = torch.NewDisposeScope()
+
+        let perm =
+            torch.stack([| for g in shuffleGens -> torch.randperm (M, generator = g) |], 0L).``to`` device
+
+        for j in 0 .. nMb - 1 do
+            use mbScope = torch.NewDisposeScope()
+            let idx = perm.narrow (1L, int64 (j * B), int64 B) // [S; B]
+            // Rows of a [S; M] or [S; M; D] tensor at this minibatch's indices: [S; B] or [S; B; D].
+            let take (x: Tensor) =
+                if x.dim () = 2L then
+                    x.gather (1L, idx)
+                else
+                    x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+
+            let mbObs = take obs
+            let mbAct = take action
+            let mbAdv = take advantages
+
+            let mbAdv =
+                if cfg.NormAdv && not cfg.NormAdvBatch then
+                    Advantage.normalize mbAdv
+                else
+                    mbAdv
+
+            let addGrad () =
+                use _ng = torch.no_grad ()
+                let g = Optim.flatGradPerSeed S actorParams
+
+                if isNull gradSum then
+                    gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
+                else
+                    gradSum.add_ g |> ignore
+
+            let clipNorm =
+                if cfg.MaxGradNorm > 0.0 then
+                    cfg.MaxGradNorm
+                else
+                    Double.MaxValue
+
+            // Clipped surrogate [S], its statistics and the mean entropy [S] of a minibatch.
+            let policyTerms dist =
+                let logProbNew = Dist.logProb dist mbAct
+                let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take logProbOld) mbAdv
+                pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
+
+            // Value regression on the GAE returns, [S] (clipped around the old values if clip_vloss > 0).
+            let valueTerm v =
+                Losses.valueLoss
+                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
+                    v
+                    (take values)
+                    (take returns)
+
+            let pgLoss, stats, entropy, vLoss, gradNorm =
+                match agent.Shared with
+                | Some net ->
+                    // Seed 001: one loss, one backward pass, one optimizer step.
+                    let dist, v = net.DistValue mbObs
+                    let pgLoss, stats, entropy = policyTerms dist
+                    let vLoss = valueTerm v
+                    let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
+                    agent.ActorOpt.zero_grad ()
+                    loss.sum().backward()
+                    addGrad ()
+                    let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
+                    agent.ActorOpt.step () |> ignore
+                    pgLoss, stats, entropy, vLoss, gradNorm
+                | None ->
+                    // Actor: clipped surrogate minus entropy bonus.
+                    let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mbObs)
+                    let actorLoss = pgLoss - cfg.EntCoef * entropy
+                    agent.ActorOpt.zero_grad ()
+                    actorLoss.sum().backward()
+                    addGrad ()
+                    let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
+                    agent.ActorOpt.step () |> ignore
+
+                    // Critic: value regression on the GAE returns.
+                    let vLoss = valueTerm (agent.Critic.forward mbObs)
+                    agent.CriticOpt.zero_grad ()
+                    vLoss.sum().backward()
+
+                    if cfg.MaxGradNorm > 0.0 then
+                        Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+
+                    agent.CriticOpt.step () |> ignore
+                    pgLoss, stats, entropy, vLoss, gradNorm
+
+            use _ng = torch.no_grad ()
+            let f64 (x: Tensor) = x.detach().to_type torch.float64
+            sumActor.add_ (f64 pgLoss) |> ignore
+            sumCritic.add_ (f64 vLoss) |> ignore
+            sumEnt.add_ (f64 entropy) |> ignore
+            sumKl.add_ (f64 stats.ApproxKl) |> ignore
+            sumClip.add_ (f64 stats.ClipFraction) |> ignore
+            sumGrad.add_ (f64 gradNorm) |> ignore
+
+    {
+        ActorLoss = sumActor
+        CriticLoss = sumCritic
+        Entropy = sumEnt
+        ApproxKl = sumKl
+        ClipFraction = sumClip
+        GradNorm = sumGrad
+        Grad = gradSum
+    }
+
 /// Trains PPO. `makeEnv n` builds a batched environment of n copies (called once per seed for
 /// training; evaluation is separate). `resume` continues from a restored agent and progress.
 /// Raises `TrainingDivergedException` when a loss becomes NaN/Inf.
@@ -925,132 +1097,18 @@ let trainWith
             let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
 
             // ---- 3. Learn --------------------------------------------------------------------
-            let B = cfg.MinibatchLength
-            let nMb = cfg.MinibatchesPerEpoch
-
-            let acc () =
-                torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-
-            let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad =
-                acc (), acc (), acc (), acc (), acc (), acc ()
-
-            let parametersOf (m: torch.nn.Module) = m.parameters () |> Seq.toArray
-
-            let actorParams =
-                match agent.Shared with
-                | Some net -> parametersOf net
-                | None -> parametersOf agent.Actor
-
-            let criticParams = if shared then [||] else parametersOf agent.Critic
-            // Sum over minibatches of the pre-clip policy gradient, [S; P].
-            let mutable gradSum: Tensor = null
-
-            for _epoch in 1 .. cfg.UpdateEpochs do
-                use epochScope = torch.NewDisposeScope()
-
-                let perm =
-                    torch.stack([| for g in shuffleGens -> torch.randperm (int64 M, generator = g) |], 0L).``to`` device
-
-                for j in 0 .. nMb - 1 do
-                    use mbScope = torch.NewDisposeScope()
-                    let idx = perm.narrow (1L, int64 (j * B), int64 B) // [S; B]
-                    let take2 (x: Tensor) = x.gather (1L, idx)
-
-                    let take3 (x: Tensor) =
-                        x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
-
-                    let mbObs = take3 flatObs
-                    let mbAct = if isDiscrete then take2 flatAct else take3 flatAct
-                    let mbAdv = take2 advantages
-
-                    let mbAdv =
-                        if cfg.NormAdv && not cfg.NormAdvBatch then
-                            Advantage.normalize mbAdv
-                        else
-                            mbAdv
-
-                    let addGrad () =
-                        use _ng = torch.no_grad ()
-                        let g = Optim.flatGradPerSeed S actorParams
-
-                        if isNull gradSum then
-                            gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
-                        else
-                            gradSum.add_ g |> ignore
-
-                    let clipNorm =
-                        if cfg.MaxGradNorm > 0.0 then
-                            cfg.MaxGradNorm
-                        else
-                            Double.MaxValue
-
-                    // Clipped surrogate [S], its statistics and the mean entropy [S] of a minibatch.
-                    let policyTerms dist =
-                        let logProbNew = Dist.logProb dist mbAct
-                        let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take2 logProbOld) mbAdv
-                        pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
-
-                    // Value regression on the GAE returns, [S] (clipped around the old values if clip_vloss > 0).
-                    let valueTerm v =
-                        Losses.valueLoss
-                            (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
-                            v
-                            (take2 values)
-                            (take2 returns)
-
-                    let pgLoss, stats, entropy, vLoss, gradNorm =
-                        match agent.Shared with
-                        | Some net ->
-                            // Seed 001: one loss, one backward pass, one optimizer step.
-                            let dist, v = net.DistValue mbObs
-                            let pgLoss, stats, entropy = policyTerms dist
-                            let vLoss = valueTerm v
-                            let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
-                            agent.ActorOpt.zero_grad ()
-                            loss.sum().backward()
-                            addGrad ()
-                            let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
-                            agent.ActorOpt.step () |> ignore
-                            pgLoss, stats, entropy, vLoss, gradNorm
-                        | None ->
-                            // Actor: clipped surrogate minus entropy bonus.
-                            let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mbObs)
-                            let actorLoss = pgLoss - cfg.EntCoef * entropy
-                            agent.ActorOpt.zero_grad ()
-                            actorLoss.sum().backward()
-                            addGrad ()
-                            let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
-                            agent.ActorOpt.step () |> ignore
-
-                            // Critic: value regression on the GAE returns.
-                            let vLoss = valueTerm (agent.Critic.forward mbObs)
-                            agent.CriticOpt.zero_grad ()
-                            vLoss.sum().backward()
-
-                            if cfg.MaxGradNorm > 0.0 then
-                                Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
-
-                            agent.CriticOpt.step () |> ignore
-                            pgLoss, stats, entropy, vLoss, gradNorm
-
-                    use _ng = torch.no_grad ()
-                    let f64 (x: Tensor) = x.detach().to_type torch.float64
-                    sumActor.add_ (f64 pgLoss) |> ignore
-                    sumCritic.add_ (f64 vLoss) |> ignore
-                    sumEnt.add_ (f64 entropy) |> ignore
-                    sumKl.add_ (f64 stats.ApproxKl) |> ignore
-                    sumClip.add_ (f64 stats.ClipFraction) |> ignore
-                    sumGrad.add_ (f64 gradNorm) |> ignore
+            let sums =
+                learn cfg agent shuffleGens flatObs flatAct values logProbOld advantages returns
 
             let learnSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
-            let nSteps = float (cfg.UpdateEpochs * nMb)
+            let nSteps = float (cfg.UpdateEpochs * cfg.MinibatchesPerEpoch)
 
             // ---- 4. Optimizer diagnostics (seed 001's table) ----------------------------------
             let mNorm, vNorm = Optim.adamMomentNorms S agent.ActorOpt
 
             let cosPrev, cosEma =
                 use _ng = torch.no_grad ()
-                let g = gradSum / nSteps
+                let g = sums.Grad / nSteps
 
                 let cp =
                     if isNull progress.PrevGrad then
@@ -1081,7 +1139,12 @@ let trainWith
             let h (t: Tensor) = toArray t
 
             let actorL, criticL, ent, kl, clipF, grad =
-                h sumActor, h sumCritic, h sumEnt, h sumKl, h sumClip, h sumGrad
+                h sums.ActorLoss,
+                h sums.CriticLoss,
+                h sums.Entropy,
+                h sums.ApproxKl,
+                h sums.ClipFraction,
+                h sums.GradNorm
 
             let epRet, epLen, epN, sigma = h epReturnSum, h epLengthSum, h epCount, h sigmaSum
             let sps = float (M * S) / clock.Elapsed.TotalSeconds
