@@ -209,6 +209,25 @@ let cleanRl (script: string) (args: string) =
                 (String.Join("\n", lines |> Array.truncate 20))
                 err.Result
 
+/// CleanRL's steps/s for `script args`: measured side by side (printing wall time, steps/s and the
+/// last-20 training return) when RL_CLEANRL_DIR is set, else `anchor` from peers.md. Returns the
+/// figure and a label saying which it is.
+let cleanRlOrAnchor (script: string) (args: string) (anchor: float) =
+    match cleanRl script args with
+    | Some(sps, wall, ret) ->
+        printfn
+            "CleanRL %s %s here, now (1 thread): %.1f s, %.0f steps/s, last-20 training return %.1f"
+            script
+            args
+            wall
+            sps
+            ret
+
+        sps, "measured side by side"
+    | None ->
+        anchor,
+        "peers.md anchor from another machine: set RL_CLEANRL_DIR (scripts/peers/cleanrl/setup.sh) to measure it here"
+
 let benchPpo () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
 
@@ -292,16 +311,10 @@ let benchPpo () =
     // CleanRL ppo_continuous_action.py 98,304 steps in 75.1 s (mean of 3); SB3 100,352 in 59.1 s.
     // CleanRL runs side by side when RL_CLEANRL_DIR is set (see cleanRl); SB3 is always the anchor.
     let cleanRlSps, source =
-        match cleanRl "ppo_continuous_action.py" "--env-id Pendulum-v1 --total-timesteps 100000 --seed 1" with
-        | Some(sps, wall, ret) ->
-            printfn
-                "CleanRL ppo_continuous_action.py here, now (seed's table, 100k steps): %.1f s, %.0f steps/s, last-20 training return %.0f"
-                wall
-                sps
-                ret
-
-            sps, "CleanRL measured side by side"
-        | None -> 98_304.0 / 75.1, "peers.md anchors, another machine: RL_CLEANRL_DIR runs CleanRL here"
+        cleanRlOrAnchor
+            "ppo_continuous_action.py"
+            "--env-id Pendulum-v1 --total-timesteps 100000 --seed 1"
+            (98_304.0 / 75.1)
 
     let sb3Sps = 100_352.0 / 59.1
 
@@ -384,11 +397,7 @@ let benchDqn () =
     printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
 
     let cleanRlSps, source =
-        match cleanRl "dqn.py" "--total-timesteps 100000 --seed 1" with
-        | Some(sps, wall, _) ->
-            printfn "CleanRL dqn.py here, now (defaults, 100k steps): %.1f s, %.0f steps/s" wall sps
-            sps, "measured side by side"
-        | None -> 2400.0, "~2400, peers.md anchor from another machine: RL_CLEANRL_DIR runs it here"
+        cleanRlOrAnchor "dqn.py" "--total-timesteps 100000 --seed 1" 2400.0
 
     printfn "%-6s %-7s %10s %16s %22s %14s" "seeds" "envs" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
 
@@ -445,19 +454,7 @@ let benchPpoCartPole () =
     // anchor from peers.md, measured on another machine of this kind (machines of one kind differ
     // by ~2.5x: 5637 there, 2091 on a 2026-12-02 machine, so the anchor's ratios are only a rough guide).
     let cleanRlSps, source =
-        match cleanRl "ppo.py" $"--total-timesteps {steps} --seed 1" with
-        | Some(sps, wall, ret) ->
-            printfn
-                "CleanRL ppo.py here, now (seed 1, %d steps, 1 thread): %.1f s, %.0f steps/s, last-20 training return %.1f"
-                steps
-                wall
-                sps
-                ret
-
-            sps, "measured side by side"
-        | None ->
-            5637.0,
-            "peers.md anchor, another machine: set RL_CLEANRL_DIR (scripts/peers/cleanrl/setup.sh) to measure it here"
+        cleanRlOrAnchor "ppo.py" $"--total-timesteps {steps} --seed 1" 5637.0
 
     let cleanRlWall = 500_000.0 / cleanRlSps
     printfn "%-10s %8s %12s %10s %s" "seeds" "wall s" "steps/s" "vs CleanRL" "final eval return (per seed)"
