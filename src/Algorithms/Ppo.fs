@@ -628,15 +628,16 @@ let learn
 
     let parametersOf (m: torch.nn.Module) = m.parameters () |> Seq.toArray
 
-    let actorParams =
+    let actorParams, criticParams =
         match agent.Shared with
-        | Some net -> parametersOf net
-        | None -> parametersOf agent.Actor
+        | Some net -> parametersOf net, [||]
+        | None -> parametersOf agent.Actor, parametersOf agent.Critic
 
-    let criticParams =
-        match agent.Shared with
-        | Some _ -> [||]
-        | None -> parametersOf agent.Critic
+    let clipNorm =
+        if cfg.MaxGradNorm > 0.0 then
+            cfg.MaxGradNorm
+        else
+            Double.MaxValue
 
     // Sum over minibatches of the pre-clip policy gradient, [S; P].
     let mutable gradSum: Tensor = null
@@ -675,12 +676,6 @@ let learn
                     gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
                 else
                     gradSum.add_ g |> ignore
-
-            let clipNorm =
-                if cfg.MaxGradNorm > 0.0 then
-                    cfg.MaxGradNorm
-                else
-                    Double.MaxValue
 
             // Clipped surrogate [S], its statistics and the mean entropy [S] of a minibatch.
             let policyTerms dist =
