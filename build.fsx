@@ -1,12 +1,15 @@
 // Tasks of the Rl workspace: `dotnet fsi build.fsx <Target> [key=value ...]`.
-//   Setup      restore tools and packages, install g++/patchelf when the TorchSharp native repair
-//              needs them (as root, via apt-get), build, check libtorch loads, fetch data
+//   Setup      restore tools and packages, build, check libtorch loads (making the TorchSharp
+//              native repair where needed, installing g++/patchelf with apt-get when root), fetch data
 //   Build      build the library and the tests (Release)
-//   Test       Expecto suite, the conformance tool and every notebook in quick mode;
-//              ends with one line "N passed, N failed"
+//   Test       Expecto suite, the conformance tool, every notebook in quick mode, and the package
+//              (Pack, then fresh F# and C# console projects that use it); ends with one line
+//              "N passed, N failed"
 //   Train      (default) PPO on Pendulum-v1 with scripts/configs/ppo-pendulum.yaml; extra
 //              key=value arguments are passed to scripts/train.fsx as overrides
 //   Notebooks  render notebooks/*.fsx with fsdocs (executed) to output/ as HTML
+//   Pack       output/Rl.<version>.nupkg (the library as a NuGet package)
+//   PackTest   Pack, then the F# and C# consumer projects of Test alone
 //   Bench      scripts/bench.fsx all
 // Plain F#, no build framework: a target table and a few process helpers.
 
@@ -41,36 +44,6 @@ let run (exe: string) (argv: string list) =
         let joined = String.Join(" ", argv)
         failwithf "'%s %s' failed with exit code %d" exe joined code
 
-let onPath (exe: string) =
-    (Environment.GetEnvironmentVariable "PATH").Split ':'
-    |> Array.exists (fun d -> File.Exists(Path.Combine(d, exe)))
-
-let hostLacksGlibcxx332 () =
-    OperatingSystem.IsLinux()
-    && (match
-            [ "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"; "/lib/x86_64-linux-gnu/libstdc++.so.6"; "/usr/lib64/libstdc++.so.6" ]
-            |> List.tryFind File.Exists
-        with
-        | Some p -> not ((Text.Encoding.ASCII.GetString(File.ReadAllBytes p)).Contains "GLIBCXX_3.4.32")
-        | None -> false)
-
-let isRoot () =
-    OperatingSystem.IsLinux() && (try File.ReadAllText("/proc/self/status").Contains("Uid:\t0\t") with _ -> false)
-
-let ensureNativeTools () =
-    if hostLacksGlibcxx332 () then
-        let missing = [ "g++"; "patchelf" ] |> List.filter (onPath >> not)
-        if not missing.IsEmpty then
-            let pkgs = String.Join(" ", missing)
-            if isRoot () && onPath "apt-get" then
-                printfn "Setup: this host's libstdc++ lacks GLIBCXX_3.4.32; installing %s for the TorchSharp repair" pkgs
-                run "apt-get" [ "update"; "-qq" ]
-                run "apt-get" ([ "install"; "-y"; "-qq"; "--no-install-recommends" ] @ missing)
-            else
-                failwithf
-                    "This host's libstdc++ lacks GLIBCXX_3.4.32, which TorchSharp 0.107 needs; the project repairs a copy of its native library but needs %s. Install them (Debian/Ubuntu: sudo apt-get install -y %s) and run Setup again."
-                    pkgs pkgs
-
 let restore () =
     run "dotnet" [ "tool"; "restore" ]
     run "dotnet" [ "paket"; "restore" ]
@@ -83,8 +56,9 @@ let fsi (env: (string * string) list) (script: string) (argv: string list) =
 
 let setup () =
     restore ()
-    ensureNativeTools ()
     build ()
+    // libtorch's first load makes the native repair where the host needs it (installing g++ and
+    // patchelf with apt-get when root; see src/Core/Native.fs)
     if fsi [] "scripts/doctor.fsx" [] <> 0 then failwith "scripts/doctor.fsx: libtorch did not load (see above)"
     if File.Exists(Path.Combine(root, "scripts", "data.fsx")) then
         if fsi [] "scripts/data.fsx" [] <> 0 then failwith "scripts/data.fsx failed"
@@ -95,8 +69,106 @@ let notebooks () =
     |> Array.sort
     |> List.ofArray
 
-/// Test: Expecto suite (writes its counts to a file), the conformance tool over the shared
-/// reference files, and every notebook in quick mode; prints "N passed, N failed".
+/// The package version: `<Version>` in src/Rl.fsproj.
+let packageVersion () =
+    let text = File.ReadAllText(Path.Combine(root, "src", "Rl.fsproj"))
+    let m = Text.RegularExpressions.Regex.Match(text, "<Version>([^<]+)</Version>")
+    if m.Success then m.Groups[1].Value else failwith "src/Rl.fsproj has no <Version> element"
+
+let outputDir = Path.Combine(root, "output")
+
+/// Pack: `dotnet pack` of src/Rl.fsproj into output/Rl.<version>.nupkg (XML docs, embedded
+/// sources, README, license; TorchSharp-cpu and the other packages as minimum-version dependencies).
+let pack () =
+    run "dotnet" [ "pack"; "src/Rl.fsproj"; "-c"; "Release"; "-o"; outputDir; "--nologo"; "-v"; "quiet" ]
+    let nupkg = Path.Combine(outputDir, $"Rl.{packageVersion ()}.nupkg")
+    if not (File.Exists nupkg) then failwithf "dotnet pack did not write %s" nupkg
+    printfn "wrote %s" nupkg
+
+/// Runs a process in `cwd` with its output captured; returns the exit code and the output.
+let capture (cwd: string) (exe: string) (argv: string list) =
+    let psi = ProcessStartInfo(exe, WorkingDirectory = cwd, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in argv do
+        psi.ArgumentList.Add a
+    use p = Process.Start psi
+    let err = p.StandardError.ReadToEndAsync()
+    let out = p.StandardOutput.ReadToEnd()
+    p.WaitForExit()
+    p.ExitCode, out + err.Result
+
+/// The version of a package in the main group of paket.lock.
+let lockedVersion (package: string) =
+    let m = Text.RegularExpressions.Regex.Match(File.ReadAllText(Path.Combine(root, "paket.lock")), $@"(?m)^    {Text.RegularExpressions.Regex.Escape package} \(([^)]+)\)")
+    if m.Success then m.Groups[1].Value else failwithf "%s is not in paket.lock" package
+
+/// A consumer of the package built by `pack`, as a new user makes one: a fresh console project
+/// (`lang` "F#" or "C#") in a temporary folder outside the repository, with output/ added as a
+/// package source, `dotnet add package Rl`, tests/package/Program.{fs,cs} as its program, run
+/// with `dotnet run`. Returns the program's "eval return" line, or an error naming the failed step.
+let consumer (lang: string) : Result<string, string> =
+    let ext = if lang = "F#" then "fs" else "cs"
+    let dir = Path.Combine(Path.GetTempPath(), $"rl-consumer-{ext}-{Guid.NewGuid():N}")
+    Directory.CreateDirectory dir |> ignore
+    try
+        let steps =
+            [ [ "new"; "console"; "--language"; lang; "--name"; "RlConsumer"; "--output"; dir ]
+              [ "new"; "nugetconfig"; "--output"; dir ]
+              [ "nuget"; "add"; "source"; outputDir; "--name"; "rl-local"; "--configfile"; Path.Combine(dir, "nuget.config") ]
+              [ "add"; "package"; "Rl"; "--version"; packageVersion () ] ]
+        let failed =
+            steps
+            |> List.tryPick (fun argv ->
+                let code, out = capture dir "dotnet" argv
+                if code <> 0 then Some $"""`dotnet {String.Join(" ", argv)}` failed ({code}): {out}""" else None)
+        match failed with
+        | Some e -> Error e
+        | None ->
+            if lang = "F#" then
+                // the SDK's implicit FSharp.Core is older than the one Plotly.NET needs (else NU1605)
+                let fsproj = Path.Combine(dir, "RlConsumer.fsproj")
+                let version = lockedVersion "FSharp.Core"
+                let update = $"  <ItemGroup><PackageReference Update=\"FSharp.Core\" Version=\"{version}\" /></ItemGroup>\n</Project>"
+                File.WriteAllText(fsproj, File.ReadAllText(fsproj).Replace("</Project>", update))
+            File.Copy(Path.Combine(root, "tests", "package", $"Program.{ext}"), Path.Combine(dir, $"Program.{ext}"), true)
+            let code, out = capture dir "dotnet" [ "run"; "-c"; "Release" ]
+            let line = out.Split('\n') |> Array.tryFind (fun l -> l.Contains "eval return:")
+            match code, line with
+            | 0, Some l -> Ok(l.Trim())
+            | _ -> Error $"`dotnet run` of the {lang} consumer exited {code} without an eval return line: {out}"
+    finally
+        try Directory.Delete(dir, true) with _ -> ()
+
+/// Packs, then builds and runs the F# and the C# consumer; both train the same config and seed,
+/// so they must report the same eval return. The global NuGet cache's copy of this version is
+/// removed first, so the consumers get the package just built, not an older one of the same
+/// version. Returns (name, passed) checks.
+let packageChecks () =
+    pack ()
+    let nugetRoot =
+        match Environment.GetEnvironmentVariable "NUGET_PACKAGES" with
+        | null | "" -> Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".nuget", "packages")
+        | p -> p
+    let cached = Path.Combine(nugetRoot, "rl", packageVersion ())
+    if Directory.Exists cached then Directory.Delete(cached, true)
+    let results =
+        [ for lang in [ "F#"; "C#" ] do
+              let sw = Stopwatch.StartNew()
+              let r = consumer lang
+              match r with
+              | Ok line -> printfn "package consumer (%s): %s  [%.0f s]" lang line sw.Elapsed.TotalSeconds
+              | Error e -> eprintfn "package consumer (%s) FAILED: %s" lang e
+              yield lang, r ]
+    let number (line: string) = line.Substring(line.IndexOf "eval return:" + 12).Trim().Split(' ')[0]
+    [ for lang, r in results -> $"package consumer ({lang})", Result.isOk r
+      match results with
+      | [ _, Ok fs; _, Ok cs ] ->
+          let same = number fs = number cs
+          if not same then eprintfn "F# and C# consumers differ: %s vs %s" fs cs
+          yield "package consumers agree (F# and C#, same config and seed)", same
+      | _ -> () ]
+
+/// Test: Expecto suite (writes its counts to a file), the conformance tool over the
+/// repository's reference files (tests/data/gymnasium), and every notebook in quick mode; prints "N passed, N failed".
 let test () =
     setup ()
     let summary = Path.Combine(Path.GetTempPath(), $"rl-tests-{Environment.ProcessId}.txt")
@@ -119,15 +191,15 @@ let test () =
         else
             failed <- failed + 1
             eprintfn "FAILED: %s" name
-    let reference = Path.GetFullPath(Path.Combine(root, "..", "shared", "reference", "gymnasium"))
-    if Directory.Exists reference && File.Exists(Path.Combine(root, "scripts", "conformance.fsx")) then
-        check "scripts/conformance.fsx" (fsi [] "scripts/conformance.fsx" [ reference ] = 0)
+    check "scripts/conformance.fsx" (fsi [] "scripts/conformance.fsx" [ Path.Combine(root, "tests", "data", "gymnasium") ] = 0)
     for nb in notebooks () do
         printfn "notebook (quick mode): %s" (Path.GetFileName nb)
         let sw = Stopwatch.StartNew()
         let ok = fsi [ ("RL_QUICK", "1") ] nb [] = 0
         printfn "  %s in %.0f s" (if ok then "ok" else "FAILED") sw.Elapsed.TotalSeconds
         check nb ok
+    for name, ok in packageChecks () do
+        check name ok
     printfn "%d passed, %d failed" passed failed
     if failed > 0 then exit 1
 
@@ -193,6 +265,14 @@ let targets =
               let target = Path.Combine(root, "output", Path.ChangeExtension(Path.GetFileName nb, ".ipynb"))
               toIpynb nb target
               printfn "wrote %s" target)
+      "Pack", (fun () -> restore (); pack ())
+      "PackTest",
+      (fun () ->
+          restore ()
+          let checks = packageChecks ()
+          let failed = checks |> List.filter (snd >> not) |> List.length
+          printfn "%d passed, %d failed" (checks.Length - failed) failed
+          if failed > 0 then exit 1)
       "Bench",
       (fun () ->
           setup ()

@@ -307,7 +307,7 @@ let benchPpo () =
             Threads = 1
         }
     |> ignore
-    // Python peers on this machine kind (../shared/reference/peers.md, 1 torch thread):
+    // Python peers on this machine kind (docs/peers.md, 1 torch thread):
     // CleanRL ppo_continuous_action.py 98,304 steps in 75.1 s (mean of 3); SB3 100,352 in 59.1 s.
     // CleanRL runs side by side when RL_CLEANRL_DIR is set (see cleanRl); SB3 is always the anchor.
     let cleanRlSps, source =
@@ -389,7 +389,7 @@ let benchGrpo () =
 
 /// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
 /// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
-/// kind (../shared/reference/peers.md), or runs 100k steps side by side when RL_CLEANRL_DIR is set.
+/// kind (docs/peers.md), or runs 100k steps side by side when RL_CLEANRL_DIR is set.
 let benchDqn () =
     let cfg =
         Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
@@ -428,7 +428,7 @@ let benchDqn () =
 
 /// PPO on CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps, 5e5 steps per seed,
 /// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py`
-/// (5637 steps/s, 1 seed, same machine kind: ../shared/reference/peers.md).
+/// (5637 steps/s, 1 seed, same machine kind: docs/peers.md).
 /// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
 let benchPpoCartPole () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
@@ -505,7 +505,7 @@ let benchPpoCartPole () =
 
 /// The same CartPole-v1 PPO run on CUDA (tensor-batched envs on the GPU, no per-step host
 /// transfers) for S = 1, 16 and 256 seeds, beside PureJaxRL's H100 figures
-/// (../shared/reference/peers.md). Skipped, saying how to enable it, without a CUDA libtorch.
+/// (docs/peers.md). Skipped, saying how to enable it, without a CUDA libtorch.
 let benchPpoCartPoleGpu () =
     printfn "## ppo-cartpole-gpu: PPO on CartPole-v1, PureJaxRL default config, 500k steps per seed on CUDA"
 

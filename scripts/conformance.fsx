@@ -1,12 +1,12 @@
 // Replays Gymnasium reference trajectories through the single and batched forms of the envs.
 //
 //   dotnet fsi scripts/conformance.fsx <file.json | folder>
-//   dotnet fsi scripts/conformance.fsx              (default: ../shared/reference/gymnasium found above the repo)
+//   dotnet fsi scripts/conformance.fsx              (default: the repository's tests/data/gymnasium)
 //
 // Prints, per environment, trajectory and mode, the max absolute deviation of obs, rewards and
 // states, the max deviation scaled by max(1, |value|), flag mismatches and non-bit-exact values,
 // then one summary line. Exits 1 on any mismatch (see Rl.Conformance.passes for the criteria),
-// 2 on bad arguments. Build first: dotnet build src/Rl.fsproj -c Release
+// 2 on bad arguments or a missing or damaged reference file. Build first: dotnet build src/Rl.fsproj -c Release
 #load "load.fsx"
 
 open System
@@ -19,7 +19,11 @@ let target =
         match Conformance.findReferenceFolder __SOURCE_DIRECTORY__ with
         | Some d -> d
         | None ->
-            eprintfn "No shared/reference/gymnasium folder found above %s; give a file or folder." __SOURCE_DIRECTORY__
+            eprintfn
+                "No %s folder found above %s; give a file or folder."
+                Conformance.ReferenceFolder
+                __SOURCE_DIRECTORY__
+
             exit 2
     | _ ->
         eprintfn "usage: dotnet fsi scripts/conformance.fsx <file.json | folder>"
@@ -32,10 +36,19 @@ let files =
         eprintfn "%s" e.Message
         exit 2
 
+let load path =
+    try
+        Conformance.load path
+    with
+    | :? IO.FileNotFoundException
+    | :? IO.InvalidDataException as e ->
+        eprintfn "%s" e.Message
+        exit 2
+
 let rows =
     [
         for path in files do
-            let file = Conformance.load path
+            let file = load path
             printfn "== %s (%s, %d trajectories)" file.EnvId (IO.Path.GetFileName path) file.Trajectories.Length
 
             for row in Conformance.runFile file do

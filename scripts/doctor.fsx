@@ -21,5 +21,5 @@ match Native.userLibTorch () with
 | Some d -> printfn "%s=%s; CUDA available: %b" Native.LibTorchEnvVar d (Native.cudaAvailable ())
 | None -> printfn "CPU libtorch from the TorchSharp-cpu packages (set %s to use a CUDA libtorch)" Native.LibTorchEnvVar
 
-use x = torch.ones (2L, 2L)
+let x = torch.ones (2L, 2L)
 printfn "check: sum of ones(2,2) = %g" (x.sum().item<float32>())

@@ -1,5 +1,6 @@
 // Loads the built Rl library (and its packages) into F# Interactive for scripts and notebooks.
-// Build first: `dotnet fsi build.fsx Build` (every build.fsx target that runs scripts does it).
+// prepare.fsx builds the library first when it is missing or older than src/ (a fresh clone).
+#load "prepare.fsx"
 #r "../src/bin/Release/net10.0/TorchSharp.dll"
 #r "../src/bin/Release/net10.0/Plotly.NET.dll"
 #r "../src/bin/Release/net10.0/DynamicObj.dll"

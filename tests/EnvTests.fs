@@ -6,12 +6,9 @@ open Expecto
 open TorchSharp
 open Rl
 
-/// The shared reference folder, found by walking up from the test assembly's folder.
+/// The repository's reference folder (`tests/data/gymnasium`).
 let referenceFolder =
-    lazy
-        (match Conformance.findReferenceFolder AppContext.BaseDirectory with
-         | Some d -> d
-         | None -> failwith $"shared/reference/gymnasium not found above {AppContext.BaseDirectory}")
+    lazy (Path.Combine(TestPaths.repoRoot.Value, Conformance.ReferenceFolder))
 
 let referenceFile (envId: string) =
     lazy (Conformance.load (Path.Combine(referenceFolder.Value, envId + ".json")))
@@ -211,6 +208,66 @@ let pendulumTests =
             }
         ]
 
+/// A missing or damaged reference file is refused with its path and what was expected.
+let referenceFileTests =
+    let withFile (text: string) (check: string -> unit) =
+        let dir = TestPaths.tempDir "rl-ref"
+
+        try
+            let path = Path.Combine(dir, "CartPole-v1.json")
+            File.WriteAllText(path, text)
+            check path
+            Expect.equal (File.ReadAllText path) text "the file is left as it was"
+        finally
+            Directory.Delete(dir, true)
+
+    let refused (path: string) (what: string) =
+        Expect.throwsC (fun () -> Conformance.load path |> ignore) (fun e ->
+            Expect.isTrue (e :? InvalidDataException) $"InvalidDataException, got {e.GetType().Name}"
+            Expect.stringContains e.Message path "names the file"
+            Expect.stringContains e.Message what "says what is wrong"
+            Expect.stringContains e.Message "schema_version 1" "says what was expected")
+
+    let good =
+        lazy (File.ReadAllText(Path.Combine(referenceFolder.Value, "CartPole-v1.json")))
+
+    [
+        test "every environment has its reference file in the repository" {
+            for id in Envs.ids do
+                let path = Path.Combine(referenceFolder.Value, id + ".json")
+                Expect.isTrue (File.Exists path) $"{path} exists"
+                Expect.equal (Conformance.load path).EnvId id "env_id inside the file"
+        }
+
+        test "a missing file is named, with what was expected" {
+            let path = Path.Combine(referenceFolder.Value, "NoSuchEnv-v0.json")
+
+            Expect.throwsC (fun () -> Conformance.load path |> ignore) (fun e ->
+                Expect.isTrue (e :? FileNotFoundException) "FileNotFoundException"
+                Expect.stringContains e.Message path "names the file"
+                Expect.stringContains e.Message "schema_version 1" "says what was expected")
+        }
+
+        test "a truncated file is refused as not valid JSON" {
+            withFile (good.Value.Substring(0, 5000)) (fun path -> refused path "not valid JSON")
+        }
+
+        test "another schema version is refused" {
+            withFile (good.Value.Replace("\"schema_version\": 1", "\"schema_version\": 7")) (fun path ->
+                refused path "schema_version is 7")
+        }
+
+        test "a missing field is refused" {
+            withFile (good.Value.Replace("\"max_episode_steps\"", "\"max_steps\"")) (fun path ->
+                refused path "a field is missing")
+        }
+
+        test "a field of the wrong kind is refused" {
+            withFile (good.Value.Replace("\"env_id\": \"CartPole-v1\"", "\"env_id\": 3")) (fun path ->
+                refused path "wrong kind")
+        }
+    ]
+
 [<Tests>]
 let tests =
     testList
@@ -222,6 +279,8 @@ let tests =
                 [
                     for id in Envs.ids |> List.filter ((<>) Pendulum.Id) -> testList id [ conformanceTests id ]
                 ]
+
+            testList "reference files" referenceFileTests
 
             test "unknown ids raise an error listing the valid ids" {
                 try

@@ -38,6 +38,25 @@ let tests =
                         Expect.stringContains e.Message Native.LibTorchEnvVar "names the variable"
             }
 
+            test "missing repair tools: installed when root with apt-get, else one line naming the command" {
+                Expect.equal (Native.repairToolsPlan false false []) Native.Ready "nothing missing"
+                Expect.equal (Native.repairToolsPlan true true []) Native.Ready "nothing missing, root"
+
+                Expect.equal
+                    (Native.repairToolsPlan true true [ "g++"; "patchelf" ])
+                    (Native.Install [ "g++"; "patchelf" ])
+                    "root with apt-get installs"
+
+                for isRoot, hasApt in [ false, true; false, false; true, false ] do
+                    match Native.repairToolsPlan isRoot hasApt [ "patchelf" ] with
+                    | Native.Missing message ->
+                        Expect.stringContains message "GLIBCXX_3.4.32" "says why"
+                        Expect.stringContains message "`sudo apt-get install -y patchelf`" "names the one command"
+                        Expect.isFalse (message.Contains "g++") "names only what is missing"
+                        Expect.isFalse (message.Contains "\n") "one line"
+                    | other -> failtest $"root={isRoot} apt-get={hasApt}: expected Missing, got {other}"
+            }
+
             test "renameVersionNeed refuses a file that is not ELF" {
                 let p = Path.GetTempFileName()
                 File.WriteAllText(p, "not an elf file at all, but long enough to have a header.........")

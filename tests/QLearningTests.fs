@@ -62,7 +62,7 @@ let tests =
                         (FrozenLake.initialDistribution env.Desc)
                         100
                         (QLearning.greedyPolicy qStar)
-                // ../shared/reference/peers.md: greedy policy of VI with gamma 0.99 reaches 0.7402.
+                // docs/peers.md: greedy policy of VI with gamma 0.99 reaches 0.7402.
                 Expect.floatClose { absolute = 5e-5; relative = 0.0 } p 0.7402 "optimum"
             }
 

@@ -83,7 +83,7 @@ type DqnConfig =
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
     member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
 
-/// CleanRL `dqn.py` defaults (the peer measured in `shared/reference/peers.md`): 500k steps,
+/// CleanRL `dqn.py` defaults (the peer measured in `docs/peers.md`): 500k steps,
 /// Adam 2.5e-4, buffer 10k, gamma 0.99, hard target copy every 500 steps, batch 128, epsilon
 /// 1 -> 0.05 over the first half, learning starts at 10k, a gradient step every 10 steps, a
 /// 120-84 ReLU network (seed 004's three-layer MLP), MSE loss, no gradient clipping.

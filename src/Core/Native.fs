@@ -9,7 +9,8 @@
 /// a copy in the user's cache folder (never in the NuGet cache): a tiny shim library defining
 /// that function; `patchelf` clears the symbol's version, adds the shim as a dependency and sets
 /// the run path to `$ORIGIN`; the remaining version requirement is renamed to `GLIBCXX_3.4.30`
-/// with its ELF hash recomputed. See `shared/notes/toolchain.md`.
+/// with its ELF hash recomputed. The tools it needs (`g++`, `patchelf`) are installed with apt-get
+/// when the process runs as root (CI, containers); otherwise the error names the one command to run.
 module Rl.Native
 
 open System
@@ -201,6 +202,7 @@ let private run (exe: string) (args: string list) =
 
     psi.RedirectStandardOutput <- true
     psi.RedirectStandardError <- true
+    psi.Environment["DEBIAN_FRONTEND"] <- "noninteractive"
 
     try
         use p = Diagnostics.Process.Start psi
@@ -243,10 +245,84 @@ let originalLibTorchSharp () =
                 $"libLibTorchSharp.so not found (searched: {searched}). Run `dotnet fsi build.fsx Setup` to restore packages."
         )
 
+/// What the repair needs to do about its tools (`g++`, `patchelf`) before it can run.
+type RepairTools =
+    /// Every tool is on PATH.
+    | Ready
+    /// These Debian packages are missing and will be installed with apt-get (running as root).
+    | Install of packages: string list
+    /// Tools are missing and cannot be installed from here; the message names the one command
+    /// that fixes it.
+    | Missing of message: string
+
+/// The one-line message for missing repair tools that this process cannot install itself
+/// (not root, or no apt-get): names the packages and the one command to run.
+let missingToolsMessage (missing: string list) =
+    let pkgs = String.Join(" ", missing)
+
+    $"TorchSharp {TorchSharpVersion} needs {missingGlibcxx}, which this host's libstdc++ lacks; the workspace repairs a private "
+    + $"copy of its native library but needs {pkgs} for that. Run `sudo apt-get install -y {pkgs}` once, then run this command again."
+
+/// Decides what to do about the repair tools: `Ready` when none is missing, `Install` when the
+/// process is root and apt-get exists (as in CI), else `Missing` with `missingToolsMessage`.
+let repairToolsPlan (isRoot: bool) (hasAptGet: bool) (missing: string list) : RepairTools =
+    match missing with
+    | [] -> Ready
+    | _ when isRoot && hasAptGet -> Install missing
+    | _ -> Missing(missingToolsMessage missing)
+
+/// True when this process runs as root (Linux: effective uid 0 in /proc/self/status).
+let isRoot () =
+    isLinux
+    && (try
+            File.ReadAllLines "/proc/self/status"
+            |> Array.tryFind (fun l -> l.StartsWith "Uid:")
+            |> Option.exists (fun l ->
+                let ids = l.Split([| '\t'; ' ' |], StringSplitOptions.RemoveEmptyEntries)
+                ids.Length > 2 && ids[2] = "0")
+        with _ ->
+            false)
+
+/// Makes sure `g++` and `patchelf` are on PATH for `repair`: installs the missing ones with
+/// `apt-get` when running as root (saying so on stderr), else raises
+/// `InvalidOperationException` with `missingToolsMessage`. Raises `InvalidOperationException`
+/// with apt-get's output when the install fails.
+let ensureRepairTools () =
+    let missing = [ "g++"; "patchelf" ] |> List.filter (onPath >> not)
+
+    match repairToolsPlan (isRoot ()) (onPath "apt-get") missing with
+    | Ready -> ()
+    | Missing message -> invalidOp message
+    | Install pkgs ->
+        let joined = String.Join(" ", pkgs)
+
+        eprintfn
+            "This host's libstdc++ lacks %s; installing %s with apt-get for the TorchSharp repair (once)"
+            missingGlibcxx
+            joined
+
+        for args in
+            [
+                [ "update"; "-qq" ]
+                [ "install"; "-y"; "-qq"; "--no-install-recommends" ] @ pkgs
+            ] do
+            let code, out = run "apt-get" args
+
+            if code <> 0 then
+                let cmd = String.Join(" ", args)
+
+                invalidOp
+                    $"`apt-get {cmd}` failed (exit {code}) while installing the TorchSharp repair tools: {out.Trim()}"
+
+        match [ "g++"; "patchelf" ] |> List.filter (onPath >> not) with
+        | [] -> ()
+        | still -> invalidOp (missingToolsMessage still)
+
 /// Makes (once) the repaired copy of `libLibTorchSharp.so` in `repairedDir ()` and returns
-/// its path. Needs `g++` and `patchelf`; raises `InvalidOperationException` saying exactly what
-/// to install when they are missing or a step fails. Builds in a temporary folder and renames it
-/// into place, so an interrupted repair leaves nothing half-done.
+/// its path. Needs `g++` and `patchelf` (see `ensureRepairTools`: installed when root, else an
+/// `InvalidOperationException` naming the command to run); raises `InvalidOperationException`
+/// when a step fails. Builds in a temporary folder and renames it into place, so an interrupted
+/// repair leaves nothing half-done.
 let repair () : string =
     let dir = repairedDir ()
     let target = Path.Combine(dir, "libLibTorchSharp.so")
@@ -254,17 +330,7 @@ let repair () : string =
     if File.Exists target then
         target
     else
-        let missing = [ "g++"; "patchelf" ] |> List.filter (onPath >> not)
-
-        if not missing.IsEmpty then
-            let pkgs = String.Join(" ", missing)
-
-            invalidOp (
-                $"TorchSharp {TorchSharpVersion} needs {missingGlibcxx}, which this host's libstdc++ lacks, and repairing "
-                + $"a copy needs {pkgs}. Install them (Debian/Ubuntu: `sudo apt-get install -y {pkgs}`) or run "
-                + "`dotnet fsi build.fsx Setup`, which does it when run as root. Alternatively install a libstdc++ from GCC >= 13."
-            )
-
+        ensureRepairTools ()
         let original = originalLibTorchSharp ()
         Directory.CreateDirectory(Path.GetDirectoryName dir) |> ignore
         let tmp = dir + $".tmp-{Environment.ProcessId}"

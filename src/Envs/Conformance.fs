@@ -1,5 +1,5 @@
-/// Replays Gymnasium's recorded trajectories (the shared reference format, see
-/// `shared/reference/gymnasium/README.md`) through the single and the batched forms and measures
+/// Replays Gymnasium's recorded trajectories (the files in the repository's
+/// `tests/data/gymnasium/`, format in its README.md) through the single and the batched forms and measures
 /// the deviations. Used by `scripts/conformance.fsx` and by the test suite, so both run the same
 /// code.
 ///
@@ -90,7 +90,7 @@ let private num (e: JsonElement) =
         | "Infinity" -> Double.PositiveInfinity
         | "-Infinity" -> Double.NegativeInfinity
         | "NaN" -> Double.NaN
-        | s -> failwith $"not a number: {s}"
+        | s -> invalidOp $"not a number: {s}"
     | _ -> e.GetDouble()
 
 let private nums (e: JsonElement) =
@@ -112,7 +112,7 @@ let private parseSpace (e: JsonElement) =
             nums (e.GetProperty "high"),
             [| for x in e.GetProperty("shape").EnumerateArray() -> x.GetInt32() |]
         )
-    | t -> failwith $"unknown space type {t}"
+    | t -> invalidOp $"unknown space type {t}"
 
 let private jsonValue (e: JsonElement) : obj =
     match e.ValueKind with
@@ -124,7 +124,7 @@ let private jsonValue (e: JsonElement) : obj =
         | true, i -> box i
         | _ -> box (e.GetDouble())
     | JsonValueKind.Array -> box [| for x in e.EnumerateArray() -> x.GetString() |]
-    | k -> failwith $"unsupported kwarg value kind {k}"
+    | k -> invalidOp $"unsupported kwarg value kind {k}"
 
 let private parseStep (e: JsonElement) =
     let a = e.GetProperty "action"
@@ -161,11 +161,16 @@ let private parseTrajectory (list: string) (e: JsonElement) =
         Steps = [| for s in e.GetProperty("steps").EnumerateArray() -> parseStep s |]
     }
 
-/// Reads a reference file. Raises `IOException`/`JsonException`/`KeyNotFoundException` on an
-/// unreadable or malformed file.
-let load (path: string) : RefFile =
-    use doc = JsonDocument.Parse(File.ReadAllText path)
-    let root = doc.RootElement
+/// The schema version of the reference files this reader understands.
+[<Literal>]
+let SchemaVersion = 1
+
+/// What a reference file must hold, in words (for error messages).
+let private expected =
+    $"a Gymnasium reference file: JSON with schema_version {SchemaVersion} and the fields env_id, max_episode_steps, "
+    + "observation_space, action_space and trajectories (format: tests/data/gymnasium/README.md)"
+
+let private parseFile (path: string) (root: JsonElement) : RefFile =
 
     let lists =
         [
@@ -213,14 +218,52 @@ let load (path: string) : RefFile =
         TransitionTables = tables
     }
 
-/// Walks up from `startDir` to the first folder holding `shared/reference/gymnasium` and returns
-/// that path, or `None`.
+/// Reads a reference file (format: `tests/data/gymnasium/README.md`). Raises
+/// `FileNotFoundException` naming the file when it is absent, and `InvalidDataException` naming
+/// the file, what is wrong and what was expected when it is not valid JSON, has another
+/// `schema_version`, or lacks a field or has one of the wrong kind. Reads only; changes nothing.
+let load (path: string) : RefFile =
+    if not (File.Exists path) then
+        raise (FileNotFoundException($"Reference file {path} not found; expected {expected}.", path))
+
+    let bad (what: string) =
+        raise (InvalidDataException($"Reference file {path} is damaged: {what}; expected {expected}."))
+
+    let doc =
+        try
+            JsonDocument.Parse(File.ReadAllText path)
+        with :? JsonException as e ->
+            bad $"not valid JSON ({e.Message})"
+
+    use doc = doc
+    let root = doc.RootElement
+
+    if root.ValueKind <> JsonValueKind.Object then
+        bad $"the top level is a JSON {root.ValueKind}, not an object"
+
+    match root.TryGetProperty "schema_version" with
+    | true, v when v.ValueKind = JsonValueKind.Number && v.GetInt32() = SchemaVersion -> ()
+    | true, v -> bad $"schema_version is {v.GetRawText()}"
+    | false, _ -> bad "no schema_version field"
+
+    try
+        parseFile path root
+    with
+    | :? Collections.Generic.KeyNotFoundException as e -> bad $"a field is missing ({e.Message})"
+    | :? InvalidOperationException as e -> bad $"a field has the wrong kind of value ({e.Message})"
+    | :? FormatException as e -> bad $"a number is out of range ({e.Message})"
+
+/// The reference folder's path inside the repository.
+let ReferenceFolder = Path.Combine("tests", "data", "gymnasium")
+
+/// Walks up from `startDir` to the repository root (the first folder holding
+/// `tests/data/gymnasium`) and returns that reference folder's path, or `None`.
 let findReferenceFolder (startDir: string) : string option =
     let rec up (d: DirectoryInfo) =
         if isNull d then
             None
         else
-            let p = Path.Combine(d.FullName, "shared", "reference", "gymnasium")
+            let p = Path.Combine(d.FullName, ReferenceFolder)
             if Directory.Exists p then Some p else up d.Parent
 
     up (DirectoryInfo startDir)

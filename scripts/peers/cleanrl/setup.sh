@@ -7,7 +7,7 @@
 # <Gymnasium git dir>: a clone of github.com/Farama-Foundation/Gymnasium (its tag v0.29.1 is CleanRL's pin);
 # <cleanrl git dir>: a clone of github.com/vwxyzjn/cleanrl (ppo.py, ppo_continuous_action.py, dqn.py and
 # cleanrl_utils/buffers.py at HEAD).
-# Python: Debian's python3 with python3-torch (1.13.1, as in ../shared/reference/peers.md), python3-numpy,
+# Python: Debian's python3 with python3-torch (1.13.1, as in docs/peers.md), python3-numpy,
 # python3-cloudpickle and python3-typing-extensions (apt-get install -y ...). tyro and tensorboard are not
 # packaged there: tyro.py parses `--key value` overrides and tbstub.py replaces SummaryWriter (it keeps
 # the episodic returns in memory and prints the last-20 mean at the end); the scripts are otherwise unmodified.
