@@ -19,6 +19,7 @@ building the library). Set `RL_QUICK=1` to run with tiny episode counts in a few
 *)
 
 (*** hide ***)
+#load "../scripts/prepare.fsx"
 #load "../scripts/load.fsx"
 
 open System

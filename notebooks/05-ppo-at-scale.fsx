@@ -7,6 +7,7 @@ index: 5
 ---
 *)
 (*** hide ***)
+#load "../scripts/prepare.fsx"
 #load "../scripts/load.fsx"
 
 open System

@@ -16,6 +16,7 @@
 // Environment variables: RL_BENCH_SECONDS (seconds per case, default 2), RL_THREADS (torch
 // intra-op threads, default 1 so that figures are per core).
 // Build first: dotnet build src/Rl.fsproj -c Release
+#load "prepare.fsx"
 #load "load.fsx"
 
 open System

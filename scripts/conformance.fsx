@@ -7,6 +7,7 @@
 // states, the max deviation scaled by max(1, |value|), flag mismatches and non-bit-exact values,
 // then one summary line. Exits 1 on any mismatch (see Rl.Conformance.passes for the criteria),
 // 2 on bad arguments or a missing or damaged reference file. Build first: dotnet build src/Rl.fsproj -c Release
+#load "prepare.fsx"
 #load "load.fsx"
 
 open System

@@ -4,6 +4,7 @@
 // there and valid. Needs npm (Debian/Ubuntu: sudo apt-get install -y npm).
 //   dotnet fsi scripts/data.fsx
 // `dotnet fsi build.fsx Setup` runs it. Build first: dotnet build src/Rl.fsproj -c Release
+#load "prepare.fsx"
 #load "load.fsx"
 
 open Rl

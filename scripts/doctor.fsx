@@ -1,6 +1,7 @@
 // Checks that libtorch loads here and says how: `dotnet fsi scripts/doctor.fsx`.
 // Setup runs it; on hosts whose libstdc++ lacks GLIBCXX_3.4.32 the first load makes the
 // repaired copy of TorchSharp's native library (see src/Core/Native.fs).
+#load "prepare.fsx"
 #load "load.fsx"
 
 open TorchSharp

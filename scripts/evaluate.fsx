@@ -1,5 +1,6 @@
 // Evaluate a saved run's deterministic policy:
 //   dotnet fsi scripts/evaluate.fsx <run dir or its checkpoint dir> [episodes=N]
+#load "prepare.fsx"
 #load "load.fsx"
 
 open System

@@ -1,6 +1,7 @@
 // Loads the built Rl library (and its packages) into F# Interactive for scripts and notebooks.
-// prepare.fsx builds the library first when it is missing or older than src/ (a fresh clone).
-#load "prepare.fsx"
+// Load prepare.fsx on the line before this file (`#load "prepare.fsx"`, then `#load "load.fsx"`):
+// it builds the library when it is missing or older than src/ (a fresh clone). It must be the
+// script's own #load: F# Interactive resolves a loaded file's #r lines before running any of it.
 #r "../src/bin/Release/net10.0/TorchSharp.dll"
 #r "../src/bin/Release/net10.0/Plotly.NET.dll"
 #r "../src/bin/Release/net10.0/DynamicObj.dll"

@@ -1,9 +1,10 @@
-// Run by load.fsx before it references the built library, so that whichever script or notebook a
-// user runs first on a fresh clone works: when src/bin/Release/net10.0/Rl.dll is missing or older
-// than the library's sources, restores the tools and packages (first time only) and builds
-// src/Rl.fsproj (Release), saying so on stderr. On failure it stops with one line naming the
-// command that shows why. F# Interactive runs a #load'ed file before it resolves the #r lines
-// that follow it, which is what makes this work.
+// Loaded by every script and notebook on the line before load.fsx (`#load "prepare.fsx"`, then
+// `#load "load.fsx"`), so that whichever one a user runs first on a fresh clone works: when
+// src/bin/Release/net10.0/Rl.dll is missing or older than the library's sources, it restores the
+// tools and packages (first time only) and builds src/Rl.fsproj (Release), saying so on stderr;
+// on failure it stops with one line naming the command that shows why. This works because F#
+// Interactive runs a script's #load before it resolves the #r lines of the next #load (a #load
+// nested inside load.fsx would not: a loaded file's own #r lines are resolved before it runs).
 // libtorch's native repair, where the host needs it, happens at the first load (src/Core/Native.fs).
 
 open System

@@ -7,6 +7,7 @@
 // threshold=<return> (for steps-to-threshold), and any PPO config key as key=v1,v2,...
 // Writes <sweep_dir>/<point>/ppo-*/ per grid point, summary.csv and report.html.
 // Build first: dotnet build src/Rl.fsproj -c Release
+#load "prepare.fsx"
 #load "load.fsx"
 
 open Rl
