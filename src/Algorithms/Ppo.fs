@@ -578,6 +578,390 @@ let evaluateWith
 let evaluate makeEnv agent obsStats episodes evalSeed =
     evaluateWith true makeEnv agent obsStats episodes evalSeed
 
+// ---------------------------------------------------------------------------------------
+// The phases of one update: environments, rollout, advantages, learn (above), metrics
+// ---------------------------------------------------------------------------------------
+
+/// The N environment copies of each of S seeds, stepped as one: actions [S; N] or [S; N; actDim]
+/// in, every field [S; N; ...] out. With several seeds and a classic-control env, one env of
+/// S * N copies steps every seed in one call ("fused"); its initial and auto-reset states are
+/// drawn per seed from seed k's own generator, exactly as seed k's own N-copy env would draw
+/// them, so seed k sees the same episodes alone or in a batch. Otherwise (one seed, or another
+/// env type) one env per seed. A `SyncVectorEnv` of S * N copies is fused the same way: copy i of
+/// seed k is reset with seed k's env seed + i, as in seed k's own N-copy env, and continues its
+/// own generator. Exception: on CUDA (`SyncFreeAutoReset`) the per-seed redraw would read back
+/// which copies ended every step; there the fused env keeps its own sync-free auto-reset, drawing
+/// every seed's fresh states from one generator seeded from the base seed. No host transfer per
+/// step then, but a seed's later episodes depend on S (its first ones, its network, action
+/// sampling and minibatch order stay its own). `makeEnv n` builds a batched env of n copies.
+type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device) =
+    let fused, fusedSync =
+        if S > 1 then
+            match makeEnv (S * N) with
+            | :? BatchedClassicEnv as b -> Some b, None
+            | :? SyncVectorEnv as v -> None, Some v
+            | other ->
+                other.Dispose()
+                None, None
+        else
+            None, None
+
+    let envs =
+        match fused, fusedSync with
+        | None, None -> Array.init S (fun _ -> makeEnv N)
+        | _ -> [||]
+
+    do
+        // The policy's actions are valid by construction (an index below n, or a finite real):
+        // skip the per-step value check, which reads a scalar back from the device every step.
+        for e in Array.append envs (fused |> Option.map (fun b -> b :> IBatchedEnv) |> Option.toArray) do
+            match e with
+            | :? BatchedClassicEnv as b -> b.ValidateActions <- false
+            | _ -> ()
+
+    let probe =
+        match fused, fusedSync with
+        | Some b, _ -> b :> IBatchedEnv
+        | _, Some v -> v :> IBatchedEnv
+        | None, None -> envs[0]
+
+    let fusedGens: torch.Generator[] = Array.zeroCreate S
+
+    /// A fused env's action: [S; N; ...] -> [S * N; ...].
+    let flatAction (action: Tensor) =
+        action.reshape (Array.append [| int64 (S * N) |] action.shape[2..])
+
+    /// A fused env's step, [S * N; ...] fields -> [S; N; ...].
+    let splitSeeds (r: BatchStep) : BatchStep =
+        let rs (x: Tensor) =
+            x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+
+        {
+            Obs = rs r.Obs
+            Reward = rs r.Reward
+            Terminated = rs r.Terminated
+            Truncated = rs r.Truncated
+            FinalObs = rs r.FinalObs
+            EpisodeReturn = rs r.EpisodeReturn
+            EpisodeLength = rs r.EpisodeLength
+        }
+
+    /// The fused classic env's step with seed k's own draws for the copies that ended.
+    let stepFusedPerSeed (b: BatchedClassicEnv) (action: Tensor) =
+        let r = b.Step(flatAction action)
+        let ended = toArray (r.Terminated.logical_or r.Truncated)
+        let mutable next = r.Obs
+
+        if ended |> Array.exists (fun v -> v <> 0.0) then
+            // Replace the env's own auto-reset draws by seed k's draws (see the type's comment).
+            let st = b.State
+            let o = r.Obs.clone ()
+
+            for k in 0 .. S - 1 do
+                let idx =
+                    [|
+                        for i in 0 .. N - 1 do
+                            if ended[k * N + i] <> 0.0 then
+                                int64 (k * N + i)
+                    |]
+
+                if idx.Length > 0 then
+                    let it = torch.tensor (idx, device = device)
+                    let fresh = b.InitialStates(int64 idx.Length, fusedGens[k])
+                    st.index_copy_ (0L, it, fresh) |> ignore
+                    o.index_copy_ (0L, it, b.Observe fresh) |> ignore
+
+            b.State <- st
+            next <- o
+
+        splitSeeds { r with Obs = next }
+
+    /// One env per seed: step each and stack the fields.
+    let stepEach (action: Tensor) : BatchStep =
+        let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
+
+        let stack (f: BatchStep -> Tensor) =
+            if S = 1 then
+                (f steps[0]).unsqueeze 0L
+            else
+                torch.stack ([| for s in steps -> f s |], 0L)
+
+        {
+            Obs = stack (fun s -> s.Obs)
+            Reward = stack (fun s -> s.Reward)
+            Terminated = stack (fun s -> s.Terminated)
+            Truncated = stack (fun s -> s.Truncated)
+            FinalObs = stack (fun s -> s.FinalObs)
+            EpisodeReturn = stack (fun s -> s.EpisodeReturn)
+            EpisodeLength = stack (fun s -> s.EpisodeLength)
+        }
+
+    member _.ObservationSpace = probe.ObservationSpace
+    member _.ActionSpace = probe.ActionSpace
+
+    /// Resets every copy and returns the observations [S; N; obsDim]: seed k's copies from
+    /// `envSeed k` (copy i of a `SyncVectorEnv` from `envSeed k + i`); a fused classic env is
+    /// first reset from `fusedSeed`, then given seed k's states from a generator seeded by
+    /// `envSeed k`.
+    member _.Reset(fusedSeed: int64, envSeed: int -> int64) : Tensor =
+        match fused, fusedSync with
+        | Some b, _ ->
+            use scope = torch.NewDisposeScope()
+            b.Reset fusedSeed |> ignore
+
+            for k in 0 .. S - 1 do
+                if not (isNull fusedGens[k]) then
+                    fusedGens[k].Dispose()
+
+                fusedGens[k] <- new torch.Generator(uint64 (envSeed k), device)
+
+            let states =
+                torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
+
+            b.State <- states
+            b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+        | None, Some v ->
+            let seedsOfCopies =
+                [|
+                    for k in 0 .. S - 1 do
+                        for i in 0 .. N - 1 do
+                            yield envSeed k + int64 i
+                |]
+
+            use scope = torch.NewDisposeScope()
+            v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
+        | None, None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(envSeed k) |], 0L)
+
+    /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
+    member _.Step(action: Tensor) : BatchStep =
+        match fused, fusedSync with
+        | Some b, _ when b.SyncFreeAutoReset -> splitSeeds (b.Step(flatAction action))
+        | Some b, _ -> stepFusedPerSeed b action
+        | None, Some v -> splitSeeds (v.Step(flatAction action))
+        | None, None -> stepEach action
+
+    interface IDisposable with
+        member _.Dispose() =
+            for e in envs do
+                e.Dispose()
+
+            fused |> Option.iter (fun b -> b.Dispose())
+            fusedSync |> Option.iter (fun v -> (v :> IDisposable).Dispose())
+
+            for g in fusedGens do
+                if not (isNull g) then
+                    g.Dispose()
+
+/// What carries over from one rollout to the next: the current observations [S; N; obsDim]
+/// (detached from every dispose scope) and, for reward scaling, the running discounted return of
+/// every env [S; N] float64 (Gymnasium `NormalizeReward`).
+type RolloutState =
+    {
+        mutable Obs: Tensor
+        Discounted: Tensor
+    }
+
+    interface IDisposable with
+        member s.Dispose() =
+            s.Obs.Dispose()
+            s.Discounted.Dispose()
+
+/// One rollout of T steps of N envs for each of S seeds, stored [S; T; N; ...] (CleanRL's
+/// storage tensors with a seed axis in front).
+type Rollout =
+    {
+        /// Observations the policy acted on, before preprocessing, [S; T; N; obsDim].
+        Obs: Tensor
+        /// Actions taken, [S; T; N] (discrete) or [S; T; N; actDim].
+        Action: Tensor
+        /// Rewards, scaled when `NormReward`, [S; T; N] float32.
+        Reward: Tensor
+        /// Terminated and truncated flags as 0/1, [S; T; N] float32.
+        Terminated: Tensor
+        Truncated: Tensor
+        /// The observation each step ended in (before auto-reset), [S; T; N; obsDim]; GAE
+        /// bootstraps truncated steps from its value.
+        FinalObs: Tensor
+        /// Per seed, float64 [S]: episodes that ended in this rollout, and the sums of their
+        /// returns and lengths.
+        EpisodeCount: Tensor
+        EpisodeReturnSum: Tensor
+        EpisodeLengthSum: Tensor
+        /// Per seed, float64 [S]: the sum over steps of the mean Gaussian std (zeros for discrete
+        /// actions); divide by T for `sigma_mean`.
+        SigmaSum: Tensor
+    }
+
+/// Reward scaling (Gymnasium `NormalizeReward`): updates the running discounted return
+/// `discounted` [S; N] and its variance `stats`, and returns reward / sqrt(var + 1e-8), clipped
+/// to +-10, float32 [S; N]; returns of envs that just ended are restarted.
+let private scaleReward (gamma: float) (stats: RunningMeanStd) (discounted: Tensor) (step: BatchStep) =
+    let reward = step.Reward
+    let isDone = step.Terminated.logical_or(step.Truncated).to_type torch.float64
+
+    discounted.mul_(gamma.ToScalar()).add_(reward.to_type torch.float64) |> ignore
+
+    stats.Update(discounted.unsqueeze (-1L))
+
+    let r =
+        (reward.to_type torch.float64
+         / torch.sqrt (stats.Var.squeeze(-1).unsqueeze 1 + 1e-8))
+            .clamp((-rewardClip).ToScalar(), rewardClip.ToScalar())
+            .to_type
+            torch.float32
+
+    discounted.mul_ (1.0 - isDone) |> ignore
+    r
+
+/// Phase 1, collect (Schulman et al. 2017, Algorithm 1, "run policy pi_old in the environment
+/// for T timesteps"): `cfg.NumSteps` steps of every env with actions sampled from the current
+/// policy (`sampleGens[k]` drives seed k), under no_grad. Updates the observation statistics
+/// before each step (when `NormObs`) and the return statistics (when `NormReward`), and moves
+/// `state.Obs` on. The rollout's tensors belong to the caller's dispose scope.
+let rollout
+    (cfg: PpoConfig)
+    (agent: Agent)
+    (normalizers: Normalizers)
+    (envs: SeedEnvs)
+    (sampleGens: torch.Generator[])
+    (state: RolloutState)
+    : Rollout =
+    let T = cfg.NumSteps
+    let S = agent.Seeds.Length
+    // Each step's tensors are kept (moved out of the step's scope) and stacked once after the
+    // rollout: [S; T; N; ...] storage with no per-step copies.
+    let keep (x: Tensor) = x.MoveToOuterDisposeScope()
+    let steps () = ResizeArray<Tensor>(T)
+    let obsSteps, actSteps, rewSteps, termSteps = steps (), steps (), steps (), steps ()
+    let truncSteps, finalObsSteps, epReturnSteps = steps (), steps (), steps ()
+    let epLengthSteps, sigmaSteps = steps (), steps ()
+
+    for _ in 0 .. T - 1 do
+        use _ng = torch.no_grad ()
+        use stepScope = torch.NewDisposeScope()
+        normalizers.Obs |> Option.iter (fun s -> s.Update state.Obs)
+        let dist = agent.Dist(preprocess normalizers.Obs state.Obs)
+        let action = Dist.sample sampleGens dist
+
+        match dist with
+        | Normal(_, std) -> sigmaSteps.Add(keep (std.mean [| 1L; 2L |]))
+        | Categorical _ -> ()
+
+        let step = envs.Step action
+
+        let reward =
+            match normalizers.Return with
+            | None -> step.Reward
+            | Some rs -> scaleReward cfg.Gamma rs state.Discounted step
+
+        // `state.Obs` is detached from every scope; it is disposed after the stacking below.
+        obsSteps.Add state.Obs
+        actSteps.Add(keep action)
+        rewSteps.Add(keep reward)
+        termSteps.Add(keep step.Terminated)
+        truncSteps.Add(keep step.Truncated)
+        finalObsSteps.Add(keep step.FinalObs)
+        epReturnSteps.Add(keep step.EpisodeReturn)
+        epLengthSteps.Add(keep step.EpisodeLength)
+        state.Obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
+
+    let stack (xs: ResizeArray<Tensor>) = torch.stack (xs, 1L)
+    let obs = stack obsSteps
+
+    for o in obsSteps do
+        o.Dispose()
+
+    let terminated = (stack termSteps).to_type torch.float32
+    let truncated = (stack truncSteps).to_type torch.float32
+
+    let perSeedSum (xs: ResizeArray<Tensor>) =
+        (stack xs).to_type(torch.float64).sum([| 1L; 2L |])
+
+    {
+        Obs = obs
+        Action = stack actSteps
+        Reward = stack rewSteps
+        Terminated = terminated
+        Truncated = truncated
+        FinalObs = stack finalObsSteps
+        // Episodes that ended in this rollout (EpisodeReturn/Length are 0 elsewhere).
+        EpisodeCount = (terminated + truncated).clamp_max(1.0).to_type(torch.float64).sum([| 1L; 2L |])
+        EpisodeReturnSum = perSeedSum epReturnSteps
+        EpisodeLengthSum = perSeedSum epLengthSteps
+        SigmaSum =
+            (if sigmaSteps.Count = 0 then
+                 torch.zeros ([| int64 S |], dtype = torch.float64, device = agent.Device)
+             else
+                 (torch.stack (sigmaSteps, 1L)).to_type(torch.float64).sum(1L))
+    }
+
+/// What the learning phase trains on, per seed over the M = T * N samples of a rollout in
+/// (t, n) order: preprocessed observations [S; M; obsDim], actions [S; M] or [S; M; actDim],
+/// and [S; M] old values, old log-probabilities, advantages and returns.
+type Batch =
+    {
+        Obs: Tensor
+        Action: Tensor
+        Values: Tensor
+        LogProbOld: Tensor
+        Advantages: Tensor
+        Returns: Tensor
+    }
+
+/// Phase 2, advantages (Schulman et al. 2016, GAE): the old policy's values and log-probabilities
+/// of the rollout, then `Advantage.gae` over time-major [T; S*N] views (truncated steps
+/// bootstrap from V(final obs)); with `NormAdvBatch` the advantages are normalised once per
+/// seed over the whole rollout (seed 001). No gradient.
+let advantages (cfg: PpoConfig) (agent: Agent) (obsStats: RunningMeanStd option) (r: Rollout) : Batch =
+    use _ng = torch.no_grad ()
+    let S, T, N = r.Obs.shape[0], r.Obs.shape[1], r.Obs.shape[2]
+    let M = T * N
+    let obsDim = r.Obs.shape[3]
+
+    let flat (x: Tensor) =
+        preprocess obsStats (x.reshape (S, M, obsDim))
+
+    let obs = flat r.Obs
+
+    let action =
+        if r.Action.dim () = 3L then
+            r.Action.reshape (S, M)
+        else
+            r.Action.reshape (S, M, r.Action.shape[3])
+
+    let values = agent.Value obs // [S; M]
+    let nextValues = agent.Value(flat r.FinalObs)
+    let logProbOld = Dist.logProb (agent.Dist obs) action
+    // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N], and back to [S; M] in (t, n) order.
+    let tm (x: Tensor) =
+        x.reshape(S, T, N).permute(1L, 0L, 2L).reshape(T, S * N)
+
+    let back (x: Tensor) =
+        x.reshape(T, S, N).permute(1L, 0L, 2L).reshape(S, M)
+
+    let adv, ret =
+        Advantage.gae
+            cfg.Gamma
+            cfg.GaeLambda
+            (tm r.Reward)
+            (tm values)
+            (tm nextValues)
+            (tm r.Terminated)
+            (tm r.Truncated)
+
+    {
+        Obs = obs
+        Action = action
+        Values = values
+        LogProbOld = logProbOld
+        Advantages =
+            (if cfg.NormAdvBatch then
+                 Advantage.normalize (back adv)
+             else
+                 back adv)
+        Returns = back ret
+    }
+
 /// Per-seed sums over the minibatch steps of one update (update_epochs x minibatches per epoch),
 /// float64 [S] each, and the sum of the pre-clip policy gradients, [S; P] (P = policy or shared
 /// parameters, flattened). Divide by the step count for the means `UpdateMetrics` reports.
@@ -592,33 +976,117 @@ type LearnSums =
         Grad: Tensor
     }
 
-/// PPO's learning phase for one rollout (Schulman et al. 2017, Algorithm 1; CleanRL ppo.py's
-/// "optimizing the policy and value network"): `cfg.UpdateEpochs` passes, each over a fresh
-/// permutation per seed (drawn from `shuffleGens`, one generator per seed) cut into
-/// `cfg.MinibatchesPerEpoch` minibatches of `cfg.MinibatchLength` samples. Shared network: one loss
-/// (clipped surrogate + vf_coef * value loss - ent_coef * entropy), one backward pass, one clipped
-/// step; separate networks: an actor step (surrogate - ent_coef * entropy) then a critic step.
-/// Gradient norms are clipped per seed to `cfg.MaxGradNorm` (0 = no clipping). Advantages are
-/// normalised per minibatch when `cfg.NormAdv` and not `cfg.NormAdvBatch`.
-/// Inputs per seed over the M = num_steps x num_envs samples: `obs` [S; M; obsDim] (already
-/// preprocessed), `action` [S; M] (discrete) or [S; M; actDim], `values`, `logProbOld`,
-/// `advantages` and `returns` [S; M]. Tensors it returns belong to the caller's dispose scope.
-let learn
+/// The rows of every field of `batch` at the indices `idx` [S; B]: a minibatch.
+let private takeRows (idx: Tensor) (batch: Batch) : Batch =
+    // Rows of a [S; M] or [S; M; D] tensor: [S; B] or [S; B; D].
+    let take (x: Tensor) =
+        if x.dim () = 2L then
+            x.gather (1L, idx)
+        else
+            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+
+    {
+        Obs = take batch.Obs
+        Action = take batch.Action
+        Values = take batch.Values
+        LogProbOld = take batch.LogProbOld
+        Advantages = take batch.Advantages
+        Returns = take batch.Returns
+    }
+
+/// One minibatch's losses per seed [S] and the policy network's pre-clip gradient norm [S].
+type private MinibatchTerms =
+    {
+        PolicyLoss: Tensor
+        Stats: Losses.PpoStats
+        Entropy: Tensor
+        ValueLoss: Tensor
+        GradNorm: Tensor
+    }
+
+/// One gradient step on a minibatch `mb` (advantages already normalised as configured).
+/// Shared network: one loss (clipped surrogate + vf_coef * value loss - ent_coef * entropy), one
+/// backward pass, one clipped step (seed 001); separate networks: an actor step (surrogate -
+/// ent_coef * entropy), then a critic step. `onPolicyGrad` runs after the policy's backward pass,
+/// before clipping (it records the gradient for the diagnostics).
+let private minibatchStep
     (cfg: PpoConfig)
     (agent: Agent)
-    (shuffleGens: torch.Generator[])
-    (obs: Tensor)
-    (action: Tensor)
-    (values: Tensor)
-    (logProbOld: Tensor)
-    (advantages: Tensor)
-    (returns: Tensor)
-    : LearnSums =
+    (actorParams: Modules.Parameter[])
+    (criticParams: Modules.Parameter[])
+    (clipNorm: float)
+    (onPolicyGrad: unit -> unit)
+    (mb: Batch)
+    : MinibatchTerms =
     let S = agent.Seeds.Length
-    let M = obs.shape[1]
-    let device = obs.device
+
+    // Clipped surrogate [S], its statistics and the mean entropy [S].
+    let policyTerms dist =
+        let logProbNew = Dist.logProb dist mb.Action
+
+        let pgLoss, stats =
+            Losses.ppoClip cfg.ClipEps logProbNew mb.LogProbOld mb.Advantages
+
+        pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
+
+    // Value regression on the GAE returns, [S] (clipped around the old values if clip_vloss > 0).
+    let valueTerm v =
+        Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v mb.Values mb.Returns
+
+    let stepPolicy (loss: Tensor) =
+        agent.ActorOpt.zero_grad ()
+        loss.sum().backward()
+        onPolicyGrad ()
+        let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
+        agent.ActorOpt.step () |> ignore
+        gradNorm
+
+    match agent.Shared with
+    | Some net ->
+        let dist, v = net.DistValue mb.Obs
+        let pgLoss, stats, entropy = policyTerms dist
+        let vLoss = valueTerm v
+        let gradNorm = stepPolicy (pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy)
+
+        {
+            PolicyLoss = pgLoss
+            Stats = stats
+            Entropy = entropy
+            ValueLoss = vLoss
+            GradNorm = gradNorm
+        }
+    | None ->
+        let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mb.Obs)
+        let gradNorm = stepPolicy (pgLoss - cfg.EntCoef * entropy)
+        let vLoss = valueTerm (agent.Critic.forward mb.Obs)
+        agent.CriticOpt.zero_grad ()
+        vLoss.sum().backward()
+
+        if cfg.MaxGradNorm > 0.0 then
+            Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+
+        agent.CriticOpt.step () |> ignore
+
+        {
+            PolicyLoss = pgLoss
+            Stats = stats
+            Entropy = entropy
+            ValueLoss = vLoss
+            GradNorm = gradNorm
+        }
+
+/// Phase 3, learn (Schulman et al. 2017, Algorithm 1, "optimize surrogate L wrt theta, with K
+/// epochs and minibatch size M"; CleanRL ppo.py's "optimizing the policy and value network"):
+/// `cfg.UpdateEpochs` passes, each over a fresh permutation per seed (drawn from `shuffleGens`,
+/// one generator per seed) cut into `cfg.MinibatchesPerEpoch` minibatches of
+/// `cfg.MinibatchLength` samples, one `minibatchStep` each. Gradient norms are clipped per seed
+/// to `cfg.MaxGradNorm` (0 = no clipping). Advantages are normalised per minibatch when
+/// `cfg.NormAdv` and not `cfg.NormAdvBatch`. Tensors it returns belong to the caller's scope.
+let learn (cfg: PpoConfig) (agent: Agent) (shuffleGens: torch.Generator[]) (batch: Batch) : LearnSums =
+    let S = agent.Seeds.Length
+    let M = batch.Obs.shape[1]
+    let device = batch.Obs.device
     let B = cfg.MinibatchLength
-    let nMb = cfg.MinibatchesPerEpoch
 
     let acc () =
         torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
@@ -642,98 +1110,42 @@ let learn
     // Sum over minibatches of the pre-clip policy gradient, [S; P].
     let mutable gradSum: Tensor = null
 
+    let addGrad () =
+        use _ng = torch.no_grad ()
+        let g = Optim.flatGradPerSeed S actorParams
+
+        if isNull gradSum then
+            gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
+        else
+            gradSum.add_ g |> ignore
+
     for _epoch in 1 .. cfg.UpdateEpochs do
         use epochScope = torch.NewDisposeScope()
 
         let perm =
             torch.stack([| for g in shuffleGens -> torch.randperm (M, generator = g) |], 0L).``to`` device
 
-        for j in 0 .. nMb - 1 do
+        for j in 0 .. cfg.MinibatchesPerEpoch - 1 do
             use mbScope = torch.NewDisposeScope()
-            let idx = perm.narrow (1L, int64 (j * B), int64 B) // [S; B]
-            // Rows of a [S; M] or [S; M; D] tensor at this minibatch's indices: [S; B] or [S; B; D].
-            let take (x: Tensor) =
-                if x.dim () = 2L then
-                    x.gather (1L, idx)
-                else
-                    x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+            let mb = takeRows (perm.narrow (1L, int64 (j * B), int64 B)) batch
 
-            let mbObs = take obs
-            let mbAct = take action
-            let mbAdv = take advantages
-
-            let mbAdv =
+            let mb =
                 if cfg.NormAdv && not cfg.NormAdvBatch then
-                    Advantage.normalize mbAdv
+                    { mb with
+                        Advantages = Advantage.normalize mb.Advantages
+                    }
                 else
-                    mbAdv
+                    mb
 
-            let addGrad () =
-                use _ng = torch.no_grad ()
-                let g = Optim.flatGradPerSeed S actorParams
-
-                if isNull gradSum then
-                    gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
-                else
-                    gradSum.add_ g |> ignore
-
-            // Clipped surrogate [S], its statistics and the mean entropy [S] of a minibatch.
-            let policyTerms dist =
-                let logProbNew = Dist.logProb dist mbAct
-                let pgLoss, stats = Losses.ppoClip cfg.ClipEps logProbNew (take logProbOld) mbAdv
-                pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
-
-            // Value regression on the GAE returns, [S] (clipped around the old values if clip_vloss > 0).
-            let valueTerm v =
-                Losses.valueLoss
-                    (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None)
-                    v
-                    (take values)
-                    (take returns)
-
-            let pgLoss, stats, entropy, vLoss, gradNorm =
-                match agent.Shared with
-                | Some net ->
-                    // Seed 001: one loss, one backward pass, one optimizer step.
-                    let dist, v = net.DistValue mbObs
-                    let pgLoss, stats, entropy = policyTerms dist
-                    let vLoss = valueTerm v
-                    let loss = pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy
-                    agent.ActorOpt.zero_grad ()
-                    loss.sum().backward()
-                    addGrad ()
-                    let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
-                    agent.ActorOpt.step () |> ignore
-                    pgLoss, stats, entropy, vLoss, gradNorm
-                | None ->
-                    // Actor: clipped surrogate minus entropy bonus.
-                    let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mbObs)
-                    let actorLoss = pgLoss - cfg.EntCoef * entropy
-                    agent.ActorOpt.zero_grad ()
-                    actorLoss.sum().backward()
-                    addGrad ()
-                    let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
-                    agent.ActorOpt.step () |> ignore
-
-                    // Critic: value regression on the GAE returns.
-                    let vLoss = valueTerm (agent.Critic.forward mbObs)
-                    agent.CriticOpt.zero_grad ()
-                    vLoss.sum().backward()
-
-                    if cfg.MaxGradNorm > 0.0 then
-                        Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
-
-                    agent.CriticOpt.step () |> ignore
-                    pgLoss, stats, entropy, vLoss, gradNorm
-
+            let terms = minibatchStep cfg agent actorParams criticParams clipNorm addGrad mb
             use _ng = torch.no_grad ()
             let f64 (x: Tensor) = x.detach().to_type torch.float64
-            sumActor.add_ (f64 pgLoss) |> ignore
-            sumCritic.add_ (f64 vLoss) |> ignore
-            sumEnt.add_ (f64 entropy) |> ignore
-            sumKl.add_ (f64 stats.ApproxKl) |> ignore
-            sumClip.add_ (f64 stats.ClipFraction) |> ignore
-            sumGrad.add_ (f64 gradNorm) |> ignore
+            sumActor.add_ (f64 terms.PolicyLoss) |> ignore
+            sumCritic.add_ (f64 terms.ValueLoss) |> ignore
+            sumEnt.add_ (f64 terms.Entropy) |> ignore
+            sumKl.add_ (f64 terms.Stats.ApproxKl) |> ignore
+            sumClip.add_ (f64 terms.Stats.ClipFraction) |> ignore
+            sumGrad.add_ (f64 terms.GradNorm) |> ignore
 
     {
         ActorLoss = sumActor
@@ -745,8 +1157,138 @@ let learn
         Grad = gradSum
     }
 
-/// Trains PPO. `makeEnv n` builds a batched environment of n copies (called once per seed for
-/// training; evaluation is separate). `resume` continues from a restored agent and progress.
+/// Sets both learning rates for update `update` (1-based; annealed linearly to 0 over the run
+/// when `AnnealLr`) and returns the policy's.
+let private setLearningRates (cfg: PpoConfig) (agent: Agent) (update: int) =
+    let policyLr = if cfg.SharedNetwork then cfg.Lr else cfg.ActorLr
+
+    let at lr =
+        if cfg.AnnealLr then
+            Optim.linearSchedule lr cfg.NumUpdates update
+        else
+            lr
+
+    Optim.setLearningRate agent.ActorOpt (at policyLr)
+
+    if not cfg.SharedNetwork then
+        Optim.setLearningRate agent.CriticOpt (at cfg.CriticLr)
+
+    at policyLr
+
+/// Decay of the exponential moving average of past policy gradients (`grad_cos_ema`).
+let private gradEmaDecay = 0.99
+
+/// Seed 001's gradient diagnostics: the cosine similarity per seed of this update's mean policy
+/// gradient `g` [S; P] with the previous update's and with the moving average of past ones (NaN
+/// when there is none yet); then moves that history, kept in `progress`, on.
+let private gradCosines (progress: Progress) (g: Tensor) : float[] * float[] =
+    use _ng = torch.no_grad ()
+    let S = int g.shape[0]
+
+    let cosineWith (h: Tensor) =
+        if isNull h then
+            Array.create S nan
+        else
+            toArray (Optim.cosineSimilarityPerSeed g h)
+
+    let cp = cosineWith progress.PrevGrad
+    let ce = cosineWith progress.EmaGrad
+
+    if isNull progress.EmaGrad then
+        progress.EmaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
+
+    progress.EmaGrad.mul_(gradEmaDecay.ToScalar()).add_(g * (1.0 - gradEmaDecay))
+    |> ignore
+
+    if not (isNull progress.PrevGrad) then
+        progress.PrevGrad.Dispose()
+
+    progress.PrevGrad <- g.clone().DetachFromDisposeScope()
+    cp, ce
+
+/// Wall-clock seconds of one update's phases.
+type private PhaseSeconds =
+    {
+        Rollout: float
+        Gae: float
+        Learn: float
+    }
+
+/// Phase 4, log: one `UpdateMetrics` row per seed from the rollout, the batch, the learning sums
+/// and the optimizer state (means over the update's minibatch steps), read to the host once;
+/// `steps_per_second` counts the update's whole time on `clock`, these reads included.
+let private metricsRows
+    (cfg: PpoConfig)
+    (agent: Agent)
+    (progress: Progress)
+    (lr: float)
+    (clock: Stopwatch)
+    (seconds: PhaseSeconds)
+    (r: Rollout)
+    (batch: Batch)
+    (sums: LearnSums)
+    : UpdateMetrics[] =
+    let seeds = agent.Seeds
+    let S = seeds.Length
+    let T = cfg.NumSteps
+    let nSteps = float (cfg.UpdateEpochs * cfg.MinibatchesPerEpoch)
+    let mNorm, vNorm = Optim.adamMomentNorms S agent.ActorOpt
+    let cosPrev, cosEma = gradCosines progress (sums.Grad / nSteps)
+    let mNorm, vNorm = toArray mNorm, toArray vNorm
+    let explVar = toArray (Losses.explainedVariance batch.Values batch.Returns)
+    let h (t: Tensor) = toArray t
+    let actorL, criticL, ent = h sums.ActorLoss, h sums.CriticLoss, h sums.Entropy
+    let kl, clipF, grad = h sums.ApproxKl, h sums.ClipFraction, h sums.GradNorm
+    let epRet, epLen, epN = h r.EpisodeReturnSum, h r.EpisodeLengthSum, h r.EpisodeCount
+    let sigma = h r.SigmaSum
+    let isDiscrete = r.Action.dim () = 3L
+    let sps = float (cfg.BatchSize * S) / clock.Elapsed.TotalSeconds
+
+    [|
+        for k in 0 .. S - 1 ->
+            {
+                Seed = seeds[k]
+                Update = progress.Update
+                Step = progress.GlobalStep
+                EpisodicReturn = (if epN[k] > 0.0 then epRet[k] / epN[k] else nan)
+                EpisodicLength = (if epN[k] > 0.0 then epLen[k] / epN[k] else nan)
+                Episodes = int epN[k]
+                ActorLoss = actorL[k] / nSteps
+                CriticLoss = criticL[k] / nSteps
+                Entropy = ent[k] / nSteps
+                ApproxKl = kl[k] / nSteps
+                ClipFraction = clipF[k] / nSteps
+                ExplainedVariance = explVar[k]
+                GradNorm = grad[k] / nSteps
+                SigmaMean = (if isDiscrete then nan else sigma[k] / float T)
+                Lr = lr
+                Sps = sps
+                RolloutSeconds = seconds.Rollout
+                GaeSeconds = seconds.Gae
+                LearnSeconds = seconds.Learn
+                AdamMNorm = mNorm[k]
+                AdamVNorm = vNorm[k]
+                GradCosPrev = cosPrev[k]
+                GradCosEma = cosEma[k]
+            }
+    |]
+
+/// Raises `TrainingDivergedException` when a loss or statistic of a row is NaN or infinite.
+let private checkFinite (rows: UpdateMetrics[]) =
+    for r in rows do
+        for name, v in
+            [
+                "actor_loss", r.ActorLoss
+                "critic_loss", r.CriticLoss
+                "entropy", r.Entropy
+                "approx_kl", r.ApproxKl
+            ] do
+            if Double.IsNaN v || Double.IsInfinity v then
+                raise (TrainingDivergedException(r.Update, name, v))
+
+/// Trains PPO: per update, `rollout` -> `advantages` (GAE) -> `learn` -> `metricsRows`, then
+/// `hooks.OnUpdate`. `makeEnv n` builds a batched environment of n copies (see `SeedEnvs`;
+/// evaluation is separate). `resume` continues from a restored agent, progress and normalisers.
 /// Raises `TrainingDivergedException` when a loss becomes NaN/Inf.
 let trainWith
     (makeEnv: int -> IBatchedEnv)
@@ -761,70 +1303,15 @@ let trainWith
 
     let seeds = cfg.Seeds
     let S = seeds.Length
-    let N = cfg.NumEnvs
-    let T = cfg.NumSteps
-    let M = T * N
-    // With several seeds and a classic-control env, one env of S * N copies steps every seed in
-    // one call ("fused"); its initial and auto-reset states are drawn per seed from seed k's own
-    // generator, exactly as seed k's own N-copy env would draw them, so seed k sees the same
-    // episodes alone or in a batch. Otherwise (one seed, or another env type) one env per seed.
-    // A `SyncVectorEnv` of S * N copies is fused the same way: copy i of seed k is reset with
-    // seed k's env seed + i, as in seed k's own N-copy env, and continues its own generator.
-    // Exception: on CUDA (`SyncFreeAutoReset`) the per-seed redraw would read back which copies
-    // ended every step; there the fused env keeps its own sync-free auto-reset, drawing every
-    // seed's fresh states from one generator seeded from the base seed. No host transfer per
-    // step then, but a seed's later episodes depend on S (its first ones, its network, action
-    // sampling and minibatch order stay its own).
-    let fused, fusedSync =
-        if S > 1 then
-            match makeEnv (S * N) with
-            | :? BatchedClassicEnv as b -> Some b, None
-            | :? SyncVectorEnv as v -> None, Some v
-            | other ->
-                other.Dispose()
-                None, None
-        else
-            None, None
-
-    let envs =
-        match fused, fusedSync with
-        | None, None -> seeds |> Array.map (fun _ -> makeEnv N)
-        | _ -> [||]
-
-    // The policy's actions are valid by construction (an index below n, or a finite real):
-    // skip the per-step value check, which reads a scalar back from the device every step.
-    for e in Array.append envs (fused |> Option.map (fun b -> b :> IBatchedEnv) |> Option.toArray) do
-        match e with
-        | :? BatchedClassicEnv as b -> b.ValidateActions <- false
-        | _ -> ()
-
-    let probe =
-        match fused, fusedSync with
-        | Some b, _ -> b :> IBatchedEnv
-        | _, Some v -> v :> IBatchedEnv
-        | None, None -> envs[0]
-
-    let obsDim = probe.ObservationSpace.FlatSize
-    let actionSpace = probe.ActionSpace
-    let fusedGens: torch.Generator[] = Array.zeroCreate S
-
-    let isDiscrete =
-        match actionSpace with
-        | Space.Discrete _ -> true
-        | _ -> false
-
-    let actDim = actionSpace.FlatSize
+    use envs = new SeedEnvs(makeEnv, S, cfg.NumEnvs, device)
+    let obsDim = envs.ObservationSpace.FlatSize
 
     let agent, progress, normalizers =
         match resume with
         | Some(a, p, n) -> a, p, n
         | None ->
             Seed.setGlobal cfg.Seed
-
-            makeAgentFor cfg obsDim actionSpace device, Progress.Start, newNormalizers cfg obsDim device
-
-    let obsStats = normalizers.Obs
-    let retStats = normalizers.Return
+            makeAgentFor cfg obsDim envs.ActionSpace device, Progress.Start, newNormalizers cfg obsDim device
 
     let streamSeed (k: int) (label: string) =
         Seed.derive seeds[k] $"{label}/{progress.Update}"
@@ -834,375 +1321,47 @@ let trainWith
 
     let shuffleGens =
         Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
-    // Reward scaling (Gymnasium NormalizeReward): running discounted return per env, its std.
-    let discounted =
-        torch.zeros ([| int64 S; int64 N |], dtype = torch.float64, device = device)
 
-    let resetAll () =
-        match fused, fusedSync with
-        | Some b, _ ->
-            use scope = torch.NewDisposeScope()
-            b.Reset(Seed.derive seeds[0] $"env-fused/{progress.Update}") |> ignore
-
-            for k in 0 .. S - 1 do
-                if not (isNull fusedGens[k]) then
-                    fusedGens[k].Dispose()
-
-                fusedGens[k] <- new torch.Generator(uint64 (streamSeed k "env"), device)
-
-            let states =
-                torch.cat ([| for k in 0 .. S - 1 -> b.InitialStates(int64 N, fusedGens[k]) |], 0L)
-
-            b.State <- states
-            b.Observe(states).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-        | None, Some v ->
-            let seedsOfCopies =
-                [|
-                    for k in 0 .. S - 1 do
-                        for i in 0 .. N - 1 do
-                            yield streamSeed k "env" + int64 i
-                |]
-
-            use scope = torch.NewDisposeScope()
-            v.ResetEach(seedsOfCopies).reshape(int64 S, int64 N, -1L).MoveToOuterDisposeScope()
-        | None, None -> torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset(streamSeed k "env") |], 0L) // [S; N; obsDim]
-
-    /// A fused env's action: [S; N; ...] -> [S * N; ...].
-    let flatAction (action: Tensor) =
-        action.reshape (Array.append [| int64 (S * N) |] action.shape[2..])
-
-    /// A fused env's step, [S * N; ...] fields -> [S; N; ...].
-    let splitSeeds (r: BatchStep) : BatchStep =
-        let rs (x: Tensor) =
-            x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
-
+    use state =
         {
-            Obs = rs r.Obs
-            Reward = rs r.Reward
-            Terminated = rs r.Terminated
-            Truncated = rs r.Truncated
-            FinalObs = rs r.FinalObs
-            EpisodeReturn = rs r.EpisodeReturn
-            EpisodeLength = rs r.EpisodeLength
+            Obs = envs.Reset(Seed.derive seeds[0] $"env-fused/{progress.Update}", (fun k -> streamSeed k "env"))
+            Discounted = torch.zeros ([| int64 S; int64 cfg.NumEnvs |], dtype = torch.float64, device = device)
         }
 
-    /// One step of every seed's environments: action [S; N] or [S; N; actDim]; fields [S; N; ...].
-    let stepAll (action: Tensor) : BatchStep =
-        match fused, fusedSync with
-        | Some b, _ when b.SyncFreeAutoReset -> splitSeeds (b.Step(flatAction action))
-        | Some b, _ ->
-            let r = b.Step(flatAction action)
-            let ended = toArray (r.Terminated.logical_or r.Truncated)
-            let mutable next = r.Obs
-
-            if ended |> Array.exists (fun v -> v <> 0.0) then
-                // Replace the env's own auto-reset draws by seed k's draws (see `fused`).
-                let st = b.State
-                let o = r.Obs.clone ()
-
-                for k in 0 .. S - 1 do
-                    let idx =
-                        [|
-                            for i in 0 .. N - 1 do
-                                if ended[k * N + i] <> 0.0 then
-                                    int64 (k * N + i)
-                        |]
-
-                    if idx.Length > 0 then
-                        let it = torch.tensor (idx, device = device)
-                        let fresh = b.InitialStates(int64 idx.Length, fusedGens[k])
-                        st.index_copy_ (0L, it, fresh) |> ignore
-                        o.index_copy_ (0L, it, b.Observe fresh) |> ignore
-
-                b.State <- st
-                next <- o
-
-            splitSeeds { r with Obs = next }
-        | None, Some v -> splitSeeds (v.Step(flatAction action))
-        | None, None ->
-            let steps = [| for k in 0 .. S - 1 -> envs[k].Step(action[k]) |]
-
-            let stack (f: BatchStep -> Tensor) =
-                if S = 1 then
-                    (f steps[0]).unsqueeze 0L
-                else
-                    torch.stack ([| for s in steps -> f s |], 0L)
-
-            {
-                Obs = stack (fun s -> s.Obs)
-                Reward = stack (fun s -> s.Reward)
-                Terminated = stack (fun s -> s.Terminated)
-                Truncated = stack (fun s -> s.Truncated)
-                FinalObs = stack (fun s -> s.FinalObs)
-                EpisodeReturn = stack (fun s -> s.EpisodeReturn)
-                EpisodeLength = stack (fun s -> s.EpisodeLength)
-            }
-
-    let mutable obs = resetAll ()
     let metrics = ResizeArray<UpdateMetrics>()
     let total = Stopwatch.StartNew()
-    let numUpdates = cfg.NumUpdates
 
-    let shared = cfg.SharedNetwork
-    // The gradient history behind the cosine diagnostics lives in `progress` (checkpointed).
-    let gradEmaDecay = 0.99
+    while progress.Update < cfg.NumUpdates do
+        progress.Update <- progress.Update + 1
+        use updateScope = torch.NewDisposeScope()
+        let clock = Stopwatch.StartNew()
+        let lr = setLearningRates cfg agent progress.Update
+        let r = rollout cfg agent normalizers envs sampleGens state
+        progress.GlobalStep <- progress.GlobalStep + int64 cfg.BatchSize
+        let rolloutSeconds = clock.Elapsed.TotalSeconds
+        let batch = advantages cfg agent normalizers.Obs r
+        let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
+        let sums = learn cfg agent shuffleGens batch
 
-    let checkFinite (update: int) (name: string) (v: float) =
-        if Double.IsNaN v || Double.IsInfinity v then
-            raise (TrainingDivergedException(update, name, v))
+        let seconds =
+            {
+                Rollout = rolloutSeconds
+                Gae = gaeSeconds
+                Learn = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
+            }
 
-    try
-        while progress.Update < numUpdates do
-            progress.Update <- progress.Update + 1
-            let update = progress.Update
-            use updateScope = torch.NewDisposeScope()
-            let clock = Stopwatch.StartNew()
+        let rows = metricsRows cfg agent progress lr clock seconds r batch sums
 
-            let lrA, lrC =
-                if cfg.AnnealLr then
-                    Optim.linearSchedule (if shared then cfg.Lr else cfg.ActorLr) numUpdates update,
-                    Optim.linearSchedule cfg.CriticLr numUpdates update
-                else
-                    (if shared then cfg.Lr else cfg.ActorLr), cfg.CriticLr
+        checkFinite rows
+        metrics.AddRange rows
+        hooks.OnUpdate agent progress normalizers rows
 
-            Optim.setLearningRate agent.ActorOpt lrA
-
-            if not shared then
-                Optim.setLearningRate agent.CriticOpt lrC
-
-            // ---- 1. Collect ------------------------------------------------------------
-            // Each step's tensors are kept (moved out of the step's scope) and stacked once after
-            // the rollout: [S; T; N; ...] storage with no per-step copies.
-            let keep (x: Tensor) = x.MoveToOuterDisposeScope()
-            let obsSteps = ResizeArray<Tensor>(T)
-            let actSteps = ResizeArray<Tensor>(T)
-            let rewSteps = ResizeArray<Tensor>(T)
-            let termSteps = ResizeArray<Tensor>(T)
-            let truncSteps = ResizeArray<Tensor>(T)
-            let finalObsSteps = ResizeArray<Tensor>(T)
-            let epReturnSteps = ResizeArray<Tensor>(T)
-            let epLengthSteps = ResizeArray<Tensor>(T)
-            let sigmaSteps = ResizeArray<Tensor>(T)
-
-            for t in 0 .. T - 1 do
-                use _ng = torch.no_grad ()
-                use stepScope = torch.NewDisposeScope()
-                obsStats |> Option.iter (fun s -> s.Update obs)
-                let dist = agent.Dist(preprocess obsStats obs)
-                let action = Dist.sample sampleGens dist
-
-                match dist with
-                | Normal(_, std) -> sigmaSteps.Add(keep (std.mean [| 1L; 2L |]))
-                | Categorical _ -> ()
-
-                let step = stepAll action
-                let reward = step.Reward
-
-                let scaledReward =
-                    match retStats with
-                    | None -> reward
-                    | Some rs ->
-                        let isDone = step.Terminated.logical_or(step.Truncated).to_type torch.float64
-
-                        discounted.mul_(cfg.Gamma.ToScalar()).add_(reward.to_type torch.float64)
-                        |> ignore
-
-                        rs.Update(discounted.unsqueeze (-1L))
-
-                        let r =
-                            (reward.to_type torch.float64
-                             / torch.sqrt (rs.Var.squeeze(-1).unsqueeze 1 + 1e-8))
-                                .clamp((-rewardClip).ToScalar(), rewardClip.ToScalar())
-                                .to_type
-                                torch.float32
-
-                        discounted.mul_ (1.0 - isDone) |> ignore
-                        r
-
-                // `obs` is detached from every scope; it is disposed after the stacking below.
-                obsSteps.Add obs
-                actSteps.Add(keep action)
-                rewSteps.Add(keep scaledReward)
-                termSteps.Add(keep step.Terminated)
-                truncSteps.Add(keep step.Truncated)
-                finalObsSteps.Add(keep step.FinalObs)
-                epReturnSteps.Add(keep step.EpisodeReturn)
-                epLengthSteps.Add(keep step.EpisodeLength)
-                obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
-
-            let stack (xs: ResizeArray<Tensor>) = torch.stack (xs, 1L)
-            let bObs = stack obsSteps // [S; T; N; obsDim]
-
-            for o in obsSteps do
-                o.Dispose()
-
-            let bAct = stack actSteps
-            let bRew = stack rewSteps
-            let bTerm = (stack termSteps).to_type torch.float32
-            let bTrunc = (stack truncSteps).to_type torch.float32
-            let bFinalObs = stack finalObsSteps
-            // Episodes that ended in this rollout, per seed (EpisodeReturn/Length are 0 elsewhere).
-            let epCount =
-                (bTerm + bTrunc).clamp_max(1.0).to_type(torch.float64).sum([| 1L; 2L |])
-
-            let epReturnSum = (stack epReturnSteps).to_type(torch.float64).sum([| 1L; 2L |])
-            let epLengthSum = (stack epLengthSteps).to_type(torch.float64).sum([| 1L; 2L |])
-
-            let sigmaSum =
-                if sigmaSteps.Count = 0 then
-                    torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-                else
-                    (torch.stack (sigmaSteps, 1L)).to_type(torch.float64).sum(1L)
-
-            progress.GlobalStep <- progress.GlobalStep + int64 M
-            let rolloutSeconds = clock.Elapsed.TotalSeconds
-
-            // ---- 2. Values, old log-probabilities, GAE ------------------------------------
-            let flatObs = preprocess obsStats (bObs.reshape (int64 S, int64 M, int64 obsDim))
-
-            let flatAct =
-                if isDiscrete then
-                    bAct.reshape (int64 S, int64 M)
-                else
-                    bAct.reshape (int64 S, int64 M, int64 actDim)
-
-            let values, logProbOld, advantages, returns =
-                use _ng = torch.no_grad ()
-                let values = agent.Value flatObs // [S; M]
-
-                let nextValues =
-                    agent.Value(preprocess obsStats (bFinalObs.reshape (int64 S, int64 M, int64 obsDim)))
-
-                let logProbOld = Dist.logProb (agent.Dist flatObs) flatAct
-                // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N].
-                let tm (x: Tensor) =
-                    x.reshape(int64 S, int64 T, int64 N).permute(1L, 0L, 2L).reshape(int64 T, int64 (S * N))
-
-                let adv, ret =
-                    Advantage.gae cfg.Gamma cfg.GaeLambda (tm bRew) (tm values) (tm nextValues) (tm bTerm) (tm bTrunc)
-                // back to [S; M] in (t, n) order
-                let back (x: Tensor) =
-                    x.reshape(int64 T, int64 S, int64 N).permute(1L, 0L, 2L).reshape(int64 S, int64 M)
-
-                let adv = back adv
-                // Seed 001: normalise once over the whole rollout (per seed).
-                let adv = if cfg.NormAdvBatch then Advantage.normalize adv else adv
-                values, logProbOld, adv, back ret
-
-            let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
-
-            // ---- 3. Learn --------------------------------------------------------------------
-            let sums =
-                learn cfg agent shuffleGens flatObs flatAct values logProbOld advantages returns
-
-            let learnSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
-            let nSteps = float (cfg.UpdateEpochs * cfg.MinibatchesPerEpoch)
-
-            // ---- 4. Optimizer diagnostics (seed 001's table) ----------------------------------
-            let mNorm, vNorm = Optim.adamMomentNorms S agent.ActorOpt
-
-            let cosPrev, cosEma =
-                use _ng = torch.no_grad ()
-                let g = sums.Grad / nSteps
-
-                let cp =
-                    if isNull progress.PrevGrad then
-                        Array.create S nan
-                    else
-                        toArray (Optim.cosineSimilarityPerSeed g progress.PrevGrad)
-
-                let ce =
-                    if isNull progress.EmaGrad then
-                        Array.create S nan
-                    else
-                        toArray (Optim.cosineSimilarityPerSeed g progress.EmaGrad)
-
-                if isNull progress.EmaGrad then
-                    progress.EmaGrad <- torch.zeros_like(g).DetachFromDisposeScope()
-
-                progress.EmaGrad.mul_(gradEmaDecay.ToScalar()).add_(g * (1.0 - gradEmaDecay))
-                |> ignore
-
-                if not (isNull progress.PrevGrad) then
-                    progress.PrevGrad.Dispose()
-
-                progress.PrevGrad <- g.clone().DetachFromDisposeScope()
-                cp, ce
-
-            let mNorm, vNorm = toArray mNorm, toArray vNorm
-            let explVar = toArray (Losses.explainedVariance values returns)
-            let h (t: Tensor) = toArray t
-
-            let actorL, criticL, ent, kl, clipF, grad =
-                h sums.ActorLoss,
-                h sums.CriticLoss,
-                h sums.Entropy,
-                h sums.ApproxKl,
-                h sums.ClipFraction,
-                h sums.GradNorm
-
-            let epRet, epLen, epN, sigma = h epReturnSum, h epLengthSum, h epCount, h sigmaSum
-            let sps = float (M * S) / clock.Elapsed.TotalSeconds
-
-            let rows =
-                [|
-                    for k in 0 .. S - 1 ->
-                        {
-                            Seed = seeds[k]
-                            Update = update
-                            Step = progress.GlobalStep
-                            EpisodicReturn = (if epN[k] > 0.0 then epRet[k] / epN[k] else nan)
-                            EpisodicLength = (if epN[k] > 0.0 then epLen[k] / epN[k] else nan)
-                            Episodes = int epN[k]
-                            ActorLoss = actorL[k] / nSteps
-                            CriticLoss = criticL[k] / nSteps
-                            Entropy = ent[k] / nSteps
-                            ApproxKl = kl[k] / nSteps
-                            ClipFraction = clipF[k] / nSteps
-                            ExplainedVariance = explVar[k]
-                            GradNorm = grad[k] / nSteps
-                            SigmaMean = (if isDiscrete then nan else sigma[k] / float T)
-                            Lr = lrA
-                            Sps = sps
-                            RolloutSeconds = rolloutSeconds
-                            GaeSeconds = gaeSeconds
-                            LearnSeconds = learnSeconds
-                            AdamMNorm = mNorm[k]
-                            AdamVNorm = vNorm[k]
-                            GradCosPrev = cosPrev[k]
-                            GradCosEma = cosEma[k]
-                        }
-                |]
-
-            for r in rows do
-                checkFinite update "actor_loss" r.ActorLoss
-                checkFinite update "critic_loss" r.CriticLoss
-                checkFinite update "entropy" r.Entropy
-                checkFinite update "approx_kl" r.ApproxKl
-
-            metrics.AddRange rows
-            hooks.OnUpdate agent progress normalizers rows
-
-        {
-            Agent = agent
-            Metrics = List.ofSeq metrics
-            Normalizers = normalizers
-            WallSeconds = total.Elapsed.TotalSeconds
-        }
-    finally
-        for e in envs do
-            e.Dispose()
-
-        fused |> Option.iter (fun b -> b.Dispose())
-        fusedSync |> Option.iter (fun v -> (v :> IDisposable).Dispose())
-
-        for g in fusedGens do
-            if not (isNull g) then
-                g.Dispose()
-
-        for t in [ obs; discounted ] do
-            t.Dispose()
-
+    {
+        Agent = agent
+        Metrics = List.ofSeq metrics
+        Normalizers = normalizers
+        WallSeconds = total.Elapsed.TotalSeconds
+    }
 
 // ---------------------------------------------------------------------------------------
 // Config keys
