@@ -16,6 +16,15 @@ type PpoStats =
         ClipFraction: Tensor
     }
 
+/// k3 approx KL and clip fraction of importance ratios [S; M], per seed [S] (no gradient).
+let private ratioStats (clipEps: float) (ratio: Tensor) (logRatio: Tensor) : PpoStats =
+    use _ng = torch.no_grad ()
+
+    {
+        ApproxKl = ((ratio - 1.0) - logRatio).mean([| -1L |])
+        ClipFraction = ((ratio - 1.0).abs().gt(clipEps.ToScalar())).to_type(torch.float32).mean([| -1L |])
+    }
+
 /// PPO's clipped surrogate loss (Schulman et al. 2017, "Proximal Policy Optimization
 /// Algorithms", eq. 7), negated for minimisation:
 ///   L = -mean( min( ratio * A, clip(ratio, 1 - eps, 1 + eps) * A ) ),  ratio = exp(logProbNew - logProbOld)
@@ -39,16 +48,56 @@ let ppoClip (clipEps: float) (logProbNew: Tensor) (logProbOld: Tensor) (advantag
         * torch.clamp (ratio, (1.0 - clipEps).ToScalar(), (1.0 + clipEps).ToScalar())
 
     let loss = torch.maximum(unclipped, clipped).mean([| -1L |])
+    loss, ratioStats clipEps ratio logRatio
 
-    let stats =
-        use _ng = torch.no_grad ()
+/// PPO's surrogate with an adaptive KL penalty instead of the clip (Schulman et al. 2017,
+/// "Proximal Policy Optimization Algorithms", section 4, eq. 8; seed 003's "PPO1"), negated for
+/// minimisation:
+///   L = -mean( ratio * A - beta * KL[pi_old(.|s), pi(.|s)] ),  ratio = exp(logProbNew - logProbOld)
+/// `logProbNew`, `logProbOld`, `advantages` and `kl` (each state's KL(old || new), e.g.
+/// `Dist.kl oldDist newDist`) are [S; M]; `beta` is [S], one coefficient per seed (see
+/// `adaptKlBeta`). Returns (loss [S], stats) with the same statistics as `ppoClip` (k3 approx KL,
+/// and the fraction of ratios outside [1 - clipEps, 1 + clipEps], reported for comparison only).
+/// Raises `ArgumentException` if `clipEps <= 0` or the shapes differ.
+let ppoKlPenalty
+    (beta: Tensor)
+    (clipEps: float)
+    (logProbNew: Tensor)
+    (logProbOld: Tensor)
+    (advantages: Tensor)
+    (kl: Tensor)
+    : Tensor * PpoStats =
+    if clipEps <= 0.0 then
+        invalidArg "clipEps" $"ppoKlPenalty: clipEps must be > 0, got {clipEps}"
 
-        {
-            ApproxKl = ((ratio - 1.0) - logRatio).mean([| -1L |])
-            ClipFraction = ((ratio - 1.0).abs().gt(clipEps.ToScalar())).to_type(torch.float32).mean([| -1L |])
-        }
+    if
+        logProbNew.shape <> logProbOld.shape
+        || logProbNew.shape <> advantages.shape
+        || logProbNew.shape <> kl.shape
+        || beta.shape <> [| logProbNew.shape[0] |]
+    then
+        invalidArg
+            "logProbNew"
+            $"ppoKlPenalty: shapes differ: logProbNew {shapeString logProbNew}, logProbOld {shapeString logProbOld}, advantages {shapeString advantages}, kl {shapeString kl}, beta {shapeString beta} (want [S])"
 
-    loss, stats
+    let logRatio = logProbNew - logProbOld
+    let ratio = torch.exp logRatio
+    let loss = -(ratio * advantages - beta.unsqueeze (-1L) * kl).mean([| -1L |])
+    loss, ratioStats clipEps ratio logRatio
+
+/// The PPO paper's rule for the KL coefficient (Schulman et al. 2017, section 4): after an
+/// update whose mean KL(old || new) is `d`, halve beta when d < target / 1.5, double it when
+/// d > target * 1.5, else keep it. Raises `ArgumentException` if `target <= 0` or `beta <= 0`.
+let adaptKlBeta (target: float) (d: float) (beta: float) : float =
+    if target <= 0.0 then
+        invalidArg "target" $"adaptKlBeta: target must be > 0, got {target}"
+
+    if beta <= 0.0 then
+        invalidArg "beta" $"adaptKlBeta: beta must be > 0, got {beta}"
+
+    if d < target / 1.5 then beta / 2.0
+    elif d > target * 1.5 then beta * 2.0
+    else beta
 
 /// k3 estimator of KL(pi_theta || pi_ref) per sample, averaged per seed [S] (DeepSeekMath,
 /// Shao et al. 2024, eq. 4; Schulman, "Approximating KL Divergence", 2020):

@@ -154,6 +154,27 @@ module Dist =
             (-0.5 * z * z - torch.log std - 0.5 * log2Pi).sum(-1L)
         | Categorical lp -> lp.gather(-1L, action.unsqueeze (-1L)).squeeze(-1L)
 
+    /// KL(p || q) of two distributions over the same actions, per state [S; B], analytic and
+    /// summed over action dimensions: diagonal Gaussians
+    /// sum_d log(sq/sp) + (sp^2 + (mp - mq)^2) / (2 sq^2) - 1/2; categoricals
+    /// sum_a p(a) (log p(a) - log q(a)). Differentiable in both. Raises `ArgumentException` when
+    /// one is Normal and the other Categorical. (Used by PPO's KL penalty, Schulman et al. 2017, sec. 4.)
+    let kl (p: Dist) (q: Dist) : Tensor =
+        match p, q with
+        | Normal(mp, sp), Normal(mq, sq) ->
+            (torch.log (sq / sp) + (sp * sp + (mp - mq).square()) / (2.0 * sq * sq) - 0.5).sum(-1L)
+        | Categorical lp, Categorical lq -> (torch.exp lp * (lp - lq)).sum(-1L)
+        | _ -> invalidArg "q" "Dist.kl: both distributions must be Normal, or both Categorical"
+
+    /// The rows `idx` [S; B'] of a distribution over [S; B] states (a minibatch of it).
+    let takeRows (idx: Tensor) (dist: Dist) : Dist =
+        let take (x: Tensor) =
+            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+
+        match dist with
+        | Normal(mean, std) -> Normal(take mean, take std)
+        | Categorical lp -> Categorical(take lp)
+
     /// Entropy, [S; B].
     let entropy (dist: Dist) : Tensor =
         match dist with
@@ -201,13 +222,20 @@ type Sigma =
     /// sigma = exp(logStd), a learned parameter per action dimension, independent of the
     /// state (CleanRL `ppo_continuous_action.py`, `actor_logstd`), starting at `initLogStd`.
     | LogStd of initLogStd: float
+    /// sigma = a constant, the same for every state and action dimension and never learned
+    /// (seed 003's "fixed": for tasks where the right amount of exploration is known in advance).
+    /// Must be > 0.
+    | Fixed of sigma: float
 
-    /// Parses "softplus" or "logstd"; raises `ArgumentException` otherwise.
-    static member Parse(s: string, initLogStd) =
+    /// Parses "softplus", "logstd" (starting at `initLogStd`) or "fixed" (at `fixedSigma`, which
+    /// must be > 0); raises `ArgumentException` otherwise.
+    static member Parse(s: string, initLogStd, fixedSigma) =
         match s.Trim().ToLowerInvariant() with
         | "softplus" -> Softplus
         | "logstd" -> LogStd initLogStd
-        | _ -> invalidArg "sigma" $"unknown sigma parameterisation '{s}'; allowed: softplus, logstd"
+        | "fixed" when fixedSigma > 0.0 -> Fixed fixedSigma
+        | "fixed" -> invalidArg "fixedSigma" $"sigma 'fixed' needs a standard deviation > 0, got {fixedSigma}"
+        | _ -> invalidArg "sigma" $"unknown sigma parameterisation '{s}'; allowed: softplus, logstd, fixed"
 
 /// What kind of action distribution a policy outputs.
 type Head =
@@ -275,6 +303,7 @@ type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
                 match sigma with
                 | Softplus -> torch.nn.functional.softplus (sigmaLayer.Value.forward h) + 1e-5
                 | LogStd _ -> torch.exp(logStd.Value).expand_as mean
+                | Fixed s -> torch.ones_like mean * s
 
             Normal(mean, std)
 

@@ -69,6 +69,13 @@ let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (no
             | None -> ()
             if not (isNull progress.PrevGrad) then
                 gradHistoryKey, String.Join(",", progress.PrevGrad.shape)
+            if not (isNull progress.KlBeta) then
+                "kl_beta",
+                String.Join(
+                    ",",
+                    progress.KlBeta
+                    |> Array.map (fun b -> b.ToString("R", Globalization.CultureInfo.InvariantCulture))
+                )
         ]
         |> Map.ofList
 
@@ -142,6 +149,12 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
                 history
                 |> Option.map (fun h -> h.Ema.``to``(device).DetachFromDisposeScope())
                 |> Option.toObj
+            KlBeta =
+                match extra.TryFind "kl_beta" with
+                | Some text ->
+                    text.Split ','
+                    |> Array.map (fun b -> Double.Parse(b, Globalization.CultureInfo.InvariantCulture))
+                | None -> null
         }
 
     { agent with Device = device }, progress, norm

@@ -4,6 +4,7 @@ open System
 open Expecto
 open TorchSharp
 open Rl
+open Rl.Nn
 
 let private vec (xs: float list) =
     torch.tensor(xs |> List.map float32 |> Array.ofList).reshape(1L, int64 xs.Length)
@@ -96,6 +97,101 @@ let tests =
                     (Tensor.item (Losses.valueLoss (Some 0.5) v old2 ret))
                     (0.5 * (2.25 + 6.25) / 2.0)
                     "max takes the clipped error"
+            }
+
+            test "KL-penalty surrogate hand case: -mean(ratio * A - beta * KL)" {
+                // ratios 1.1 and 0.9, advantages +1 and -1, KL 0.1 and 0.2, beta 0.5
+                let old = vec [ 0.0; 0.0 ]
+                let nw = vec [ log 1.1; log 0.9 ]
+                let adv = vec [ 1.0; -1.0 ]
+                let kl = vec [ 0.1; 0.2 ]
+                let beta = torch.tensor ([| 0.5f |])
+                let loss, stats = Losses.ppoKlPenalty beta 0.2 nw old adv kl
+                Expect.floatClose Accuracy.medium (Tensor.item loss) (-((1.1 - 0.05) + (-0.9 - 0.1)) / 2.0) "loss"
+                Expect.floatClose Accuracy.high (Tensor.item stats.ClipFraction) 0.0 "both ratios inside [0.8, 1.2]"
+                let k3 = ((1.1 - 1.0) - log 1.1 + (0.9 - 1.0) - log 0.9) / 2.0
+
+                Expect.floatClose
+                    Accuracy.medium
+                    (Tensor.item stats.ApproxKl)
+                    k3
+                    "the same k3 statistic as the clipped loss"
+            }
+
+            test "KL-penalty surrogate: with no KL it is the clipped loss inside the clip range; beta is per seed" {
+                // two seeds, ratios inside [0.8, 1.2]: min(rA, clip(r)A) = rA
+                let old = torch.zeros (2L, 3L)
+                let nw = torch.tensor([| 0.1f; -0.1f; 0.05f; 0.0f; 0.15f; -0.05f |]).reshape(2L, 3L)
+                let adv = torch.tensor([| 1.0f; -2.0f; 0.5f; 3.0f; -1.0f; 2.0f |]).reshape(2L, 3L)
+                let clipLoss, _ = Losses.ppoClip 0.2 nw old adv
+
+                let noKl, _ =
+                    Losses.ppoKlPenalty (torch.tensor [| 1.0f; 3.0f |]) 0.2 nw old adv (torch.zeros (2L, 3L))
+
+                Expect.sequenceEqual (Tensor.toArray noKl) (Tensor.toArray clipLoss) "equal per seed"
+                let kl = torch.full ([| 2L; 3L |], (0.1f).ToScalar())
+
+                let withKl, _ =
+                    Losses.ppoKlPenalty (torch.tensor [| 1.0f; 3.0f |]) 0.2 nw old adv kl
+
+                let d = Array.map2 (-) (Tensor.toArray withKl) (Tensor.toArray clipLoss)
+                Expect.floatClose Accuracy.medium d[0] 0.1 "seed 0 pays beta 1 * KL 0.1"
+                Expect.floatClose Accuracy.medium d[1] 0.3 "seed 1 pays beta 3 * KL 0.1"
+            }
+
+            test "KL-penalty surrogate: the penalty's gradient pulls the policy back to the old one" {
+                // one Gaussian state: old N(0, 1), new N(mu, 1); zero advantage, so only beta * KL acts
+                let mu = torch.tensor ([| 0.5f |], requires_grad = true)
+                let newDist = Normal(mu.reshape (1L, 1L, 1L), torch.ones (1L, 1L, 1L))
+                let oldDist = Normal(torch.zeros (1L, 1L, 1L), torch.ones (1L, 1L, 1L))
+                let lp = Dist.logProb newDist (torch.zeros (1L, 1L, 1L))
+
+                let loss, _ =
+                    Losses.ppoKlPenalty
+                        (torch.tensor [| 2.0f |])
+                        0.2
+                        lp
+                        (lp.detach ())
+                        (vec [ 0.0 ])
+                        (Dist.kl oldDist newDist)
+
+                loss.sum().backward()
+                // d/dmu of beta * mu^2 / 2 = beta * mu = 1.0
+                Expect.floatClose Accuracy.medium (Tensor.item mu.grad) 1.0 "gradient beta * mu, towards the old mean"
+            }
+
+            test "adaptive KL coefficient: the PPO paper's rule, with its boundaries" {
+                let target = 0.01
+                Expect.equal (Losses.adaptKlBeta target 0.005 1.0) 0.5 "d < target / 1.5: halve"
+                Expect.equal (Losses.adaptKlBeta target 0.02 1.0) 2.0 "d > 1.5 target: double"
+                Expect.equal (Losses.adaptKlBeta target 0.01 1.0) 1.0 "near the target: keep"
+                Expect.equal (Losses.adaptKlBeta target (target / 1.5) 1.0) 1.0 "exactly target / 1.5: keep"
+                Expect.equal (Losses.adaptKlBeta target (target * 1.5) 1.0) 1.0 "exactly 1.5 target: keep"
+                Expect.throwsT<ArgumentException> (fun () -> Losses.adaptKlBeta 0.0 0.01 1.0 |> ignore) "target 0"
+                Expect.throwsT<ArgumentException> (fun () -> Losses.adaptKlBeta 0.01 0.01 0.0 |> ignore) "beta 0"
+            }
+
+            test "analytic KL: Gaussian and categorical hand values, zero for equal distributions" {
+                let p = Normal(torch.zeros (1L, 1L, 1L), torch.ones (1L, 1L, 1L))
+
+                let q =
+                    Normal(torch.ones (1L, 1L, 1L), torch.full ([| 1L; 1L; 1L |], (2.0f).ToScalar()))
+                // log(2/1) + (1 + 1) / (2 * 4) - 1/2
+                Expect.floatClose Accuracy.medium (Tensor.item (Dist.kl p q)) (log 2.0 + 0.25 - 0.5) "Normal"
+                Expect.floatClose Accuracy.high (Tensor.item (Dist.kl p p)) 0.0 "KL(p || p) = 0"
+
+                let cat (ps: float32[]) =
+                    Categorical(torch.log(torch.tensor ps).reshape(1L, 1L, 2L))
+
+                let c = Dist.kl (cat [| 0.5f; 0.5f |]) (cat [| 0.9f; 0.1f |])
+
+                Expect.floatClose
+                    Accuracy.medium
+                    (Tensor.item c)
+                    (0.5 * log (0.5 / 0.9) + 0.5 * log (0.5 / 0.1))
+                    "Categorical"
+
+                Expect.throwsT<ArgumentException> (fun () -> Dist.kl p (cat [| 0.5f; 0.5f |]) |> ignore) "kinds differ"
             }
 
             test "explained variance: 1 for perfect values, 0 for a constant" {

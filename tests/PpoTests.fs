@@ -109,6 +109,10 @@ let tests =
                 expectConfigError [ "num_minibatches=-1" ] [ "num_minibatches"; "-1"; ">= 0" ]
                 expectConfigError [ "device=tpu" ] [ "device"; "tpu"; "cpu" ]
                 expectConfigError [ "env_id=Pendulum-v9" ] [ "env_id"; "Pendulum-v9"; "Pendulum-v1" ]
+                expectConfigError [ "loss=trpo" ] [ "loss"; "trpo"; "clip"; "kl_penalty" ]
+                expectConfigError [ "kl_target=0" ] [ "kl_target"; "0"; "> 0" ]
+                expectConfigError [ "sigma=learned" ] [ "sigma"; "learned"; "fixed" ]
+                expectConfigError [ "sigma=fixed"; "fixed_sigma=-1" ] [ "fixed_sigma"; "-1"; "> 0" ]
             }
 
             test "asking for CUDA without it fails before a run folder exists" {
@@ -378,6 +382,100 @@ let tests =
                     |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.GradNorm)
 
                 Expect.equal (metrics byCount) (metrics bySize) "same minibatches, same run"
+            }
+
+            test
+                "loss kl_penalty: beta starts at kl_beta and follows the PPO paper's rule, update by update and seed by seed" {
+                let cfg =
+                    { small with
+                        Loss = "kl_penalty"
+                        KlBeta = 0.5
+                        KlTarget = 0.002
+                        NumSeeds = 2
+                        TotalTimesteps = 4096L
+                    }
+
+                let rows = (Ppo.train cfg Ppo.noHooks None).Metrics
+
+                for seed in cfg.Seeds do
+                    let mine = rows |> List.filter (fun m -> m.Seed = seed) |> Array.ofList
+                    Expect.equal mine.Length 4 "four updates"
+                    Expect.equal mine[0].KlBeta 0.5 "the first update uses kl_beta"
+
+                    for u in 1 .. mine.Length - 1 do
+                        Expect.isTrue (mine[u - 1].Kl >= 0.0) "KL(old || new) >= 0"
+
+                        Expect.equal
+                            mine[u].KlBeta
+                            (Losses.adaptKlBeta cfg.KlTarget mine[u - 1].Kl mine[u - 1].KlBeta)
+                            $"seed {seed}, update {u + 1}: beta from the previous update's KL {mine[u - 1].Kl}"
+
+                    Expect.isTrue
+                        (mine |> Array.exists (fun m -> m.KlBeta <> 0.5))
+                        $"beta moved: {mine |> Array.map (fun m -> m.KlBeta, m.Kl)}"
+            }
+
+            test "loss clip reports KL(old || new) too, and no beta" {
+                let rows =
+                    (Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None).Metrics
+
+                for m in rows do
+                    Expect.isTrue (Double.IsFinite m.Kl && m.Kl >= 0.0) $"kl {m.Kl}"
+                    Expect.isTrue (Double.IsNaN m.KlBeta) "kl_beta is NaN for clip"
+            }
+
+            test "sigma fixed: the policy's std is the constant fixed_sigma throughout training" {
+                let cfg =
+                    { small with
+                        Sigma = "fixed"
+                        FixedSigma = 0.3
+                        TotalTimesteps = 2048L
+                    }
+
+                let r = Ppo.train cfg Ppo.noHooks None
+
+                for m in r.Metrics do
+                    Expect.floatClose Accuracy.medium m.SigmaMean 0.3 "sigma_mean"
+
+                let logStd =
+                    r.Agent.Actor.named_parameters ()
+                    |> Seq.filter (fun struct (n, _) -> n.Contains "log_std")
+
+                Expect.isEmpty logStd "no learned std parameter"
+            }
+
+            test "a resumed kl_penalty run continues with the checkpointed beta" {
+                let runs = tempDir "rl-runs"
+
+                try
+                    let common =
+                        [
+                            $"runs={runs}"
+                            "config=" + config "ppo-pendulum-seed.yaml"
+                            "num_envs=2"
+                            "num_steps=128"
+                            "minibatch_size=128"
+                            "update_epochs=2"
+                            "eval_episodes=1"
+                            "loss=kl_penalty"
+                            "kl_target=0.0005"
+                        ]
+
+                    let dir = Train.runPpo (common @ [ "total_timesteps=512" ])
+                    Train.runPpo [ $"resume={dir}"; "total_timesteps=1024" ] |> ignore
+                    let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
+                    let beta = Metrics.column "kl_beta" table
+                    let kl = Metrics.column "kl" table
+                    Expect.equal beta.Length 4 "two updates, then two more after resuming"
+
+                    for u in 1..3 do
+                        Expect.floatClose
+                            Accuracy.veryHigh
+                            beta[u]
+                            (Losses.adaptKlBeta 0.0005 kl[u - 1] beta[u - 1])
+                            $"update {u + 1} (3 is the first after the resume): {beta} {kl}"
+                finally
+                    Directory.Delete(runs, true)
             }
 
             test "same seed and config give identical metrics" {

@@ -58,9 +58,12 @@ type PpoConfig =
         Hidden: int list
         /// Hidden activation.
         Activation: Activation
-        /// Gaussian standard deviation parameterisation: "softplus" (state-dependent, seed 002) or
-        /// "logstd" (state-independent parameter).
+        /// Gaussian standard deviation parameterisation (seed 003's three kinds): "softplus"
+        /// (state-conditioned, seed 002), "logstd" (a state-independent learned parameter) or
+        /// "fixed" (the constant `FixedSigma`, not learned).
         Sigma: string
+        /// The standard deviation when Sigma = "fixed" (action units, > 0).
+        FixedSigma: float
         /// Initial log standard deviation for Sigma = "logstd".
         InitLogStd: float
         /// Squash the Gaussian mean with high * tanh(.) (seed 002) instead of leaving it linear.
@@ -107,6 +110,14 @@ type PpoConfig =
         /// another on the host (faster on the CPU for few copies, bit-exact with Gymnasium).
         /// The two draw different reset streams, so a run's episodes depend on this choice.
         VectorizationMode: string
+        /// The policy loss: "clip" (the clipped surrogate, PPO paper eq. 7) or "kl_penalty" (the
+        /// surrogate minus beta * KL(old || new) with an adaptive beta, section 4; seed 003's PPO1).
+        Loss: string
+        /// Initial KL coefficient beta for Loss = "kl_penalty" (per seed, adapted after every update).
+        KlBeta: float
+        /// Target KL d_targ for Loss = "kl_penalty": beta halves when the update's KL < d_targ / 1.5
+        /// and doubles when > 1.5 d_targ.
+        KlTarget: float
     }
 
     /// Rollout size per seed: NumEnvs * NumSteps.
@@ -132,6 +143,9 @@ type PpoConfig =
 
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
     member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+
+    /// True for Loss = "kl_penalty" (the KL-penalised surrogate), false for "clip".
+    member c.KlPenalty = c.Loss = "kl_penalty"
 
 /// Seed 002's table (Pendulum-v1): 100,000 steps, one environment, rollout 2048, 10 epochs,
 /// minibatch 64, gamma 0.99, lambda 0.95, clip 0.2, actor lr 3e-4, critic lr 1e-3,
@@ -178,6 +192,10 @@ let seedDefaults =
         Optimizer = "adam"
         NormAdvBatch = false
         VectorizationMode = "vector"
+        Loss = "clip"
+        KlBeta = 1.0
+        KlTarget = 0.01
+        FixedSigma = 0.5
     }
 
 /// One update's diagnostics for one seed.
@@ -223,6 +241,11 @@ type UpdateMetrics =
         /// Cosine similarity of this update's mean pre-clip gradient with the EMA (decay 0.99)
         /// of the earlier updates' gradients (NaN at the first update).
         GradCosEma: float
+        /// Mean over the rollout's states of KL(old policy || updated policy), analytic, after
+        /// this update's epochs (the PPO paper's d).
+        Kl: float
+        /// The KL coefficient beta used in this update (Loss = "kl_penalty"; NaN for "clip").
+        KlBeta: float
     }
 
 /// Metric names, in CSV column order, with CleanRL's TensorBoard tags.
@@ -250,6 +273,8 @@ let metricColumns =
         "adam_v_norm", "optim/adam_v_norm"
         "grad_cos_prev", "optim/grad_cos_prev"
         "grad_cos_ema", "optim/grad_cos_ema"
+        "kl", "losses/kl"
+        "kl_beta", "losses/kl_beta"
     ]
 
 /// The metric values of one row, in `metricColumns` order.
@@ -277,6 +302,8 @@ let metricValues (m: UpdateMetrics) =
         m.AdamVNorm
         m.GradCosPrev
         m.GradCosEma
+        m.Kl
+        m.KlBeta
     |]
 
 /// Raised when a loss or statistic becomes NaN or infinite: names the update and quantity.
@@ -341,11 +368,7 @@ let head (cfg: PpoConfig) (actionSpace: Space) =
         let actDim = Array.fold (*) 1 shape
         let scale = Array.max (Array.map2 (fun l h -> max (abs l) (abs h)) low high)
 
-        let sigma =
-            match cfg.Sigma.ToLowerInvariant() with
-            | "softplus" -> Softplus
-            | "logstd" -> LogStd cfg.InitLogStd
-            | s -> invalidArg "sigma" $"unknown sigma '{s}'; allowed: softplus, logstd"
+        let sigma = Sigma.Parse(cfg.Sigma, cfg.InitLogStd, cfg.FixedSigma)
 
         GaussianHead(actDim, (if cfg.MeanTanh then Some scale else None), sigma)
 
@@ -430,6 +453,9 @@ type Progress =
         /// Exponential moving average (decay 0.99) of past mean policy gradients, [S; P], behind
         /// `grad_cos_ema`; null before the first update.
         mutable EmaGrad: Tensor
+        /// The KL coefficient beta per seed for Loss = "kl_penalty" (adapted after each update);
+        /// null until the first update sets it from the config.
+        mutable KlBeta: float[]
     }
 
     /// Nothing done yet.
@@ -439,6 +465,7 @@ type Progress =
             GlobalStep = 0L
             PrevGrad = null
             EmaGrad = null
+            KlBeta = null
         }
 
 /// The gradient history of `Progress` (buffers `prev` and `ema`, [S; P]) as a module, so that a
@@ -897,7 +924,8 @@ let rollout
 
 /// What the learning phase trains on, per seed over the M = T * N samples of a rollout in
 /// (t, n) order: preprocessed observations [S; M; obsDim], actions [S; M] or [S; M; actDim],
-/// and [S; M] old values, old log-probabilities, advantages and returns.
+/// and [S; M] old values, old log-probabilities, advantages and returns; and the old policy's
+/// distribution over the M states (for the KL penalty and the `kl` diagnostic).
 type Batch =
     {
         Obs: Tensor
@@ -906,6 +934,7 @@ type Batch =
         LogProbOld: Tensor
         Advantages: Tensor
         Returns: Tensor
+        OldDist: Dist
     }
 
 /// Phase 2, advantages (Schulman et al. 2016, GAE): the old policy's values and log-probabilities
@@ -931,7 +960,8 @@ let advantages (cfg: PpoConfig) (agent: Agent) (obsStats: RunningMeanStd option)
 
     let values = agent.Value obs // [S; M]
     let nextValues = agent.Value(flat r.FinalObs)
-    let logProbOld = Dist.logProb (agent.Dist obs) action
+    let oldDist = agent.Dist obs
+    let logProbOld = Dist.logProb oldDist action
     // GAE wants time-major [T; B]: [S; T; N] -> [T; S*N], and back to [S; M] in (t, n) order.
     let tm (x: Tensor) =
         x.reshape(S, T, N).permute(1L, 0L, 2L).reshape(T, S * N)
@@ -960,6 +990,7 @@ let advantages (cfg: PpoConfig) (agent: Agent) (obsStats: RunningMeanStd option)
              else
                  back adv)
         Returns = back ret
+        OldDist = oldDist
     }
 
 /// Per-seed sums over the minibatch steps of one update (update_epochs x minibatches per epoch),
@@ -976,8 +1007,9 @@ type LearnSums =
         Grad: Tensor
     }
 
-/// The rows of every field of `batch` at the indices `idx` [S; B]: a minibatch.
-let private takeRows (idx: Tensor) (batch: Batch) : Batch =
+/// The rows of every field of `batch` at the indices `idx` [S; B]: a minibatch (the old
+/// distribution too when `withOldDist`, else it is left whole and must not be used).
+let private takeRows (withOldDist: bool) (idx: Tensor) (batch: Batch) : Batch =
     // Rows of a [S; M] or [S; M; D] tensor: [S; B] or [S; B; D].
     let take (x: Tensor) =
         if x.dim () = 2L then
@@ -992,6 +1024,11 @@ let private takeRows (idx: Tensor) (batch: Batch) : Batch =
         LogProbOld = take batch.LogProbOld
         Advantages = take batch.Advantages
         Returns = take batch.Returns
+        OldDist =
+            (if withOldDist then
+                 Dist.takeRows idx batch.OldDist
+             else
+                 batch.OldDist)
     }
 
 /// One minibatch's losses per seed [S] and the policy network's pre-clip gradient norm [S].
@@ -1004,14 +1041,16 @@ type private MinibatchTerms =
         GradNorm: Tensor
     }
 
-/// One gradient step on a minibatch `mb` (advantages already normalised as configured).
-/// Shared network: one loss (clipped surrogate + vf_coef * value loss - ent_coef * entropy), one
-/// backward pass, one clipped step (seed 001); separate networks: an actor step (surrogate -
-/// ent_coef * entropy), then a critic step. `onPolicyGrad` runs after the policy's backward pass,
-/// before clipping (it records the gradient for the diagnostics).
+/// One gradient step on a minibatch `mb` (advantages already normalised as configured). The
+/// surrogate is the clipped one, or with `cfg.KlPenalty` the KL-penalised one with coefficients
+/// `klBeta` [S]. Shared network: one loss (surrogate + vf_coef * value loss - ent_coef *
+/// entropy), one backward pass, one clipped step (seed 001); separate networks: an actor step
+/// (surrogate - ent_coef * entropy), then a critic step. `onPolicyGrad` runs after the policy's
+/// backward pass, before clipping (it records the gradient for the diagnostics).
 let private minibatchStep
     (cfg: PpoConfig)
     (agent: Agent)
+    (klBeta: Tensor)
     (actorParams: Modules.Parameter[])
     (criticParams: Modules.Parameter[])
     (clipNorm: float)
@@ -1020,12 +1059,15 @@ let private minibatchStep
     : MinibatchTerms =
     let S = agent.Seeds.Length
 
-    // Clipped surrogate [S], its statistics and the mean entropy [S].
+    // Surrogate [S], its statistics and the mean entropy [S].
     let policyTerms dist =
         let logProbNew = Dist.logProb dist mb.Action
 
         let pgLoss, stats =
-            Losses.ppoClip cfg.ClipEps logProbNew mb.LogProbOld mb.Advantages
+            if cfg.KlPenalty then
+                Losses.ppoKlPenalty klBeta cfg.ClipEps logProbNew mb.LogProbOld mb.Advantages (Dist.kl mb.OldDist dist)
+            else
+                Losses.ppoClip cfg.ClipEps logProbNew mb.LogProbOld mb.Advantages
 
         pgLoss, stats, (Dist.entropy dist).mean([| 1L |])
 
@@ -1081,12 +1123,25 @@ let private minibatchStep
 /// one generator per seed) cut into `cfg.MinibatchesPerEpoch` minibatches of
 /// `cfg.MinibatchLength` samples, one `minibatchStep` each. Gradient norms are clipped per seed
 /// to `cfg.MaxGradNorm` (0 = no clipping). Advantages are normalised per minibatch when
-/// `cfg.NormAdv` and not `cfg.NormAdvBatch`. Tensors it returns belong to the caller's scope.
-let learn (cfg: PpoConfig) (agent: Agent) (shuffleGens: torch.Generator[]) (batch: Batch) : LearnSums =
+/// `cfg.NormAdv` and not `cfg.NormAdvBatch`. `klBeta` holds each seed's KL coefficient (used
+/// with `cfg.KlPenalty` only). Tensors it returns belong to the caller's scope.
+let learn
+    (cfg: PpoConfig)
+    (agent: Agent)
+    (shuffleGens: torch.Generator[])
+    (klBeta: float[])
+    (batch: Batch)
+    : LearnSums =
     let S = agent.Seeds.Length
     let M = batch.Obs.shape[1]
     let device = batch.Obs.device
     let B = cfg.MinibatchLength
+
+    let beta =
+        if cfg.KlPenalty then
+            torch.tensor (klBeta, dtype = torch.float32, device = device)
+        else
+            null
 
     let acc () =
         torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
@@ -1127,7 +1182,7 @@ let learn (cfg: PpoConfig) (agent: Agent) (shuffleGens: torch.Generator[]) (batc
 
         for j in 0 .. cfg.MinibatchesPerEpoch - 1 do
             use mbScope = torch.NewDisposeScope()
-            let mb = takeRows (perm.narrow (1L, int64 (j * B), int64 B)) batch
+            let mb = takeRows cfg.KlPenalty (perm.narrow (1L, int64 (j * B), int64 B)) batch
 
             let mb =
                 if cfg.NormAdv && not cfg.NormAdvBatch then
@@ -1137,7 +1192,9 @@ let learn (cfg: PpoConfig) (agent: Agent) (shuffleGens: torch.Generator[]) (batc
                 else
                     mb
 
-            let terms = minibatchStep cfg agent actorParams criticParams clipNorm addGrad mb
+            let terms =
+                minibatchStep cfg agent beta actorParams criticParams clipNorm addGrad mb
+
             use _ng = torch.no_grad ()
             let f64 (x: Tensor) = x.detach().to_type torch.float64
             sumActor.add_ (f64 terms.PolicyLoss) |> ignore
@@ -1206,6 +1263,12 @@ let private gradCosines (progress: Progress) (g: Tensor) : float[] * float[] =
     progress.PrevGrad <- g.clone().DetachFromDisposeScope()
     cp, ce
 
+/// The PPO paper's d for one update: the mean over the batch's states of KL(old policy ||
+/// updated policy), analytic (`Dist.kl`), per seed. No gradient; one read to the host.
+let private policyKl (agent: Agent) (batch: Batch) : float[] =
+    use _ng = torch.no_grad ()
+    toArray ((Dist.kl batch.OldDist (agent.Dist batch.Obs)).mean([| 1L |]))
+
 /// Wall-clock seconds of one update's phases.
 type private PhaseSeconds =
     {
@@ -1224,6 +1287,8 @@ let private metricsRows
     (lr: float)
     (clock: Stopwatch)
     (seconds: PhaseSeconds)
+    (kl: float[])
+    (klBeta: float[])
     (r: Rollout)
     (batch: Batch)
     (sums: LearnSums)
@@ -1238,7 +1303,7 @@ let private metricsRows
     let explVar = toArray (Losses.explainedVariance batch.Values batch.Returns)
     let h (t: Tensor) = toArray t
     let actorL, criticL, ent = h sums.ActorLoss, h sums.CriticLoss, h sums.Entropy
-    let kl, clipF, grad = h sums.ApproxKl, h sums.ClipFraction, h sums.GradNorm
+    let approxKl, clipF, grad = h sums.ApproxKl, h sums.ClipFraction, h sums.GradNorm
     let epRet, epLen, epN = h r.EpisodeReturnSum, h r.EpisodeLengthSum, h r.EpisodeCount
     let sigma = h r.SigmaSum
     let isDiscrete = r.Action.dim () = 3L
@@ -1256,7 +1321,7 @@ let private metricsRows
                 ActorLoss = actorL[k] / nSteps
                 CriticLoss = criticL[k] / nSteps
                 Entropy = ent[k] / nSteps
-                ApproxKl = kl[k] / nSteps
+                ApproxKl = approxKl[k] / nSteps
                 ClipFraction = clipF[k] / nSteps
                 ExplainedVariance = explVar[k]
                 GradNorm = grad[k] / nSteps
@@ -1270,6 +1335,8 @@ let private metricsRows
                 AdamVNorm = vNorm[k]
                 GradCosPrev = cosPrev[k]
                 GradCosEma = cosEma[k]
+                Kl = kl[k]
+                KlBeta = (if cfg.KlPenalty then klBeta[k] else nan)
             }
     |]
 
@@ -1341,7 +1408,11 @@ let trainWith
         let rolloutSeconds = clock.Elapsed.TotalSeconds
         let batch = advantages cfg agent normalizers.Obs r
         let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
-        let sums = learn cfg agent shuffleGens batch
+
+        if isNull progress.KlBeta then
+            progress.KlBeta <- Array.create S cfg.KlBeta
+
+        let sums = learn cfg agent shuffleGens progress.KlBeta batch
 
         let seconds =
             {
@@ -1350,7 +1421,13 @@ let trainWith
                 Learn = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
             }
 
-        let rows = metricsRows cfg agent progress lr clock seconds r batch sums
+        let kl = policyKl agent batch
+        let klBeta = progress.KlBeta
+
+        if cfg.KlPenalty then
+            progress.KlBeta <- Array.map2 (Losses.adaptKlBeta cfg.KlTarget) kl klBeta
+
+        let rows = metricsRows cfg agent progress lr clock seconds kl klBeta r batch sums
 
         checkFinite rows
         metrics.AddRange rows
@@ -1448,8 +1525,8 @@ let fields: Field<PpoConfig> list =
                 })
         Field.choice
             "sigma"
-            "Gaussian std: softplus (state-dependent, seed 002) or logstd (state-independent parameter)."
-            [ "softplus"; "logstd" ]
+            "Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter) or fixed (the constant fixed_sigma, seed 003)."
+            [ "softplus"; "logstd"; "fixed" ]
             (fun c -> c.Sigma)
             (fun c v -> { c with Sigma = v })
         Field.float "init_log_std" "Initial log std when sigma = logstd." Allow.any (fun c -> c.InitLogStd) (fun c v ->
@@ -1520,6 +1597,30 @@ let fields: Field<PpoConfig> list =
             (fun c -> c.NormAdvBatch)
             (fun c v -> { c with NormAdvBatch = v })
         Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
+        Field.float
+            "fixed_sigma"
+            "Gaussian std when sigma = fixed (action units)."
+            (Allow.gt 0.0)
+            (fun c -> c.FixedSigma)
+            (fun c v -> { c with FixedSigma = v })
+        Field.choice
+            "loss"
+            "Policy loss: clip (clipped surrogate, PPO paper eq. 7) or kl_penalty (surrogate - kl_beta * KL(old || new), adaptive kl_beta, section 4; seed 003's PPO1)."
+            [ "clip"; "kl_penalty" ]
+            (fun c -> c.Loss)
+            (fun c v -> { c with Loss = v })
+        Field.float
+            "kl_beta"
+            "Initial KL coefficient for loss = kl_penalty (per seed; halved when the update's KL < kl_target / 1.5, doubled when > 1.5 kl_target)."
+            (Allow.gt 0.0)
+            (fun c -> c.KlBeta)
+            (fun c v -> { c with KlBeta = v })
+        Field.float
+            "kl_target"
+            "Target KL(old || new) per update for loss = kl_penalty (the PPO paper's d_targ)."
+            (Allow.gt 0.0)
+            (fun c -> c.KlTarget)
+            (fun c v -> { c with KlTarget = v })
     ]
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
