@@ -279,7 +279,10 @@ let runPpo (args: string list) : string =
 
     let result =
         try
-            Progress.run $"ppo {cfg.EnvId}" total (fun report ->
+            let start =
+                resume |> Option.map (fun (_, p, _) -> p.GlobalStep) |> Option.defaultValue 0L
+
+            Progress.run $"ppo {cfg.EnvId}" start total (fun report ->
                 let hooks: Ppo.Hooks =
                     {
                         OnUpdate =
@@ -461,6 +464,7 @@ let runGrpo (args: string list) : string =
         Config.resolve Grpo.fields Grpo.defaults Grpo.validate (Some path) overrides
 
     Native.device cfg.Device |> ignore
+    Mnist.fetchIfAbsent (Mnist.dataDir ())
 
     match Mnist.problems (Mnist.dataDir ()) with
     | [] -> ()
@@ -490,7 +494,7 @@ let runGrpo (args: string list) : string =
         int64 cfg.Epochs * int64 (data.Train.Count / cfg.BatchSize * cfg.BatchSize)
 
     let result =
-        Progress.run $"grpo MNIST (G={cfg.GroupSize}, {S} seed(s))" total (fun report ->
+        Progress.run $"grpo MNIST (G={cfg.GroupSize}, {S} seed(s))" 0L total (fun report ->
             let hooks: Grpo.Hooks =
                 {
                     OnRows =
@@ -684,7 +688,10 @@ let runDqn (args: string list) : string =
     let mutable windows = 0
 
     let result =
-        Progress.run $"dqn {cfg.EnvId}" cfg.TotalTimesteps (fun report ->
+        let start =
+            resume |> Option.map (fun (_, p) -> p.GlobalStep) |> Option.defaultValue 0L
+
+        Progress.run $"dqn {cfg.EnvId}" start cfg.TotalTimesteps (fun report ->
             let hooks: Dqn.Hooks =
                 {
                     OnLog =

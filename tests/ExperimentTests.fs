@@ -565,14 +565,20 @@ let progressTests =
         [
             test "formatLine shows steps, percent, speed, return, elapsed and ETA" {
                 Expect.equal
-                    (Progress.formatLine "ppo" 40_000L 500_000L (TimeSpan.FromSeconds 20.0) 123.4)
+                    (Progress.formatLine "ppo" 0L 40_000L 500_000L (TimeSpan.FromSeconds 20.0) 123.4)
                     "ppo 40,000/500,000 (8.0%) | 2,000 steps/s | return 123.4 | elapsed 00:00:20 | eta 00:03:50"
                     "line"
 
                 Expect.equal
-                    (Progress.formatLine "" 0L 100L TimeSpan.Zero nan)
+                    (Progress.formatLine "" 0L 0L 100L TimeSpan.Zero nan)
                     "0/100 (0.0%) | elapsed 00:00:00 | eta --:--:--"
                     "start: no speed, no return, unknown ETA"
+
+                // resumed at 400,000: 20 s for the 40,000 steps since then
+                Expect.equal
+                    (Progress.formatLine "ppo" 400_000L 440_000L 500_000L (TimeSpan.FromSeconds 20.0) nan)
+                    "ppo 440,000/500,000 (88.0%) | 2,000 steps/s | elapsed 00:00:20 | eta 00:00:30"
+                    "speed and ETA from the steps since the resume"
             }
 
             test "the compact status for the live bar uses SI counts" {
@@ -588,7 +594,7 @@ let progressTests =
                     "counts"
 
                 Expect.equal
-                    (Progress.formatCompact "ppo" 154_000L 200_000L (TimeSpan.FromSeconds 2.0) -1046.0)
+                    (Progress.formatCompact "ppo" 0L 154_000L 200_000L (TimeSpan.FromSeconds 2.0) -1046.0)
                     "ppo · 154k/200k · 77.0k steps/s · return -1046 · 00:00:02"
                     "compact line"
             }
@@ -597,7 +603,7 @@ let progressTests =
                 use w = new StringWriter()
 
                 let result =
-                    Progress.runWith (Plain(w, TimeSpan.FromHours 1.0)) "dqn" 1000L (fun report ->
+                    Progress.runWith (Plain(w, TimeSpan.FromHours 1.0)) "dqn" 0L 1000L (fun report ->
                         for s in 1L .. 1000L do
                             report s (if s < 500L then nan else float s)
 
@@ -615,18 +621,34 @@ let progressTests =
             test "plain mode prints on the interval and a final line; errors propagate" {
                 use w = new StringWriter()
 
-                Progress.runWith (Plain(w, TimeSpan.Zero)) "" 1_000_000L (fun report ->
+                Progress.runWith (Plain(w, TimeSpan.Zero)) "" 0L 1_000_000L (fun report ->
                     report 5L nan
                     report 7L nan)
 
                 Expect.equal (w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length) 2 "every report"
                 use w2 = new StringWriter()
-                Progress.runWith (Plain(w2, TimeSpan.FromHours 1.0)) "" 1_000_000L (fun report -> report 3L nan)
+                Progress.runWith (Plain(w2, TimeSpan.FromHours 1.0)) "" 0L 1_000_000L (fun report -> report 3L nan)
                 Expect.stringStarts (w2.ToString()) "3/1,000,000" "final line"
 
                 Expect.throwsT<InvalidOperationException>
-                    (fun () -> Progress.runWith Silent "" 10L (fun _ -> invalidOp "boom"))
+                    (fun () -> Progress.runWith Silent "" 0L 10L (fun _ -> invalidOp "boom"))
                     "propagates"
+            }
+
+            test "a resumed run's bar starts at the resumed step: no line for the deciles already done" {
+                use w = new StringWriter()
+
+                Progress.runWith (Plain(w, TimeSpan.FromHours 1.0)) "ppo" 600L 1000L (fun report ->
+                    for s in 601L .. 1000L do
+                        report s nan)
+
+                let lines = w.ToString().TrimEnd().Split '\n'
+                Expect.equal lines.Length 4 "deciles 70 %, 80 %, 90 %, 100 %"
+                Expect.stringStarts lines[0] "ppo 700/1,000 (70.0%)" "the first line is after the resume point"
+
+                Expect.throwsT<ArgumentOutOfRangeException>
+                    (fun () -> Progress.runWith Silent "" 11L 10L ignore)
+                    "a start beyond the total is refused"
             }
         ]
 

