@@ -1,7 +1,9 @@
-/// The command-line front end shared by `scripts/train.fsx` and `scripts/evaluate.fsx`: resolve
-/// a config (YAML + `key=value` overrides), create the run directory, train with a progress
-/// bar while streaming metrics to CSV and TensorBoard and checkpointing, evaluate, and write
-/// `summary.json` and `report.html`.
+/// The command-line front end shared by `scripts/train.fsx` and `scripts/evaluate.fsx`, built on
+/// one run driver (`drive`): resolve a config (YAML + `key=value` overrides), create the run
+/// directory, train with a progress bar while streaming metrics to CSV and TensorBoard and
+/// checkpointing, evaluate, and write `summary.json` and `report.html`. Each algorithm (`ppo`,
+/// `dqn`, `grpo`, `reinforce`) is an `Algorithm` record: its config keys, how it resumes, its
+/// metrics columns, its training step wired to the driver's context, and its summary and report.
 module Rl.Train
 
 open System
@@ -209,98 +211,131 @@ let private resumeConfig fields defaults validate (runDir: string) (overrides: s
 
     Config.resolve fields defaults validate (Some configPath) overrides, configPath
 
-/// The config and run folder of a command-line run: with `resume=<run dir>`, the run's own
-/// config with `overrides` applied (written back), its state loaded by `load` and reported with
-/// `describe`; otherwise the config file (`config=`, default `defaultConfig`) with `overrides`,
-/// the device checked, and a fresh folder under `runs=` (default `runs`). Raises `ConfigError` or
-/// the loader's errors before anything new is written.
-let private startOrResume
-    (algo: string)
-    (fields: Field<'C> list)
-    (defaults: 'C)
-    (validate: 'C -> unit)
-    (defaultConfig: string)
-    (envId: 'C -> string)
-    (device: 'C -> string)
-    (load: 'C -> string -> 'R)
-    (describe: 'R -> string)
-    (special: Map<string, string>)
-    (overrides: string list)
-    : 'C * string * 'R option =
-    match special.TryFind "resume" with
-    | Some runDir ->
-        let cfg, configPath = resumeConfig fields defaults validate runDir overrides
+// ---------------------------------------------------------------------------------------
+// The one run driver
+// ---------------------------------------------------------------------------------------
+
+/// What an algorithm's training step gets from the run driver.
+type RunContext<'C> =
+    {
+        /// The resolved config (written to the run folder's `config.yaml`).
+        Config: 'C
+        /// The run folder.
+        Dir: string
+        /// Streams one metrics row (values in the order of the algorithm's `Columns`) to
+        /// `metrics.csv` and TensorBoard.
+        Log: float[] -> unit
+        /// Moves the progress bar: steps done so far and the recent mean return (NaN if none).
+        Report: int64 -> float -> unit
+        /// `checkpoint_every=`: checkpoint every this many of the algorithm's log events (default 10).
+        CheckpointEvery: int
+    }
+
+/// An algorithm as the run driver sees it: its config keys, how it resumes, its metrics columns,
+/// its training step (which wires the algorithm's own hooks to the context), and what it writes
+/// after training. `'S` is a restored state, `'R` what training returns.
+type Algorithm<'C, 'S, 'R> =
+    {
+        /// `algo=` name and run-folder prefix, e.g. "ppo".
+        Name: string
+        Fields: Field<'C> list
+        Defaults: 'C
+        /// Cross-field checks (raise `ConfigError`).
+        Validate: 'C -> unit
+        /// The config file used without `config=`, relative to the working folder.
+        DefaultConfig: string
+        /// The environment or data-set id in folder names and titles.
+        Target: 'C -> string
+        Device: 'C -> string
+        /// Checks after the config is valid and before anything is written (e.g. data on disk).
+        Check: 'C -> unit
+        /// Loads a run folder's state for `resume=`; None when the algorithm does not resume.
+        Load: ('C -> string -> 'S) option
+        /// Where a restored state stands, in words, and its step (the progress bar starts there).
+        Describe: 'S -> string * int64
+        /// The columns of `metrics.csv` for a config (a `seed` column first when num_seeds > 1).
+        Columns: 'C -> Column list
+        /// The progress bar's total and label.
+        Total: 'C -> int64
+        Label: 'C -> string
+        Train: RunContext<'C> -> 'S option -> 'R
+        /// After training (wall seconds given): evaluates, prints the results, returns summary.json's pairs.
+        Summarize: 'C -> 'R -> float -> (string * SummaryValue) list
+        /// Writes `report.html` into the run folder from the finished `metrics.csv`.
+        WriteReport: string -> 'C -> (string * SummaryValue) list -> unit
+        /// Releases what training returned (networks, optimizers).
+        Release: 'R -> unit
+    }
+
+/// The config, run folder and restored state of a command-line run: with `resume=<run dir>`, the
+/// run's own config with `overrides` applied (written back) and its state loaded; otherwise the
+/// config file (`config=`, default `algo.DefaultConfig`) with `overrides`, the device and
+/// `algo.Check` passed, and a fresh folder under `runs=` (default `runs`). Raises `ConfigError`
+/// (also for `resume=` when the algorithm does not resume) or the loader's errors before anything
+/// new is written.
+let private startOrResume (algo: Algorithm<'C, 'S, 'R>) (special: Map<string, string>) (overrides: string list) =
+    match special.TryFind "resume", algo.Load with
+    | Some runDir, None ->
+        raise (
+            ConfigError("arguments", "resume", runDir, "ppo, dqn", $"{algo.Name} runs do not resume; start a new run")
+        )
+    | Some runDir, Some load ->
+        let cfg, configPath =
+            resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides
+
         let state = load cfg runDir
-        printfn "resuming %s at %s" runDir (describe state)
-        Files.writeTextAtomic configPath (Config.toYaml fields cfg)
+        printfn "resuming %s at %s" runDir (fst (algo.Describe state))
+        Files.writeTextAtomic configPath (Config.toYaml algo.Fields cfg)
         cfg, Path.GetFullPath runDir, Some state
-    | None ->
-        let path = special.TryFind "config" |> Option.defaultValue defaultConfig
-        let cfg = Config.resolve fields defaults validate (Some path) overrides
-        // Check the device before creating anything on disk.
-        Native.device (device cfg) |> ignore
+    | None, _ ->
+        let path = special.TryFind "config" |> Option.defaultValue algo.DefaultConfig
+
+        let cfg =
+            Config.resolve algo.Fields algo.Defaults algo.Validate (Some path) overrides
+        // Check the device (and the algorithm's data) before creating anything on disk.
+        Native.device (algo.Device cfg) |> ignore
+        algo.Check cfg
         let runs = special.TryFind "runs" |> Option.defaultValue "runs"
-        cfg, Run.create runs algo (envId cfg) (Config.toYaml fields cfg), None
+        cfg, Run.create runs algo.Name (algo.Target cfg) (Config.toYaml algo.Fields cfg), None
 
-/// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
-/// and config overrides) and returns the run folder. Writes nothing before the config is valid.
-let runPpo (args: string list) : string =
+/// The one skeleton of every command-line run: config -> run folder -> progress bar -> per-update
+/// metrics (CSV + TensorBoard) -> the algorithm's periodic checkpoints -> evaluation ->
+/// `summary.json` + `report.html`. `args` are `key=value` pairs: `config=`, `resume=`, `runs=`,
+/// `checkpoint_every=` and config overrides. Returns the run folder. Writes nothing before the
+/// config is valid; when PPO diverges, says where the metrics and the last checkpoint are.
+let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
     let special, overrides = splitArgs args
-
-    let cfg, dir, resume =
-        startOrResume
-            "ppo"
-            Ppo.fields
-            Ppo.seedDefaults
-            Ppo.validate
-            defaultPpoConfig
-            (fun c -> c.EnvId)
-            (fun c -> c.Device)
-            loadPpo
-            (fun (_, progress, _) -> $"update {progress.Update} (step {progress.GlobalStep})")
-            special
-            overrides
+    let cfg, dir, resume = startOrResume algo special overrides
 
     let every =
         special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
 
     printfn "run folder: %s" dir
-    let S = cfg.NumSeeds
 
     let options =
-        { MetricsOptions.defaults dir (ppoColumns S) with
+        { MetricsOptions.defaults dir (algo.Columns cfg) with
             Append = resume.IsSome
-            Hyperparameters = Config.pairs Ppo.fields cfg
+            Hyperparameters = Config.pairs algo.Fields cfg
         }
 
     use log = Metrics.openWith options
-    let total = cfg.TotalTimesteps
     let clock = Diagnostics.Stopwatch.StartNew()
+
+    let start = resume |> Option.map (algo.Describe >> snd) |> Option.defaultValue 0L
 
     let result =
         try
-            let start =
-                resume |> Option.map (fun (_, p, _) -> p.GlobalStep) |> Option.defaultValue 0L
-
-            Progress.run $"ppo {cfg.EnvId}" start total (fun report ->
-                let hooks: Ppo.Hooks =
+            Progress.run (algo.Label cfg) start (algo.Total cfg) (fun report ->
+                algo.Train
                     {
-                        OnUpdate =
-                            fun agent progress norm rows ->
-                                for r in rows do
-                                    Metrics.logRow (ppoRow S r) log
-
-                                let recent =
-                                    rows |> Array.map (fun r -> r.EpisodicReturn) |> Array.filter Double.IsFinite
-
-                                report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
-
-                                if progress.Update % every = 0 || progress.Update = cfg.NumUpdates then
-                                    saveCheckpoint dir agent progress norm
+                        Config = cfg
+                        Dir = dir
+                        Log = fun row -> Metrics.logRow row log
+                        Report = report
+                        CheckpointEvery = every
                     }
-
-                Ppo.train cfg hooks resume)
-        with Ppo.TrainingDivergedException(update, quantity, value) as e ->
+                    resume)
+        with Ppo.TrainingDivergedException _ as e ->
             eprintfn "%s" e.Message
 
             eprintfn
@@ -310,48 +345,107 @@ let runPpo (args: string list) : string =
 
             reraise ()
 
-    let wall = clock.Elapsed.TotalSeconds
-
-    let evals =
-        Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
-
-    for k in 0 .. S - 1 do
-        let m, s = meanStd evals[k]
-
-        printfn
-            "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)"
-            cfg.Seeds[k]
-            m
-            s
-            cfg.EvalEpisodes
-            (cfg.EvalSeed + cfg.Seeds[k])
-
-    let all = Array.concat evals
-    let m, s = meanStd all
-    let steps = float cfg.TotalTimesteps * float S
-
-    let summary =
-        [
-            "eval_return_mean", Number m
-            "eval_return_std", Number s
-            "wall_seconds", Number wall
-            "total_timesteps", Integer cfg.TotalTimesteps
-            "steps_per_second", Number(steps / wall)
-            "seed", Integer cfg.Seed
-            "num_seeds", Integer(int64 S)
-            "device", Text cfg.Device
-            "env_id", Text cfg.EnvId
-            if S > 1 then
-                for k in 0 .. S - 1 do
-                    $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
-        ]
-
+    let summary = algo.Summarize cfg result clock.Elapsed.TotalSeconds
     Run.writeSummary dir summary
     (log :> IDisposable).Dispose()
-    writePpoReport dir $"PPO on {cfg.EnvId}" summary
+    algo.WriteReport dir cfg summary
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
-    (result.Agent :> IDisposable).Dispose()
+    algo.Release result
     dir
+
+/// The mean of the finite values, NaN when there is none (the progress bar's recent return).
+let private recentMean (xs: float seq) =
+    let finite = xs |> Seq.filter Double.IsFinite |> Array.ofSeq
+    if finite.Length = 0 then nan else Array.average finite
+
+/// summary.json pairs every evaluated algorithm shares: the evaluation over all seeds, wall
+/// time, speed and the run's identity, then one `eval_return_mean_seed_<s>` per seed when S > 1.
+let private evalSummary
+    (evals: float[][])
+    (seeds: int64[])
+    (wall: float)
+    (steps: int64)
+    (device: string)
+    (target: string)
+    =
+    let m, s = meanStd (Array.concat evals)
+
+    [
+        "eval_return_mean", Number m
+        "eval_return_std", Number s
+        "wall_seconds", Number wall
+        "total_timesteps", Integer steps
+        "steps_per_second", Number(float steps * float seeds.Length / wall)
+        "seed", Integer seeds[0]
+        "num_seeds", Integer(int64 seeds.Length)
+        "device", Text device
+        "env_id", Text target
+        if seeds.Length > 1 then
+            for k in 0 .. seeds.Length - 1 do
+                $"eval_return_mean_seed_{seeds[k]}", Number(Array.average evals[k])
+    ]
+
+/// PPO for the run driver (`train.fsx algo=ppo`, the default).
+let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Ppo.TrainResult> =
+    {
+        Name = "ppo"
+        Fields = Ppo.fields
+        Defaults = Ppo.seedDefaults
+        Validate = Ppo.validate
+        DefaultConfig = defaultPpoConfig
+        Target = fun c -> c.EnvId
+        Device = fun c -> c.Device
+        Check = ignore
+        Load = Some loadPpo
+        Describe = fun (_, p, _) -> $"update {p.Update} (step {p.GlobalStep})", p.GlobalStep
+        Columns = fun c -> ppoColumns c.NumSeeds
+        Total = fun c -> c.TotalTimesteps
+        Label = fun c -> $"ppo {c.EnvId}"
+        Train =
+            fun ctx resume ->
+                let cfg = ctx.Config
+
+                let hooks: Ppo.Hooks =
+                    {
+                        OnUpdate =
+                            fun agent progress norm rows ->
+                                for r in rows do
+                                    ctx.Log(ppoRow cfg.NumSeeds r)
+
+                                ctx.Report
+                                    progress.GlobalStep
+                                    (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
+
+                                if progress.Update % ctx.CheckpointEvery = 0 || progress.Update = cfg.NumUpdates then
+                                    saveCheckpoint ctx.Dir agent progress norm
+                    }
+
+                Ppo.train cfg hooks resume
+        Summarize =
+            fun cfg result wall ->
+                let evals =
+                    Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+
+                for k in 0 .. cfg.NumSeeds - 1 do
+                    let m, s = meanStd evals[k]
+
+                    printfn
+                        "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)"
+                        cfg.Seeds[k]
+                        m
+                        s
+                        cfg.EvalEpisodes
+                        (cfg.EvalSeed + cfg.Seeds[k])
+
+                evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Device cfg.EnvId
+        WriteReport = fun dir cfg summary -> writePpoReport dir $"PPO on {cfg.EnvId}" summary
+        Release = fun r -> (r.Agent :> IDisposable).Dispose()
+    }
+
+/// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
+/// and config overrides) through the run driver and returns the run folder. Writes nothing
+/// before the config is valid.
+let runPpo (args: string list) : string = drive ppo args
 
 /// Evaluates a saved PPO run: `path` is a run folder (or its checkpoint folder); `episodes`
 /// deterministic episodes with the run's evaluation seed. Returns per seed the episode returns.
@@ -438,32 +532,15 @@ let writeGrpoReport (dir: string) (title: string) (summary: (string * SummaryVal
             "Speed", [ Charts.panels view "epoch" [ "images_per_second"; "epoch_seconds" ] table ]
         ]
 
-/// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)
-/// and returns the run folder: metrics.csv (+ TensorBoard), a checkpoint after every epoch,
-/// summary.json (`test_accuracy`: fraction in [0, 1] of the greedy policy, mean over seeds) and
-/// report.html. Checks the config and the MNIST files before writing anything; raises
-/// `ConfigError` (also for `resume=`, which GRPO does not support) and `FileNotFoundException`
-/// when MNIST is absent.
-let runGrpo (args: string list) : string =
-    let special, overrides = splitArgs args
+/// Training images GRPO uses per epoch for a config: `train_size` (all 60,000 when 0), cut to
+/// whole batches.
+let private grpoImagesPerEpoch (cfg: Grpo.GrpoConfig) =
+    let n = if cfg.TrainSize > 0 then min cfg.TrainSize 60000 else 60000
+    n / cfg.BatchSize * cfg.BatchSize
 
-    if special.ContainsKey "resume" then
-        raise (
-            ConfigError(
-                "arguments",
-                "resume",
-                special["resume"],
-                "ppo runs only",
-                "GRPO runs are short and do not resume; start a new run"
-            )
-        )
-
-    let path = special.TryFind "config" |> Option.defaultValue defaultGrpoConfig
-
-    let cfg =
-        Config.resolve Grpo.fields Grpo.defaults Grpo.validate (Some path) overrides
-
-    Native.device cfg.Device |> ignore
+/// MNIST on disk for GRPO: fetched when absent (`Mnist.fetchIfAbsent`), else checked; raises
+/// `FileNotFoundException` naming what is wrong.
+let private checkMnist () =
     Mnist.fetchIfAbsent (Mnist.dataDir ())
 
     match Mnist.problems (Mnist.dataDir ()) with
@@ -477,85 +554,90 @@ let runGrpo (args: string list) : string =
             )
         )
 
-    use data = Grpo.loadData cfg
-    let runs = special.TryFind "runs" |> Option.defaultValue "runs"
-    let dir = Run.create runs "grpo" "MNIST" (Config.toYaml Grpo.fields cfg)
-    printfn "run folder: %s" dir
-    let S = cfg.NumSeeds
+/// GRPO for the run driver (`train.fsx algo=grpo`): a checkpoint after every epoch; no resume.
+/// summary.json holds `test_accuracy` (fraction in [0, 1] of the greedy policy, mean over seeds),
+/// per seed the final accuracy and the first epoch reaching 95 %.
+let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
+    {
+        Name = "grpo"
+        Fields = Grpo.fields
+        Defaults = Grpo.defaults
+        Validate = Grpo.validate
+        DefaultConfig = defaultGrpoConfig
+        Target = fun _ -> "MNIST"
+        Device = fun c -> c.Device
+        Check = fun _ -> checkMnist ()
+        Load = None
+        Describe = fun () -> "", 0L
+        Columns = fun c -> columnsFor c.NumSeeds Grpo.metricColumns
+        Total = fun c -> int64 c.Epochs * int64 (grpoImagesPerEpoch c)
+        Label = fun c -> $"grpo MNIST (G={c.GroupSize}, {c.NumSeeds} seed(s))"
+        Train =
+            fun ctx _ ->
+                let cfg = ctx.Config
+                use data = Grpo.loadData cfg
 
-    let options =
-        { MetricsOptions.defaults dir (columnsFor S Grpo.metricColumns) with
-            Hyperparameters = Config.pairs Grpo.fields cfg
-        }
+                let hooks: Grpo.Hooks =
+                    {
+                        OnRows =
+                            fun _ rows ->
+                                for r in rows do
+                                    ctx.Log(grpoRow cfg.NumSeeds r)
 
-    use log = Metrics.openWith options
+                                ctx.Report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
+                        OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint ctx.Dir agent epoch
+                    }
 
-    let total =
-        int64 cfg.Epochs * int64 (data.Train.Count / cfg.BatchSize * cfg.BatchSize)
+                Grpo.train data cfg hooks, data.Train.Count, data.Test.Count
+        Summarize =
+            fun cfg (result, trainCount, testCount) _ ->
+                for e in 0 .. result.EpochAccuracy.Length - 1 do
+                    let accs = result.EpochAccuracy[e] |> Array.map (sprintf "%.4f")
 
-    let result =
-        Progress.run $"grpo MNIST (G={cfg.GroupSize}, {S} seed(s))" 0L total (fun report ->
-            let hooks: Grpo.Hooks =
-                {
-                    OnRows =
-                        fun _ rows ->
-                            for r in rows do
-                                Metrics.logRow (grpoRow S r) log
+                    printfn
+                        "epoch %2d: test accuracy %s (%.1f s)"
+                        (e + 1)
+                        (String.Join(" ", accs))
+                        result.EpochSeconds[e]
 
-                            report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
-                    OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint dir agent epoch
-                }
+                let final = Array.last result.EpochAccuracy
+                let m, s = meanStd final
+                printfn "test accuracy %.4f +- %.4f over %d seed(s)" m s cfg.NumSeeds
 
-            Grpo.train data cfg hooks)
+                let epochsTo95 (k: int) =
+                    match result.EpochAccuracy |> Array.tryFindIndex (fun a -> a[k] >= 0.95) with
+                    | Some e -> Integer(int64 (e + 1))
+                    | None -> Text "not reached"
 
-    for e in 0 .. result.EpochAccuracy.Length - 1 do
-        let accs = result.EpochAccuracy[e] |> Array.map (sprintf "%.4f")
-        printfn "epoch %2d: test accuracy %s (%.1f s)" (e + 1) (String.Join(" ", accs)) result.EpochSeconds[e]
+                let images = float (grpoImagesPerEpoch cfg) * float cfg.Epochs * float cfg.NumSeeds
 
-    let final = Array.last result.EpochAccuracy
-    let m, s = meanStd final
+                [
+                    "test_accuracy", Number m
+                    "test_accuracy_std", Number s
+                    "wall_seconds", Number result.WallSeconds
+                    "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
+                    "images_per_second", Number(images / Array.sum result.EpochSeconds)
+                    "epochs", Integer(int64 cfg.Epochs)
+                    "group_size", Integer(int64 cfg.GroupSize)
+                    "train_images", Integer(int64 trainCount)
+                    "test_images", Integer(int64 testCount)
+                    "seed", Integer cfg.Seed
+                    "num_seeds", Integer(int64 cfg.NumSeeds)
+                    "device", Text cfg.Device
+                    for k in 0 .. cfg.NumSeeds - 1 do
+                        $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
+                        $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
+                ]
+        WriteReport = fun dir cfg summary -> writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
+        Release = fun (r, _, _) -> (r.Agent :> IDisposable).Dispose()
+    }
 
-    let epochsTo95 (k: int) =
-        match result.EpochAccuracy |> Array.tryFindIndex (fun a -> a[k] >= 0.95) with
-        | Some e -> Integer(int64 (e + 1))
-        | None -> Text "not reached"
-
-    let images = float total * float S
-
-    let summary =
-        [
-            "test_accuracy", Number m
-            "test_accuracy_std", Number s
-            "wall_seconds", Number result.WallSeconds
-            "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
-            "images_per_second", Number(images / Array.sum result.EpochSeconds)
-            "epochs", Integer(int64 cfg.Epochs)
-            "group_size", Integer(int64 cfg.GroupSize)
-            "train_images", Integer(int64 data.Train.Count)
-            "test_images", Integer(int64 data.Test.Count)
-            "seed", Integer cfg.Seed
-            "num_seeds", Integer(int64 S)
-            "device", Text cfg.Device
-            for k in 0 .. S - 1 do
-                $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
-                $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
-        ]
-
-    Run.writeSummary dir summary
-    (log :> IDisposable).Dispose()
-    writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
-
-    printfn
-        "test accuracy %.4f +- %.4f over %d seed(s); wrote %s, %s, %s"
-        m
-        s
-        S
-        Metrics.CsvFile
-        Run.SummaryFile
-        Run.ReportFile
-
-    (result.Agent :> IDisposable).Dispose()
-    dir
+/// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)
+/// through the run driver and returns the run folder: metrics.csv (+ TensorBoard), a checkpoint
+/// after every epoch, summary.json and report.html. Checks the config and the MNIST files
+/// (fetching them when absent) before writing anything; raises `ConfigError` (also for
+/// `resume=`, which GRPO does not support) and `FileNotFoundException` when MNIST is not usable.
+let runGrpo (args: string list) : string = drive grpo args
 
 /// Default config file for DQN.
 let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
@@ -649,121 +731,13 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
         Episodes = episodes
     }
 
-/// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
-/// (in log windows) and config overrides), as `runPpo` does for PPO, and returns the run folder.
-/// `summary.json` holds `eval_return_mean` of the greedy policy over `eval_episodes` episodes
-/// per seed, and per seed the first step where the mean of 20 training episodes reached 475
-/// (CartPole's bar) and the mean of the last 20. Writes nothing before the config is valid.
-let runDqn (args: string list) : string =
-    let special, overrides = splitArgs args
-
-    let cfg, dir, resume =
-        startOrResume
-            "dqn"
-            Dqn.fields
-            Dqn.defaults
-            Dqn.validate
-            defaultDqnConfig
-            (fun c -> c.EnvId)
-            (fun c -> c.Device)
-            loadDqn
-            (fun (_, progress) -> $"step {progress.GlobalStep}")
-            special
-            overrides
-
-    let every =
-        special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
-
-    printfn "run folder: %s" dir
-    let S = cfg.NumSeeds
-
-    let options =
-        { MetricsOptions.defaults dir (dqnColumns S) with
-            Append = resume.IsSome
-            Hyperparameters = Config.pairs Dqn.fields cfg
-        }
-
-    use log = Metrics.openWith options
-    let clock = Diagnostics.Stopwatch.StartNew()
-    let mutable windows = 0
-
-    let result =
-        let start =
-            resume |> Option.map (fun (_, p) -> p.GlobalStep) |> Option.defaultValue 0L
-
-        Progress.run $"dqn {cfg.EnvId}" start cfg.TotalTimesteps (fun report ->
-            let hooks: Dqn.Hooks =
-                {
-                    OnLog =
-                        fun agent progress rows ->
-                            for r in rows do
-                                Metrics.logRow (dqnRow S r) log
-
-                            let recent =
-                                rows |> Array.map (fun r -> r.ReturnLast20) |> Array.filter Double.IsFinite
-
-                            report progress.GlobalStep (if recent.Length = 0 then nan else Array.average recent)
-                            windows <- windows + 1
-
-                            if windows % every = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
-                                saveDqnCheckpoint dir agent progress
-                }
-
-            Dqn.train cfg hooks resume)
-
-    let wall = clock.Elapsed.TotalSeconds
-
-    let evals =
-        Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
-
-    let bar k =
-        Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
-
-    for k in 0 .. S - 1 do
-        let m, s = meanStd evals[k]
-        let reached = bar k |> Option.map string |> Option.defaultValue "not reached"
-
-        printfn
-            "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s"
-            cfg.Seeds[k]
-            m
-            s
-            cfg.EvalEpisodes
-            (Dqn.lastMean 20 result.Progress.Episodes[k])
-            reached
-
-    let m, s = meanStd (Array.concat evals)
-
-    let summary =
-        [
-            "eval_return_mean", Number m
-            "eval_return_std", Number s
-            "wall_seconds", Number wall
-            "total_timesteps", Integer cfg.TotalTimesteps
-            "steps_per_second", Number(float cfg.TotalTimesteps * float S / wall)
-            "seed", Integer cfg.Seed
-            "num_seeds", Integer(int64 S)
-            "device", Text cfg.Device
-            "env_id", Text cfg.EnvId
-            "seeds_reaching_475",
-            Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
-            for k in 0 .. S - 1 do
-                $"eval_return_mean_seed_{cfg.Seeds[k]}", Number(Array.average evals[k])
-                $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
-
-                $"step_reaching_475_seed_{cfg.Seeds[k]}",
-                (match bar k with
-                 | Some st -> Integer st
-                 | None -> Text "not reached")
-        ]
-
-    Run.writeSummary dir summary
-    (log :> IDisposable).Dispose()
+/// Writes `report.html` for a DQN run folder from its `metrics.csv` and summary pairs.
+let writeDqnReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
     let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
 
     Report.write
         (Path.Combine(dir, Run.ReportFile))
-        $"DQN on {cfg.EnvId}"
+        title
         (Run.summaryText summary)
         [
             "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
@@ -777,9 +751,185 @@ let runDqn (args: string list) : string =
             ]
         ]
 
-    printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
-    (result.Agent :> IDisposable).Dispose()
-    dir
+/// DQN for the run driver (`train.fsx algo=dqn`): checkpoints every `checkpoint_every` log
+/// windows; summary.json adds, per seed, the first step where the mean of 20 training episodes
+/// reached 475 (CartPole's bar) and the mean of the last 20.
+let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
+    {
+        Name = "dqn"
+        Fields = Dqn.fields
+        Defaults = Dqn.defaults
+        Validate = Dqn.validate
+        DefaultConfig = defaultDqnConfig
+        Target = fun c -> c.EnvId
+        Device = fun c -> c.Device
+        Check = ignore
+        Load = Some loadDqn
+        Describe = fun (_, p) -> $"step {p.GlobalStep}", p.GlobalStep
+        Columns = fun c -> dqnColumns c.NumSeeds
+        Total = fun c -> c.TotalTimesteps
+        Label = fun c -> $"dqn {c.EnvId}"
+        Train =
+            fun ctx resume ->
+                let cfg = ctx.Config
+                let mutable windows = 0
+
+                let hooks: Dqn.Hooks =
+                    {
+                        OnLog =
+                            fun agent progress rows ->
+                                for r in rows do
+                                    ctx.Log(dqnRow cfg.NumSeeds r)
+
+                                ctx.Report progress.GlobalStep (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
+                                windows <- windows + 1
+
+                                if windows % ctx.CheckpointEvery = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
+                                    saveDqnCheckpoint ctx.Dir agent progress
+                    }
+
+                Dqn.train cfg hooks resume
+        Summarize =
+            fun cfg result wall ->
+                let S = cfg.NumSeeds
+
+                let evals =
+                    Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
+
+                let bar k =
+                    Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
+
+                for k in 0 .. S - 1 do
+                    let m, s = meanStd evals[k]
+                    let reached = bar k |> Option.map string |> Option.defaultValue "not reached"
+
+                    printfn
+                        "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s"
+                        cfg.Seeds[k]
+                        m
+                        s
+                        cfg.EvalEpisodes
+                        (Dqn.lastMean 20 result.Progress.Episodes[k])
+                        reached
+
+                [
+                    yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Device cfg.EnvId
+                    "seeds_reaching_475",
+                    Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
+                    for k in 0 .. S - 1 do
+                        $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
+
+                        $"step_reaching_475_seed_{cfg.Seeds[k]}",
+                        (match bar k with
+                         | Some st -> Integer st
+                         | None -> Text "not reached")
+                ]
+        WriteReport = fun dir cfg summary -> writeDqnReport dir $"DQN on {cfg.EnvId}" summary
+        Release = fun r -> (r.Agent :> IDisposable).Dispose()
+    }
+
+/// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
+/// (in log windows) and config overrides) through the run driver and returns the run folder.
+let runDqn (args: string list) : string = drive dqn args
+
+// ---------------------------------------------------------------------------------------
+// REINFORCE
+// ---------------------------------------------------------------------------------------
+
+/// Default config file for REINFORCE.
+let defaultReinforceConfig =
+    Path.Combine("scripts", "configs", "reinforce-cartpole.yaml")
+
+let private reinforceRow (seeds: int) (m: Reinforce.ReinforceMetrics) =
+    [|
+        if seeds > 1 then
+            float m.Seed
+        yield! Reinforce.metricValues m
+    |]
+
+/// REINFORCE for the run driver (`train.fsx algo=reinforce`): the progress bar counts updates;
+/// no checkpoints and no resume (runs are short); summary.json as PPO's, with the deterministic
+/// policy's evaluation.
+let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult> =
+    {
+        Name = "reinforce"
+        Fields = Reinforce.fields
+        Defaults = Reinforce.defaults
+        Validate = Reinforce.validate
+        DefaultConfig = defaultReinforceConfig
+        Target = fun c -> c.EnvId
+        Device = fun c -> c.Device
+        Check = ignore
+        Load = None
+        Describe = fun () -> "", 0L
+        Columns = fun c -> columnsFor c.NumSeeds Reinforce.metricColumns
+        Total = fun c -> int64 c.Iterations
+        Label = fun c -> $"reinforce {c.EnvId} (updates)"
+        Train =
+            fun ctx _ ->
+                let cfg = ctx.Config
+
+                let hooks: Reinforce.Hooks =
+                    {
+                        OnIteration =
+                            fun _ rows ->
+                                for r in rows do
+                                    ctx.Log(reinforceRow cfg.NumSeeds r)
+
+                                ctx.Report
+                                    (int64 rows[0].Iteration)
+                                    (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
+                    }
+
+                Reinforce.trainWith hooks cfg 0 0
+        Summarize =
+            fun cfg result wall ->
+                let evals = Reinforce.evaluate cfg result.Agent cfg.EvalEpisodes cfg.EvalSeed
+
+                for k in 0 .. cfg.NumSeeds - 1 do
+                    let m, s = meanStd evals[k]
+
+                    printfn
+                        "seed %d: eval return %.1f +- %.1f over %d episodes (most likely action, eval seed %d)"
+                        cfg.Seeds[k]
+                        m
+                        s
+                        cfg.EvalEpisodes
+                        (cfg.EvalSeed + cfg.Seeds[k])
+
+                let steps =
+                    result.Metrics
+                    |> List.filter (fun m -> m.Seed = cfg.Seed)
+                    |> List.last
+                    |> (fun m -> m.Step)
+
+                evalSummary evals cfg.Seeds wall steps cfg.Device cfg.EnvId
+        WriteReport =
+            fun dir cfg summary ->
+                let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
+
+                Report.write
+                    (Path.Combine(dir, Run.ReportFile))
+                    $"REINFORCE on {cfg.EnvId}"
+                    (Run.summaryText summary)
+                    [
+                        "Learning curve",
+                        [ Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table ]
+                        "Losses",
+                        [
+                            Charts.panels
+                                SeedView.MeanStd
+                                "global_step"
+                                [ "actor_loss"; "critic_loss"; "grad_norm" ]
+                                table
+                        ]
+                    ]
+        Release = fun r -> (r.Agent :> IDisposable).Dispose()
+    }
+
+/// Trains REINFORCE from command-line arguments (`config=`, `runs=` and config overrides)
+/// through the run driver and returns the run folder.
+let runReinforce (args: string list) : string = drive reinforce args
 
 /// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo). Returns an exit code:
 /// 0 on success, 2 for a bad config or arguments, 1 for a failed run.
@@ -792,8 +942,9 @@ let main (args: string list) : int =
             | "ppo" -> Some runPpo
             | "dqn" -> Some runDqn
             | "grpo" -> Some runGrpo
+            | "reinforce" -> Some runReinforce
             | other ->
-                eprintfn "unknown algo '%s'; allowed: ppo, dqn, grpo" other
+                eprintfn "unknown algo '%s'; allowed: ppo, dqn, grpo, reinforce" other
                 None
 
         match run with

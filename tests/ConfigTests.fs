@@ -118,14 +118,16 @@ let tests =
             test "every shipped config in scripts/configs loads and passes its algorithm's checks" {
                 let dir = Path.GetDirectoryName(Rl.Tests.TestPaths.config "x.yaml")
                 let files = Directory.GetFiles(dir, "*.yaml") |> Array.sort
-                Expect.isGreaterThanOrEqual files.Length 7 "the shipped configs"
+                Expect.isGreaterThanOrEqual files.Length 8 "the shipped configs"
 
                 for f in files do
                     match Path.GetFileName f with
                     | n when n.StartsWith "ppo-" -> Config.load Ppo.fields Ppo.seedDefaults f |> Ppo.validate
                     | n when n.StartsWith "dqn-" -> Config.load Dqn.fields Dqn.defaults f |> Dqn.validate
                     | n when n.StartsWith "grpo-" -> Config.load Grpo.fields Grpo.defaults f |> Grpo.validate
-                    | n -> failtest $"{n}: a config name starts with its algorithm (ppo-, dqn-, grpo-)"
+                    | n when n.StartsWith "reinforce-" ->
+                        Config.load Reinforce.fields Reinforce.defaults f |> Reinforce.validate
+                    | n -> failtest $"{n}: a config name starts with its algorithm (ppo-, dqn-, grpo-, reinforce-)"
             }
 
             test "parses a YAML mapping with comments, lists and every field type" {

@@ -1,10 +1,12 @@
 module Rl.Tests.ReinforceTests
 
 open System
+open System.IO
 open Expecto
 open TorchSharp
 open Rl
 open Rl.Tensor
+open Rl.Tests.TestPaths
 
 [<Tests>]
 let tests =
@@ -56,6 +58,90 @@ let tests =
                         let expected = (1.0 - 0.9 ** float len) / 0.1
                         Expect.floatClose Accuracy.medium (g[k * T * 3 + e]) expected "G_0"
                         Expect.equal (float len) (batch.EpisodeReturns[k][e]) "episode length = return"
+            }
+
+            test "train.fsx algo=reinforce: config, metrics per update and seed, evaluation, summary and report" {
+                let runs = tempDir "rl-reinforce-runs"
+
+                try
+                    let code =
+                        Train.main
+                            [
+                                "algo=reinforce"
+                                "config=" + config "reinforce-cartpole.yaml"
+                                $"runs={runs}"
+                                "iterations=3"
+                                "num_seeds=2"
+                                "eval_episodes=2"
+                            ]
+
+                    Expect.equal code 0 "exit code 0"
+                    let dir = Directory.GetDirectories runs |> Array.exactlyOne
+                    let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
+
+                    Expect.sequenceEqual
+                        (Metrics.column "iteration" table)
+                        [| 1.0; 1.0; 2.0; 2.0; 3.0; 3.0 |]
+                        "per update and seed"
+
+                    Expect.sequenceEqual (Metrics.column "seed" table) [| 0.0; 1.0; 0.0; 1.0; 0.0; 1.0 |] "seed column"
+                    let summary = Run.readSummary dir |> Map.ofList
+
+                    for key in [ "eval_return_mean"; "eval_return_mean_seed_0"; "eval_return_mean_seed_1" ] do
+                        Expect.isTrue (summary.ContainsKey key) $"{key} in summary.json"
+
+                    Expect.stringContains
+                        (File.ReadAllText(Path.Combine(dir, "config.yaml")))
+                        "iterations: 3"
+                        "resolved config"
+
+                    Expect.isTrue (File.Exists(Path.Combine(dir, "report.html"))) "report"
+
+                    // the same config and seeds give the same metrics as Reinforce.train itself
+                    let cfg =
+                        { Config.load Reinforce.fields Reinforce.defaults (config "reinforce-cartpole.yaml") with
+                            Iterations = 3
+                            NumSeeds = 2
+                        }
+
+                    let direct = Reinforce.train cfg 0 0
+                    (direct.Agent :> IDisposable).Dispose()
+
+                    Expect.sequenceEqual
+                        (Metrics.column "actor_loss" table)
+                        (direct.Metrics |> List.map (fun m -> m.ActorLoss) |> Array.ofList)
+                        "the driver adds nothing to the training"
+                finally
+                    Directory.Delete(runs, true)
+            }
+
+            test "train.fsx algo=reinforce refuses resume, continuous actions and unknown keys before writing" {
+                let runs = tempDir "rl-reinforce-runs"
+
+                try
+                    let run args =
+                        Train.main (
+                            [
+                                "algo=reinforce"
+                                "config=" + config "reinforce-cartpole.yaml"
+                                $"runs={runs}"
+                            ]
+                            @ args
+                        )
+
+                    Expect.equal (run [ $"resume={runs}" ]) 2 "resume refused"
+                    Expect.equal (run [ "env_id=Pendulum-v1" ]) 2 "continuous actions refused"
+                    Expect.equal (run [ "iteratons=3" ]) 2 "unknown key refused"
+
+                    Expect.throwsC
+                        (fun () ->
+                            Train.runReinforce [ "env_id=Pendulum-v1"; "config=" + config "reinforce-cartpole.yaml" ]
+                            |> ignore)
+                        (fun e -> Expect.stringContains e.Message "discrete actions" "says why")
+
+                    Expect.isEmpty (Directory.GetDirectories runs) "nothing written"
+                finally
+                    Directory.Delete(runs, true)
             }
 
             test "a short seeded REINFORCE run beats a random policy on CartPole" {

@@ -637,18 +637,7 @@ let fields: Field<DqnConfig> list =
             (fun c v -> { c with TrainFrequency = v })
         Field.intList "hidden" "Hidden layer sizes of the Q-network." (Allow.ge 1) (fun c -> c.Hidden) (fun c v ->
             { c with Hidden = v })
-        Field.choice
-            "activation"
-            "Hidden activation."
-            [ "relu"; "tanh" ]
-            (fun c ->
-                (match c.Activation with
-                 | Relu -> "relu"
-                 | Tanh -> "tanh"))
-            (fun c v ->
-                { c with
-                    Activation = Activation.Parse v
-                })
+        Field.activation (fun c -> c.Activation) (fun c v -> { c with Activation = v })
         Field.choice
             "loss"
             "TD loss: mse or huber."
@@ -699,17 +688,7 @@ let validate (c: DqnConfig) =
     Config.check (c.BatchSize <= c.BufferSize) "batch_size" (string c.BatchSize) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.NumEnvs <= c.BufferSize) "num_envs" (string c.NumEnvs) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.EndE <= c.StartE) "end_e" (string c.EndE) $"<= start_e = {c.StartE}"
-
-    let discrete =
-        match (Envs.make c.EnvId).ActionSpace with
-        | Space.Discrete _ -> true
-        | _ -> false
-
-    Config.check
-        discrete
-        "env_id"
-        c.EnvId
-        "an environment with discrete actions (CartPole-v1, MountainCar-v0, Acrobot-v1, FrozenLake-v1)"
+    Config.checkDiscreteEnv c.EnvId
 
 /// Batched environments for `cfg` from the registry, on the config's device, stepped as
 /// `vectorization_mode` says (`Envs.makeVec`).

@@ -537,56 +537,50 @@ let preprocess (obsStats: RunningMeanStd option) (obs: Tensor) =
     | Some s -> s.Normalize(obs, obsClip)
     | None -> obs
 
-/// Evaluates the policy of every seed, deterministic (mean action / most likely action) or
-/// sampled, for
-/// `episodes` episodes on fresh environments; training seed s uses the evaluation seed
-/// `evalSeed + s` (kept apart from training streams); returns per seed the
-/// episode returns. `makeEnv n` builds a batched environment of n copies.
-let evaluateWith
+/// Evaluates a policy with a seed axis, deterministic (mean action / most likely action) or
+/// sampled, for `episodes` episodes per seed on fresh environments: `dist obs` maps observations
+/// [S; E; obsDim] (already preprocessed as the policy expects) to the action distribution of
+/// every seed; training seed `seeds[k]` evaluates on starts drawn from `evalSeed + seeds[k]`
+/// (kept apart from training streams); samples come from generators derived from those seeds
+/// on `device`. `makeEnv n` builds a batched environment of n copies (one per seed, stepped in
+/// lockstep, so every step is one batched forward pass of all seeds). Returns per seed the
+/// episode returns. Used by PPO and REINFORCE.
+let evaluatePolicy
     (deterministic: bool)
     (makeEnv: int -> IBatchedEnv)
-    (agent: Agent)
-    (obsStats: RunningMeanStd option)
+    (seeds: int64[])
+    (device: torch.Device)
+    (dist: Tensor -> Dist)
     (episodes: int)
     (evalSeed: int64)
     : float[][] =
-    let S = agent.Seeds.Length
-    // One environment per seed, stepped in lockstep so every step is one batched forward pass of
-    // all seeds. Training seed s evaluates on start states drawn from evalSeed + s: the same
-    // states whether s trains alone or in a batch, and different seeds see different starts.
+    let S = seeds.Length
     let envs = Array.init S (fun _ -> makeEnv episodes)
 
     try
         use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        let envSeeds = agent.Seeds |> Array.map (fun s -> evalSeed + s)
+        let envSeeds = seeds |> Array.map (fun s -> evalSeed + s)
 
         let mutable obs =
             torch.stack ([| for k in 0 .. S - 1 -> envs[k].Reset envSeeds[k] |], 0L) // [S; E; obsDim]
 
         let gens =
             envSeeds
-            |> Array.map (fun s -> Seed.generator agent.Device (Seed.derive s "eval-policy"))
+            |> Array.map (fun s -> Seed.generator device (Seed.derive s "eval-policy"))
 
         let returns = Array.init S (fun _ -> Array.create episodes nan)
         let mutable stepsLeft = envs[0].MaxEpisodeSteps + 1
 
         while returns |> Array.exists (Array.exists Double.IsNaN) && stepsLeft > 0 do
             use stepScope = torch.NewDisposeScope()
-            let dist = agent.Dist(preprocess obsStats obs)
-
-            let action =
-                if deterministic then
-                    Dist.mode dist
-                else
-                    Dist.sample gens dist
-
+            let d = dist obs
+            let action = if deterministic then Dist.mode d else Dist.sample gens d
             let steps = [| for k in 0 .. S - 1 -> envs[k].Step action[k] |]
 
             for k in 0 .. S - 1 do
                 let finished = toArray (steps[k].Terminated.logical_or steps[k].Truncated)
                 let epRet = toArray steps[k].EpisodeReturn
-
                 let seedReturns = returns[k]
 
                 for i in 0 .. episodes - 1 do
@@ -600,6 +594,25 @@ let evaluateWith
     finally
         for e in envs do
             e.Dispose()
+
+/// Evaluates the PPO agent of every seed (`evaluatePolicy` with its policy, observations
+/// normalised by `obsStats` when given), deterministic or sampled.
+let evaluateWith
+    (deterministic: bool)
+    (makeEnv: int -> IBatchedEnv)
+    (agent: Agent)
+    (obsStats: RunningMeanStd option)
+    (episodes: int)
+    (evalSeed: int64)
+    : float[][] =
+    evaluatePolicy
+        deterministic
+        makeEnv
+        agent.Seeds
+        agent.Device
+        (fun obs -> agent.Dist(preprocess obsStats obs))
+        episodes
+        evalSeed
 
 /// `evaluateWith true`: the deterministic policy's episode returns per seed.
 let evaluate makeEnv agent obsStats episodes evalSeed =
@@ -1511,18 +1524,7 @@ let fields: Field<PpoConfig> list =
             (fun c v -> { c with ClipVloss = v })
         Field.intList "hidden" "Hidden layer sizes of actor and critic." (Allow.ge 1) (fun c -> c.Hidden) (fun c v ->
             { c with Hidden = v })
-        Field.choice
-            "activation"
-            "Hidden activation."
-            [ "relu"; "tanh" ]
-            (fun c ->
-                (match c.Activation with
-                 | Relu -> "relu"
-                 | Tanh -> "tanh"))
-            (fun c v ->
-                { c with
-                    Activation = Activation.Parse v
-                })
+        Field.activation (fun c -> c.Activation) (fun c v -> { c with Activation = v })
         Field.choice
             "sigma"
             "Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter) or fixed (the constant fixed_sigma, seed 003)."

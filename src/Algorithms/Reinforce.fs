@@ -45,6 +45,11 @@ type ReinforceConfig =
         Device: string
         /// libtorch intra-op threads (0 = leave libtorch's default).
         Threads: int
+        /// Evaluation episodes of the deterministic (most likely action) policy after training.
+        EvalEpisodes: int
+        /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
+        /// from EvalSeed + s.
+        EvalSeed: int64
     }
 
     /// The seed values trained.
@@ -68,6 +73,8 @@ let defaults =
         NumSeeds = 1
         Device = "cpu"
         Threads = 1
+        EvalEpisodes = 10
+        EvalSeed = 1_000_000L
     }
 
 /// Policy, value network and their optimizers for S seeds.
@@ -322,10 +329,43 @@ type TrainResult =
         WallSeconds: float
     }
 
-/// Trains REINFORCE for `cfg.Iterations` updates; every `varianceEvery` updates (0: never)
-/// measures `gradientVariance` over `varianceBatches` batches before the update. Deterministic
-/// for a config on the CPU. Raises `ArgumentException` for Iterations or EpisodesPerBatch < 1.
-let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : TrainResult =
+/// Hooks through which a caller (the run driver) watches a run.
+type Hooks =
+    {
+        /// Called after every update with the update's metrics rows, one per seed.
+        OnIteration: Agent -> ReinforceMetrics[] -> unit
+    }
+
+/// Hooks that do nothing.
+let noHooks = { OnIteration = fun _ _ -> () }
+
+/// Metric names in CSV column order, with TensorBoard tags.
+let metricColumns =
+    [
+        "iteration", "charts/iteration"
+        "global_step", ""
+        "episodic_return", "charts/episodic_return"
+        "actor_loss", "losses/policy_loss"
+        "critic_loss", "losses/value_loss"
+        "grad_norm", "losses/grad_norm"
+    ]
+
+/// The metric values of one row, in `metricColumns` order.
+let metricValues (m: ReinforceMetrics) =
+    [|
+        float m.Iteration
+        float m.Step
+        m.EpisodicReturn
+        m.ActorLoss
+        m.CriticLoss
+        m.GradNorm
+    |]
+
+/// Trains REINFORCE for `cfg.Iterations` updates, calling `hooks.OnIteration` after each; every
+/// `varianceEvery` updates (0: never) measures `gradientVariance` over `varianceBatches` batches
+/// before the update. Deterministic for a config on the CPU. Raises `ArgumentException` for
+/// Iterations or EpisodesPerBatch < 1.
+let trainWith (hooks: Hooks) (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : TrainResult =
     if cfg.Iterations < 1 || cfg.EpisodesPerBatch < 1 then
         invalidArg
             "cfg"
@@ -379,19 +419,24 @@ let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : T
 
         let l, vl, g = toArray loss, toArray vLoss, toArray gradNorm
 
-        for k in 0 .. S - 1 do
-            steps[k] <- steps[k] + batch.Steps[k]
+        let rows =
+            [|
+                for k in 0 .. S - 1 ->
+                    steps[k] <- steps[k] + batch.Steps[k]
 
-            metrics.Add
-                {
-                    Seed = agent.Seeds[k]
-                    Iteration = it
-                    Step = steps[k]
-                    EpisodicReturn = Array.average batch.EpisodeReturns[k]
-                    ActorLoss = l[k]
-                    CriticLoss = vl[k]
-                    GradNorm = g[k]
-                }
+                    {
+                        Seed = agent.Seeds[k]
+                        Iteration = it
+                        Step = steps[k]
+                        EpisodicReturn = Array.average batch.EpisodeReturns[k]
+                        ActorLoss = l[k]
+                        CriticLoss = vl[k]
+                        GradNorm = g[k]
+                    }
+            |]
+
+        metrics.AddRange rows
+        hooks.OnIteration agent rows
 
     {
         Agent = agent
@@ -399,3 +444,78 @@ let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : T
         Variance = List.ofSeq variances
         WallSeconds = clock.Elapsed.TotalSeconds
     }
+
+/// `trainWith noHooks`.
+let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : TrainResult =
+    trainWith noHooks cfg varianceEvery varianceBatches
+
+/// The config keys of `ReinforceConfig` (snake_case, as in the YAML files).
+let fields: Field<ReinforceConfig> list =
+    [
+        Field.choice "env_id" "Environment id (discrete actions)." Envs.ids (fun c -> c.EnvId) (fun c v ->
+            { c with EnvId = v })
+        Field.int "iterations" "Policy updates." (Allow.ge 1) (fun c -> c.Iterations) (fun c v ->
+            { c with Iterations = v })
+        Field.int
+            "episodes_per_batch"
+            "Complete episodes per seed per update."
+            (Allow.ge 1)
+            (fun c -> c.EpisodesPerBatch)
+            (fun c v -> { c with EpisodesPerBatch = v })
+        Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
+            { c with Gamma = v })
+        Field.float "lr" "Policy (Adam) learning rate." (Allow.gt 0.0) (fun c -> c.Lr) (fun c v -> { c with Lr = v })
+        Field.float "critic_lr" "Value-network (Adam) learning rate." (Allow.gt 0.0) (fun c -> c.CriticLr) (fun c v ->
+            { c with CriticLr = v })
+        Field.int
+            "critic_epochs"
+            "Full-batch value-network steps per update."
+            (Allow.ge 1)
+            (fun c -> c.CriticEpochs)
+            (fun c v -> { c with CriticEpochs = v })
+        Field.bool
+            "baseline"
+            "Subtract the learned V(s) from the return (REINFORCE with baseline, Sutton & Barto 13.4)."
+            (fun c -> c.Baseline)
+            (fun c v -> { c with Baseline = v })
+        Field.intList
+            "hidden"
+            "Hidden layer sizes of policy and value network."
+            (Allow.ge 1)
+            (fun c -> c.Hidden)
+            (fun c v -> { c with Hidden = v })
+        Field.activation (fun c -> c.Activation) (fun c v -> { c with Activation = v })
+        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
+        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
+        Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
+        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+        Field.int
+            "eval_episodes"
+            "Deterministic evaluation episodes per seed at the end."
+            (Allow.ge 1)
+            (fun c -> c.EvalEpisodes)
+            (fun c v -> { c with EvalEpisodes = v })
+        Field.int64
+            "eval_seed"
+            "Base seed of the evaluation environments."
+            (Allow.ge 0L)
+            (fun c -> c.EvalSeed)
+            (fun c v -> { c with EvalSeed = v })
+    ]
+
+/// Cross-field checks of a REINFORCE config (discrete actions); raises `ConfigError`.
+let validate (c: ReinforceConfig) = Config.checkDiscreteEnv c.EnvId
+
+/// The deterministic policy's (most likely action's) episode returns per seed over `episodes`
+/// episodes, training seed s on starts drawn from `evalSeed + s` (`Ppo.evaluatePolicy`).
+let evaluate (cfg: ReinforceConfig) (agent: Agent) (episodes: int) (evalSeed: int64) : float[][] =
+    let device = Native.device cfg.Device
+
+    Ppo.evaluatePolicy
+        true
+        (fun n -> Envs.makeBatched cfg.EnvId n device)
+        agent.Seeds
+        agent.Device
+        agent.Actor.Dist
+        episodes
+        evalSeed

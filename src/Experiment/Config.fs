@@ -393,6 +393,18 @@ module Field =
     let numSeeds (get: 'C -> int) (set: 'C -> int -> 'C) =
         int "num_seeds" "Independent seeds trained at once as one batched computation." (Allow.ge 1) get set
 
+    /// `activation`: the hidden-layer activation, `relu` or `tanh` (`Nn.Activation`).
+    let activation (get: 'C -> Rl.Nn.Activation) (set: 'C -> Rl.Nn.Activation -> 'C) =
+        choice
+            "activation"
+            "Hidden activation."
+            [ "relu"; "tanh" ]
+            (fun c ->
+                match get c with
+                | Rl.Nn.Relu -> "relu"
+                | Rl.Nn.Tanh -> "tanh")
+            (fun c v -> set c (Rl.Nn.Activation.Parse v))
+
     /// `threads`: libtorch intra-op threads, >= 0 (0 keeps libtorch's default).
     let threads (get: 'C -> int) (set: 'C -> int -> 'C) =
         int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) get set
@@ -652,6 +664,19 @@ module Config =
             "vectorization_mode"
             mode
             "vector when device is cuda (sync steps the envs on the host and would copy every step)"
+
+    /// Refuses an `env_id` whose actions are not discrete (for DQN, REINFORCE); raises `ConfigError`.
+    let checkDiscreteEnv (envId: string) =
+        let discrete =
+            match (Envs.make envId).ActionSpace with
+            | Space.Discrete _ -> true
+            | _ -> false
+
+        check
+            discrete
+            "env_id"
+            envId
+            "an environment with discrete actions (CartPole-v1, MountainCar-v0, Acrobot-v1, FrozenLake-v1)"
 
     /// Everything a script does before a run: defaults, then the YAML file at `path` if given,
     /// then `overrides`, then the algorithm's cross-field `validate` (which raises through
