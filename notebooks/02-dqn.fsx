@@ -83,7 +83,7 @@ let cfg =
             BufferSize = 2000
             ExplorationFraction = 0.5
             LogEvery = 500
-            NumSeeds = numSeeds
+            Run.NumSeeds = numSeeds
             EvalEpisodes = 3 }
     else
         // A modest budget: 120k steps instead of CleanRL's 500k, so exploration ends by 36k
@@ -94,7 +94,7 @@ let cfg =
             ExplorationFraction = 0.3
             TrainFrequency = 4
             LogEvery = 2000
-            NumSeeds = numSeeds }
+            Run.NumSeeds = numSeeds }
 
 let result = Dqn.train cfg Dqn.noHooks None
 let table = Train.dqnTable cfg.NumSeeds result.Metrics

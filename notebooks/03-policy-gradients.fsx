@@ -100,9 +100,9 @@ let numSeeds = if quick then 2 else 3
 
 let baseCfg =
     if quick then
-        { Reinforce.defaults with Iterations = 4; EpisodesPerBatch = 4; NumSeeds = numSeeds }
+        { Reinforce.defaults with Iterations = 4; EpisodesPerBatch = 4; Run.NumSeeds = numSeeds }
     else
-        { Reinforce.defaults with Iterations = 150; NumSeeds = numSeeds }
+        { Reinforce.defaults with Iterations = 150; Run.NumSeeds = numSeeds }
 
 let varianceEvery = if quick then 2 else 15
 let varianceBatches = if quick then 3 else 16

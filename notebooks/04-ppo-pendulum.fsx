@@ -173,7 +173,7 @@ let cfg =
             TotalTimesteps = 4096L
             NumEnvs = 2
             NumSteps = 1024
-            NumSeeds = 1
+            Run.NumSeeds = 1
             EvalEpisodes = 3
         }
     else
@@ -348,11 +348,11 @@ let compareSeeds = 3
 let compareCfg =
     if quick then
         { cfg with
-            NumSeeds = compareSeeds
+            Run.NumSeeds = compareSeeds
             TotalTimesteps = 4096L
         }
     else
-        { baseCfg with NumSeeds = compareSeeds }
+        { baseCfg with Run.NumSeeds = compareSeeds }
 
 let klCfg =
     { compareCfg with

@@ -105,13 +105,13 @@ let cfg =
     if quick then
         { cartPole with
             TotalTimesteps = 2048L
-            NumSeeds = 2
+            Run.NumSeeds = 2
             EvalEpisodes = 2
         }
     else
         { cartPole with
             TotalTimesteps = 200_000L
-            NumSeeds = 10
+            Run.NumSeeds = 10
             Lr = 1e-3
         }
 

@@ -107,10 +107,10 @@ let cfg =
             TrainSize = 3000
             TestSize = 1000
             Epochs = 2
-            NumSeeds = 2
+            Run.NumSeeds = 2
             LogEvery = 10 }
     else
-        { baseCfg with NumSeeds = 3 }
+        { baseCfg with Run.NumSeeds = 3 }
 
 let data = Grpo.loadData cfg
 let result = Grpo.train data cfg Grpo.noHooks
@@ -198,7 +198,7 @@ let groupRuns =
               { cfg with
                   GroupSize = g
                   Epochs = 1
-                  NumSeeds = 1
+                  Run.NumSeeds = 1
                   TrainSize = (if quick then 2000 else 20000)
                   TestSize = (if quick then 1000 else 10000) }
 

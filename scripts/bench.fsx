@@ -273,14 +273,14 @@ let benchPpo () =
             "default config, 100k steps"
             { defaults with
                 TotalTimesteps = 100_000L
-                Threads = 1
+                Run.Threads = 1
             }
 
     show
         "default config, 100k steps"
         { defaults with
             TotalTimesteps = 100_000L
-            Threads = 2
+            Run.Threads = 2
         }
     |> ignore
 
@@ -290,22 +290,22 @@ let benchPpo () =
         "default config, 100k, sync envs"
         { defaults with
             TotalTimesteps = 100_000L
-            Threads = 1
+            Run.Threads = 1
             VectorizationMode = "sync"
         }
     |> ignore
 
     let wFull, _ =
-        show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Threads = 1 }
+        show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Run.Threads = 1 }
 
-    let wSeed, spsSeed = show "seed 002 table, 100k steps" { seedCfg with Threads = 1 }
+    let wSeed, spsSeed = show "seed 002 table, 100k steps" { seedCfg with Run.Threads = 1 }
 
     show
         "default config, 100k, 5 seeds batched"
         { defaults with
             TotalTimesteps = 100_000L
-            NumSeeds = 5
-            Threads = 1
+            Run.NumSeeds = 5
+            Run.Threads = 1
         }
     |> ignore
     // Python peers on this machine kind (docs/peers.md, 1 torch thread):
@@ -367,9 +367,9 @@ let benchGrpo () =
             let c =
                 { cfg with
                     Epochs = 1
-                    NumSeeds = seeds
-                    Device = device
-                    Threads = threads
+                    Run.NumSeeds = seeds
+                    Run.Device = device
+                    Run.Threads = threads
                     TrainSize = images
                     TestSize = 10000
                 }
@@ -406,8 +406,8 @@ let benchDqn () =
         let c =
             { cfg with
                 TotalTimesteps = 100_000L
-                NumSeeds = seeds
-                Threads = threads
+                Run.NumSeeds = seeds
+                Run.Threads = threads
                 VectorizationMode = mode
             }
 
@@ -465,9 +465,9 @@ let benchPpoCartPole () =
             for s in [ 1; 16 ] ->
                 let cfg =
                     { cfg0 with
-                        NumSeeds = s
+                        Run.NumSeeds = s
                         TotalTimesteps = steps
-                        Threads = threads
+                        Run.Threads = threads
                     }
 
                 let wall, sps, _, _, evals = ppoRun cfg
@@ -539,8 +539,8 @@ let benchPpoCartPoleGpu () =
         for s, _, peerSps, peerReturn in peers do
             let cfg =
                 { cfg0 with
-                    NumSeeds = s
-                    Device = "cuda"
+                    Run.NumSeeds = s
+                    Run.Device = "cuda"
                     VectorizationMode = "vector"
                     EvalEpisodes = (if s > 16 then 2 else cfg0.EvalEpisodes)
                 }

@@ -96,14 +96,14 @@ let tests =
                         fun device ->
                             Ppo.validate
                                 { Ppo.seedDefaults with
-                                    Device = device
+                                    Run.Device = device
                                     VectorizationMode = "sync"
                                 }
                         "dqn",
                         fun device ->
                             Dqn.validate
                                 { Dqn.defaults with
-                                    Device = device
+                                    Run.Device = device
                                     VectorizationMode = "sync"
                                 }
                     ]

@@ -41,7 +41,7 @@ let quickCfg =
         LearningStarts = 1000L
         TrainFrequency = 1
         Hidden = [ 64; 64 ]
-        NumSeeds = 2
+        Run.NumSeeds = 2
         LogEvery = 2000
     }
 

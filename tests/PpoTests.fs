@@ -21,7 +21,7 @@ let small =
         Sigma = "logstd"
         NormObs = true
         NormReward = true
-        Threads = 1
+        Run.Threads = 1
         EvalEpisodes = 4
     }
 
@@ -230,9 +230,9 @@ let tests =
                     { defaults with
                         TotalTimesteps = 20_480L
                         NumSteps = 256
-                        NumSeeds = 2
+                        Run.NumSeeds = 2
                         AnnealLr = false
-                        Threads = 1
+                        Run.Threads = 1
                     }
 
                 let r = Ppo.train cfg Ppo.noHooks None
@@ -391,7 +391,7 @@ let tests =
                         Loss = "kl_penalty"
                         KlBeta = 0.5
                         KlTarget = 0.002
-                        NumSeeds = 2
+                        Run.NumSeeds = 2
                         TotalTimesteps = 4096L
                     }
 

@@ -43,7 +43,11 @@ let tests =
             }
 
             test "collected CartPole episodes carry the exact discounted returns" {
-                let cfg = { Reinforce.defaults with NumSeeds = 2 }
+                let cfg =
+                    { Reinforce.defaults with
+                        Run.NumSeeds = 2
+                    }
+
                 use env = Envs.makeBatched cfg.EnvId 6 torch.CPU
                 use agent = Reinforce.makeAgent cfg 4 env.ActionSpace torch.CPU
                 let batch = Reinforce.collect 0.9 agent env 3 11L (new torch.Generator(5UL))
@@ -101,7 +105,7 @@ let tests =
                     let cfg =
                         { Config.load Reinforce.fields Reinforce.defaults (config "reinforce-cartpole.yaml") with
                             Iterations = 3
-                            NumSeeds = 2
+                            Run.NumSeeds = 2
                         }
 
                     let direct = Reinforce.train cfg 0 0
@@ -147,7 +151,7 @@ let tests =
             test "a short seeded REINFORCE run beats a random policy on CartPole" {
                 let cfg =
                     { Reinforce.defaults with
-                        NumSeeds = 2
+                        Run.NumSeeds = 2
                         Iterations = 30
                     }
 

@@ -19,7 +19,7 @@ let private cartpole () =
     { c with
         TotalTimesteps = 16_384L
         Lr = 2e-3
-        Threads = 1
+        Run.Threads = 1
     }
 
 [<Tests>]
@@ -167,13 +167,13 @@ let tests =
                                     VectorizationMode = mode
                                 }
 
-                            let batch = Ppo.train { cfg with NumSeeds = 3 } Ppo.noHooks None
+                            let batch = Ppo.train { cfg with Run.NumSeeds = 3 } Ppo.noHooks None
 
                             let alone =
                                 Ppo.train
                                     { cfg with
-                                        Seed = cfg.Seed + 1L
-                                        NumSeeds = 1
+                                        Run.Seed = cfg.Seed + 1L
+                                        Run.NumSeeds = 1
                                     }
                                     Ppo.noHooks
                                     None
@@ -219,7 +219,7 @@ let tests =
                 let cfg =
                     { cartpole () with
                         TotalTimesteps = 1536L
-                        NumSeeds = 2
+                        Run.NumSeeds = 2
                         VectorizationMode = "vector"
                     }
 
@@ -255,10 +255,10 @@ let tests =
                         MinibatchSize = 128
                         UpdateEpochs = 1
                         TotalTimesteps = 512L
-                        NumSeeds = 2
+                        Run.NumSeeds = 2
                         NormAdvBatch = true
                         Lr = 1e-3
-                        Threads = 1
+                        Run.Threads = 1
                     }
 
                 for opt in [ "adam"; "rmsprop"; "sgd" ] do

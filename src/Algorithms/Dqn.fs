@@ -57,18 +57,8 @@ type DqnConfig =
         MaxGradNorm: float
         /// Weight initialisation: "default" (PyTorch nn.Linear, as CleanRL's QNetwork) or "orthogonal".
         Init: string
-        /// Adam beta1, beta2, eps.
-        Beta1: float
-        Beta2: float
-        AdamEps: float
-        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
-        Seed: int64
-        /// Independent seeds trained at once.
-        NumSeeds: int
-        /// "cpu", "cuda", "cuda:N" or "auto".
-        Device: string
-        /// libtorch intra-op threads (0 = leave libtorch's default).
-        Threads: int
+        /// Seed(s), device, threads and the optimizer's beta_1, beta_2, adam_eps (`RunSettings`).
+        Run: RunSettings
         /// Environment steps per metrics row.
         LogEvery: int
         /// Greedy evaluation episodes at the end of training.
@@ -81,7 +71,15 @@ type DqnConfig =
     }
 
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
-    member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+    member c.Seeds = c.Run.Seeds
+    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
+    member c.Seed = c.Run.Seed
+    member c.NumSeeds = c.Run.NumSeeds
+    member c.Device = c.Run.Device
+    member c.Threads = c.Run.Threads
+    member c.Beta1 = c.Run.Beta1
+    member c.Beta2 = c.Run.Beta2
+    member c.AdamEps = c.Run.AdamEps
 
 /// CleanRL `dqn.py` defaults (the peer measured in `docs/peers.md`): 500k steps,
 /// Adam 2.5e-4, buffer 10k, gamma 0.99, hard target copy every 500 steps, batch 128, epsilon
@@ -108,13 +106,7 @@ let defaults =
         Loss = Losses.Mse
         MaxGradNorm = 0.0
         Init = "default"
-        Beta1 = 0.9
-        Beta2 = 0.999
-        AdamEps = 1e-8
-        Seed = 0L
-        NumSeeds = 1
-        Device = "cpu"
-        Threads = 1
+        Run = RunSettings.Defaults
         LogEvery = 5000
         EvalEpisodes = 10
         EvalSeed = 1_000_000L
@@ -662,13 +654,7 @@ let fields: Field<DqnConfig> list =
             [ "default"; "orthogonal" ]
             (fun c -> c.Init)
             (fun c v -> { c with Init = v })
-        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-        Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
-        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+        yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
         Field.int "log_every" "Environment steps per metrics row." (Allow.ge 1) (fun c -> c.LogEvery) (fun c v ->
             { c with LogEvery = v })
         Field.int

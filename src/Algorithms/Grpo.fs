@@ -57,24 +57,22 @@ type GrpoConfig =
         /// Weight initialisation: "default" (PyTorch nn.Linear) or "orthogonal" (CleanRL; output
         /// gain 0.01, so the first policy is near uniform).
         Init: string
-        /// Adam beta1, beta2, eps.
-        Beta1: float
-        Beta2: float
-        AdamEps: float
-        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
-        Seed: int64
-        /// Number of independent seeds trained at once.
-        NumSeeds: int
-        /// "cpu", "cuda", "cuda:N" or "auto".
-        Device: string
-        /// libtorch intra-op threads (0 = leave libtorch's default).
-        Threads: int
+        /// Seed(s), device, threads and the optimizer's beta_1, beta_2, adam_eps (`RunSettings`).
+        Run: RunSettings
         /// Updates per metrics row (a row also closes every epoch).
         LogEvery: int
     }
 
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
-    member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+    member c.Seeds = c.Run.Seeds
+    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
+    member c.Seed = c.Run.Seed
+    member c.NumSeeds = c.Run.NumSeeds
+    member c.Device = c.Run.Device
+    member c.Threads = c.Run.Threads
+    member c.Beta1 = c.Run.Beta1
+    member c.Beta2 = c.Run.Beta2
+    member c.AdamEps = c.Run.AdamEps
 
 /// Seed 004's setting: a 784-128-128-10 actor, 10 epochs over the 60,000 training images. The
 /// rest (batch 128 images, G = 8, 2 inner epochs, clip 0.2, Adam 1e-3, std-scaled advantages,
@@ -97,13 +95,7 @@ let defaults =
         Hidden = [ 128; 128 ]
         Activation = Relu
         Init = "default"
-        Beta1 = 0.9
-        Beta2 = 0.999
-        AdamEps = 1e-8
-        Seed = 0L
-        NumSeeds = 1
-        Device = "cpu"
-        Threads = 1
+        Run = RunSettings.Defaults
         LogEvery = 50
     }
 
@@ -575,9 +567,6 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
 // Config keys
 // ---------------------------------------------------------------------------------------
 
-let private deviceField =
-    Field.device "device" (fun (c: GrpoConfig) -> c.Device) (fun c v -> { c with Device = v })
-
 /// The config keys of `GrpoConfig` (snake_case, as in the YAML files), with documentation and
 /// allowed values.
 let fields: Field<GrpoConfig> list =
@@ -657,13 +646,7 @@ let fields: Field<GrpoConfig> list =
             [ "default"; "orthogonal" ]
             (fun c -> c.Init)
             (fun c v -> { c with Init = v })
-        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-        deviceField
-        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+        yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
         Field.int
             "log_every"
             "Updates per metrics row (every epoch also ends a row)."

@@ -74,18 +74,8 @@ type PpoConfig =
         NormObs: bool
         /// Scale rewards by a running estimate of the discounted return's std.
         NormReward: bool
-        /// Adam beta1, beta2, eps.
-        Beta1: float
-        Beta2: float
-        AdamEps: float
-        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
-        Seed: int64
-        /// Number of independent seeds trained at once.
-        NumSeeds: int
-        /// "cpu", "cuda", "cuda:N" or "auto".
-        Device: string
-        /// libtorch intra-op threads (0 = leave libtorch's default).
-        Threads: int
+        /// Seed(s), device, threads and the optimizer's beta_1, beta_2, adam_eps (`RunSettings`).
+        Run: RunSettings
         /// Evaluation episodes (deterministic policy) at the end of training.
         EvalEpisodes: int
         /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
@@ -142,7 +132,15 @@ type PpoConfig =
             c.BatchSize / c.MinibatchSize
 
     /// The seed values trained: Seed .. Seed + NumSeeds - 1.
-    member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+    member c.Seeds = c.Run.Seeds
+    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
+    member c.Seed = c.Run.Seed
+    member c.NumSeeds = c.Run.NumSeeds
+    member c.Device = c.Run.Device
+    member c.Threads = c.Run.Threads
+    member c.Beta1 = c.Run.Beta1
+    member c.Beta2 = c.Run.Beta2
+    member c.AdamEps = c.Run.AdamEps
 
     /// True for Loss = "kl_penalty" (the KL-penalised surrogate), false for "clip".
     member c.KlPenalty = c.Loss = "kl_penalty"
@@ -177,13 +175,7 @@ let seedDefaults =
         Init = "default"
         NormObs = false
         NormReward = false
-        Beta1 = 0.9
-        Beta2 = 0.999
-        AdamEps = 1e-8
-        Seed = 0L
-        NumSeeds = 1
-        Device = "cpu"
-        Threads = 1
+        Run = RunSettings.Defaults
         EvalEpisodes = 10
         EvalSeed = 1_000_000L
         SharedNetwork = false
@@ -1551,13 +1543,7 @@ let fields: Field<PpoConfig> list =
             "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)."
             (fun c -> c.NormReward)
             (fun c v -> { c with NormReward = v })
-        Field.beta1 (fun c -> c.Beta1) (fun c v -> { c with Beta1 = v })
-        Field.beta2 (fun c -> c.Beta2) (fun c v -> { c with Beta2 = v })
-        Field.adamEps (fun c -> c.AdamEps) (fun c v -> { c with AdamEps = v })
-        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-        Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
-        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+        yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
         Field.int
             "eval_episodes"
             "Episodes of the deterministic policy evaluated at the end."

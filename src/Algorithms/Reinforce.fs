@@ -37,14 +37,8 @@ type ReinforceConfig =
         Hidden: int list
         /// Hidden activation.
         Activation: Activation
-        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
-        Seed: int64
-        /// Independent seeds trained at once.
-        NumSeeds: int
-        /// "cpu", "cuda", "cuda:N" or "auto".
-        Device: string
-        /// libtorch intra-op threads (0 = leave libtorch's default).
-        Threads: int
+        /// Seed(s), device, threads and the optimizer's beta_1, beta_2, adam_eps (`RunSettings`).
+        Run: RunSettings
         /// Evaluation episodes of the deterministic (most likely action) policy after training.
         EvalEpisodes: int
         /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
@@ -53,7 +47,15 @@ type ReinforceConfig =
     }
 
     /// The seed values trained.
-    member c.Seeds = Array.init c.NumSeeds (fun k -> c.Seed + int64 k)
+    member c.Seeds = c.Run.Seeds
+    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
+    member c.Seed = c.Run.Seed
+    member c.NumSeeds = c.Run.NumSeeds
+    member c.Device = c.Run.Device
+    member c.Threads = c.Run.Threads
+    member c.Beta1 = c.Run.Beta1
+    member c.Beta2 = c.Run.Beta2
+    member c.AdamEps = c.Run.AdamEps
 
 /// Defaults for CartPole-v1: 8 episodes per update, gamma 0.99, Adam 1e-2 (policy) and 1e-2
 /// (value, 10 full-batch steps per update), 64-64 tanh networks, with the baseline.
@@ -69,10 +71,7 @@ let defaults =
         Baseline = true
         Hidden = [ 64; 64 ]
         Activation = Tanh
-        Seed = 0L
-        NumSeeds = 1
-        Device = "cpu"
-        Threads = 1
+        Run = RunSettings.Defaults
         EvalEpisodes = 10
         EvalSeed = 1_000_000L
     }
@@ -117,7 +116,7 @@ let makeAgent (cfg: ReinforceConfig) (obsDim: int) (actionSpace: Space) (device:
     critic.Initialise(TorchDefault, TorchDefault, seeds)
     actor.``to`` device |> ignore
     critic.``to`` device |> ignore
-    let adam = Optim.Adam(0.9, 0.999, 1e-8)
+    let adam = Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)
 
     {
         Actor = actor
@@ -485,10 +484,7 @@ let fields: Field<ReinforceConfig> list =
             (fun c -> c.Hidden)
             (fun c v -> { c with Hidden = v })
         Field.activation (fun c -> c.Activation) (fun c v -> { c with Activation = v })
-        Field.seed (fun c -> c.Seed) (fun c v -> { c with Seed = v })
-        Field.numSeeds (fun c -> c.NumSeeds) (fun c v -> { c with NumSeeds = v })
-        Field.device "device" (fun c -> c.Device) (fun c v -> { c with Device = v })
-        Field.threads (fun c -> c.Threads) (fun c v -> { c with Threads = v })
+        yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
         Field.int
             "eval_episodes"
             "Deterministic evaluation episodes per seed at the end."

@@ -57,6 +57,43 @@ type Field<'C> =
         IsList: bool
     }
 
+/// The settings every training run shares, whatever the algorithm: config keys `beta_1`,
+/// `beta_2`, `adam_eps` (the optimizer's), `seed`, `num_seeds`, `device`, `threads`
+/// (`Field.runSettings` declares them once). Each algorithm's config holds one in its `Run` field
+/// and reads them through members of the same names (`cfg.Seed`, `cfg.Device`, ...); set them
+/// with `{ cfg with Run.Seed = 3L }`.
+type RunSettings =
+    {
+        /// Adam's beta1 (RMSprop ignores it), beta2 (RMSprop's smoothing) and epsilon.
+        Beta1: float
+        Beta2: float
+        AdamEps: float
+        /// Base seed; seeds Seed .. Seed + NumSeeds - 1 are trained.
+        Seed: int64
+        /// Independent seeds trained at once (one batched computation).
+        NumSeeds: int
+        /// "cpu", "cuda", "cuda:N" or "auto".
+        Device: string
+        /// libtorch intra-op threads (0 = leave libtorch's default).
+        Threads: int
+    }
+
+    /// The seed values trained: Seed .. Seed + NumSeeds - 1.
+    member s.Seeds = Array.init s.NumSeeds (fun k -> s.Seed + int64 k)
+
+    /// Adam's usual constants, seed 0, one seed, the CPU, one thread (one thread is the fastest
+    /// for this project's small networks on two cores; see README "Benchmarks").
+    static member Defaults =
+        {
+            Beta1 = 0.9
+            Beta2 = 0.999
+            AdamEps = 1e-8
+            Seed = 0L
+            NumSeeds = 1
+            Device = "cpu"
+            Threads = 1
+        }
+
 /// Ranges for numeric fields: a pair of the text shown to users (bounds in the invariant
 /// culture) and the check. The bounds fix the numeric type, so `Allow.gt 0.0` is for floats and
 /// `Allow.ge 1` for ints.
@@ -408,6 +445,21 @@ module Field =
     /// `threads`: libtorch intra-op threads, >= 0 (0 keeps libtorch's default).
     let threads (get: 'C -> int) (set: 'C -> int -> 'C) =
         int "threads" "libtorch intra-op threads; 0 keeps libtorch's default." (Allow.ge 0) get set
+
+    /// The keys of `RunSettings`, in this order: beta_1, beta_2, adam_eps, seed, num_seeds, device,
+    /// threads; `get` and `set` reach a config's `RunSettings`.
+    let runSettings (get: 'C -> RunSettings) (set: 'C -> RunSettings -> 'C) : Field<'C> list =
+        let on (update: RunSettings -> RunSettings) (c: 'C) = set c (update (get c))
+
+        [
+            beta1 (fun c -> (get c).Beta1) (fun c v -> on (fun r -> { r with Beta1 = v }) c)
+            beta2 (fun c -> (get c).Beta2) (fun c v -> on (fun r -> { r with Beta2 = v }) c)
+            adamEps (fun c -> (get c).AdamEps) (fun c v -> on (fun r -> { r with AdamEps = v }) c)
+            seed (fun c -> (get c).Seed) (fun c v -> on (fun r -> { r with Seed = v }) c)
+            numSeeds (fun c -> (get c).NumSeeds) (fun c v -> on (fun r -> { r with NumSeeds = v }) c)
+            device "device" (fun c -> (get c).Device) (fun c v -> on (fun r -> { r with Device = v }) c)
+            threads (fun c -> (get c).Threads) (fun c v -> on (fun r -> { r with Threads = v }) c)
+        ]
 
     /// An optional float: `null`, `~`, `none` or an empty value mean `None` (e.g. PPO's target KL).
     let floatOption
