@@ -97,10 +97,10 @@ let cfg =
             Run.NumSeeds = numSeeds }
 
 let result = Dqn.train cfg Dqn.noHooks None
-let table = Train.dqnTable cfg.NumSeeds result.Metrics
+let table = Train.dqnTable cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
-    $"{cfg.TotalTimesteps} steps x {cfg.NumSeeds} seeds in {result.WallSeconds:F1} s"
+    $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seeds in {result.WallSeconds:F1} s"
 
 (*** include-value: trainingSummary ***)
 
@@ -156,7 +156,7 @@ with the discounted return that actually followed, $G_t = \sum_{k \ge 0} \gamma^
 /// discounted return G_t.
 let predictedVsActual (k: int) =
     let env = Envs.make CartPole.Id :?> ClassicEnv
-    let S = int64 cfg.NumSeeds
+    let S = int64 cfg.Run.NumSeeds
     let mutable obs = env.Reset(Some(cfg.EvalSeed + 7L))
     let predicted = ResizeArray()
     let rewards = ResizeArray()
@@ -185,9 +185,9 @@ let predictedVsActual (k: int) =
 
     predicted.ToArray(), returns
 
-let qChecks = Array.init cfg.NumSeeds predictedVsActual
+let qChecks = Array.init cfg.Run.NumSeeds predictedVsActual
 
-[ for k in 0 .. cfg.NumSeeds - 1 do
+[ for k in 0 .. cfg.Run.NumSeeds - 1 do
       let predicted, actual = qChecks[k]
       let steps = Array.init predicted.Length float
       $"seed {cfg.Seeds[k]}: max Q(s, a)", steps, predicted

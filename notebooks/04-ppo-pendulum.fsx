@@ -180,10 +180,10 @@ let cfg =
         baseCfg
 
 let result = Ppo.train cfg Ppo.noHooks None
-let table = Train.ppoTable cfg.NumSeeds result.Metrics
+let table = Train.ppoTable cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
-    $"{cfg.TotalTimesteps} steps x {cfg.NumSeeds} seed(s) in {result.WallSeconds:F1} s"
+    $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seed(s) in {result.WallSeconds:F1} s"
 
 (*** include-value: trainingSummary ***)
 
@@ -249,7 +249,7 @@ let gridObs =
 
 let valueGrid, meanGrid =
     use _ng = torch.no_grad ()
-    let S = int64 cfg.NumSeeds
+    let S = int64 cfg.Run.NumSeeds
     let n = int64 (thetas.Length * thetaDots.Length)
     let obs = torch.tensor(gridObs).reshape(1L, n, 3L).expand(S, n, 3L)
     let x = Ppo.preprocess result.Normalizers.Obs obs

@@ -66,7 +66,7 @@ let relations (c: Ppo.PpoConfig) =
     $"{c.EnvId}: batch = {c.NumEnvs} envs x {c.NumSteps} steps = {c.BatchSize}; "
     + $"updates = {c.TotalTimesteps} / {c.BatchSize} = {c.NumUpdates}; "
     + $"gradient steps per update = {c.UpdateEpochs} x {c.MinibatchesPerEpoch} = {c.UpdateEpochs * c.MinibatchesPerEpoch}; "
-    + $"total = {c.NumUpdates * c.BatchSize} steps per seed x {c.NumSeeds} seeds"
+    + $"total = {c.NumUpdates * c.BatchSize} steps per seed x {c.Run.NumSeeds} seeds"
 
 let relationText = [ relations mountainCar; relations cartPole ]
 (*** include-value: relationText ***)
@@ -116,11 +116,11 @@ let cfg =
         }
 
 let result = Ppo.train cfg Ppo.noHooks None
-let table = Train.ppoTable cfg.NumSeeds result.Metrics
+let table = Train.ppoTable cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
-    $"{cfg.TotalTimesteps} steps x {cfg.NumSeeds} seeds in {result.WallSeconds:F1} s "
-    + $"({float cfg.TotalTimesteps * float cfg.NumSeeds / result.WallSeconds:F0} env steps/s, one process, one thread)"
+    $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seeds in {result.WallSeconds:F1} s "
+    + $"({float cfg.TotalTimesteps * float cfg.Run.NumSeeds / result.WallSeconds:F0} env steps/s, one process, one thread)"
 
 printfn "%s" trainingSummary
 (*** include-value: trainingSummary ***)

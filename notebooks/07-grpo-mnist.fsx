@@ -114,7 +114,7 @@ let cfg =
 
 let data = Grpo.loadData cfg
 let result = Grpo.train data cfg Grpo.noHooks
-let table = Train.grpoTable cfg.NumSeeds result.Metrics
+let table = Train.grpoTable cfg.Run.NumSeeds result.Metrics
 
 let perEpoch =
     [ for e in 0 .. result.EpochAccuracy.Length - 1 ->

@@ -148,8 +148,8 @@ let ppoRun (cfg: Ppo.PpoConfig) =
         Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
     (r.Agent :> IDisposable).Dispose()
-    let steps = float cfg.TotalTimesteps * float cfg.NumSeeds
-    let perSeed = float cfg.NumSeeds
+    let steps = float cfg.TotalTimesteps * float cfg.Run.NumSeeds
+    let perSeed = float cfg.Run.NumSeeds
     let rollout = sum (fun m -> m.RolloutSeconds) / perSeed
     let gae = sum (fun m -> m.GaeSeconds) / perSeed
     let learn = sum (fun m -> m.LearnSeconds) / perSeed
@@ -259,7 +259,7 @@ let benchPpo () =
         printfn
             "%-34s %7d %8.1f %9.0f %22s %24s %s"
             name
-            cfg.Threads
+            cfg.Run.Threads
             wall
             sps
             $"{ro:F1}/{g:F2}/{l:F1}"

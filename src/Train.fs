@@ -108,7 +108,7 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
 
     use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
     let obsDim = env.ObservationSpace.FlatSize
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
     // Modules load on the CPU, then move (TorchSharp's save/load guidance).
     let agent = Ppo.makeAgentFor cfg obsDim env.ActionSpace TorchSharp.torch.CPU
 
@@ -394,11 +394,11 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
         Validate = Ppo.validate
         DefaultConfig = defaultPpoConfig
         Target = fun c -> c.EnvId
-        Device = fun c -> c.Device
+        Device = fun c -> c.Run.Device
         Check = ignore
         Load = Some loadPpo
         Describe = fun (_, p, _) -> $"update {p.Update} (step {p.GlobalStep})", p.GlobalStep
-        Columns = fun c -> ppoColumns c.NumSeeds
+        Columns = fun c -> ppoColumns c.Run.NumSeeds
         Total = fun c -> c.TotalTimesteps
         Label = fun c -> $"ppo {c.EnvId}"
         Train =
@@ -410,7 +410,7 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                         OnUpdate =
                             fun agent progress norm rows ->
                                 for r in rows do
-                                    ctx.Log(ppoRow cfg.NumSeeds r)
+                                    ctx.Log(ppoRow cfg.Run.NumSeeds r)
 
                                 ctx.Report
                                     progress.GlobalStep
@@ -426,7 +426,7 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                 let evals =
                     Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
-                for k in 0 .. cfg.NumSeeds - 1 do
+                for k in 0 .. cfg.Run.NumSeeds - 1 do
                     let m, s = meanStd evals[k]
 
                     printfn
@@ -437,7 +437,7 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                         cfg.EvalEpisodes
                         (cfg.EvalSeed + cfg.Seeds[k])
 
-                evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Device cfg.EnvId
+                evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
         WriteReport = fun dir cfg summary -> writePpoReport dir $"PPO on {cfg.EnvId}" summary
         Release = fun r -> (r.Agent :> IDisposable).Dispose()
     }
@@ -565,13 +565,13 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
         Validate = Grpo.validate
         DefaultConfig = defaultGrpoConfig
         Target = fun _ -> "MNIST"
-        Device = fun c -> c.Device
+        Device = fun c -> c.Run.Device
         Check = fun _ -> checkMnist ()
         Load = None
         Describe = fun () -> "", 0L
-        Columns = fun c -> columnsFor c.NumSeeds Grpo.metricColumns
+        Columns = fun c -> columnsFor c.Run.NumSeeds Grpo.metricColumns
         Total = fun c -> int64 c.Epochs * int64 (grpoImagesPerEpoch c)
-        Label = fun c -> $"grpo MNIST (G={c.GroupSize}, {c.NumSeeds} seed(s))"
+        Label = fun c -> $"grpo MNIST (G={c.GroupSize}, {c.Run.NumSeeds} seed(s))"
         Train =
             fun ctx _ ->
                 let cfg = ctx.Config
@@ -582,7 +582,7 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
                         OnRows =
                             fun _ rows ->
                                 for r in rows do
-                                    ctx.Log(grpoRow cfg.NumSeeds r)
+                                    ctx.Log(grpoRow cfg.Run.NumSeeds r)
 
                                 ctx.Report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
                         OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint ctx.Dir agent epoch
@@ -602,14 +602,15 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
 
                 let final = Array.last result.EpochAccuracy
                 let m, s = meanStd final
-                printfn "test accuracy %.4f +- %.4f over %d seed(s)" m s cfg.NumSeeds
+                printfn "test accuracy %.4f +- %.4f over %d seed(s)" m s cfg.Run.NumSeeds
 
                 let epochsTo95 (k: int) =
                     match result.EpochAccuracy |> Array.tryFindIndex (fun a -> a[k] >= 0.95) with
                     | Some e -> Integer(int64 (e + 1))
                     | None -> Text "not reached"
 
-                let images = float (grpoImagesPerEpoch cfg) * float cfg.Epochs * float cfg.NumSeeds
+                let images =
+                    float (grpoImagesPerEpoch cfg) * float cfg.Epochs * float cfg.Run.NumSeeds
 
                 [
                     "test_accuracy", Number m
@@ -621,10 +622,10 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
                     "group_size", Integer(int64 cfg.GroupSize)
                     "train_images", Integer(int64 trainCount)
                     "test_images", Integer(int64 testCount)
-                    "seed", Integer cfg.Seed
-                    "num_seeds", Integer(int64 cfg.NumSeeds)
-                    "device", Text cfg.Device
-                    for k in 0 .. cfg.NumSeeds - 1 do
+                    "seed", Integer cfg.Run.Seed
+                    "num_seeds", Integer(int64 cfg.Run.NumSeeds)
+                    "device", Text cfg.Run.Device
+                    for k in 0 .. cfg.Run.NumSeeds - 1 do
                         $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
                         $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
                 ]
@@ -710,7 +711,7 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
     agent.Buffer.Restore(int extra["buffer_position"], int extra["buffer_count"])
 
     let episodes =
-        Array.init cfg.NumSeeds (fun k ->
+        Array.init cfg.Run.NumSeeds (fun k ->
             let xs = Checkpoint.decodeFloats extra[$"episodes_{k}"]
 
             ResizeArray(
@@ -762,11 +763,11 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
         Validate = Dqn.validate
         DefaultConfig = defaultDqnConfig
         Target = fun c -> c.EnvId
-        Device = fun c -> c.Device
+        Device = fun c -> c.Run.Device
         Check = ignore
         Load = Some loadDqn
         Describe = fun (_, p) -> $"step {p.GlobalStep}", p.GlobalStep
-        Columns = fun c -> dqnColumns c.NumSeeds
+        Columns = fun c -> dqnColumns c.Run.NumSeeds
         Total = fun c -> c.TotalTimesteps
         Label = fun c -> $"dqn {c.EnvId}"
         Train =
@@ -779,7 +780,7 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                         OnLog =
                             fun agent progress rows ->
                                 for r in rows do
-                                    ctx.Log(dqnRow cfg.NumSeeds r)
+                                    ctx.Log(dqnRow cfg.Run.NumSeeds r)
 
                                 ctx.Report progress.GlobalStep (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
                                 windows <- windows + 1
@@ -791,7 +792,7 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                 Dqn.train cfg hooks resume
         Summarize =
             fun cfg result wall ->
-                let S = cfg.NumSeeds
+                let S = cfg.Run.NumSeeds
 
                 let evals =
                     Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
@@ -813,7 +814,7 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                         reached
 
                 [
-                    yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Device cfg.EnvId
+                    yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
                     "seeds_reaching_475",
                     Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
                     for k in 0 .. S - 1 do
@@ -858,11 +859,11 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
         Validate = Reinforce.validate
         DefaultConfig = defaultReinforceConfig
         Target = fun c -> c.EnvId
-        Device = fun c -> c.Device
+        Device = fun c -> c.Run.Device
         Check = ignore
         Load = None
         Describe = fun () -> "", 0L
-        Columns = fun c -> columnsFor c.NumSeeds Reinforce.metricColumns
+        Columns = fun c -> columnsFor c.Run.NumSeeds Reinforce.metricColumns
         Total = fun c -> int64 c.Iterations
         Label = fun c -> $"reinforce {c.EnvId} (updates)"
         Train =
@@ -874,7 +875,7 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
                         OnIteration =
                             fun _ rows ->
                                 for r in rows do
-                                    ctx.Log(reinforceRow cfg.NumSeeds r)
+                                    ctx.Log(reinforceRow cfg.Run.NumSeeds r)
 
                                 ctx.Report
                                     (int64 rows[0].Iteration)
@@ -886,7 +887,7 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
             fun cfg result wall ->
                 let evals = Reinforce.evaluate cfg result.Agent cfg.EvalEpisodes cfg.EvalSeed
 
-                for k in 0 .. cfg.NumSeeds - 1 do
+                for k in 0 .. cfg.Run.NumSeeds - 1 do
                     let m, s = meanStd evals[k]
 
                     printfn
@@ -899,11 +900,11 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
 
                 let steps =
                     result.Metrics
-                    |> List.filter (fun m -> m.Seed = cfg.Seed)
+                    |> List.filter (fun m -> m.Seed = cfg.Run.Seed)
                     |> List.last
                     |> (fun m -> m.Step)
 
-                evalSummary evals cfg.Seeds wall steps cfg.Device cfg.EnvId
+                evalSummary evals cfg.Seeds wall steps cfg.Run.Device cfg.EnvId
         WriteReport =
             fun dir cfg summary ->
                 let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))

@@ -172,7 +172,7 @@ let tests =
                             let alone =
                                 Ppo.train
                                     { cfg with
-                                        Run.Seed = cfg.Seed + 1L
+                                        Run.Seed = cfg.Run.Seed + 1L
                                         Run.NumSeeds = 1
                                     }
                                     Ppo.noHooks

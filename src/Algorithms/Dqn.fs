@@ -70,16 +70,8 @@ type DqnConfig =
         VectorizationMode: string
     }
 
-    /// The seed values trained: Seed .. Seed + NumSeeds - 1.
+    /// The seed values trained: `Run.Seeds`.
     member c.Seeds = c.Run.Seeds
-    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
-    member c.Seed = c.Run.Seed
-    member c.NumSeeds = c.Run.NumSeeds
-    member c.Device = c.Run.Device
-    member c.Threads = c.Run.Threads
-    member c.Beta1 = c.Run.Beta1
-    member c.Beta2 = c.Run.Beta2
-    member c.AdamEps = c.Run.AdamEps
 
 /// CleanRL `dqn.py` defaults (the peer measured in `docs/peers.md`): 500k steps,
 /// Adam 2.5e-4, buffer 10k, gamma 0.99, hard target copy every 500 steps, batch 128, epsilon
@@ -170,7 +162,7 @@ let makeAgent (cfg: DqnConfig) (obsDim: int) (actionSpace: Space) (device: torch
     {
         QNet = q
         Target = target
-        Opt = Optim.make (Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)) cfg.LearningRate (q.parameters ())
+        Opt = Optim.make (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps)) cfg.LearningRate (q.parameters ())
         Buffer = new Buffers.ReplayBuffer(S, cfg.BufferSize, obsDim, device)
         Device = device
         Seeds = seeds
@@ -339,10 +331,10 @@ let trainWith
     (hooks: Hooks)
     (resume: (Agent * Progress) option)
     : TrainResult =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
-    if cfg.Threads > 0 then
-        Native.setThreads cfg.Threads
+    if cfg.Run.Threads > 0 then
+        Native.setThreads cfg.Run.Threads
 
     let seeds = cfg.Seeds
     let S = seeds.Length
@@ -354,7 +346,7 @@ let trainWith
         match resume with
         | Some(a, p) -> a, p
         | None ->
-            Seed.setGlobal cfg.Seed
+            Seed.setGlobal cfg.Run.Seed
 
             makeAgent cfg obsDim env.ActionSpace device,
             {
@@ -365,7 +357,7 @@ let trainWith
     let nActions = agent.QNet.NumActions
 
     let stream label =
-        Seed.derive cfg.Seed $"{label}/{progress.GlobalStep}"
+        Seed.derive cfg.Run.Seed $"{label}/{progress.GlobalStep}"
 
     let exploreGen = Seed.generator device (stream "dqn-explore")
     let sampleGen = Seed.generator device (stream "dqn-replay")
@@ -670,7 +662,7 @@ let fields: Field<DqnConfig> list =
 
 /// Cross-field checks of a DQN config; raises `ConfigError`.
 let validate (c: DqnConfig) =
-    Config.checkVectorization c.VectorizationMode c.Device
+    Config.checkVectorization c.VectorizationMode c.Run.Device
     Config.check (c.BatchSize <= c.BufferSize) "batch_size" (string c.BatchSize) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.NumEnvs <= c.BufferSize) "num_envs" (string c.NumEnvs) $"<= buffer_size = {c.BufferSize}"
     Config.check (c.EndE <= c.StartE) "end_e" (string c.EndE) $"<= start_e = {c.StartE}"
@@ -679,7 +671,7 @@ let validate (c: DqnConfig) =
 /// Batched environments for `cfg` from the registry, on the config's device, stepped as
 /// `vectorization_mode` says (`Envs.makeVec`).
 let makeEnv (cfg: DqnConfig) : int -> IBatchedEnv =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
     fun n -> Envs.makeVec cfg.VectorizationMode cfg.EnvId n device
 
 /// Trains DQN on `cfg.EnvId` (see `trainWith`).

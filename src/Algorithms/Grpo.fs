@@ -63,16 +63,8 @@ type GrpoConfig =
         LogEvery: int
     }
 
-    /// The seed values trained: Seed .. Seed + NumSeeds - 1.
+    /// The seed values trained: `Run.Seeds`.
     member c.Seeds = c.Run.Seeds
-    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
-    member c.Seed = c.Run.Seed
-    member c.NumSeeds = c.Run.NumSeeds
-    member c.Device = c.Run.Device
-    member c.Threads = c.Run.Threads
-    member c.Beta1 = c.Run.Beta1
-    member c.Beta2 = c.Run.Beta2
-    member c.AdamEps = c.Run.AdamEps
 
 /// Seed 004's setting: a 784-128-128-10 actor, 10 epochs over the 60,000 training images. The
 /// rest (batch 128 images, G = 8, 2 inner epochs, clip 0.2, Adam 1e-3, std-scaled advantages,
@@ -159,7 +151,8 @@ let makeAgent (cfg: GrpoConfig) (device: torch.Device) : Agent =
         {
             Actor = actor
             Reference = reference
-            Optimizer = Optim.make (Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)) cfg.Lr (actor.parameters ())
+            Optimizer =
+                Optim.make (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps)) cfg.Lr (actor.parameters ())
             Device = device
             Seeds = seeds
         }
@@ -182,7 +175,7 @@ type Data =
 /// MNIST for `cfg` (its TrainSize and TestSize) from `Mnist.dataDir ()` on the config's device.
 /// Raises `FileNotFoundException` (saying how to fetch it) when the data is absent.
 let loadData (cfg: GrpoConfig) : Data =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
     {
         Train = Mnist.load Mnist.Train cfg.TrainSize device
@@ -368,10 +361,10 @@ type TrainResult =
 /// (update index, quantity, value) when a loss becomes NaN or infinite, and `ConfigError` when
 /// the batch size exceeds the training images.
 let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
-    if cfg.Threads > 0 then
-        Native.setThreads cfg.Threads
+    if cfg.Run.Threads > 0 then
+        Native.setThreads cfg.Run.Threads
 
     let N = data.Train.Count
     Config.check (cfg.BatchSize <= N) "batch_size" (string cfg.BatchSize) $"<= the training images ({N})"

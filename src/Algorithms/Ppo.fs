@@ -131,16 +131,8 @@ type PpoConfig =
         else
             c.BatchSize / c.MinibatchSize
 
-    /// The seed values trained: Seed .. Seed + NumSeeds - 1.
+    /// The seed values trained: `Run.Seeds`.
     member c.Seeds = c.Run.Seeds
-    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
-    member c.Seed = c.Run.Seed
-    member c.NumSeeds = c.Run.NumSeeds
-    member c.Device = c.Run.Device
-    member c.Threads = c.Run.Threads
-    member c.Beta1 = c.Run.Beta1
-    member c.Beta2 = c.Run.Beta2
-    member c.AdamEps = c.Run.AdamEps
 
     /// True for Loss = "kl_penalty" (the KL-penalised surrogate), false for "clip".
     member c.KlPenalty = c.Loss = "kl_penalty"
@@ -386,7 +378,7 @@ let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch
 
     actor.``to`` device |> ignore
     critic.``to`` device |> ignore
-    let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
+    let kind = Optim.kindOf cfg.Optimizer cfg.Run.Beta1 cfg.Run.Beta2 cfg.Run.AdamEps
 
     {
         Actor = actor
@@ -413,7 +405,7 @@ let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device:
     | s -> invalidArg "init" $"unknown init '{s}'; allowed: orthogonal, default"
 
     net.``to`` device |> ignore
-    let kind = Optim.kindOf cfg.Optimizer cfg.Beta1 cfg.Beta2 cfg.AdamEps
+    let kind = Optim.kindOf cfg.Optimizer cfg.Run.Beta1 cfg.Run.Beta2 cfg.Run.AdamEps
 
     {
         Actor = Unchecked.defaultof<Actor>
@@ -487,12 +479,12 @@ let newNormalizers (cfg: PpoConfig) (obsDim: int) (device: torch.Device) =
     {
         Obs =
             (if cfg.NormObs then
-                 Some(RunningMeanStd(cfg.NumSeeds, obsDim, device))
+                 Some(RunningMeanStd(cfg.Run.NumSeeds, obsDim, device))
              else
                  None)
         Return =
             (if cfg.NormReward then
-                 Some(RunningMeanStd(cfg.NumSeeds, 1, device))
+                 Some(RunningMeanStd(cfg.Run.NumSeeds, 1, device))
              else
                  None)
     }
@@ -1368,10 +1360,10 @@ let trainWith
     (hooks: Hooks)
     (resume: (Agent * Progress * Normalizers) option)
     : TrainResult =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
-    if cfg.Threads > 0 then
-        Native.setThreads cfg.Threads
+    if cfg.Run.Threads > 0 then
+        Native.setThreads cfg.Run.Threads
 
     let seeds = cfg.Seeds
     let S = seeds.Length
@@ -1382,7 +1374,7 @@ let trainWith
         match resume with
         | Some(a, p, n) -> a, p, n
         | None ->
-            Seed.setGlobal cfg.Seed
+            Seed.setGlobal cfg.Run.Seed
             makeAgentFor cfg obsDim envs.ActionSpace device, Progress.Start, newNormalizers cfg obsDim device
 
     let streamSeed (k: int) (label: string) =
@@ -1613,7 +1605,7 @@ let fields: Field<PpoConfig> list =
 
 /// Cross-field checks of a PPO config; raises `ConfigError`.
 let validate (c: PpoConfig) =
-    Config.checkVectorization c.VectorizationMode c.Device
+    Config.checkVectorization c.VectorizationMode c.Run.Device
 
     if c.NumMinibatches > 0 then
         Config.check
@@ -1637,7 +1629,7 @@ let validate (c: PpoConfig) =
 /// Batched environments for `cfg` from the registry, on the config's device: the tensor-batched
 /// form, or `SyncVectorEnv` for `vectorization_mode: sync`.
 let makeEnv (cfg: PpoConfig) : int -> IBatchedEnv =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
     fun n -> Envs.makeVec cfg.VectorizationMode cfg.EnvId n device
 
 /// Trains PPO on `cfg.EnvId` (see `trainWith`): `train cfg noHooks None` is the whole run.

@@ -46,16 +46,8 @@ type ReinforceConfig =
         EvalSeed: int64
     }
 
-    /// The seed values trained.
+    /// The seed values trained: `Run.Seeds`.
     member c.Seeds = c.Run.Seeds
-    /// `Run.Seed`, the base seed (also `NumSeeds`, `Device`, `Threads`, `Beta1`, `Beta2`, `AdamEps`).
-    member c.Seed = c.Run.Seed
-    member c.NumSeeds = c.Run.NumSeeds
-    member c.Device = c.Run.Device
-    member c.Threads = c.Run.Threads
-    member c.Beta1 = c.Run.Beta1
-    member c.Beta2 = c.Run.Beta2
-    member c.AdamEps = c.Run.AdamEps
 
 /// Defaults for CartPole-v1: 8 episodes per update, gamma 0.99, Adam 1e-2 (policy) and 1e-2
 /// (value, 10 full-batch steps per update), 64-64 tanh networks, with the baseline.
@@ -116,7 +108,7 @@ let makeAgent (cfg: ReinforceConfig) (obsDim: int) (actionSpace: Space) (device:
     critic.Initialise(TorchDefault, TorchDefault, seeds)
     actor.``to`` device |> ignore
     critic.``to`` device |> ignore
-    let adam = Optim.Adam(cfg.Beta1, cfg.Beta2, cfg.AdamEps)
+    let adam = Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps)
 
     {
         Actor = actor
@@ -370,17 +362,17 @@ let trainWith (hooks: Hooks) (cfg: ReinforceConfig) (varianceEvery: int) (varian
             "cfg"
             $"Reinforce.train: Iterations and EpisodesPerBatch must be >= 1, got {cfg.Iterations} and {cfg.EpisodesPerBatch}"
 
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
-    if cfg.Threads > 0 then
-        Native.setThreads cfg.Threads
+    if cfg.Run.Threads > 0 then
+        Native.setThreads cfg.Run.Threads
 
-    let S = cfg.NumSeeds
+    let S = cfg.Run.NumSeeds
     let E = cfg.EpisodesPerBatch
     use env = Envs.makeBatched cfg.EnvId (S * E) device
-    Seed.setGlobal cfg.Seed
+    Seed.setGlobal cfg.Run.Seed
     let agent = makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace device
-    let gen = Seed.generator device (Seed.derive cfg.Seed "reinforce-policy")
+    let gen = Seed.generator device (Seed.derive cfg.Run.Seed "reinforce-policy")
     let metrics = ResizeArray()
     let variances = ResizeArray()
     let steps = Array.zeroCreate<int64> S
@@ -390,9 +382,12 @@ let trainWith (hooks: Hooks) (cfg: ReinforceConfig) (varianceEvery: int) (varian
         use scope = torch.NewDisposeScope()
 
         if varianceEvery > 0 && (it = 1 || it % varianceEvery = 0) then
-            variances.Add(it, gradientVariance cfg agent env varianceBatches E (Seed.derive cfg.Seed $"variance/{it}"))
+            variances.Add(
+                it,
+                gradientVariance cfg agent env varianceBatches E (Seed.derive cfg.Run.Seed $"variance/{it}")
+            )
 
-        let batch = collect cfg.Gamma agent env E (Seed.derive cfg.Seed $"env/{it}") gen
+        let batch = collect cfg.Gamma agent env E (Seed.derive cfg.Run.Seed $"env/{it}") gen
         // Actor step (baseline from the critic before it sees this batch).
         let loss = policyLoss agent cfg.Baseline batch E
         agent.ActorOpt.zero_grad ()
@@ -505,7 +500,7 @@ let validate (c: ReinforceConfig) = Config.checkDiscreteEnv c.EnvId
 /// The deterministic policy's (most likely action's) episode returns per seed over `episodes`
 /// episodes, training seed s on starts drawn from `evalSeed + s` (`Ppo.evaluatePolicy`).
 let evaluate (cfg: ReinforceConfig) (agent: Agent) (episodes: int) (evalSeed: int64) : float[][] =
-    let device = Native.device cfg.Device
+    let device = Native.device cfg.Run.Device
 
     Ppo.evaluatePolicy
         true
