@@ -319,12 +319,136 @@ let lastMean (n: int) (episodes: ResizeArray<Episode>) =
     else
         Seq.averageBy (fun e -> e.Return) (Seq.skip (episodes.Count - n) episodes)
 
-/// Trains DQN. `makeEnv n` builds a batched environment of n copies; the S seeds share one
-/// environment of S * NumEnvs copies (seed k owns copies k*N .. k*N + N - 1; its episodes thus
-/// depend on the base seed and NumSeeds, while its network initialisation depends only on its
-/// own seed value). `resume` continues a restored agent (the environments restart with fresh
-/// episodes). Raises `Ppo.TrainingDivergedException` (window index, quantity) when the TD loss
-/// becomes NaN or infinite.
+/// Phase 1, act (Mnih et al. 2015, Algorithm 1: "with probability epsilon select a random
+/// action, otherwise argmax_a Q(s, a)"): actions [S; N] for observations [S; N; obsDim], the
+/// random draws from `exploreGen`. No gradient.
+let private actEpsilonGreedy (agent: Agent) (exploreGen: torch.Generator) (epsilon: float) (obs: Tensor) =
+    use _ng = torch.no_grad ()
+    let S, N = obs.shape[0], obs.shape[1]
+    let greedy = agent.QNet.forward(obs).argmax(-1L) // [S; N]
+
+    let random =
+        torch.randint (
+            int64 agent.QNet.NumActions,
+            [| S; N |],
+            generator = exploreGen,
+            dtype = torch.int64,
+            device = agent.Device
+        )
+
+    let u = torch.rand ([| S; N |], generator = exploreGen, device = agent.Device)
+    torch.where (u.lt (epsilon.ToScalar()), random, greedy)
+
+/// One log window's accumulators, on the device so that nothing is read back per step: the
+/// episode ends, returns and lengths of every env step [window; S * N], and per seed [S] the
+/// sums of the learning statistics over the window's gradient steps.
+type private Window(window: int, S: int, N: int, device: torch.Device) =
+    let steps () =
+        torch.zeros ([| int64 window; int64 (S * N) |], device = device)
+
+    let perSeed () =
+        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+
+    let isDone, ret, len = steps (), steps (), steps ()
+    let sumLoss, sumQ, sumGrad = perSeed (), perSeed (), perSeed ()
+
+    /// Env steps recorded in this window.
+    member val Steps = 0 with get, set
+    /// Gradient steps taken in this window.
+    member val Learns = 0 with get, set
+
+    /// Records one env step's episode ends, returns and lengths.
+    member w.Record(r: BatchStep) =
+        isDone[w.Steps].copy_(r.Terminated.logical_or(r.Truncated).to_type torch.float32)
+        |> ignore
+
+        ret[w.Steps].copy_ r.EpisodeReturn |> ignore
+        len[w.Steps].copy_(r.EpisodeLength.to_type torch.float32) |> ignore
+        w.Steps <- w.Steps + 1
+
+    /// Adds one gradient step's statistics.
+    member w.AddLearn(stats: LearnStats) =
+        let f64 (x: Tensor) = x.to_type torch.float64
+        sumLoss.add_ (f64 stats.Loss) |> ignore
+        sumQ.add_ (f64 stats.QMean) |> ignore
+        sumGrad.add_ (f64 stats.GradNorm) |> ignore
+        w.Learns <- w.Learns + 1
+
+    /// Phase 3, log: reads the window back once, appends its finished episodes to
+    /// `progress.Episodes`, returns one row per seed (`step` is the step at the window's end) and
+    /// starts a new window.
+    member w.Close(seeds: int64[], progress: Progress, step: int64, epsilon: float, sps: float) : DqnMetrics[] =
+        let t = w.Steps
+        let d = toArray (isDone.narrow (0L, 0L, int64 t))
+        let rets = toArray (ret.narrow (0L, 0L, int64 t))
+        let lens = toArray (len.narrow (0L, 0L, int64 t))
+        let stepAtStart = step - int64 (t * N)
+        let winEps = Array.init S (fun _ -> ResizeArray<Episode>())
+
+        for i in 0 .. t - 1 do
+            for k in 0 .. S - 1 do
+                for j in 0 .. N - 1 do
+                    let c = (i * S * N) + k * N + j
+
+                    if d[c] <> 0.0 then
+                        let e =
+                            {
+                                EndStep = stepAtStart + int64 ((i + 1) * N)
+                                Return = rets[c]
+                                Length = int lens[c]
+                            }
+
+                        winEps[k].Add e
+                        progress.Episodes[k].Add e
+
+        let loss, q, grad = toArray sumLoss, toArray sumQ, toArray sumGrad
+        let learns = w.Learns
+
+        let per (x: float[]) k =
+            if learns > 0 then x[k] / float learns else nan
+
+        let meanOf (f: Episode -> float) (eps: ResizeArray<Episode>) =
+            if eps.Count > 0 then eps |> Seq.averageBy f else nan
+
+        for x in [ sumLoss; sumQ; sumGrad ] do
+            x.zero_ () |> ignore
+
+        w.Learns <- 0
+        w.Steps <- 0
+        isDone.zero_ () |> ignore
+
+        [|
+            for k in 0 .. S - 1 ->
+                {
+                    Seed = seeds[k]
+                    Step = step
+                    EpisodicReturn = meanOf (fun e -> e.Return) winEps[k]
+                    EpisodicLength = meanOf (fun e -> float e.Length) winEps[k]
+                    Episodes = winEps[k].Count
+                    ReturnLast20 = lastMean 20 progress.Episodes[k]
+                    TdLoss = per loss k
+                    QMean = per q k
+                    GradNorm = per grad k
+                    Epsilon = epsilon
+                    Sps = sps
+                }
+        |]
+
+    interface IDisposable with
+        member _.Dispose() =
+            for x in [ isDone; ret; len; sumLoss; sumQ; sumGrad ] do
+                x.Dispose()
+
+/// Trains DQN (Mnih et al. 2015, Algorithm 1, as CleanRL's `dqn.py`): per env step, act
+/// epsilon-greedily (`actEpsilonGreedy`), store (s, a, r, s', terminated) in the replay buffer,
+/// every `TrainFrequency` steps learn on a sampled minibatch (`learnStep`) and every
+/// `TargetNetworkFrequency` steps sync the target network; every `LogEvery` steps close the log
+/// window (`Window.Close`) and call `hooks.OnLog`. `makeEnv n` builds a batched environment of n
+/// copies; the S seeds share one environment of S * NumEnvs copies (seed k owns copies k*N ..
+/// k*N + N - 1; its episodes thus depend on the base seed and NumSeeds, while its network
+/// initialisation depends only on its own seed value). `resume` continues a restored agent (the
+/// environments restart with fresh episodes). Raises `Ppo.TrainingDivergedException` (window
+/// index, quantity) when the TD loss becomes NaN or infinite.
 let trainWith
     (makeEnv: int -> IBatchedEnv)
     (cfg: DqnConfig)
@@ -354,25 +478,16 @@ let trainWith
                 Episodes = Array.init S (fun _ -> ResizeArray())
             }
 
-    let nActions = agent.QNet.NumActions
-
     let stream label =
         Seed.derive cfg.Run.Seed $"{label}/{progress.GlobalStep}"
 
     let exploreGen = Seed.generator device (stream "dqn-explore")
     let sampleGen = Seed.generator device (stream "dqn-replay")
     let duration = cfg.ExplorationFraction * float cfg.TotalTimesteps
-    let window = max 1 (cfg.LogEvery / N) // env steps (of all copies) per log window
-    // Episode bookkeeping for one window on the device: read back once per window.
-    let winDone = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
-    let winRet = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
-    let winLen = torch.zeros ([| int64 window; int64 (S * N) |], device = device)
+    use window = new Window(max 1 (cfg.LogEvery / N), S, N, device) // env steps (of all copies) per log window
 
-    let acc () =
-        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
-
-    let sumLoss, sumQ, sumGrad = acc (), acc (), acc ()
-    let mutable nLearn = 0
+    let every (n: int) (step: int64) =
+        (step / int64 N) % int64 (max 1 (n / N)) = 0L
 
     let mutable obs =
         env.Reset(stream "dqn-env").reshape(int64 S, int64 N, int64 obsDim).DetachFromDisposeScope()
@@ -380,136 +495,45 @@ let trainWith
     let metrics = ResizeArray<DqnMetrics>()
     let total = Stopwatch.StartNew()
     let mutable clock = Stopwatch.StartNew()
-    let mutable t = 0
     let mutable windowIndex = 0
-    let mutable epsilon = epsilonAt cfg.StartE cfg.EndE duration progress.GlobalStep
 
     try
         while progress.GlobalStep < cfg.TotalTimesteps do
             use stepScope = torch.NewDisposeScope()
-            epsilon <- epsilonAt cfg.StartE cfg.EndE duration progress.GlobalStep
-
-            // ---- 1. Act epsilon-greedily ----------------------------------------------------
-            let action =
-                use _ng = torch.no_grad ()
-                let greedy = agent.QNet.forward(obs).argmax(-1L) // [S; N]
-
-                let random =
-                    torch.randint (
-                        int64 nActions,
-                        [| int64 S; int64 N |],
-                        generator = exploreGen,
-                        dtype = torch.int64,
-                        device = device
-                    )
-
-                let u = torch.rand ([| int64 S; int64 N |], generator = exploreGen, device = device)
-                let explore = u.lt (epsilon.ToScalar())
-                torch.where (explore, random, greedy)
-
+            let epsilon = epsilonAt cfg.StartE cfg.EndE duration progress.GlobalStep
+            let action = actEpsilonGreedy agent exploreGen epsilon obs
             let r = env.Step(action.reshape (int64 (S * N)))
 
             let shape3 (x: Tensor) =
                 x.reshape (int64 S, int64 N, int64 obsDim)
 
             let shape2 (x: Tensor) = x.reshape (int64 S, int64 N)
-
-            // ---- 2. Store (s, a, r, s', terminated); s' is the final observation ------------
+            // Phase 2, store (s, a, r, s', terminated); s' is the final observation (before auto-reset).
             agent.Buffer.Add(obs, action, shape2 r.Reward, shape3 r.FinalObs, shape2 r.Terminated)
-            let isDone = r.Terminated.logical_or(r.Truncated).to_type torch.float32
-            winDone[t].copy_ isDone |> ignore
-            winRet[t].copy_ r.EpisodeReturn |> ignore
-            winLen[t].copy_(r.EpisodeLength.to_type torch.float32) |> ignore
+            window.Record r
             obs.Dispose()
             obs <- (shape3 r.Obs).MoveToOuterDisposeScope().DetachFromDisposeScope()
             progress.GlobalStep <- progress.GlobalStep + int64 N
             let step = progress.GlobalStep
 
-            // ---- 3. Learn ----------------------------------------------------------------------
+            // Learn, and sync the target network.
             if step > cfg.LearningStarts then
-                if (step / int64 N) % int64 (max 1 (cfg.TrainFrequency / N)) = 0L then
-                    let stats = learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, sampleGen))
-                    let f64 (x: Tensor) = x.to_type torch.float64
-                    sumLoss.add_ (f64 stats.Loss) |> ignore
-                    sumQ.add_ (f64 stats.QMean) |> ignore
-                    sumGrad.add_ (f64 stats.GradNorm) |> ignore
-                    nLearn <- nLearn + 1
+                if every cfg.TrainFrequency step then
+                    window.AddLearn(learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, sampleGen)))
 
-                if (step / int64 N) % int64 (max 1 (cfg.TargetNetworkFrequency / N)) = 0L then
+                if every cfg.TargetNetworkFrequency step then
                     syncParameters cfg.Tau agent.QNet agent.Target
 
-            t <- t + 1
-
-            // ---- 4. Log --------------------------------------------------------------------
-            if t = window || step >= cfg.TotalTimesteps then
+            if window.Steps = max 1 (cfg.LogEvery / N) || step >= cfg.TotalTimesteps then
                 windowIndex <- windowIndex + 1
-                let d = toArray (winDone.narrow (0L, 0L, int64 t))
-                let rets = toArray (winRet.narrow (0L, 0L, int64 t))
-                let lens = toArray (winLen.narrow (0L, 0L, int64 t))
-                let stepAtStart = step - int64 (t * N)
-                let winEps = Array.init S (fun _ -> ResizeArray<Episode>())
-
-                for i in 0 .. t - 1 do
-                    for k in 0 .. S - 1 do
-                        for j in 0 .. N - 1 do
-                            let c = (i * S * N) + k * N + j
-
-                            if d[c] <> 0.0 then
-                                let e =
-                                    {
-                                        EndStep = stepAtStart + int64 ((i + 1) * N)
-                                        Return = rets[c]
-                                        Length = int lens[c]
-                                    }
-
-                                winEps[k].Add e
-                                progress.Episodes[k].Add e
-
-                let loss, q, grad = toArray sumLoss, toArray sumQ, toArray sumGrad
-
-                let per (x: float[]) k =
-                    if nLearn > 0 then x[k] / float nLearn else nan
-
-                let sps = float (t * N * S) / clock.Elapsed.TotalSeconds
-
-                let rows =
-                    [|
-                        for k in 0 .. S - 1 ->
-                            let we = winEps[k]
-
-                            {
-                                Seed = seeds[k]
-                                Step = step
-                                EpisodicReturn =
-                                    (if we.Count > 0 then
-                                         we |> Seq.averageBy (fun e -> e.Return)
-                                     else
-                                         nan)
-                                EpisodicLength =
-                                    (if we.Count > 0 then
-                                         we |> Seq.averageBy (fun e -> float e.Length)
-                                     else
-                                         nan)
-                                Episodes = we.Count
-                                ReturnLast20 = lastMean 20 progress.Episodes[k]
-                                TdLoss = per loss k
-                                QMean = per q k
-                                GradNorm = per grad k
-                                Epsilon = epsilon
-                                Sps = sps
-                            }
-                    |]
+                let learned = window.Learns > 0
+                let sps = float (window.Steps * N * S) / clock.Elapsed.TotalSeconds
+                let rows = window.Close(seeds, progress, step, epsilon, sps)
 
                 for row in rows do
-                    if Double.IsNaN row.TdLoss && nLearn > 0 || Double.IsInfinity row.TdLoss then
+                    if Double.IsNaN row.TdLoss && learned || Double.IsInfinity row.TdLoss then
                         raise (Ppo.TrainingDivergedException(windowIndex, "td_loss", row.TdLoss))
 
-                for x in [ sumLoss; sumQ; sumGrad ] do
-                    x.zero_ () |> ignore
-
-                nLearn <- 0
-                t <- 0
-                winDone.zero_ () |> ignore
                 metrics.AddRange rows
                 hooks.OnLog agent progress rows
                 clock <- Stopwatch.StartNew()
@@ -521,8 +545,7 @@ let trainWith
             WallSeconds = total.Elapsed.TotalSeconds
         }
     finally
-        for x in [ obs; winDone; winRet; winLen; sumLoss; sumQ; sumGrad ] do
-            x.Dispose()
+        obs.Dispose()
 
 /// Greedy evaluation: for each seed, `episodes` episodes of argmax_a Q(s, a) on fresh
 /// environments reset with `evalSeed` (the same start states for every seed). Returns per seed
