@@ -357,9 +357,146 @@ type TrainResult =
         WallSeconds: float
     }
 
-/// Trains GRPO on `data` as `cfg` says, calling `hooks`. Raises `Ppo.TrainingDivergedException`
-/// (update index, quantity, value) when a loss becomes NaN or infinite, and `ConfigError` when
-/// the batch size exceeds the training images.
+/// The log-probabilities [S; B; 10] of a GRPO policy (always categorical) for images [S; B; 784].
+let private logProbsOf (actor: Actor) (x: Tensor) =
+    match actor.Dist x with
+    | Categorical lp -> lp
+    | Normal _ -> invalidOp "GRPO's actor is Categorical"
+
+/// One batch's group, sampled from the old policy (no gradient).
+type private Group =
+    {
+        /// G guesses per image, [S; B; G].
+        Actions: Tensor
+        /// log pi_old and log pi_ref of each guess, [S; B; G].
+        LogProbOld: Tensor
+        LogProbRef: Tensor
+        /// 1 for a right guess, else 0, [S; B; G].
+        Rewards: Tensor
+        /// Exact KL(pi_old || pi_ref) over the 10 digits, mean per seed [S] (for the log; the
+        /// penalty uses the k3 estimate).
+        KlRef: Tensor
+    }
+
+/// Phase 2: G guesses per image from the old policy (`sampleGens[k]` drives seed k), scored
+/// against the labels `y` [S; B] (DeepSeekMath, Algorithm 1, "sample G outputs ... compute
+/// rewards"). No gradient.
+let private sampleGroup (agent: Agent) (sampleGens: torch.Generator[]) (G: int) (x: Tensor) (y: Tensor) : Group =
+    use _ng = torch.no_grad ()
+    let lpOld = logProbsOf agent.Actor x
+
+    let grouped (lp: Tensor) =
+        Categorical(lp.unsqueeze(2).expand(-1L, -1L, int64 G, -1L))
+
+    let actions = Dist.sample sampleGens (grouped lpOld) // [S; B; G]
+    let rewards = actions.eq(y.unsqueeze 2).to_type torch.float32 // [S; B; G]
+    let lpRef = logProbsOf agent.Reference x
+
+    {
+        Actions = actions
+        LogProbOld = Dist.logProb (grouped lpOld) actions
+        LogProbRef = Dist.logProb (grouped lpRef) actions
+        Rewards = rewards
+        KlRef = (lpOld.exp () * (lpOld - lpRef)).sum(-1L).mean([| 1L |])
+    }
+
+/// Phase 4: `cfg.UpdateEpochs` gradient steps of the GRPO loss on one batch (DeepSeekMath,
+/// Algorithm 1, "for GRPO iteration = 1, ..., mu"), each clipped per seed to `cfg.MaxGradNorm`.
+/// Adds the steps' mean approx KL, clip fraction, entropy, policy loss and gradient norm, per
+/// seed, to `sums[2..6]`.
+let private learnGroup
+    (cfg: GrpoConfig)
+    (agent: Agent)
+    (actorParams: Modules.Parameter[])
+    (sums: Tensor[])
+    (x: Tensor)
+    (group: Group)
+    (advantages: Tensor)
+    =
+    let S = agent.Seeds.Length
+
+    for _ in 1 .. cfg.UpdateEpochs do
+        use _inner = torch.NewDisposeScope()
+        let lp = logProbsOf agent.Actor x
+
+        let parts =
+            loss cfg.ClipEps cfg.Beta cfg.EntCoef lp group.Actions group.LogProbOld group.LogProbRef advantages
+
+        agent.Optimizer.zero_grad ()
+        parts.Loss.sum().backward()
+
+        let clip =
+            if cfg.MaxGradNorm > 0.0 then
+                cfg.MaxGradNorm
+            else
+                Double.MaxValue
+
+        let gradNorm = Optim.clipGradNormPerSeed S clip actorParams
+        agent.Optimizer.step () |> ignore
+        use _ng = torch.no_grad ()
+        let w = 1.0 / float cfg.UpdateEpochs
+
+        let add (i: int) (t: Tensor) =
+            sums[i].add_(t.detach().to_type(torch.float64) * w) |> ignore
+
+        add 2 parts.Stats.ApproxKl
+        add 3 parts.Stats.ClipFraction
+        add 4 parts.Entropy
+        add 5 parts.Policy
+        add 6 gradNorm
+
+/// Phase 5, log: one `Row` per seed from the running sums `v` (host copies of the 8 sums: reward,
+/// kl_ref, approx_kl, clip fraction, entropy, policy loss, grad norm, zero-advantage fraction)
+/// over `n` updates. Raises `Ppo.TrainingDivergedException` (update, quantity) for a NaN or
+/// infinite loss, KL or entropy.
+let private rowsOf
+    (seeds: int64[])
+    (update: int)
+    (epoch: float)
+    (step: int64)
+    (testAcc: float[] option)
+    (imagesPerSecond: float)
+    (epochSeconds: float)
+    (v: float[][])
+    (n: float)
+    : Row[] =
+    let rows =
+        [|
+            for k in 0 .. seeds.Length - 1 ->
+                {
+                    Seed = seeds[k]
+                    Epoch = epoch
+                    Step = step
+                    RewardMean = v[0][k] / n
+                    TestAccuracy =
+                        (match testAcc with
+                         | Some a -> a[k]
+                         | None -> nan)
+                    KlRef = v[1][k] / n
+                    ApproxKl = v[2][k] / n
+                    ClipFraction = v[3][k] / n
+                    Entropy = v[4][k] / n
+                    PolicyLoss = v[5][k] / n
+                    GradNorm = v[6][k] / n
+                    ZeroAdvFraction = v[7][k] / n
+                    ImagesPerSecond = imagesPerSecond
+                    EpochSeconds = epochSeconds
+                }
+        |]
+
+    for r in rows do
+        for name, x in [ "policy_loss", r.PolicyLoss; "kl_ref", r.KlRef; "entropy", r.Entropy ] do
+            if Double.IsNaN x || Double.IsInfinity x then
+                raise (Ppo.TrainingDivergedException(update, name, x))
+
+    rows
+
+/// Trains GRPO (DeepSeekMath, Algorithm 1) on MNIST for `cfg.Epochs` epochs of shuffled batches
+/// of `cfg.BatchSize` images per seed: per batch, `sampleGroup` (G guesses from the old policy,
+/// rewarded), `Advantage.groupRelative` (no critic), `learnGroup`; a metrics row every
+/// `cfg.LogEvery` batches and after each epoch (with the greedy test accuracy), then
+/// `hooks.OnEpoch`. Raises `Ppo.TrainingDivergedException` (update index, quantity, value) when
+/// a loss becomes NaN or infinite, and `ConfigError` when a batch is larger than the training set.
 let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
     let device = Native.device cfg.Run.Device
 
@@ -371,7 +508,6 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
     let seeds = cfg.Seeds
     let S = seeds.Length
     let B = cfg.BatchSize
-    let G = cfg.GroupSize
     let batches = N / B
     let agent = makeAgent cfg device
     let actorParams = agent.Actor.parameters () |> Seq.toArray
@@ -388,53 +524,33 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
     let epochAcc = Collections.Generic.List<float[]>()
     let epochSecs = Collections.Generic.List<float>()
     let total = Stopwatch.StartNew()
-    let update = ref 0
-
-    let acc () =
-        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+    let mutable update = 0
     // Running sums since the last row: reward, kl_ref, approx_kl, clip, entropy, policy, grad, zero-adv.
-    let sums = Array.init 8 (fun _ -> acc ())
-    let updatesInRow = ref 0
+    let sums =
+        Array.init 8 (fun _ -> torch.zeros ([| int64 S |], dtype = torch.float64, device = device))
+
+    let mutable updatesInRow = 0
     let rowClock = Stopwatch.StartNew()
 
-    let flushRow (epochFloat: float) (step: int64) (testAcc: float[] option) (epochSeconds: float) =
-        let v = sums |> Array.map toArray
-        let n = float (max 1 updatesInRow.Value)
-        let ips = float (updatesInRow.Value * B * S) / rowClock.Elapsed.TotalSeconds
+    let flushRow (epoch: float) (step: int64) (testAcc: float[] option) (epochSeconds: float) =
+        let ips = float (updatesInRow * B * S) / rowClock.Elapsed.TotalSeconds
 
         let rows =
-            [|
-                for k in 0 .. S - 1 ->
-                    {
-                        Seed = seeds[k]
-                        Epoch = epochFloat
-                        Step = step
-                        RewardMean = v[0][k] / n
-                        TestAccuracy =
-                            (match testAcc with
-                             | Some a -> a[k]
-                             | None -> nan)
-                        KlRef = v[1][k] / n
-                        ApproxKl = v[2][k] / n
-                        ClipFraction = v[3][k] / n
-                        Entropy = v[4][k] / n
-                        PolicyLoss = v[5][k] / n
-                        GradNorm = v[6][k] / n
-                        ZeroAdvFraction = v[7][k] / n
-                        ImagesPerSecond = ips
-                        EpochSeconds = epochSeconds
-                    }
-            |]
-
-        for r in rows do
-            for name, x in [ "policy_loss", r.PolicyLoss; "kl_ref", r.KlRef; "entropy", r.Entropy ] do
-                if Double.IsNaN x || Double.IsInfinity x then
-                    raise (Ppo.TrainingDivergedException(update.Value, name, x))
+            rowsOf
+                seeds
+                update
+                epoch
+                step
+                testAcc
+                ips
+                epochSeconds
+                (sums |> Array.map toArray)
+                (float (max 1 updatesInRow))
 
         for s in sums do
             s.zero_ () |> ignore
 
-        updatesInRow.Value <- 0
+        updatesInRow <- 0
         rowClock.Restart()
         metrics.AddRange rows
         hooks.OnRows agent rows
@@ -450,89 +566,27 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
 
         for j in 0 .. batches - 1 do
             use _scope = torch.NewDisposeScope()
-            update.Value <- update.Value + 1
-            // ---- 1. A batch of B images per seed ------------------------------------------------
+            update <- update + 1
+            // Phase 1: a batch of B images per seed.
             let idx = perm.narrow(1L, int64 (j * B), int64 B).reshape(-1L)
 
             let x =
                 data.Train.Images.index_select(0L, idx).reshape(int64 S, int64 B, int64 ObsDim)
 
             let y = data.Train.Labels.index_select(0L, idx).reshape(int64 S, int64 B)
-
-            // ---- 2. Sample a group of G guesses per image from the old policy; score them -------
-            let actions, logProbOld, logProbRef, rewards =
-                use _ng = torch.no_grad ()
-
-                let lpOld =
-                    match agent.Actor.Dist x with
-                    | Categorical lp -> lp
-                    | Normal _ -> invalidOp "GRPO's actor is Categorical"
-
-                let grouped (lp: Tensor) =
-                    Categorical(lp.unsqueeze(2).expand(-1L, -1L, int64 G, -1L))
-
-                let actions = Dist.sample sampleGens (grouped lpOld) // [S; B; G]
-                let rewards = actions.eq(y.unsqueeze 2).to_type torch.float32 // [S; B; G]
-
-                let lpRef =
-                    match agent.Reference.Dist x with
-                    | Categorical lp -> lp
-                    | Normal _ -> invalidOp "GRPO's actor is Categorical"
-
-                // Exact KL(pi_old || pi_ref) over the 10 digits, for the log (the penalty uses k3).
-                let klExact = (lpOld.exp () * (lpOld - lpRef)).sum(-1L).mean([| 1L |])
-                sums[1].add_(klExact.to_type torch.float64) |> ignore
-                actions, Dist.logProb (grouped lpOld) actions, Dist.logProb (grouped lpRef) actions, rewards
-
-            // ---- 3. Group-relative advantages (no critic) ---------------------------------------
-            let advantages = Advantage.groupRelative cfg.ScaleByStd rewards
-
-            // ---- 4. Learn: UpdateEpochs steps of the clipped surrogate on this batch ------------
-            for _ in 1 .. cfg.UpdateEpochs do
-                use _inner = torch.NewDisposeScope()
-
-                let lp =
-                    match agent.Actor.Dist x with
-                    | Categorical lp -> lp
-                    | Normal _ -> invalidOp "GRPO's actor is Categorical"
-
-                let parts =
-                    loss cfg.ClipEps cfg.Beta cfg.EntCoef lp actions logProbOld logProbRef advantages
-
-                agent.Optimizer.zero_grad ()
-                parts.Loss.sum().backward()
-
-                let gradNorm =
-                    Optim.clipGradNormPerSeed
-                        S
-                        (if cfg.MaxGradNorm > 0.0 then
-                             cfg.MaxGradNorm
-                         else
-                             Double.MaxValue)
-                        actorParams
-
-                agent.Optimizer.step () |> ignore
-
-                use _ng = torch.no_grad ()
-                let w = 1.0 / float cfg.UpdateEpochs
-
-                let add (i: int) (t: Tensor) =
-                    sums[i].add_(t.detach().to_type(torch.float64) * w) |> ignore
-
-                add 2 parts.Stats.ApproxKl
-                add 3 parts.Stats.ClipFraction
-                add 4 parts.Entropy
-                add 5 parts.Policy
-                add 6 gradNorm
-
+            let group = sampleGroup agent sampleGens cfg.GroupSize x y
+            sums[1].add_(group.KlRef.to_type torch.float64) |> ignore
+            // Phase 3: group-relative advantages (no critic).
+            let advantages = Advantage.groupRelative cfg.ScaleByStd group.Rewards
+            learnGroup cfg agent actorParams sums x group advantages
             use _ng = torch.no_grad ()
-            sums[0].add_(rewards.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
-            let flat = rewards.amax ([| 2L |]) - rewards.amin ([| 2L |]) // [S; B]
+            sums[0].add_(group.Rewards.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
+            let flat = group.Rewards.amax ([| 2L |]) - group.Rewards.amin ([| 2L |]) // [S; B]
 
             sums[7].add_(flat.eq(0.0f.ToScalar()).to_type(torch.float64).mean([| 1L |]))
             |> ignore
 
-            updatesInRow.Value <- updatesInRow.Value + 1
+            updatesInRow <- updatesInRow + 1
             let step = int64 ((epoch - 1) * batches + j + 1) * int64 B
 
             if j < batches - 1 && (j + 1) % cfg.LogEvery = 0 then
