@@ -12,4 +12,10 @@
 #r "../src/bin/Release/net10.0/Spectre.Console.Ansi.dll"
 #r "../src/bin/Release/net10.0/Rl.dll"
 
-Rl.Native.init ()
+// Load libtorch now (making the native repair where the host needs it); a problem it cannot fix
+// (say, missing repair tools without root) stops with its one-line message, not a stack trace.
+try
+    Rl.Native.init ()
+with e ->
+    eprintfn "%s" e.Message
+    exit 1
