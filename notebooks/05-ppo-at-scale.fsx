@@ -59,8 +59,12 @@ let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs")
 let mountainCar =
     Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
 
+/// PureJaxRL's CartPole config with seed 001's network: one trunk shared by policy and value
+/// (the peers' config has two MLPs; seed 001 studies the shared trunk, so this notebook keeps it).
 let cartPole =
-    Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml"))
+    { Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml")) with
+        ShareTrunk = true
+    }
 
 let relations (c: Ppo.PpoConfig) =
     $"{c.EnvId}: batch = {c.NumEnvs} envs x {c.NumSteps} steps = {c.BatchSize}; "
@@ -189,6 +193,7 @@ if Directory.Exists sweepDir then
 let sweepArgs =
     [
         "config=" + Path.Combine(configs, "ppo-cartpole.yaml")
+        "share_trunk=true" // seed 001's network, as above
         $"sweep_dir={sweepDir}"
         "threshold=150"
         "lr=1e-3"

@@ -404,15 +404,29 @@ let syncParameters (tau: float) (source: torch.nn.Module) (target: torch.nn.Modu
 /// trunk feeds a policy output layer (plus a softplus sigma layer or a log-std parameter for a
 /// Gaussian head, as `Actor`) and a linear value output layer. `DistValue obs` maps
 /// [S; B; obsDim] to the action distribution and the values [S; B] in one trunk pass. Every
-/// parameter has a leading seed axis S, so seeds stay independent.
-type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head) as this =
+/// parameter has a leading seed axis S, so seeds stay independent. With `shareTrunk = false` the
+/// value layer reads a second trunk of its own (`value_trunk`): two MLPs in one module, trained by
+/// one optimizer on one total loss, which is CleanRL `ppo.py`'s and PureJaxRL `ppo.py`'s agent.
+type ActorCritic
+    (name: string, seeds: int, obsDim: int, hidden: int list, activation: Activation, head: Head, ?shareTrunk: bool) as this
+    =
     inherit torch.nn.Module(name)
 
     let trunk = new Trunk($"{name}.trunk", seeds, obsDim :: hidden, activation)
 
     let policy = new PolicyHead($"{name}.policy", seeds, trunk.OutDim, head)
     let valueLayer = new SeededLinear($"{name}.value", seeds, trunk.OutDim, 1)
-    do this.RegisterComponents()
+
+    let valueTrunk =
+        if defaultArg shareTrunk true then
+            None
+        else
+            Some(new Trunk($"{name}.value_trunk", seeds, obsDim :: hidden, activation))
+
+    do
+        this.RegisterComponents()
+        // held in an option, so RegisterComponents does not see it (an unregistered module would not train)
+        valueTrunk |> Option.iter (fun t -> this.register_module ("value_trunk", t))
 
     /// The policy head this network was built with.
     member _.Head = head
@@ -429,11 +443,21 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
         trunk.Initialise(hiddenInit, gens)
         policy.Initialise(policyInit, gens)
         valueLayer.Initialise(valueInit, gens)
+        valueTrunk |> Option.iter (fun t -> t.Initialise(hiddenInit, gens))
+
+    /// True when policy and value read one trunk (seed 001), false for two MLPs.
+    member _.SharesTrunk = valueTrunk.IsNone
+
+    /// The features the value layer reads: the shared trunk's `h`, or the value trunk's own.
+    member private _.ValueFeatures(obs: Tensor, h: Tensor) =
+        match valueTrunk with
+        | Some t -> t.forward obs
+        | None -> h
 
     /// The action distribution and the state values [S; B] for observations [S; B; obsDim].
-    member _.DistValue(obs: Tensor) : Dist * Tensor =
+    member this.DistValue(obs: Tensor) : Dist * Tensor =
         let h = trunk.forward obs
-        let value = valueLayer.forward(h).squeeze(-1L)
+        let value = valueLayer.forward(this.ValueFeatures(obs, h)).squeeze(-1L)
 
         let dist = policy.Dist h
         dist, value
@@ -443,4 +467,9 @@ type ActorCritic(name: string, seeds: int, obsDim: int, hidden: int list, activa
 
     /// The state values [S; B] for observations [S; B; obsDim].
     member _.Value(obs: Tensor) : Tensor =
-        valueLayer.forward(trunk.forward obs).squeeze(-1L)
+        let features =
+            match valueTrunk with
+            | Some t -> t.forward obs
+            | None -> trunk.forward obs
+
+        valueLayer.forward(features).squeeze(-1L)

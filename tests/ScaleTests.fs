@@ -19,6 +19,7 @@ let private cartpole () =
     { c with
         TotalTimesteps = 16_384L
         Lr = 2e-3
+        ShareTrunk = true // these tests are about seed 001's shared trunk
         Run.Threads = 1
     }
 
@@ -298,6 +299,45 @@ let tests =
                     Expect.isTrue (m.AdamMNorm > 0.0 && m.AdamVNorm > 0.0) "moments"
 
                 Expect.isTrue (Double.IsNaN (List.head r.Metrics).GradCosPrev) "no previous gradient at update 1"
+                (r.Agent :> IDisposable).Dispose()
+            }
+
+            test
+                "share_trunk false: two MLPs in one network, the value reads only its own trunk; the peers' config learns" {
+                use net =
+                    new ActorCritic("ac", 1, 4, [ 8; 8 ], Tanh, CategoricalHead 2, shareTrunk = false)
+
+                net.Initialise(Orthogonal(sqrt 2.0), Orthogonal 0.01, Orthogonal 1.0, [| 0L |])
+                Expect.isFalse net.SharesTrunk "two trunks"
+                use shared = new ActorCritic("ac", 1, 4, [ 8; 8 ], Tanh, CategoricalHead 2)
+
+                let count (m: torch.nn.Module) =
+                    m.parameters () |> Seq.sumBy (fun p -> p.numel ())
+                // a second trunk: 4*8 + 8 + 8*8 + 8 more parameters
+                Expect.equal (count net) (count shared + 4L * 8L + 8L + 8L * 8L + 8L) "the value trunk is registered"
+                let obs = torch.randn (1L, 5L, 4L)
+                let _, v = net.DistValue obs
+                v.sum().backward()
+
+                for struct (name, p) in net.named_parameters () do
+                    let touched = not (isNull p.grad) && Tensor.item (p.grad.abs().sum()) > 0.0
+
+                    if name.StartsWith "trunk" || name.StartsWith "policy" then
+                        Expect.isFalse touched $"{name}: the value does not depend on the policy's parameters"
+                    elif name.StartsWith "value_trunk" then
+                        Expect.isTrue touched $"{name}: the value trains its own trunk"
+
+                Expect.sequenceEqual (Tensor.toArray (net.Value obs)) (Tensor.toArray v) "Value = DistValue's value"
+
+                let cfg = { cartpole () with ShareTrunk = false }
+                let r = Ppo.train cfg Ppo.noHooks None
+
+                let returns =
+                    r.Metrics |> List.map (fun m -> m.EpisodicReturn) |> List.filter Double.IsFinite
+
+                let first = List.head returns
+                let last = returns |> List.rev |> List.take 4 |> List.average
+                Expect.isGreaterThan last (2.0 * first) $"returns grow: first {first:F0}, last four {last:F0}"
                 (r.Agent :> IDisposable).Dispose()
             }
         ]

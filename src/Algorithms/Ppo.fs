@@ -85,6 +85,10 @@ type PpoConfig =
         /// total loss surrogate + VfCoef * value loss - EntCoef * entropy by one optimizer at
         /// learning rate `Lr`; false: separate actor and critic (seed 002).
         SharedNetwork: bool
+        /// With `SharedNetwork`: whether policy and value share the trunk (seed 001); false gives
+        /// two MLPs in one network trained by one optimizer on the total loss with one gradient
+        /// clip, which is CleanRL's and PureJaxRL's CartPole agent.
+        ShareTrunk: bool
         /// Value-loss coefficient of the total loss (shared network only).
         VfCoef: float
         /// Learning rate of the single optimizer of the shared network.
@@ -171,6 +175,7 @@ let seedDefaults =
         EvalEpisodes = 10
         EvalSeed = 1_000_000L
         SharedNetwork = false
+        ShareTrunk = true
         VfCoef = 0.5
         Lr = 3e-4
         Optimizer = "adam"
@@ -397,7 +402,15 @@ let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device:
     let seeds = cfg.Seeds
 
     let net =
-        new ActorCritic("actor_critic", seeds.Length, obsDim, cfg.Hidden, cfg.Activation, head cfg actionSpace)
+        new ActorCritic(
+            "actor_critic",
+            seeds.Length,
+            obsDim,
+            cfg.Hidden,
+            cfg.Activation,
+            head cfg actionSpace,
+            shareTrunk = cfg.ShareTrunk
+        )
 
     match cfg.Init.ToLowerInvariant() with
     | "orthogonal" -> net.Initialise(Orthogonal(sqrt 2.0), Orthogonal 0.01, Orthogonal 1.0, seeds)
@@ -1550,9 +1563,14 @@ let fields: Field<PpoConfig> list =
             (fun c v -> { c with EvalSeed = v })
         Field.bool
             "shared_network"
-            "One shared-trunk network with policy and value heads trained on the total loss (seed 001); false: separate actor and critic."
+            "One network with policy and value heads trained by one optimizer on the total loss (seed 001; CleanRL, PureJaxRL with share_trunk: false); false: separate actor and critic with their own optimizers (seed 002)."
             (fun c -> c.SharedNetwork)
             (fun c v -> { c with SharedNetwork = v })
+        Field.bool
+            "share_trunk"
+            "With shared_network: policy and value read one trunk (seed 001); false: two MLPs in the one network (CleanRL ppo.py, PureJaxRL ppo.py)."
+            (fun c -> c.ShareTrunk)
+            (fun c v -> { c with ShareTrunk = v })
         Field.float
             "vf_coef"
             "Value-loss coefficient of the total loss (shared_network only)."
