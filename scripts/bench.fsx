@@ -427,9 +427,10 @@ let benchDqn () =
     printfn "(vs CleanRL: all-seed steps/s over CleanRL's %.0f env steps/s for one seed, %s)" cleanRlSps source
 
 
-/// PPO on CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps, 5e5 steps per seed,
-/// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py`
-/// (5637 steps/s, 1 seed, same machine kind: docs/peers.md).
+/// PPO on CartPole-v1 with PureJaxRL's default config key for key (4 envs x 128 steps, 5e5 steps
+/// per seed, two 64-64 tanh MLPs in one network with one Adam and one clip, as CleanRL's agent:
+/// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py` run
+/// side by side (RL_CLEANRL_DIR), else its anchor (5637 steps/s, 1 seed, docs/peers.md).
 /// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
 let benchPpoCartPole () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
