@@ -23,6 +23,17 @@ let private cartpole () =
         Run.Threads = 1
     }
 
+/// Checks that the mean training return of the last four updates is more than twice the first
+/// update's and returns it.
+let private expectReturnsGrow (r: Ppo.TrainResult) =
+    let returns =
+        r.Metrics |> List.map (fun m -> m.EpisodicReturn) |> List.filter Double.IsFinite
+
+    let first = List.head returns
+    let last = returns |> List.rev |> List.take 4 |> List.average
+    Expect.isGreaterThan last (2.0 * first) $"returns grow: first {first:F0}, last four {last:F0}"
+    last
+
 [<Tests>]
 let tests =
     testList
@@ -281,14 +292,8 @@ let tests =
             test "a short seeded CartPole run with the shared network learns" {
                 let cfg = cartpole ()
                 let r = Ppo.train cfg Ppo.noHooks None
-
-                let returns =
-                    r.Metrics |> List.map (fun m -> m.EpisodicReturn) |> List.filter Double.IsFinite
-
-                let first = List.head returns
-                let last = returns |> List.rev |> List.take 4 |> List.average
+                let last = expectReturnsGrow r
                 // measured here: first update 23, last four 59 (random play: about 22)
-                Expect.isGreaterThan last (2.0 * first) $"returns grow: first {first:F0}, last four {last:F0}"
                 Expect.isGreaterThan last 45.0 $"last four updates average {last:F0}"
 
                 for m in r.Metrics |> List.skip 1 do
@@ -329,15 +334,8 @@ let tests =
 
                 Expect.sequenceEqual (Tensor.toArray (net.Value obs)) (Tensor.toArray v) "Value = DistValue's value"
 
-                let cfg = { cartpole () with ShareTrunk = false }
-                let r = Ppo.train cfg Ppo.noHooks None
-
-                let returns =
-                    r.Metrics |> List.map (fun m -> m.EpisodicReturn) |> List.filter Double.IsFinite
-
-                let first = List.head returns
-                let last = returns |> List.rev |> List.take 4 |> List.average
-                Expect.isGreaterThan last (2.0 * first) $"returns grow: first {first:F0}, last four {last:F0}"
+                let r = Ppo.train { cartpole () with ShareTrunk = false } Ppo.noHooks None
+                expectReturnsGrow r |> ignore
                 (r.Agent :> IDisposable).Dispose()
             }
         ]
