@@ -318,7 +318,7 @@ let isChart =
     let mus = isDemo |> Array.map (fun (mu, _, _) -> mu)
 
     Charts.lines
-        "Importance-sampled estimate of E_new[A] from old samples (mean and spread over 200 draws)"
+        "Importance-sampled E_new[A] from old samples (200 draws)"
         "mean μ of the new policy (KL(old || new) = μ²/2)"
         "estimate"
         [
