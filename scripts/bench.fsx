@@ -10,6 +10,8 @@
 //                                          when RL_CLEANRL_DIR is set, else peers.md's 5637 steps/s)
 //   dotnet fsi scripts/bench.fsx ppo-cartpole-gpu  the same on CUDA for 1, 16 and 256 seeds, beside
 //                                          PureJaxRL's H100 figures (needs RL_LIBTORCH)
+//   dotnet fsi scripts/bench.fsx profile   where the time goes: seconds, calls and tensors created per
+//                                          section of PPO (Pendulum, CartPole) and DQN, beside the flops
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Add a section by writing a `unit -> unit` function and listing it in `sections` below.
@@ -298,7 +300,8 @@ let benchPpo () =
     let wFull, _ =
         show $"default config, {defaults.TotalTimesteps / 1000L}k steps" { defaults with Run.Threads = 1 }
 
-    let wSeed, spsSeed = show "seed 002 table, 100k steps" { seedCfg with Run.Threads = 1 }
+    let wSeed, spsSeed =
+        show "seed 002 table, 100k steps" { seedCfg with Run.Threads = 1 }
 
     show
         "default config, 100k, 5 seeds batched"
@@ -549,6 +552,140 @@ let benchPpoCartPoleGpu () =
             let wall, sps, _, _, evals = ppoRun cfg
             printfn "%-6d %8.1f %14.0f %14.0f %18.1f %.1f" s wall sps peerSps (Array.average evals) peerReturn
 
+/// Float32 matmul rate of this machine on `threads` threads (GFLOP/s), from 512 x 512 products:
+/// the yardstick for "flop-limited time".
+let matmulGflops () =
+    use a = torch.randn (512L, 512L)
+    use b = torch.randn (512L, 512L)
+
+    for _ in 1..5 do
+        (torch.mm (a, b)).Dispose()
+
+    let n = 50
+    let clock = Stopwatch.StartNew()
+
+    for _ in 1..n do
+        (torch.mm (a, b)).Dispose()
+
+    2.0 * 512.0 ** 3.0 * float n / clock.Elapsed.TotalSeconds / 1e9
+
+/// Forward flops of an MLP per sample: 2 * sum of in * out over its layers.
+let mlpFlops (sizes: int list) =
+    sizes |> List.pairwise |> List.sumBy (fun (i, o) -> 2.0 * float i * float o)
+
+/// Prints the `Profile` sections of one run: seconds, share of the run's wall time, calls, mean
+/// time and tensors created per call; then the flops of the learning phase and how far the
+/// learning time is from the flop-limited time at `gflops`.
+let printProfile (title: string) (wall: float) (learnFlops: float) (gflops: float) =
+    printfn "### %s: %.2f s wall" title wall
+    printfn "%-18s %9s %7s %9s %10s %12s" "section" "seconds" "% wall" "calls" "us/call" "tensors/call"
+
+    for s in Profile.report () do
+        printfn
+            "%-18s %9.3f %6.1f%% %9d %10.1f %12.1f"
+            s.Name
+            s.Seconds
+            (100.0 * s.Seconds / wall)
+            s.Calls
+            (1e6 * s.Seconds / float s.Calls)
+            (float s.Tensors / float s.Calls)
+
+    let learn =
+        Profile.report ()
+        |> List.tryFind (fun s -> s.Name = "learn.minibatch" || s.Name = "dqn.learn")
+
+    match learn with
+    | Some l ->
+        let flopSeconds = learnFlops / (gflops * 1e9)
+
+        printfn
+            "learning: %.3g flop in %.2f s; flop-limited at %.1f GFLOP/s: %.3f s, so %.2f %% of the flop-limited rate is reached"
+            learnFlops
+            l.Seconds
+            gflops
+            flopSeconds
+            (100.0 * flopSeconds / l.Seconds)
+    | None -> ()
+
+/// Where the time goes, counted (issue 16, step 1): PPO on Pendulum-v1 (default config), PPO on
+/// CartPole-v1 (the peers' config) and DQN on CartPole-v1, each a short run with `Rl.Profile`
+/// sections on: time and tensors created (a lower bound of native calls) per env step
+/// (`rollout.policy`, `rollout.env_step`, `dqn.act`, `dqn.env_step`) and per minibatch step
+/// (`learn.minibatch` = `learn.forward` + `learn.backward` + `learn.clip` + `learn.step`, or
+/// `dqn.learn`), beside the flops of the learning phase. RL_BENCH_PROFILE_UPDATES sets the PPO
+/// updates (default 5).
+let benchProfile () =
+    let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
+
+    let load name =
+        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, name))
+
+    let updates =
+        match Environment.GetEnvironmentVariable "RL_BENCH_PROFILE_UPDATES" with
+        | null
+        | "" -> 5
+        | s -> int s
+
+    Native.setThreads threads
+    let gflops = matmulGflops ()
+    printfn "## profile (CPU, %d thread(s); float32 512x512 matmul: %.1f GFLOP/s)" threads gflops
+
+    let ppo (title: string) (cfg: Ppo.PpoConfig) (obsDim: int) (actDim: int) =
+        let cfg =
+            { cfg with
+                TotalTimesteps = int64 (updates * cfg.BatchSize)
+                Run.Threads = threads
+            }
+
+        Profile.reset ()
+        Profile.enabled <- true
+        let r = Ppo.train cfg Ppo.noHooks None
+        Profile.enabled <- false
+        (r.Agent :> IDisposable).Dispose()
+        // forward + backward (about twice the forward) of actor and critic per sample
+        let perSample =
+            3.0
+            * (mlpFlops (obsDim :: cfg.Hidden @ [ actDim ])
+               + mlpFlops (obsDim :: cfg.Hidden @ [ 1 ]))
+
+        let samples =
+            float (
+                cfg.NumUpdates
+                * cfg.UpdateEpochs
+                * cfg.MinibatchesPerEpoch
+                * cfg.MinibatchLength
+            )
+
+        printProfile title r.WallSeconds (perSample * samples) gflops
+
+    ppo "PPO Pendulum-v1, default config" (load "ppo-pendulum.yaml") 3 1
+    ppo "PPO CartPole-v1, the peers' config" (load "ppo-cartpole.yaml") 4 2
+
+    let dqnCfg =
+        { Config.load Dqn.fields Dqn.defaults (IO.Path.Combine(configs, "dqn-cartpole.yaml")) with
+            TotalTimesteps = 30_000L
+            LearningStarts = 10_000L
+            Run.Threads = threads
+        }
+
+    Profile.reset ()
+    Profile.enabled <- true
+    let r = Dqn.train dqnCfg Dqn.noHooks None
+    Profile.enabled <- false
+    (r.Agent :> IDisposable).Dispose()
+    // online forward + backward, and the target network's forward, per sample
+    let q = mlpFlops (4 :: dqnCfg.Hidden @ [ 2 ])
+
+    let learns =
+        float (dqnCfg.TotalTimesteps - dqnCfg.LearningStarts)
+        / float dqnCfg.TrainFrequency
+
+    printProfile
+        "DQN CartPole-v1, CleanRL's config (30k steps, learning from 10k)"
+        r.WallSeconds
+        (4.0 * q * learns * float dqnCfg.BatchSize)
+        gflops
+
 let sections =
     [
         ("envs", benchEnvs)
@@ -557,6 +694,7 @@ let sections =
         ("ppo-cartpole-gpu", benchPpoCartPoleGpu)
         ("dqn", benchDqn)
         ("grpo", benchGrpo)
+        ("profile", benchProfile)
     ]
 
 match fsi.CommandLineArgs |> Array.tail with

@@ -501,8 +501,13 @@ let trainWith
         while progress.GlobalStep < cfg.TotalTimesteps do
             use stepScope = torch.NewDisposeScope()
             let epsilon = epsilonAt cfg.StartE cfg.EndE duration progress.GlobalStep
-            let action = actEpsilonGreedy agent exploreGen epsilon obs
-            let r = env.Step(action.reshape (int64 (S * N)))
+
+            let action =
+                Profile.section "dqn.act" (fun () -> actEpsilonGreedy agent exploreGen epsilon obs)
+
+            let r =
+                Profile.section "dqn.env_step" (fun () -> env.Step(action.reshape (int64 (S * N))))
+
 
             let shape3 (x: Tensor) =
                 x.reshape (int64 S, int64 N, int64 obsDim)
@@ -519,7 +524,8 @@ let trainWith
             // Learn, and sync the target network.
             if step > cfg.LearningStarts then
                 if every cfg.TrainFrequency step then
-                    window.AddLearn(learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, sampleGen)))
+                    Profile.section "dqn.learn" (fun () ->
+                        window.AddLearn(learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, sampleGen))))
 
                 if every cfg.TargetNetworkFrequency step then
                     syncParameters cfg.Tau agent.QNet agent.Target

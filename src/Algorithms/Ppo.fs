@@ -876,15 +876,18 @@ let rollout
     for _ in 0 .. T - 1 do
         use _ng = torch.no_grad ()
         use stepScope = torch.NewDisposeScope()
-        normalizers.Obs |> Option.iter (fun s -> s.Update state.Obs)
-        let dist = agent.Dist(preprocess normalizers.Obs state.Obs)
-        let action = Dist.sample sampleGens dist
+
+        let dist, action =
+            Profile.section "rollout.policy" (fun () ->
+                normalizers.Obs |> Option.iter (fun s -> s.Update state.Obs)
+                let dist = agent.Dist(preprocess normalizers.Obs state.Obs)
+                dist, Dist.sample sampleGens dist)
 
         match dist with
         | Normal(_, std) -> sigmaSteps.Add(keep (std.mean [| 1L; 2L |]))
         | Categorical _ -> ()
 
-        let step = envs.Step action
+        let step = Profile.section "rollout.env_step" (fun () -> envs.Step action)
 
         let reward =
             match normalizers.Return with
@@ -1085,20 +1088,37 @@ let private minibatchStep
     let valueTerm v =
         Losses.valueLoss (if cfg.ClipVloss > 0.0 then Some cfg.ClipVloss else None) v mb.Values mb.Returns
 
+    // Profile sections (bench.fsx profile): learn.forward (networks and losses), learn.backward,
+    // learn.clip (clipping and the gradient diagnostics), learn.step (optimizer).
+    let backward (opt: torch.optim.Optimizer) (loss: Tensor) =
+        Profile.section "learn.backward" (fun () ->
+            opt.zero_grad ()
+            loss.sum().backward())
+
+    let optimizerStep (opt: torch.optim.Optimizer) =
+        Profile.section "learn.step" (fun () -> opt.step () |> ignore)
+
     let stepPolicy (loss: Tensor) =
-        agent.ActorOpt.zero_grad ()
-        loss.sum().backward()
-        onPolicyGrad ()
-        let gradNorm = Optim.clipGradNormPerSeed S clipNorm actorParams
-        agent.ActorOpt.step () |> ignore
+        backward agent.ActorOpt loss
+
+        let gradNorm =
+            Profile.section "learn.clip" (fun () ->
+                onPolicyGrad ()
+                Optim.clipGradNormPerSeed S clipNorm actorParams)
+
+        optimizerStep agent.ActorOpt
         gradNorm
 
     match agent.Shared with
     | Some net ->
-        let dist, v = net.DistValue mb.Obs
-        let pgLoss, stats, entropy = policyTerms dist
-        let vLoss = valueTerm v
-        let gradNorm = stepPolicy (pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy)
+        let loss, pgLoss, stats, entropy, vLoss =
+            Profile.section "learn.forward" (fun () ->
+                let dist, v = net.DistValue mb.Obs
+                let pgLoss, stats, entropy = policyTerms dist
+                let vLoss = valueTerm v
+                pgLoss + cfg.VfCoef * vLoss - cfg.EntCoef * entropy, pgLoss, stats, entropy, vLoss)
+
+        let gradNorm = stepPolicy loss
 
         {
             PolicyLoss = pgLoss
@@ -1108,16 +1128,21 @@ let private minibatchStep
             GradNorm = gradNorm
         }
     | None ->
-        let pgLoss, stats, entropy = policyTerms (agent.Actor.Dist mb.Obs)
+        let pgLoss, stats, entropy =
+            Profile.section "learn.forward" (fun () -> policyTerms (agent.Actor.Dist mb.Obs))
+
         let gradNorm = stepPolicy (pgLoss - cfg.EntCoef * entropy)
-        let vLoss = valueTerm (agent.Critic.forward mb.Obs)
-        agent.CriticOpt.zero_grad ()
-        vLoss.sum().backward()
+
+        let vLoss =
+            Profile.section "learn.forward" (fun () -> valueTerm (agent.Critic.forward mb.Obs))
+
+        backward agent.CriticOpt vLoss
 
         if cfg.MaxGradNorm > 0.0 then
-            Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams |> ignore
+            Profile.section "learn.clip" (fun () -> Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams)
+            |> ignore
 
-        agent.CriticOpt.step () |> ignore
+        optimizerStep agent.CriticOpt
 
         {
             PolicyLoss = pgLoss
@@ -1203,7 +1228,8 @@ let learn
                     mb
 
             let terms =
-                minibatchStep cfg agent beta actorParams criticParams clipNorm addGrad mb
+                Profile.section "learn.minibatch" (fun () ->
+                    minibatchStep cfg agent beta actorParams criticParams clipNorm addGrad mb)
 
             use _ng = torch.no_grad ()
             let f64 (x: Tensor) = x.detach().to_type torch.float64
