@@ -303,6 +303,14 @@ let benchPpo () =
     let wSeed, spsSeed =
         show "seed 002 table, 100k steps" { seedCfg with Run.Threads = 1 }
 
+    // Equal work with CleanRL: its agent and defaults key for key (ppo-pendulum-cleanrl.yaml).
+    let _, spsClean =
+        show
+            "CleanRL's agent and config, 100k"
+            { load "ppo-pendulum-cleanrl.yaml" with
+                Run.Threads = 1
+            }
+
     show
         "default config, 100k, 5 seeds batched"
         { defaults with
@@ -329,6 +337,8 @@ let benchPpo () =
         source
 
     printfn "ratio, seed's table: %.2fx CleanRL, %.2fx SB3 (steps/s)" (spsSeed / cleanRlSps) (spsSeed / sb3Sps)
+
+    printfn "ratio at equal work (CleanRL's agent and config): %.2fx CleanRL's steps/s" (spsClean / cleanRlSps)
 
     printfn
         "ratio, default config: %.2fx CleanRL's steps/s; 100k steps in %.1f s (goal < 60 s)"
