@@ -617,6 +617,16 @@ let printProfile (title: string) (wall: float) (learnFlops: float) (gflops: floa
             (100.0 * flopSeconds / l.Seconds)
     | None -> ()
 
+/// Runs `f` with `Profile` sections recorded from zero (and off again afterwards).
+let profiled (f: unit -> 'R) : 'R =
+    Profile.reset ()
+    Profile.enabled <- true
+
+    try
+        f ()
+    finally
+        Profile.enabled <- false
+
 /// Where the time goes, counted (issue 16, step 1): PPO on Pendulum-v1 (default config), PPO on
 /// CartPole-v1 (the peers' config) and DQN on CartPole-v1, each a short run with `Rl.Profile`
 /// sections on: time and tensors created (a lower bound of native calls) per env step
@@ -647,10 +657,7 @@ let benchProfile () =
                 Run.Threads = threads
             }
 
-        Profile.reset ()
-        Profile.enabled <- true
-        let r = Ppo.train cfg Ppo.noHooks None
-        Profile.enabled <- false
+        let r = profiled (fun () -> Ppo.train cfg Ppo.noHooks None)
         (r.Agent :> IDisposable).Dispose()
         // forward + backward (about twice the forward) of actor and critic per sample
         let perSample =
@@ -678,10 +685,7 @@ let benchProfile () =
             Run.Threads = threads
         }
 
-    Profile.reset ()
-    Profile.enabled <- true
-    let r = Dqn.train dqnCfg Dqn.noHooks None
-    Profile.enabled <- false
+    let r = profiled (fun () -> Dqn.train dqnCfg Dqn.noHooks None)
     (r.Agent :> IDisposable).Dispose()
     // online forward + backward, and the target network's forward, per sample
     let q = mlpFlops (4 :: dqnCfg.Hidden @ [ 2 ])
