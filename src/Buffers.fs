@@ -108,15 +108,12 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
         let idx =
             torch.randint (int64 count, [| S; int64 batchSize |], generator = gen, dtype = torch.int64, device = device)
 
-        let take3 (x: Tensor) =
-            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, D))
-
         {
-            Obs = take3 obs
-            Actions = actions.gather (1L, idx)
-            Rewards = rewards.gather (1L, idx)
-            NextObs = take3 nextObs
-            Terminated = terminated.gather (1L, idx)
+            Obs = takeRows idx obs
+            Actions = takeRows idx actions
+            Rewards = takeRows idx rewards
+            NextObs = takeRows idx nextObs
+            Terminated = takeRows idx terminated
             Indices = idx
         }
 

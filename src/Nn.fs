@@ -168,8 +168,7 @@ module Dist =
 
     /// The rows `idx` [S; B'] of a distribution over [S; B] states (a minibatch of it).
     let takeRows (idx: Tensor) (dist: Dist) : Dist =
-        let take (x: Tensor) =
-            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+        let take = Rl.Tensor.takeRows idx
 
         match dist with
         | Normal(mean, std) -> Normal(take mean, take std)

@@ -44,14 +44,17 @@ let columnsFor (seeds: int) (metricColumns: (string * string) list) : Column lis
                 Column.named name tag
     ]
 
+/// A metrics row in `columnsFor` order: `seed` first when `seeds > 1`, then the algorithm's values.
+let private rowFor (seeds: int) (seed: int64) (values: float[]) =
+    if seeds > 1 then
+        Array.append [| float seed |] values
+    else
+        values
+
 let private ppoColumns (seeds: int) = columnsFor seeds Ppo.metricColumns
 
 let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
-    [|
-        if seeds > 1 then
-            float m.Seed
-        yield! Ppo.metricValues m
-    |]
+    rowFor seeds m.Seed (Ppo.metricValues m)
 
 let private gradHistoryKey = "grad_history"
 
@@ -72,12 +75,7 @@ let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (no
             if not (isNull progress.PrevGrad) then
                 gradHistoryKey, String.Join(",", progress.PrevGrad.shape)
             if not (isNull progress.KlBeta) then
-                "kl_beta",
-                String.Join(
-                    ",",
-                    progress.KlBeta
-                    |> Array.map (fun b -> b.ToString("R", Globalization.CultureInfo.InvariantCulture))
-                )
+                "kl_beta", Checkpoint.encodeFloats progress.KlBeta
         ]
         |> Map.ofList
 
@@ -151,12 +149,7 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
                 history
                 |> Option.map (fun h -> h.Ema.``to``(device).DetachFromDisposeScope())
                 |> Option.toObj
-            KlBeta =
-                match extra.TryFind "kl_beta" with
-                | Some text ->
-                    text.Split ','
-                    |> Array.map (fun b -> Double.Parse(b, Globalization.CultureInfo.InvariantCulture))
-                | None -> null
+            KlBeta = extra.TryFind "kl_beta" |> Option.map Checkpoint.decodeFloats |> Option.toObj
         }
 
     { agent with Device = device }, progress, norm
@@ -358,6 +351,21 @@ let private recentMean (xs: float seq) =
     let finite = xs |> Seq.filter Double.IsFinite |> Array.ofSeq
     if finite.Length = 0 then nan else Array.average finite
 
+/// Prints each seed's evaluation, e.g. `seed 0: eval return -180.2 +- 95.3 over 10 episodes
+/// (deterministic policy, eval seed 1000000)`; `policy` says how actions were chosen.
+let private printEvals (policy: string) (seeds: int64[]) (evalSeed: int64) (evals: float[][]) =
+    for k in 0 .. seeds.Length - 1 do
+        let m, s = meanStd evals[k]
+
+        printfn
+            "seed %d: eval return %.1f +- %.1f over %d episodes (%s, eval seed %d)"
+            seeds[k]
+            m
+            s
+            evals[k].Length
+            policy
+            (evalSeed + seeds[k])
+
 /// summary.json pairs every evaluated algorithm shares: the evaluation over all seeds, wall
 /// time, speed and the run's identity, then one `eval_return_mean_seed_<s>` per seed when S > 1.
 let private evalSummary
@@ -426,16 +434,7 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                 let evals =
                     Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
-                for k in 0 .. cfg.Run.NumSeeds - 1 do
-                    let m, s = meanStd evals[k]
-
-                    printfn
-                        "seed %d: eval return %.1f +- %.1f over %d episodes (deterministic policy, eval seed %d)"
-                        cfg.Seeds[k]
-                        m
-                        s
-                        cfg.EvalEpisodes
-                        (cfg.EvalSeed + cfg.Seeds[k])
+                printEvals "deterministic policy" cfg.Seeds cfg.EvalSeed evals
 
                 evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
         WriteReport = fun dir cfg summary -> writePpoReport dir $"PPO on {cfg.EnvId}" summary
@@ -479,11 +478,7 @@ let evaluatePpo (path: string) (episodes: int option) : float[][] =
 let defaultGrpoConfig = Path.Combine("scripts", "configs", "grpo-mnist.yaml")
 
 let private grpoRow (seeds: int) (r: Grpo.Row) =
-    [|
-        if seeds > 1 then
-            float r.Seed
-        yield! Grpo.metricValues r
-    |]
+    rowFor seeds r.Seed (Grpo.metricValues r)
 
 /// GRPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
 /// `seeds > 1`), for charts in notebooks.
@@ -535,7 +530,8 @@ let writeGrpoReport (dir: string) (title: string) (summary: (string * SummaryVal
 /// Training images GRPO uses per epoch for a config: `train_size` (all 60,000 when 0), cut to
 /// whole batches.
 let private grpoImagesPerEpoch (cfg: Grpo.GrpoConfig) =
-    let n = if cfg.TrainSize > 0 then min cfg.TrainSize 60000 else 60000
+    let _, _, all = Mnist.files Mnist.Train
+    let n = if cfg.TrainSize > 0 then min cfg.TrainSize all else all
     n / cfg.BatchSize * cfg.BatchSize
 
 /// MNIST on disk for GRPO: fetched when absent (`Mnist.fetchIfAbsent`), else checked; raises
@@ -646,11 +642,7 @@ let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
 let private dqnColumns (seeds: int) = columnsFor seeds Dqn.metricColumns
 
 let private dqnRow (seeds: int) (m: Dqn.DqnMetrics) =
-    [|
-        if seeds > 1 then
-            float m.Seed
-        yield! Dqn.metricValues m
-    |]
+    rowFor seeds m.Seed (Dqn.metricValues m)
 
 /// DQN metrics rows as a table with the columns of `metrics.csv`, for charts in notebooks.
 let dqnTable (seeds: int) (rows: Dqn.DqnMetrics list) : MetricsTable =
@@ -842,11 +834,7 @@ let defaultReinforceConfig =
     Path.Combine("scripts", "configs", "reinforce-cartpole.yaml")
 
 let private reinforceRow (seeds: int) (m: Reinforce.ReinforceMetrics) =
-    [|
-        if seeds > 1 then
-            float m.Seed
-        yield! Reinforce.metricValues m
-    |]
+    rowFor seeds m.Seed (Reinforce.metricValues m)
 
 /// REINFORCE for the run driver (`train.fsx algo=reinforce`): the progress bar counts updates;
 /// no checkpoints and no resume (runs are short); summary.json as PPO's, with the deterministic
@@ -887,16 +875,7 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
             fun cfg result wall ->
                 let evals = Reinforce.evaluate cfg result.Agent cfg.EvalEpisodes cfg.EvalSeed
 
-                for k in 0 .. cfg.Run.NumSeeds - 1 do
-                    let m, s = meanStd evals[k]
-
-                    printfn
-                        "seed %d: eval return %.1f +- %.1f over %d episodes (most likely action, eval seed %d)"
-                        cfg.Seeds[k]
-                        m
-                        s
-                        cfg.EvalEpisodes
-                        (cfg.EvalSeed + cfg.Seeds[k])
+                printEvals "most likely action" cfg.Seeds cfg.EvalSeed evals
 
                 let steps =
                     result.Metrics

@@ -354,6 +354,8 @@ type private Window(window: int, S: int, N: int, device: torch.Device) =
 
     /// Env steps recorded in this window.
     member val Steps = 0 with get, set
+    /// True when the window holds its `window` env steps.
+    member w.IsFull = w.Steps = window
     /// Gradient steps taken in this window.
     member val Learns = 0 with get, set
 
@@ -530,7 +532,7 @@ let trainWith
                 if every cfg.TargetNetworkFrequency step then
                     syncParameters cfg.Tau agent.QNet agent.Target
 
-            if window.Steps = max 1 (cfg.LogEvery / N) || step >= cfg.TotalTimesteps then
+            if window.IsFull || step >= cfg.TotalTimesteps then
                 windowIndex <- windowIndex + 1
                 let learned = window.Learns > 0
                 let sps = float (window.Steps * N * S) / clock.Elapsed.TotalSeconds

@@ -1022,13 +1022,8 @@ type LearnSums =
 
 /// The rows of every field of `batch` at the indices `idx` [S; B]: a minibatch (the old
 /// distribution too when `withOldDist`, else it is left whole and must not be used).
-let private takeRows (withOldDist: bool) (idx: Tensor) (batch: Batch) : Batch =
-    // Rows of a [S; M] or [S; M; D] tensor: [S; B] or [S; B; D].
-    let take (x: Tensor) =
-        if x.dim () = 2L then
-            x.gather (1L, idx)
-        else
-            x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+let private minibatchOf (withOldDist: bool) (idx: Tensor) (batch: Batch) : Batch =
+    let take = takeRows idx
 
     {
         Obs = take batch.Obs
@@ -1217,7 +1212,7 @@ let learn
 
         for j in 0 .. cfg.MinibatchesPerEpoch - 1 do
             use mbScope = torch.NewDisposeScope()
-            let mb = takeRows cfg.KlPenalty (perm.narrow (1L, int64 (j * B), int64 B)) batch
+            let mb = minibatchOf cfg.KlPenalty (perm.narrow (1L, int64 (j * B), int64 B)) batch
 
             let mb =
                 if cfg.NormAdv && not cfg.NormAdvBatch then

@@ -38,6 +38,14 @@ let item (t: Tensor) : float =
 /// A float32 tensor [len] on `device` from a host array.
 let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor = torch.tensor (xs, device = device)
 
+/// The rows `idx` [S; B] of each seed's samples in `x` [S; M] or [S; M; D]: [S; B] or [S; B; D]
+/// (minibatches and replay samples with a leading seed axis).
+let takeRows (idx: Tensor) (x: Tensor) : Tensor =
+    if x.dim () = 2L then
+        x.gather (1L, idx)
+    else
+        x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+
 /// Shape as a readable string, e.g. "[2048; 3]", for error messages.
 let shapeString (t: Tensor) =
     "[" + System.String.Join("; ", t.shape) + "]"

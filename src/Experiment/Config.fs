@@ -59,9 +59,8 @@ type Field<'C> =
 
 /// The settings every training run shares, whatever the algorithm: config keys `beta_1`,
 /// `beta_2`, `adam_eps` (the optimizer's), `seed`, `num_seeds`, `device`, `threads`
-/// (`Field.runSettings` declares them once). Each algorithm's config holds one in its `Run` field
-/// and reads them through members of the same names (`cfg.Seed`, `cfg.Device`, ...); set them
-/// with `{ cfg with Run.Seed = 3L }`.
+/// (`Field.runSettings` declares them once). Each algorithm's config holds one in its `Run` field:
+/// read `cfg.Run.Seed`, set `{ cfg with Run.Seed = 3L }`.
 type RunSettings =
     {
         /// Adam's beta1 (RMSprop ignores it), beta2 (RMSprop's smoothing) and epsilon.
