@@ -55,7 +55,10 @@ let private stepBatched (env: IBatchedEnv) (n: int) =
             let action =
                 match env.ActionSpace with
                 | Space.Discrete(k, start) ->
-                    torch.arange(N, dtype = torch.int64).add((int64 (t + start)).ToScalar()).remainder((int64 k).ToScalar())
+                    torch
+                        .arange(N, dtype = torch.int64)
+                        .add((int64 (t + start)).ToScalar())
+                        .remainder((int64 k).ToScalar())
                 | Space.Box(low, _, _) ->
                     torch.full ([| N; int64 low.Length |], (0.3 * float (t % 5 - 2)).ToScalar(), dtype = torch.float32)
 
@@ -153,8 +156,7 @@ let tests =
             }
 
             test "Snapshot round-trips tensors bit for bit and generator states" {
-                let t =
-                    (torch.tensor [| 1.5f; Single.NaN; -0.0f; Single.Epsilon |]).reshape (2L, 2L)
+                let t = (torch.tensor [| 1.5f; Single.NaN; -0.0f; Single.Epsilon |]).reshape(2L, 2L)
 
                 let back = Snapshot.toTensor torch.CPU (Snapshot.ofTensor t)
                 Expect.equal back.shape t.shape "shape"

@@ -595,7 +595,7 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (episodes: int) (evalS
 /// The config keys of `DqnConfig` (snake_case, as CleanRL's `dqn.py` arguments).
 let fields: Field<DqnConfig> list =
     [
-        Field.choice "env_id" "Environment id (discrete actions)." Envs.ids (fun c -> c.EnvId) (fun c v ->
+        Field.envId "Environment id (discrete actions)." (fun c -> c.EnvId) (fun c v ->
             { c with EnvId = v })
         Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
             { c with NumEnvs = v })

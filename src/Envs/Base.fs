@@ -265,6 +265,7 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         member this.Step action = this.Step action
 
     interface IEnvSnapshot with
+        member _.CanSaveState = true
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 
@@ -638,6 +639,7 @@ type BatchedClassicEnv
         member this.Step action = this.Step action
 
     interface IEnvSnapshot with
+        member _.CanSaveState = true
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 

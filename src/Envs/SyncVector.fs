@@ -179,7 +179,12 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         }
 
     /// True when every copy implements `IEnvSnapshot` (then `SaveState` works).
-    member _.CanSnapshot = envs |> Array.forall (fun e -> e :? IEnvSnapshot)
+    member _.CanSnapshot =
+        envs
+        |> Array.forall (fun e ->
+            match e with
+            | :? IEnvSnapshot as s -> s.CanSaveState
+            | _ -> false)
 
     /// The running state as JSON: every copy's own `SaveState`, the running episodes' returns and
     /// lengths, and whether the vector was reset. Raises `NotSupportedException` naming the env
@@ -232,6 +237,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         started <- (Snapshot.field "started" o).GetValue<bool>()
 
     interface IEnvSnapshot with
+        member this.CanSaveState = this.CanSnapshot
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 
