@@ -282,12 +282,7 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
             o.ToJsonString()
 
         member this.LoadState text =
-            let o = Snapshot.parse text
-
-            let savedId = string (Snapshot.field "id" o)
-
-            if savedId <> id then
-                raise (FormatException $"{id}: the saved state is of {savedId}")
+            let o = Snapshot.parseFor id text
 
             let r = SeededRandom 0
             Snapshot.restoreRandom r (Snapshot.field "rng" o)

@@ -135,17 +135,46 @@ module internal Runner =
             summaryOf outcome.Summary.Pairs
         )
 
-    let runsOr (runsDir: string) =
-        if String.IsNullOrWhiteSpace runsDir then
-            "runs"
-        else
-            runsDir
+    /// A fresh run of `algo` from C# settings (validated first: `ArgumentException` before anything
+    /// is written) in a folder under `runsDir` (default `runs`).
+    let train
+        (algo: Train.Algorithm<'C, 'S, 'R>)
+        (seedsOf: 'C -> int64[])
+        (settings: Settings<'C>)
+        (runsDir: string)
+        (checkpointEvery: int)
+        (progress: IProgress<TrainProgress>)
+        (cancel: CancellationToken)
+        =
+        if isNull settings then
+            nullArg "settings"
 
-    let checkEvery (checkpointEvery: int) =
+        let cfg = settings.ToConfig()
+
         if checkpointEvery < 1 then
             raise (ArgumentOutOfRangeException("checkpointEvery", checkpointEvery, "must be >= 1 (updates)"))
 
-        checkpointEvery
+        let runs =
+            if String.IsNullOrWhiteSpace runsDir then
+                "runs"
+            else
+                runsDir
+
+        run algo seedsOf (Train.FromConfig(cfg, runs, checkpointEvery)) progress cancel
+
+    /// Resumes the run folder `runDir` of `algo` with its own config.
+    let resume
+        (algo: Train.Algorithm<'C, 'S, 'R>)
+        (seedsOf: 'C -> int64[])
+        (runDir: string)
+        (checkpointEvery: int)
+        (progress: IProgress<TrainProgress>)
+        (cancel: CancellationToken)
+        =
+        if checkpointEvery < 1 then
+            raise (ArgumentOutOfRangeException("checkpointEvery", checkpointEvery, "must be >= 1 (updates)"))
+
+        run algo seedsOf (Train.FromRunDir(runDir, checkpointEvery)) progress cancel
 
 /// PPO for C# (Schulman et al. 2017; see the F# `Rl.Ppo` module for the algorithm).
 [<AbstractClass; Sealed>]
@@ -165,18 +194,7 @@ type Ppo =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        if isNull settings then
-            nullArg "settings"
-
-        let cfg = settings.ToConfig()
-        let every = Runner.checkEvery checkpointEvery
-
-        Runner.run
-            Train.ppo
-            (fun c -> c.Seeds)
-            (Train.FromConfig(cfg, Runner.runsOr runsDir, every))
-            progress
-            cancellationToken
+        Runner.train Train.ppo (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
 
     /// Continues the PPO run in `runDir` from its checkpoint with its own config: exactly as if it
     /// had never stopped (see README, "Stopping and resuming is exact for PPO"). Raises
@@ -189,12 +207,7 @@ type Ppo =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.run
-            Train.ppo
-            (fun c -> c.Seeds)
-            (Train.FromRunDir(runDir, Runner.checkEvery checkpointEvery))
-            progress
-            cancellationToken
+        Runner.resume Train.ppo (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
 
 /// DQN for C# (Mnih et al. 2015; see the F# `Rl.Dqn` module).
 [<AbstractClass; Sealed>]
@@ -210,17 +223,7 @@ type Dqn =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        if isNull settings then
-            nullArg "settings"
-
-        let cfg = settings.ToConfig()
-
-        Runner.run
-            Train.dqn
-            (fun c -> c.Seeds)
-            (Train.FromConfig(cfg, Runner.runsOr runsDir, Runner.checkEvery checkpointEvery))
-            progress
-            cancellationToken
+        Runner.train Train.dqn (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
 
     /// Continues the DQN run in `runDir` from its checkpoint (continuous, not exact: the replay
     /// buffer and the environments start afresh).
@@ -231,12 +234,7 @@ type Dqn =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.run
-            Train.dqn
-            (fun c -> c.Seeds)
-            (Train.FromRunDir(runDir, Runner.checkEvery checkpointEvery))
-            progress
-            cancellationToken
+        Runner.resume Train.dqn (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
 
 /// GRPO on MNIST for C# (Shao et al. 2024; see the F# `Rl.Grpo` module). Fetches MNIST on first use.
 [<AbstractClass; Sealed>]
@@ -251,15 +249,7 @@ type Grpo =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue("runs")>] runsDir: string
         ) : TrainResult =
-        if isNull settings then
-            nullArg "settings"
-
-        Runner.run
-            Train.grpo
-            (fun c -> c.Seeds)
-            (Train.FromConfig(settings.ToConfig(), Runner.runsOr runsDir, 1))
-            progress
-            cancellationToken
+        Runner.train Train.grpo (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
 
 /// REINFORCE with a baseline for C# (Williams 1992; see the F# `Rl.Reinforce` module).
 [<AbstractClass; Sealed>]
@@ -273,15 +263,7 @@ type Reinforce =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue("runs")>] runsDir: string
         ) : TrainResult =
-        if isNull settings then
-            nullArg "settings"
-
-        Runner.run
-            Train.reinforce
-            (fun c -> c.Seeds)
-            (Train.FromConfig(settings.ToConfig(), Runner.runsOr runsDir, 1))
-            progress
-            cancellationToken
+        Runner.train Train.reinforce (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
 
 /// Tabular Q-learning on FrozenLake for C# (Watkins 1989; Sutton and Barto, section 6.5).
 [<AbstractClass; Sealed>]

@@ -221,7 +221,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
                     $"{id}: SyncVectorEnv can load a state only when every copy implements IEnvSnapshot"
             )
 
-        let o = Snapshot.parse text
+        let o = Snapshot.parseFor id text
         let copies = (Snapshot.field "copies" o).AsArray()
         let rets = Snapshot.toFloats (Snapshot.field "episode_return" o)
         let lens = Snapshot.toFloats (Snapshot.field "episode_length" o)
