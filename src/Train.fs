@@ -847,6 +847,8 @@ let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) 
             "global_step", string progress.GlobalStep
             "buffer_position", string agent.Buffer.Position
             "buffer_count", string agent.Buffer.Count
+            if not (isNull progress.CaptureStreams) then
+                streamsKey, progress.CaptureStreams.Invoke()
             for k in 0 .. progress.Episodes.Length - 1 do
                 let eps = progress.Episodes[k]
 
@@ -906,6 +908,8 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
     {
         GlobalStep = int64 extra["global_step"]
         Episodes = episodes
+        Streams = extra.TryFind streamsKey |> Option.toObj
+        CaptureStreams = null
     }
 
 /// Writes `report.html` for a DQN run folder from its `metrics.csv` and summary pairs.

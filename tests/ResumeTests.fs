@@ -241,6 +241,54 @@ let tests =
                     Expect.isEmpty diffs $"identical metrics for {args}"
             }
 
+            test "a DQN run stopped by cancellation and resumed has an uninterrupted run's metrics" {
+                let runs = tempDir "rl-resume"
+
+                let args =
+                    [
+                        "config=" + config "dqn-cartpole.yaml"
+                        "total_timesteps=1500"
+                        "learning_starts=400"
+                        "log_every=250"
+                        "eval_episodes=1"
+                        "threads=1"
+                    ]
+
+                let stopOnce (token: CancellationToken) (args: string list) =
+                    try
+                        Train.driveWith token Train.dqn args |> ignore
+                        failtest "expected a stop"
+                    with :? Train.RunStoppedException as e ->
+                        e
+
+                try
+                    for extra in [ []; [ "num_seeds=2" ] ] do
+                        let full = Train.runDqn (("runs=" + Path.Combine(runs, "full")) :: args @ extra)
+
+                        use cts = new CancellationTokenSource()
+                        cts.Cancel()
+                        // stop after the first window, and again after the second (inside learning)
+                        let first =
+                            stopOnce cts.Token (("runs=" + Path.Combine(runs, "cut")) :: args @ extra)
+
+                        Expect.equal first.Step 250L "stopped after the first window"
+                        let second = stopOnce cts.Token [ $"resume={first.RunDir}" ]
+                        Expect.equal second.Step 500L "then after the second"
+                        Train.runDqn [ $"resume={first.RunDir}" ] |> ignore
+
+                        let read (d: string) =
+                            Metrics.readCsv (Path.Combine(d, Metrics.CsvFile))
+
+                        Expect.isEmpty
+                            (Metrics.differences (read full) (read first.RunDir))
+                            $"identical metrics for {extra}"
+
+                        Directory.Delete(runs, true)
+                        Directory.CreateDirectory runs |> ignore
+                finally
+                    Directory.Delete(runs, true)
+            }
+
             test "a resume after a kill drops the metrics rows logged after the last checkpoint" {
                 let runs = tempDir "rl-resume"
 

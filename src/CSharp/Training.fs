@@ -225,8 +225,8 @@ type Dqn =
         ) : TrainResult =
         Runner.train Train.dqn (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
 
-    /// Continues the DQN run in `runDir` from its checkpoint (continuous, not exact: the replay
-    /// buffer and the environments start afresh).
+    /// Continues the DQN run in `runDir` from its checkpoint with its own config, exactly as if
+    /// it had never stopped (replay buffer, environments, observations and generators restored).
     static member Resume
         (
             runDir: string,
