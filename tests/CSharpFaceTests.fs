@@ -2,6 +2,9 @@
 /// the algorithms' config keys: every key has its property, the defaults agree, conversions round-trip.
 module Rl.Tests.CSharpFaceTests
 
+open System
+open System.IO
+open System.Reflection
 open Expecto
 open Rl
 open Rl.CSharp
@@ -77,5 +80,42 @@ let tests =
                     QLearning.fields
                     QLearning.deterministicDefaults
                     QLearning.slipperyDefaults
+            }
+
+            test "every public type and member of the C# face has an XML doc comment" {
+                let asm = typeof<PpoSettings>.Assembly
+                let xmlPath = Path.ChangeExtension(asm.Location, ".xml")
+                Expect.isTrue (File.Exists xmlPath) $"{xmlPath} is built (GenerateDocumentationFile)"
+                let xml = File.ReadAllText xmlPath
+
+                let flags =
+                    BindingFlags.Public
+                    ||| BindingFlags.Instance
+                    ||| BindingFlags.Static
+                    ||| BindingFlags.DeclaredOnly
+
+                let missing =
+                    [
+                        for t in asm.GetExportedTypes() do
+                            if t.Namespace = "Rl.CSharp" then
+                                let name = t.FullName
+
+                                if not (xml.Contains $"name=\"T:{name}") then
+                                    yield $"type {t.FullName}"
+
+                                for p in t.GetProperties flags do
+                                    if not (xml.Contains $"P:{name}.{p.Name}") then
+                                        yield $"{t.Name}.{p.Name}"
+
+                                for m in t.GetMethods flags do
+                                    if
+                                        not m.IsSpecialName
+                                        && m.Name <> "ToString"
+                                        && not (xml.Contains $"M:{name}.{m.Name}")
+                                    then
+                                        yield $"{t.Name}.{m.Name}()"
+                    ]
+
+                Expect.equal missing [] "members without documentation"
             }
         ]

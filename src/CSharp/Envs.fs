@@ -106,8 +106,11 @@ type EnvStep
     (obs: float32[], reward: float, terminated: bool, [<Optional; DefaultParameterValue(false)>] truncated: bool) =
     /// The observation after the step.
     member _.Obs = obs
+    /// The reward of this step.
     member _.Reward = reward
+    /// The episode reached a terminal state of the MDP (do not bootstrap from `Obs`).
     member _.Terminated = terminated
+    /// The episode was cut short, e.g. by the time limit (bootstrap from `Obs`).
     member _.Truncated = truncated
 
     override _.ToString() =
@@ -169,7 +172,9 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
 
     /// Registered id, e.g. `MyGrid-v0`.
     member _.Id = id
+    /// What `OnReset` and `OnStep` must return: `Size` values inside the space.
     member _.ObservationSpace = observationSpace
+    /// What `OnStep` receives (checked before it is called).
     member _.ActionSpace = actionSpace
     /// The time limit (steps per episode).
     member _.MaxEpisodeSteps = maxEpisodeSteps
@@ -299,7 +304,9 @@ type Env internal (env: IEnv) =
     member internal _.Inner = env
     /// Registered id, e.g. `CartPole-v1`.
     member _.Id = env.Id
+    /// The space of the observations `Reset` and `Step` return.
     member _.ObservationSpace = SpaceSpec env.ObservationSpace
+    /// The space of the actions `Step` takes.
     member _.ActionSpace = SpaceSpec env.ActionSpace
     /// The time limit (e.g. 500 for CartPole-v1).
     member _.MaxEpisodeSteps = env.MaxEpisodeSteps
@@ -339,7 +346,9 @@ type VectorStep internal (step: BatchStep) =
     member val FinalObs = rows step.FinalObs
     /// Rewards, [N].
     member val Reward = Tensor.toArray step.Reward
+    /// Per copy: the episode reached a terminal state at this step, [N].
     member val Terminated = bools step.Terminated
+    /// Per copy: the episode was cut by the time limit at this step, [N].
     member val Truncated = bools step.Truncated
     /// Undiscounted return of the episode that ended at this step (0 elsewhere), [N].
     member val EpisodeReturn = Tensor.toArray step.EpisodeReturn
@@ -352,11 +361,15 @@ type VectorStep internal (step: BatchStep) =
 [<Sealed; AllowNullLiteral>]
 type VectorEnv internal (env: IBatchedEnv) =
     member internal _.Inner = env
+    /// Registered id of the copies.
     member _.Id = env.Id
     /// N, the number of copies.
     member _.NumEnvs = env.NumEnvs
+    /// The space of one copy's observation (a row of the observation tensor).
     member _.ObservationSpace = SpaceSpec env.ObservationSpace
+    /// The space of one copy's action.
     member _.ActionSpace = SpaceSpec env.ActionSpace
+    /// The time limit of each copy's episodes.
     member _.MaxEpisodeSteps = env.MaxEpisodeSteps
     /// The device of the tensors, e.g. `cpu`.
     member _.Device = string env.Device
