@@ -24,7 +24,16 @@ extern int kill(int pid, int signal)
 
 /// The programs the cluster needs.
 let private programs =
-    [ "munged"; "slurmctld"; "slurmd"; "sbatch"; "squeue"; "scontrol"; "scancel"; "sinfo" ]
+    [
+        "munged"
+        "slurmctld"
+        "slurmd"
+        "sbatch"
+        "squeue"
+        "scontrol"
+        "scancel"
+        "sinfo"
+    ]
 
 /// Why the cluster cannot run here, if it cannot.
 let skipReason () : string option =
@@ -48,7 +57,11 @@ let skipReason () : string option =
 let private exe (name: string) =
     match Sweep.which name with
     | Some p -> p
-    | None -> if File.Exists $"/usr/sbin/{name}" then $"/usr/sbin/{name}" else $"/usr/bin/{name}"
+    | None ->
+        if File.Exists $"/usr/sbin/{name}" then
+            $"/usr/sbin/{name}"
+        else
+            $"/usr/bin/{name}"
 
 /// Runs a Slurm client command; returns the exit code and its output.
 let slurm (name: string) (args: string list) : int * string =
@@ -114,7 +127,11 @@ type Cluster() =
         for d in [ "state"; "spool"; "log"; "munge" ] do
             Directory.CreateDirectory(Path.Combine(dir, d)) |> ignore
 
-        File.SetUnixFileMode(Path.Combine(dir, "munge"), UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute)
+        File.SetUnixFileMode(
+            Path.Combine(dir, "munge"),
+            UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute
+        )
+
         let key = Path.Combine(dir, "munge", "munge.key")
         File.WriteAllBytes(key, Security.Cryptography.RandomNumberGenerator.GetBytes 1024)
         File.SetUnixFileMode(key, UnixFileMode.UserRead ||| UnixFileMode.UserWrite)
@@ -232,7 +249,12 @@ type Cluster() =
 
 /// The command that starts scripts/sweep.fsx (what a task runs).
 let private command =
-    [ "dotnet"; "fsi"; "--quiet"; Path.Combine(repoRoot.Value, "scripts", "sweep.fsx") ]
+    [
+        "dotnet"
+        "fsi"
+        "--quiet"
+        Path.Combine(repoRoot.Value, "scripts", "sweep.fsx")
+    ]
 
 /// The tiny 4-point CartPole grid of the test (2 seeds a point, 40 updates of 128 steps).
 let private grid =
@@ -248,45 +270,13 @@ let private grid =
         "ent_coef=0.0,0.01"
     ]
 
-let private isTiming (c: string) =
-    c = "sps"
-    || c.EndsWith "_s"
-    || c.EndsWith "_seconds"
-    || c.EndsWith "_per_second"
-
-/// Every non-timing value of two metrics files is the same (NaN equals NaN).
-let expectSameMetrics (a: string) (b: string) (what: string) =
-    let ta, tb = Metrics.readCsv a, Metrics.readCsv b
-    let cols = Metrics.columns ta |> List.filter (isTiming >> not)
-    Expect.equal (Metrics.columns tb |> List.filter (isTiming >> not)) cols $"{what}: same columns"
-
-    for c in cols do
-        let xs, ys = Metrics.column c ta, Metrics.column c tb
-        Expect.equal ys.Length xs.Length $"{what}: rows of {c}"
-
-        for i in 0 .. xs.Length - 1 do
-            if not (xs[i] = ys[i] || (Double.IsNaN xs[i] && Double.IsNaN ys[i])) then
-                failtest $"{what}: {c} differs at row {i}: {xs[i]} vs {ys[i]}"
-
-/// The comparable part of a summary row (not the wall time or the folder).
-let summaryKey (r: Sweep.PointSummary) =
-    r.Point, r.Finals, r.Mean, r.Std, r.CiLow, r.CiHigh, r.StepsToThreshold
-
-let private folderState (dir: string) =
-    if Directory.Exists dir then
-        Directory.GetFiles(dir, "*", SearchOption.AllDirectories)
-        |> Array.sort
-        |> Array.map (fun f -> f, File.ReadAllText f)
-        |> List.ofArray
-    else
-        []
-
 [<Tests>]
 let tests =
     testList
         "Ppo.sweep.slurm"
         [
-            testCase "a one-node Slurm cluster: 4-point sweep, a task stopped by SIGTERM resumes, collect = local; a bad partition is refused"
+            testCase
+                "a one-node Slurm cluster: 4-point sweep, a task stopped by SIGTERM resumes, collect = local; a bad partition is refused"
             <| fun () ->
                 match skipReason () with
                 | Some why ->
@@ -302,7 +292,7 @@ let tests =
                         printfn "cluster up in %.1f s (%s)" clock.Elapsed.TotalSeconds cluster.Dir
 
                         // a partition the cluster does not have: sbatch's refusal, before anything is written
-                        let before = folderState slurmDir
+                        let before = SweepTests.folderState slurmDir
 
                         let e =
                             Expect.throwsC
@@ -318,7 +308,7 @@ let tests =
                         for m in [ "slurm_partition"; "'nope'"; "debug"; "sbatch refused" ] do
                             Expect.stringContains e.Message m $"the refusal names {m}"
 
-                        Expect.equal (folderState slurmDir) before "the sweep folder stays as it was"
+                        Expect.equal (SweepTests.folderState slurmDir) before "the sweep folder stays as it was"
 
                         // the reference: the same grid with launcher=local
                         let local =
@@ -383,11 +373,14 @@ let tests =
                         waitFor 120.0 "point 3's first metrics rows" (fun () -> rowsSoFar () >= 4)
                         let rowsAtStop = rowsSoFar ()
 
-                        let code, out =
-                            slurm "scancel" [ "--signal=TERM"; "--full"; $"{jobId}_3" ]
+                        let code, out = slurm "scancel" [ "--signal=TERM"; "--full"; $"{jobId}_3" ]
 
                         Expect.equal code 0 $"scancel --signal=TERM: {out}"
-                        printfn "point 3 signalled at %.1f s after %d metrics rows" clock.Elapsed.TotalSeconds rowsAtStop
+
+                        printfn
+                            "point 3 signalled at %.1f s after %d metrics rows"
+                            clock.Elapsed.TotalSeconds
+                            rowsAtStop
 
                         // the task checkpoints, exits 3 and requeues itself; Slurm holds a requeued
                         // job back (BeginTime) for about two minutes: release it now
@@ -399,15 +392,20 @@ let tests =
                             (Sweep.queuedTasks [ jobId ]).TryFind 3
                             |> Option.exists (fun (st, _) -> st = "PENDING"))
 
-                        let code, out =
-                            slurm "scontrol" [ "update"; $"JobId={jobId}_3"; "StartTime=now" ]
+                        let code, out = slurm "scontrol" [ "update"; $"JobId={jobId}_3"; "StartTime=now" ]
 
                         Expect.equal code 0 $"scontrol update StartTime=now: {out}"
 
                         waitFor 150.0 "every point to finish (sweep.fsx status)" (fun () ->
                             let st = Sweep.status 5 slurmDir
 
-                            match st |> List.tryPick (fun p -> match p.State with Sweep.Failed(w, log) -> Some(p, w, log) | _ -> None) with
+                            match
+                                st
+                                |> List.tryPick (fun p ->
+                                    match p.State with
+                                    | Sweep.Failed(w, log) -> Some(p, w, log)
+                                    | _ -> None)
+                            with
                             | Some(p, w, log) ->
                                 let lines = String.Join("\n", log)
                                 failtest $"point {p.Index} failed: {w}\n{lines}\n{cluster.Logs()}"
@@ -418,21 +416,18 @@ let tests =
                         Expect.stringContains log3 "restart 1" "point 3 ran again after its requeue"
                         Expect.stringContains log3 "resuming" "and resumed from its checkpoint"
 
-                        Expect.equal
-                            (Directory.GetDirectories dir3).Length
-                            1
-                            "one run folder: resumed, not restarted"
+                        Expect.equal (Directory.GetDirectories dir3).Length 1 "one run folder: resumed, not restarted"
 
                         let rows, missing = Sweep.collect slurmDir
                         Expect.isEmpty missing "nothing missing"
 
                         Expect.equal
-                            (rows |> List.map summaryKey)
-                            (local |> List.map summaryKey)
+                            (rows |> List.map SweepTests.summaryKey)
+                            (local |> List.map SweepTests.summaryKey)
                             "collect gives the summary of launcher=local"
 
                         for r, l in List.zip rows local do
-                            expectSameMetrics
+                            SweepTests.expectSameMetrics
                                 (Path.Combine(l.RunDir, Metrics.CsvFile))
                                 (Path.Combine(r.RunDir, Metrics.CsvFile))
                                 (Sweep.pointName r.Point)

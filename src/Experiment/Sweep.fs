@@ -1304,6 +1304,27 @@ let private sbatchRefused (launch: Launch) (message: string) =
     let msg = message.Replace('\n', ' ')
     raise (ConfigError("sbatch", key, value, allowed, $"sbatch refused the job: {msg}"))
 
+/// The overrides every task adds to its grid point (kept in points.json): `device=cuda` when
+/// `slurm_gres` asks for a `gpu` resource, and `threads=<slurm_cpus_per_task>`, each unless the
+/// grid sweeps that key itself.
+let taskOverrides (launch: Launch) (grid: (string * string) list list) : string list =
+    [
+        let inGrid k =
+            grid |> List.exists (List.exists (fun (kk, _) -> kk = k))
+
+        match launch.Gres with
+        | Some g when
+            g.Split(',') |> Array.exists (fun r -> r.StartsWith "gpu")
+            && not (inGrid "device")
+            ->
+            yield "device=cuda"
+        | _ -> ()
+
+        match launch.CpusPerTask with
+        | Some c when not (inGrid "threads") -> yield $"threads={c}"
+        | _ -> ()
+    ]
+
 /// What a sweep did.
 type Outcome =
     /// Run here (launcher=local): the sweep folder, the summary rows and the missing points.
@@ -1477,23 +1498,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
             | _ -> bad "threshold" t "a number (the return level for steps-to-threshold)" "not a number"
         | None -> existing |> Option.bind (fun s -> s.Threshold)
 
-    let taskOverrides =
-        [
-            let inGrid k =
-                grid |> List.exists (List.exists (fun (kk, _) -> kk = k))
-
-            match launch.Gres with
-            | Some g when
-                g.Split(',') |> Array.exists (fun r -> r.StartsWith "gpu")
-                && not (inGrid "device")
-                ->
-                yield "device=cuda"
-            | _ -> ()
-
-            match launch.CpusPerTask with
-            | Some c when not (inGrid "threads") -> yield $"threads={c}"
-            | _ -> ()
-        ]
+    let taskOverrides = taskOverrides launch grid
 
     // Validate every point's full config (with the task overrides) before anything is written.
     for p in grid do
