@@ -35,50 +35,15 @@ for p in paths do
 
 let a, b = Metrics.readCsv paths[0], Metrics.readCsv paths[1]
 
-let isTiming (c: string) =
-    c = "sps"
-    || c.EndsWith "_s"
-    || c.EndsWith "_seconds"
-    || c.EndsWith "_per_second"
+let differences = Metrics.differences a b
 
-let same (x: float) (y: float) =
-    x = y || (Double.IsNaN x && Double.IsNaN y)
-
-let ra, rb = Metrics.rows a, Metrics.rows b
-let compared = Metrics.columns a |> List.filter (isTiming >> not)
-let mutable differing = 0
-
-if ra.Length <> rb.Length then
-    printfn "rows: %d vs %d" ra.Length rb.Length
-    differing <- differing + 1
-
-for c in compared do
-    if not (Metrics.hasColumn c b) then
-        printfn "%-22s missing in %s" c paths[1]
-        differing <- differing + 1
-    else
-        let xs, ys = Metrics.column c a, Metrics.column c b
-        let n = min xs.Length ys.Length
-
-        let gap (x: float) (y: float) =
-            let d = abs (x - y)
-            if Double.IsNaN d then Double.PositiveInfinity else d // one side NaN
-
-        let diffs =
-            [
-                for i in 0 .. n - 1 do
-                    if not (same xs[i] ys[i]) then
-                        yield gap xs[i] ys[i]
-            ]
-
-        if not diffs.IsEmpty then
-            printfn "%-22s %d of %d rows differ, largest difference %g" c diffs.Length n (List.max diffs)
-            differing <- differing + 1
+for d in differences do
+    printfn "%s" d
 
 printfn
     "%s: %d rows, %d columns compared (timing columns ignored)"
-    (if differing = 0 then "IDENTICAL" else "DIFFERENT")
-    ra.Length
-    compared.Length
+    (if differences.IsEmpty then "IDENTICAL" else "DIFFERENT")
+    (Metrics.rows a).Length
+    (Metrics.columns a |> List.filter (Metrics.isTimingColumn >> not)).Length
 
-exit (if differing = 0 then 0 else 1)
+exit (if differences.IsEmpty then 0 else 1)

@@ -64,7 +64,7 @@ let code =
     try
         match args with
         | "point" :: rest ->
-            let cancel = Sweep.stopOnSignalsShim ()
+            let cancel = Sweep.stopOnTaskSignals ()
             let index = required "index" rest
 
             match Int32.TryParse index with
@@ -115,7 +115,7 @@ let code =
                 | "run" :: r -> r
                 | r -> r
 
-            let cancel = Sweep.stopOnSignalsShim ()
+            let cancel = Train.stopOnSignals ()
 
             match Sweep.sweep cancel command root rest with
             | Sweep.Submitted _ -> 0

@@ -58,6 +58,9 @@ let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
 
 let private gradHistoryKey = "grad_history"
 
+/// The checkpoint's extra key of PPO's running streams (`Ppo.Progress.Streams`).
+let private streamsKey = "streams"
+
 /// Saves a PPO agent, its optimizers, progress (with the gradient history behind the cosine
 /// diagnostics, when there is one) and normalisation statistics as the checkpoint
 /// `dir/checkpoint` atomically.
@@ -76,6 +79,8 @@ let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (no
                 gradHistoryKey, String.Join(",", progress.PrevGrad.shape)
             if not (isNull progress.KlBeta) then
                 "kl_beta", Checkpoint.encodeFloats progress.KlBeta
+            if not (isNull progress.CaptureStreams) then
+                streamsKey, progress.CaptureStreams.Invoke()
         ]
         |> Map.ofList
 
@@ -150,6 +155,7 @@ let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo
                 |> Option.map (fun h -> h.Ema.``to``(device).DetachFromDisposeScope())
                 |> Option.toObj
             KlBeta = extra.TryFind "kl_beta" |> Option.map Checkpoint.decodeFloats |> Option.toObj
+            Streams = extra.TryFind streamsKey |> Option.toObj
         }
 
     { agent with Device = device }, progress, norm
@@ -208,6 +214,26 @@ let private resumeConfig fields defaults validate (runDir: string) (overrides: s
 // The one run driver
 // ---------------------------------------------------------------------------------------
 
+/// Raised by the run driver when a run stops because its cancellation token was cancelled (a
+/// C# caller's `CancellationToken`, or SIGTERM/SIGINT through `stopOnSignals`): the algorithm
+/// finished the update it was in, logged it, and, when `Resumable`, wrote its checkpoint, so
+/// `resume=<RunDir>` continues the run. `Step` is the environment step (or iteration) reached.
+type RunStoppedException(runDir: string, step: int64, resumable: bool) =
+    inherit
+        OperationCanceledException(
+            if resumable then
+                $"run stopped at step {step} after a checkpoint; resume it with resume={runDir}"
+            else
+                $"run stopped at step {step}; this algorithm does not resume, its metrics so far are in {runDir}"
+        )
+
+    /// The run folder.
+    member _.RunDir = runDir
+    /// The environment step (or iteration) reached.
+    member _.Step = step
+    /// Whether a checkpoint was written that `resume=` continues from.
+    member _.Resumable = resumable
+
 /// What an algorithm's training step gets from the run driver.
 type RunContext<'C> =
     {
@@ -222,7 +248,51 @@ type RunContext<'C> =
         Report: int64 -> float -> unit
         /// `checkpoint_every=`: checkpoint every this many of the algorithm's log events (default 10).
         CheckpointEvery: int
+        /// Cancelled to stop the run at the next update boundary (see `stopAtBoundary`).
+        Cancel: Threading.CancellationToken
     }
+
+/// Called by an algorithm after each logged update: when the run's token is cancelled and the run
+/// is not finished, writes the checkpoint with `save` (unless `saved` says this update already
+/// wrote one; None for algorithms that do not resume) and raises `RunStoppedException`.
+let stopAtBoundary (ctx: RunContext<'C>) (finished: bool) (step: int64) (saved: bool) (save: (unit -> unit) option) =
+    if ctx.Cancel.IsCancellationRequested && not finished then
+        match save with
+        | Some f when not saved -> f ()
+        | _ -> ()
+
+        raise (RunStoppedException(ctx.Dir, step, save.IsSome))
+
+let private signalRegistrations =
+    Collections.Generic.List<Runtime.InteropServices.PosixSignalRegistration>()
+
+/// A token that SIGTERM or SIGINT (Ctrl+C) cancels instead of ending the process, so a run
+/// given it checkpoints at the next update boundary and stops (Slurm sends SIGTERM before it
+/// kills a task at its time limit or on preemption). A second signal ends the process at once.
+let stopOnSignals () : Threading.CancellationToken =
+    let cts = new Threading.CancellationTokenSource()
+
+    for signal in
+        [
+            Runtime.InteropServices.PosixSignal.SIGTERM
+            Runtime.InteropServices.PosixSignal.SIGINT
+        ] do
+        signalRegistrations.Add(
+            Runtime.InteropServices.PosixSignalRegistration.Create(
+                signal,
+                fun ctx ->
+                    if not cts.IsCancellationRequested then
+                        ctx.Cancel <- true
+
+                        eprintfn
+                            "%A received: stopping after the current update (checkpoint first); send it again to stop at once"
+                            ctx.Signal
+
+                        cts.Cancel()
+            )
+        )
+
+    cts.Token
 
 /// An algorithm as the run driver sees it: its config keys, how it resumes, its metrics columns,
 /// its training step (which wires the algorithm's own hooks to the context), and what it writes
@@ -296,7 +366,7 @@ let private startOrResume (algo: Algorithm<'C, 'S, 'R>) (special: Map<string, st
 /// `summary.json` + `report.html`. `args` are `key=value` pairs: `config=`, `resume=`, `runs=`,
 /// `checkpoint_every=` and config overrides. Returns the run folder. Writes nothing before the
 /// config is valid; when PPO diverges, says where the metrics and the last checkpoint are.
-let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
+let driveWith (cancel: Threading.CancellationToken) (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
     let special, overrides = splitArgs args
     let cfg, dir, resume = startOrResume algo special overrides
 
@@ -308,6 +378,7 @@ let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
     let options =
         { MetricsOptions.defaults dir (algo.Columns cfg) with
             Append = resume.IsSome
+            KeepUpToStep = resume |> Option.map (algo.Describe >> snd)
             Hyperparameters = Config.pairs algo.Fields cfg
         }
 
@@ -326,9 +397,14 @@ let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
                         Log = fun row -> Metrics.logRow row log
                         Report = report
                         CheckpointEvery = every
+                        Cancel = cancel
                     }
                     resume)
-        with Ppo.TrainingDivergedException _ as e ->
+        with
+        | :? RunStoppedException as e ->
+            eprintfn "%s" e.Message
+            reraise ()
+        | Ppo.TrainingDivergedException _ as e ->
             eprintfn "%s" e.Message
 
             eprintfn
@@ -345,6 +421,10 @@ let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
     algo.Release result
     dir
+
+/// `driveWith` a token that is never cancelled.
+let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
+    driveWith Threading.CancellationToken.None algo args
 
 /// The mean of the finite values, NaN when there is none (the progress bar's recent return).
 let private recentMean (xs: float seq) =
@@ -405,7 +485,15 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
         Device = fun c -> c.Run.Device
         Check = ignore
         Load = Some loadPpo
-        Describe = fun (_, p, _) -> $"update {p.Update} (step {p.GlobalStep})", p.GlobalStep
+        Describe =
+            fun (_, p, _) ->
+                let how =
+                    if isNull p.Streams then
+                        "; fresh episodes: the checkpoint holds no environment state"
+                    else
+                        ""
+
+                $"update {p.Update} (step {p.GlobalStep}){how}", p.GlobalStep
         Columns = fun c -> ppoColumns c.Run.NumSeeds
         Total = fun c -> c.TotalTimesteps
         Label = fun c -> $"ppo {c.EnvId}"
@@ -424,8 +512,17 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                                     progress.GlobalStep
                                     (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
 
-                                if progress.Update % ctx.CheckpointEvery = 0 || progress.Update = cfg.NumUpdates then
+                                let finished = progress.Update = cfg.NumUpdates
+
+                                let save () =
                                     saveCheckpoint ctx.Dir agent progress norm
+
+                                let due = progress.Update % ctx.CheckpointEvery = 0 || finished
+
+                                if due then
+                                    save ()
+
+                                stopAtBoundary ctx finished progress.GlobalStep due (Some save)
                     }
 
                 Ppo.train cfg hooks resume
@@ -445,6 +542,10 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
 /// and config overrides) through the run driver and returns the run folder. Writes nothing
 /// before the config is valid.
 let runPpo (args: string list) : string = drive ppo args
+
+/// `runPpo` that stops at the next update boundary, after a checkpoint, when `cancel` is
+/// cancelled, raising `RunStoppedException`.
+let runPpoWith (cancel: Threading.CancellationToken) (args: string list) : string = driveWith cancel ppo args
 
 /// Evaluates a saved PPO run: `path` is a run folder (or its checkpoint folder); `episodes`
 /// deterministic episodes with the run's evaluation seed. Returns per seed the episode returns.
@@ -581,6 +682,7 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
                                     ctx.Log(grpoRow cfg.Run.NumSeeds r)
 
                                 ctx.Report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
+                                stopAtBoundary ctx false rows[0].Step false None
                         OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint ctx.Dir agent epoch
                     }
 
@@ -777,8 +879,17 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                                 ctx.Report progress.GlobalStep (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
                                 windows <- windows + 1
 
-                                if windows % ctx.CheckpointEvery = 0 || progress.GlobalStep >= cfg.TotalTimesteps then
+                                let finished = progress.GlobalStep >= cfg.TotalTimesteps
+
+                                let save () =
                                     saveDqnCheckpoint ctx.Dir agent progress
+
+                                let due = windows % ctx.CheckpointEvery = 0 || finished
+
+                                if due then
+                                    save ()
+
+                                stopAtBoundary ctx finished progress.GlobalStep due (Some save)
                     }
 
                 Dqn.train cfg hooks resume
@@ -868,6 +979,13 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
                                 ctx.Report
                                     (int64 rows[0].Iteration)
                                     (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
+
+                                stopAtBoundary
+                                    ctx
+                                    (rows[0].Iteration >= cfg.Iterations)
+                                    (int64 rows[0].Iteration)
+                                    false
+                                    None
                     }
 
                 Reinforce.trainWith hooks cfg 0 0
@@ -911,18 +1029,21 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
 /// through the run driver and returns the run folder.
 let runReinforce (args: string list) : string = drive reinforce args
 
-/// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo). Returns an exit code:
-/// 0 on success, 2 for a bad config or arguments, 1 for a failed run.
+/// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo); SIGTERM/SIGINT stop
+/// the run at the next update boundary (`stopOnSignals`). Returns an exit code: 0 on success, 2
+/// for a bad config or arguments, 1 for a failed run, 3 for a run stopped by a signal (after its
+/// checkpoint, when the algorithm resumes).
 let main (args: string list) : int =
     try
         let special, _ = splitArgs args
+        let cancel = stopOnSignals ()
 
         let run =
             match special.TryFind "algo" |> Option.defaultValue "ppo" with
-            | "ppo" -> Some runPpo
-            | "dqn" -> Some runDqn
-            | "grpo" -> Some runGrpo
-            | "reinforce" -> Some runReinforce
+            | "ppo" -> Some(driveWith cancel ppo)
+            | "dqn" -> Some(driveWith cancel dqn)
+            | "grpo" -> Some(driveWith cancel grpo)
+            | "reinforce" -> Some(driveWith cancel reinforce)
             | other ->
                 eprintfn "unknown algo '%s'; allowed: ppo, dqn, grpo, reinforce" other
                 None
@@ -946,6 +1067,7 @@ let main (args: string list) : int =
         eprintfn "data error: %s" msg
         2
     | Ppo.TrainingDivergedException _ -> 1
+    | :? RunStoppedException -> 3
 
 /// PPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
 /// `seeds > 1`), for charts in notebooks.

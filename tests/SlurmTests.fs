@@ -413,6 +413,16 @@ let tests =
 
                         printfn "slurm sweep done at %.1f s" clock.Elapsed.TotalSeconds
                         let log3 = File.ReadAllText(Sweep.logFile slurmDir 3)
+                        // the task's story, as its log tells it
+                        for l in log3.Split('\n') do
+                            if
+                                l.StartsWith "=="
+                                || l.Contains "received"
+                                || l.Contains "resum"
+                                || l.Contains "stopped"
+                            then
+                                printfn "  point 3 | %s" l
+
                         Expect.stringContains log3 "restart 1" "point 3 ran again after its requeue"
                         Expect.stringContains log3 "resuming" "and resumed from its checkpoint"
 

@@ -453,6 +453,14 @@ type Progress =
         /// The KL coefficient beta per seed for Loss = "kl_penalty" (adapted after each update);
         /// null until the first update sets it from the config.
         mutable KlBeta: float[]
+        /// The running state of the environments, the current observations, the reward
+        /// normaliser's discounted returns and the policy-sampling and minibatch generators, as
+        /// JSON text (see `Snapshot`), to continue from exactly: `trainWith` restores it in place of
+        /// fresh episodes when it is not null (a checkpoint's `streams`), then clears it.
+        mutable Streams: string
+        /// Captures `Streams` at the current update boundary; set by `trainWith` (null when the
+        /// environments cannot save their state, see `IEnvSnapshot`, or outside training).
+        mutable CaptureStreams: Func<string>
     }
 
     /// Nothing done yet.
@@ -463,6 +471,8 @@ type Progress =
             PrevGrad = null
             EmaGrad = null
             KlBeta = null
+            Streams = null
+            CaptureStreams = null
         }
 
 /// The gradient history of `Progress` (buffers `prev` and `ema`, [S; P]) as a module, so that a
@@ -735,6 +745,64 @@ type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device)
 
     member _.ObservationSpace = probe.ObservationSpace
     member _.ActionSpace = probe.ActionSpace
+
+    /// True when every environment can save its running state (`IEnvSnapshot`).
+    member _.CanSnapshot =
+        match fused, fusedSync with
+        | Some _, _ -> true
+        | _, Some v -> v.CanSnapshot
+        | None, None ->
+            envs
+            |> Array.forall (fun e ->
+                match e with
+                | :? SyncVectorEnv as v -> v.CanSnapshot
+                | :? IEnvSnapshot -> true
+                | _ -> false)
+
+    /// The running state of every environment (and of the fused env's per-seed reset
+    /// generators) as JSON; see `CanSnapshot`.
+    member _.SaveState() : Text.Json.Nodes.JsonNode =
+        let o = Text.Json.Nodes.JsonObject()
+
+        match fused, fusedSync with
+        | Some b, _ ->
+            o["fused"] <- Text.Json.Nodes.JsonValue.Create(b.SaveState())
+            o["fused_generators"] <- Text.Json.Nodes.JsonArray([| for g in fusedGens -> Snapshot.ofGenerator g |])
+        | _, Some v -> o["sync"] <- Text.Json.Nodes.JsonValue.Create(v.SaveState())
+        | None, None ->
+            o["envs"] <-
+                Text.Json.Nodes.JsonArray(
+                    [|
+                        for e in envs ->
+                            Text.Json.Nodes.JsonValue.Create((e :?> IEnvSnapshot).SaveState())
+                            :> Text.Json.Nodes.JsonNode
+                    |]
+                )
+
+        o
+
+    /// Restores what `SaveState` wrote (after `Reset`, for the same seeds and copies). Raises
+    /// `FormatException` when the state is of another layout.
+    member _.LoadState(node: Text.Json.Nodes.JsonNode) =
+        match fused, fusedSync with
+        | Some b, _ ->
+            b.LoadState(string (Snapshot.field "fused" node))
+            let gens = (Snapshot.field "fused_generators" node).AsArray()
+
+            if gens.Count <> S then
+                raise (FormatException $"PPO streams: {gens.Count} fused-env generators saved, the run has {S} seeds")
+
+            for k in 0 .. S - 1 do
+                Snapshot.restoreGenerator fusedGens[k] gens[k]
+        | _, Some v -> v.LoadState(string (Snapshot.field "sync" node))
+        | None, None ->
+            let saved = (Snapshot.field "envs" node).AsArray()
+
+            if saved.Count <> S then
+                raise (FormatException $"PPO streams: {saved.Count} environments saved, the run has {S} seeds")
+
+            for k in 0 .. S - 1 do
+                (envs[k] :?> IEnvSnapshot).LoadState(saved[k].GetValue<string>())
 
     /// Resets every copy and returns the observations [S; N; obsDim]: seed k's copies from
     /// `envSeed k` (copy i of a `SyncVectorEnv` from `envSeed k + i`); a fused classic env is
@@ -1426,6 +1494,52 @@ let trainWith
             Discounted = torch.zeros ([| int64 S; int64 cfg.NumEnvs |], dtype = torch.float64, device = device)
         }
 
+    let generators (gens: torch.Generator[]) =
+        Text.Json.Nodes.JsonArray([| for g in gens -> Snapshot.ofGenerator g |])
+
+    let restoreGenerators (name: string) (gens: torch.Generator[]) (node: Text.Json.Nodes.JsonNode) =
+        let saved = (Snapshot.field name node).AsArray()
+
+        if saved.Count <> gens.Length then
+            raise (
+                FormatException $"PPO streams: {saved.Count} '{name}' generators saved, the run has {gens.Length} seeds"
+            )
+
+        for k in 0 .. gens.Length - 1 do
+            Snapshot.restoreGenerator gens[k] saved[k]
+
+    if not (isNull progress.Streams) then
+        // Continue exactly where the checkpoint stopped instead of starting fresh episodes.
+        let node = Snapshot.parse progress.Streams
+        envs.LoadState(Snapshot.field "envs" node)
+        let obs = Snapshot.toTensor device (Snapshot.field "obs" node)
+
+        if obs.shape <> state.Obs.shape then
+            raise (FormatException $"PPO streams: saved observations %A{obs.shape}, the run has %A{state.Obs.shape}")
+
+        state.Obs.Dispose()
+        state.Obs <- obs.DetachFromDisposeScope()
+
+        state.Discounted.copy_ (Snapshot.toTensor device (Snapshot.field "discounted" node))
+        |> ignore
+
+        restoreGenerators "policy" sampleGens node
+        restoreGenerators "minibatch" shuffleGens node
+        progress.Streams <- null
+
+    progress.CaptureStreams <-
+        if envs.CanSnapshot then
+            Func<string>(fun () ->
+                let o = Text.Json.Nodes.JsonObject()
+                o["envs"] <- envs.SaveState()
+                o["obs"] <- Snapshot.ofTensor state.Obs
+                o["discounted"] <- Snapshot.ofTensor state.Discounted
+                o["policy"] <- generators sampleGens
+                o["minibatch"] <- generators shuffleGens
+                o.ToJsonString())
+        else
+            null
+
     let metrics = ResizeArray<UpdateMetrics>()
     let total = Stopwatch.StartNew()
 
@@ -1463,6 +1577,8 @@ let trainWith
         checkFinite rows
         metrics.AddRange rows
         hooks.OnUpdate agent progress normalizers rows
+
+    progress.CaptureStreams <- null
 
     {
         Agent = agent

@@ -97,10 +97,11 @@ module EnvUtil =
                 )
         | _ -> invalidArg "space" $"{envId}: boxAction needs a Box space, got {space}"
 
-    /// A `System.Random` for an int64 seed (folds the high bits into the 32-bit seed that
-    /// `System.Random` takes; the same seed always gives the same stream).
+    /// A `SeededRandom` (the stream of `System.Random(seed)`, with a state that checkpoints can
+    /// save) for an int64 seed: folds the high bits into the 32-bit seed that `System.Random` takes;
+    /// the same seed always gives the same stream.
     let randomOfSeed (seed: int64) =
-        Random(int (seed &&& 0x7fffffffL) ^^^ int ((seed >>> 31) &&& 0x7fffffffL))
+        SeededRandom(int (seed &&& 0x7fffffffL) ^^^ int ((seed >>> 31) &&& 0x7fffffffL))
 
     /// Applies `f` to every element of a float64 tensor on the host (copy out, map, copy in);
     /// same shape, float64, on the CPU. Used to evaluate `sin`, `cos` and `pow` with .NET's
@@ -123,7 +124,7 @@ module EnvUtil =
 /// stays true once the limit is reached); it still refuses to run before the first `Reset`.
 [<AbstractClass>]
 type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpisodeSteps: int) =
-    let mutable rng = Random()
+    let mutable rng = SeededRandom(Random.Shared.Next())
     let mutable elapsed = 0
     let mutable started = false
     let mutable ended = false
@@ -139,6 +140,14 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// Setting it copies the values; raises `ArgumentException` on a wrong length.
     abstract State: float[] with get, set
 
+    /// Episode bookkeeping beyond `State` that a snapshot must keep (e.g. CartPole's
+    /// `steps_beyond_terminated`); empty by default. Setting it takes what getting it returned.
+    abstract Extra: float[] with get, set
+
+    default _.Extra
+        with get () = [||]
+        and set _ = ()
+
     /// Registered id, e.g. `Pendulum-v1`.
     member _.Id = id
     member _.ObservationSpace = observationSpace
@@ -146,7 +155,7 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// The `TimeLimit` length.
     member _.MaxEpisodeSteps = maxEpisodeSteps
     /// The generator that `Reset` draws from (reseeded by `Reset (Some seed)`).
-    member _.Rng = rng
+    member _.Rng: Random = rng
 
     /// TimeLimit's elapsed-step counter (settable to re-synchronise with a recorded trajectory).
     member _.ElapsedSteps
@@ -211,6 +220,42 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
 
         this.StepUnchecked action
 
+    /// The running state as JSON: `State`, `Extra`, the elapsed-step counter, whether an episode
+    /// started and ended, and the generator's state (see `IEnvSnapshot`).
+    member this.SaveState() : string =
+        let o = Text.Json.Nodes.JsonObject()
+        o["id"] <- Text.Json.Nodes.JsonValue.Create id
+        o["state"] <- Snapshot.ofFloats this.State
+        o["extra"] <- Snapshot.ofFloats this.Extra
+        o["elapsed"] <- Text.Json.Nodes.JsonValue.Create elapsed
+        o["started"] <- Text.Json.Nodes.JsonValue.Create started
+        o["ended"] <- Text.Json.Nodes.JsonValue.Create ended
+        o["rng"] <- Snapshot.ofRandom rng
+        o.ToJsonString()
+
+    /// Restores a state written by `SaveState` of the same env id. Raises `FormatException`
+    /// naming what is wrong (another id, a missing field, a state of the wrong length).
+    member this.LoadState(text: string) =
+        let o = Snapshot.parse text
+        let savedId = string (Snapshot.field "id" o)
+
+        if savedId <> id then
+            raise (FormatException $"{id}: the saved state is of {savedId}")
+
+        let r = SeededRandom 0
+        Snapshot.restoreRandom r (Snapshot.field "rng" o)
+
+        try
+            this.State <- Snapshot.toFloats (Snapshot.field "state" o)
+        with :? ArgumentException as e ->
+            raise (FormatException $"{id}: {e.Message}")
+
+        this.Extra <- Snapshot.toFloats (Snapshot.field "extra" o)
+        elapsed <- (Snapshot.field "elapsed" o).GetValue<int>()
+        started <- (Snapshot.field "started" o).GetValue<bool>()
+        ended <- (Snapshot.field "ended" o).GetValue<bool>()
+        rng <- r
+
     interface IEnv with
         member this.Id = id
         member this.ObservationSpace = observationSpace
@@ -218,6 +263,10 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         member this.MaxEpisodeSteps = maxEpisodeSteps
         member this.Reset seed = this.Reset seed
         member this.Step action = this.Step action
+
+    interface IEnvSnapshot with
+        member this.SaveState() = this.SaveState()
+        member this.LoadState text = this.LoadState text
 
 /// Base of the batched form: N copies of an environment as tensors of shape [N; stateDim] on one
 /// device, stepped together, with per-copy elapsed steps, episode return and length, and
@@ -515,6 +564,58 @@ type BatchedClassicEnv
             EpisodeLength = episodeLength.MoveToOuterDisposeScope()
         }
 
+    /// The running state as JSON: the state, elapsed-step counters and episode returns of every
+    /// copy, whether it was reset, and the reset generator's state (see `IEnvSnapshot`).
+    member _.SaveState() : string =
+        let o = Text.Json.Nodes.JsonObject()
+        o["id"] <- Text.Json.Nodes.JsonValue.Create id
+        o["state"] <- Snapshot.ofTensor state
+        o["elapsed"] <- Snapshot.ofTensor elapsed
+        o["episode_return"] <- Snapshot.ofTensor epReturn
+        o["started"] <- Text.Json.Nodes.JsonValue.Create started
+
+        if not (isNull generator) then
+            o["generator"] <- Snapshot.ofGenerator generator
+
+        o.ToJsonString()
+
+    /// Restores a state written by `SaveState` of the same env id and number of copies. Raises
+    /// `FormatException` naming what is wrong.
+    member _.LoadState(text: string) =
+        let o = Snapshot.parse text
+        let savedId = string (Snapshot.field "id" o)
+
+        if savedId <> id then
+            raise (FormatException $"{id}: the saved state is of {savedId}")
+
+        let read name (like: torch.Tensor) =
+            let t = Snapshot.toTensor device (Snapshot.field name o)
+
+            if t.shape <> like.shape || t.dtype <> like.dtype then
+                let msg =
+                    $"{id}: saved '{name}' is {t.dtype} %A{t.shape}, this env holds {like.dtype} %A{like.shape} ({numEnvs} copies)"
+
+                t.Dispose()
+                raise (FormatException msg)
+
+            t
+
+        let newState = read "state" state
+        let newElapsed = read "elapsed" elapsed
+        let newReturn = read "episode_return" epReturn
+        state <- replace state newState
+        elapsed <- replace elapsed newElapsed
+        epReturn <- replace epReturn newReturn
+        started <- (Snapshot.field "started" o).GetValue<bool>()
+
+        let saved = o.AsObject()
+
+        if saved.ContainsKey "generator" && not (isNull saved["generator"]) then
+            if isNull generator then
+                generator <- new torch.Generator(0UL, device)
+
+            Snapshot.restoreGenerator generator saved["generator"]
+
     /// Frees the internal tensors.
     member _.Dispose() =
         if not disposed then
@@ -535,6 +636,10 @@ type BatchedClassicEnv
         member this.Device = device
         member this.Reset seed = this.Reset seed
         member this.Step action = this.Step action
+
+    interface IEnvSnapshot with
+        member this.SaveState() = this.SaveState()
+        member this.LoadState text = this.LoadState text
 
     interface IDisposable with
         member this.Dispose() = this.Dispose()

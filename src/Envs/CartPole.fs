@@ -101,6 +101,14 @@ type Env(?maxSteps: int) =
 
             state <- Array.copy v
 
+    /// `steps_beyond_terminated` for snapshots: empty when None, else its value.
+    override _.Extra
+        with get () =
+            match stepsBeyond with
+            | Some k -> [| float k |]
+            | None -> [||]
+        and set v = stepsBeyond <- if Array.isEmpty v then None else Some(int v[0])
+
     /// Each component ~ U(-0.05, 0.05) (`cartpole.py:237-242`); clears `StepsBeyondTerminated`.
     override _.ResetState rng =
         state <- Array.init 4 (fun _ -> EnvUtil.uniform rng -0.05 0.05)

@@ -82,3 +82,15 @@ type IBatchedEnv =
     /// boxes (clipped to the box). Raises `ArgumentException` for a wrong shape or an
     /// out-of-range discrete action.
     abstract Step: action: torch.Tensor -> BatchStep
+
+/// An environment whose running state (dynamics, time-limit counters, episode accumulators and
+/// random generator) can be written as text and read back, so that a run checkpointed at an
+/// update boundary resumes exactly as if it had never stopped. Every built-in env (single and
+/// batched forms) implements it, and `SyncVectorEnv` does when all its copies do; a custom env
+/// may (without it, a resumed run starts fresh episodes).
+type IEnvSnapshot =
+    /// The running state as text (JSON); the env is not changed.
+    abstract SaveState: unit -> string
+    /// Restores a state written by `SaveState` of an env of the same id and number of copies.
+    /// Raises `FormatException` for text that is not such a state (naming what is wrong).
+    abstract LoadState: state: string -> unit

@@ -178,6 +178,63 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
             EpisodeLength = i64 episodeLength
         }
 
+    /// True when every copy implements `IEnvSnapshot` (then `SaveState` works).
+    member _.CanSnapshot = envs |> Array.forall (fun e -> e :? IEnvSnapshot)
+
+    /// The running state as JSON: every copy's own `SaveState`, the running episodes' returns and
+    /// lengths, and whether the vector was reset. Raises `NotSupportedException` naming the env
+    /// when a copy does not implement `IEnvSnapshot`.
+    member this.SaveState() : string =
+        if not this.CanSnapshot then
+            raise (
+                NotSupportedException
+                    $"{id}: SyncVectorEnv can save its state only when every copy implements IEnvSnapshot"
+            )
+
+        let o = Text.Json.Nodes.JsonObject()
+        o["id"] <- Text.Json.Nodes.JsonValue.Create id
+
+        o["copies"] <-
+            Text.Json.Nodes.JsonArray(
+                [|
+                    for e in envs ->
+                        Text.Json.Nodes.JsonValue.Create((e :?> IEnvSnapshot).SaveState()) :> Text.Json.Nodes.JsonNode
+                |]
+            )
+
+        o["episode_return"] <- Snapshot.ofFloats epReturn
+        o["episode_length"] <- Snapshot.ofFloats (Array.map float epLength)
+        o["started"] <- Text.Json.Nodes.JsonValue.Create started
+        o.ToJsonString()
+
+    /// Restores a state written by `SaveState` of a vector of the same env and number of copies.
+    /// Raises `FormatException` naming what is wrong, `NotSupportedException` as `SaveState`.
+    member this.LoadState(text: string) =
+        if not this.CanSnapshot then
+            raise (
+                NotSupportedException
+                    $"{id}: SyncVectorEnv can load a state only when every copy implements IEnvSnapshot"
+            )
+
+        let o = Snapshot.parse text
+        let copies = (Snapshot.field "copies" o).AsArray()
+        let rets = Snapshot.toFloats (Snapshot.field "episode_return" o)
+        let lens = Snapshot.toFloats (Snapshot.field "episode_length" o)
+
+        if copies.Count <> n || rets.Length <> n || lens.Length <> n then
+            raise (FormatException $"{id}: the saved state has {copies.Count} copies, this SyncVectorEnv has {n}")
+
+        for i in 0 .. n - 1 do
+            (envs[i] :?> IEnvSnapshot).LoadState(copies[i].GetValue<string>())
+            epReturn[i] <- rets[i]
+            epLength[i] <- int64 lens[i]
+
+        started <- (Snapshot.field "started" o).GetValue<bool>()
+
+    interface IEnvSnapshot with
+        member this.SaveState() = this.SaveState()
+        member this.LoadState text = this.LoadState text
+
     interface IBatchedEnv with
         member _.Id = id
         member _.NumEnvs = n

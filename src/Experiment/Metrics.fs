@@ -88,6 +88,10 @@ type MetricsOptions =
         /// Continue an existing `metrics.csv` (resume): its header must equal the columns and its
         /// rows are loaded into the table. When false, an existing `metrics.csv` is an error.
         Append: bool
+        /// When appending: keep only the existing rows whose `StepColumn` value is at most this
+        /// step (a resumed run drops the rows logged after the checkpoint it continues from, so
+        /// that they are not there twice); None keeps every row.
+        KeepUpToStep: int64 option
         /// Written once into each TensorBoard run as a markdown table under the tag
         /// `hyperparameters` (CleanRL does the same), e.g. `Config.pairs fields cfg`.
         Hyperparameters: (string * string) list
@@ -103,6 +107,7 @@ module MetricsOptions =
             TensorBoard = true
             StepColumn = "global_step"
             Append = false
+            KeepUpToStep = None
             Hyperparameters = []
         }
 
@@ -377,7 +382,17 @@ module Metrics =
             )
 
         if exists then
-            let old = readCsv path
+            let read = readCsv path
+
+            let old =
+                match options.KeepUpToStep with
+                | Some step when read.Index.ContainsKey options.StepColumn ->
+                    let j = read.Index[options.StepColumn]
+
+                    { read with
+                        Data = ResizeArray(read.Data |> Seq.filter (fun r -> not (r[j] > float step)))
+                    }
+                | _ -> read
 
             if columns old <> names then
                 raise (
@@ -538,3 +553,51 @@ module Metrics =
 
     /// Flushes and closes `metrics.csv` (same as `Dispose`); later logging raises.
     let close (log: MetricsLog) : unit = (log :> IDisposable).Dispose()
+
+    /// True for the columns that measure time (`sps`, `*_s`, `*_seconds`, `*_per_second`), which
+    /// differ between two runs of the same training and are left out by `differences`.
+    let isTimingColumn (name: string) =
+        name = "sps"
+        || name.EndsWith "_s"
+        || name.EndsWith "_seconds"
+        || name.EndsWith "_per_second"
+
+    /// How two runs' metrics differ, ignoring the timing columns: one line per difference (row
+    /// counts, a column of `a` missing in `b`, or a column with `k of n rows differ, largest
+    /// difference d`); empty when every compared value is identical (NaN equals NaN). `b` may have
+    /// more columns. The check that resuming, a refactor or an optimisation left training unchanged.
+    let differences (a: MetricsTable) (b: MetricsTable) : string list =
+        let same (x: float) (y: float) =
+            x = y || (Double.IsNaN x && Double.IsNaN y)
+
+        let gap (x: float) (y: float) =
+            let d = abs (x - y)
+            if Double.IsNaN d then Double.PositiveInfinity else d // one side NaN
+
+        [
+            if a.Data.Count <> b.Data.Count then
+                yield sprintf "rows: %d vs %d" a.Data.Count b.Data.Count
+
+            for c in columns a |> List.filter (isTimingColumn >> not) do
+                if not (hasColumn c b) then
+                    yield sprintf "%-22s missing in the second table" c
+                else
+                    let xs, ys = column c a, column c b
+                    let n = min xs.Length ys.Length
+
+                    let diffs =
+                        [
+                            for i in 0 .. n - 1 do
+                                if not (same xs[i] ys[i]) then
+                                    yield gap xs[i] ys[i]
+                        ]
+
+                    if not diffs.IsEmpty then
+                        yield
+                            sprintf
+                                "%-22s %d of %d rows differ, largest difference %g"
+                                c
+                                diffs.Length
+                                n
+                                (List.max diffs)
+        ]

@@ -595,16 +595,15 @@ let resumableRun (pointDir: string) : string option =
     else
         None
 
-// TEMPORARY until Train.runPpoWith / Train.stopOnSignals land on main (the contract of issue 15):
-// a run that cannot be stopped, and a token that never fires.
-let private runPpoWith (cancel: Threading.CancellationToken) (args: string list) : string =
-    ignore cancel
-    Train.runPpo args
+let private taskSignals = ResizeArray<IDisposable>()
 
-let private registrations = ResizeArray<IDisposable>()
-
-/// TEMPORARY (until Train.stopOnSignals lands): a token that SIGTERM and SIGINT cancel.
-let stopOnSignalsShim () : Threading.CancellationToken =
+/// A token that the first SIGTERM or SIGINT cancels and that keeps the process alive through
+/// every later one, for a point task (`sweep.fsx point`): a task can get its stop signal twice
+/// (Slurm's `scancel --signal=TERM --full` reaches both the batch script, which forwards it, and
+/// the run; Ctrl+C reaches local workers from the terminal and from the sweep that started them),
+/// and the second must not end the run before its checkpoint (`Train.stopOnSignals` would).
+/// Slurm's SIGKILL after its KillWait still ends a task that does not stop.
+let stopOnTaskSignals () : Threading.CancellationToken =
     let cts = new Threading.CancellationTokenSource()
 
     for s in
@@ -616,9 +615,12 @@ let stopOnSignalsShim () : Threading.CancellationToken =
             s,
             fun ctx ->
                 ctx.Cancel <- true
-                cts.Cancel()
+
+                if not cts.IsCancellationRequested then
+                    eprintfn "%A received: stopping after the current update (checkpoint first)" ctx.Signal
+                    cts.Cancel()
         )
-        |> registrations.Add
+        |> taskSignals.Add
 
     cts.Token
 
@@ -689,7 +691,7 @@ let runPoint (cancel: Threading.CancellationToken) (dir: string) (index: int) : 
             $"running host={Environment.MachineName} pid={Environment.ProcessId}{job} since={DateTime.UtcNow:o}"
 
         try
-            let run = runPpoWith cancel args
+            let run = Train.runPpoWith cancel args
             writeState dir index $"done {run}"
             run
         with
@@ -1551,14 +1553,15 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
                     "sbatch was not found on PATH"
 
         let queued = queuedTasks (jobIds dir)
-        let todo = unfinished () |> List.filter (fun i -> not (queued.ContainsKey i))
+        let open' = unfinished ()
+        let todo = open' |> List.filter (fun i -> not (queued.ContainsKey i))
 
         if todo.IsEmpty then
             printfn
                 "nothing to submit: %d of %d points finished, %d still queued (sweep.fsx status sweep_dir=%s)"
-                (grid.Length - (unfinished ()).Length)
+                (grid.Length - open'.Length)
                 grid.Length
-                queued.Count
+                open'.Length
                 dir
 
             Submitted(dir, None, [])
