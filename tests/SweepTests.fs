@@ -45,6 +45,9 @@ let expectSameMetrics (a: string) (b: string) (what: string) =
 let summaryKey (r: Sweep.PointSummary) =
     r.Point, r.Finals, r.Mean, r.Std, r.CiLow, r.CiHigh, r.StepsToThreshold
 
+[<Runtime.InteropServices.DllImport("libc", SetLastError = true)>]
+extern int kill(int pid, int signal)
+
 /// The files of a folder with their contents (what "the folder stays as it was" compares).
 let folderState (dir: string) =
     if Directory.Exists dir then
@@ -347,7 +350,7 @@ let tests =
             }
 
             test
-                "workers=2 gives the metrics of workers=1; status, collect; an interrupted point is resumed, not restarted" {
+                "workers=2 gives the metrics of workers=1, also when SIGTERM stops the sweep mid-run and it is resumed; status, collect" {
                 let one = tempDir "rl-sweep-w1"
                 let two = tempDir "rl-sweep-w2"
 
@@ -356,7 +359,9 @@ let tests =
                         [
                             "config=" + config "ppo-cartpole.yaml"
                             "threshold=20"
-                            "total_timesteps=1024"
+                            "num_envs=4"
+                            "num_steps=32"
+                            "total_timesteps=12800"
                             "num_seeds=2"
                             "beta_1=0.8,0.9"
                             "eval_episodes=1"
@@ -368,7 +373,59 @@ let tests =
                         | o -> failtest $"expected a finished sweep, got {o}"
 
                     let a = rows (sweepWith ($"sweep_dir={one}" :: args))
+
+                    // workers=2 from the command line, stopped by SIGTERM once both points are training
+                    let psi =
+                        Diagnostics.ProcessStartInfo(
+                            "dotnet",
+                            WorkingDirectory = repoRoot.Value,
+                            UseShellExecute = false,
+                            RedirectStandardOutput = true,
+                            RedirectStandardError = true
+                        )
+
+                    for x in
+                        [ "fsi"; "--quiet"; Path.Combine(repoRoot.Value, "scripts", "sweep.fsx") ]
+                        @ [ $"sweep_dir={two}"; "workers=2" ]
+                        @ args do
+                        psi.ArgumentList.Add x
+
+                    use sweepProcess = Diagnostics.Process.Start psi
+                    let out = sweepProcess.StandardOutput.ReadToEndAsync()
+                    let err = sweepProcess.StandardError.ReadToEndAsync()
+
+                    let rowsOf (i: int) =
+                        let point = Path.Combine(two, Sweep.pointName a[i].Point)
+
+                        if Directory.Exists point then
+                            Directory.GetFiles(point, Metrics.CsvFile, SearchOption.AllDirectories)
+                            |> Array.sumBy (fun f -> File.ReadAllLines(f).Length - 1)
+                        else
+                            0
+
+                    let clock = Diagnostics.Stopwatch.StartNew()
+
+                    while (rowsOf 0 < 2 || rowsOf 1 < 2)
+                          && clock.Elapsed.TotalSeconds < 120.0
+                          && not sweepProcess.HasExited do
+                        Threading.Thread.Sleep 100
+
+                    Expect.isFalse sweepProcess.HasExited "the sweep is still running when signalled"
+                    kill (sweepProcess.Id, 15) |> ignore
+                    sweepProcess.WaitForExit()
+                    let output = out.Result + err.Result
+                    Expect.equal sweepProcess.ExitCode Sweep.StoppedExitCode $"exit code 3 after a stop: {output}"
+                    Expect.stringContains output "stopped after writing its checkpoint" "the workers stopped"
+
+                    for i in 0..1 do
+                        Expect.stringContains (File.ReadAllText(Sweep.stateFile two i)) "stopped" $"point {i} stopped"
+
+                    // the same sweep again: both points resume from their checkpoints
                     let b = rows (sweepWith ([ $"sweep_dir={two}"; "workers=2" ] @ args))
+
+                    for i in 0..1 do
+                        Expect.stringContains (File.ReadAllText(Sweep.logFile two i)) "resuming" $"point {i} resumed"
+
                     Expect.equal (b |> List.map summaryKey) (a |> List.map summaryKey) "same summary"
 
                     for x, y in List.zip a b do

@@ -605,6 +605,7 @@ let private taskSignals = ResizeArray<IDisposable>()
 /// Slurm's SIGKILL after its KillWait still ends a task that does not stop.
 let stopOnTaskSignals () : Threading.CancellationToken =
     let cts = new Threading.CancellationTokenSource()
+    let first = [| 0 |]
 
     for s in
         [
@@ -616,7 +617,7 @@ let stopOnTaskSignals () : Threading.CancellationToken =
             fun ctx ->
                 ctx.Cancel <- true
 
-                if not cts.IsCancellationRequested then
+                if Threading.Interlocked.Exchange(&first[0], 1) = 0 then
                     eprintfn "%A received: stopping after the current update (checkpoint first)" ctx.Signal
                     cts.Cancel()
         )
