@@ -126,103 +126,13 @@ type Cluster() =
         psi.Environment["SLURM_CONF"] <- conf
         daemons.Add((name, Process.Start psi))
 
-    do
-        for d in [ "state"; "spool"; "log"; "munge" ] do
-            Directory.CreateDirectory(Path.Combine(dir, d)) |> ignore
+    let mutable stopped = false
 
-        File.SetUnixFileMode(
-            Path.Combine(dir, "munge"),
-            UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute
-        )
-
-        let key = Path.Combine(dir, "munge", "munge.key")
-        File.WriteAllBytes(key, Security.Cryptography.RandomNumberGenerator.GetBytes 1024)
-        File.SetUnixFileMode(key, UnixFileMode.UserRead ||| UnixFileMode.UserWrite)
-        let socket = Path.Combine(dir, "munge", "munge.socket")
-        let cpus = Environment.ProcessorCount
-        let p (parts: string * string) = Path.Combine(fst parts, snd parts)
-        let p3 (a: string, b: string, c: string) = Path.Combine(a, b, c)
-
-        File.WriteAllText(
-            conf,
-            String.concat
-                "\n"
-                [
-                    "# one-node test cluster written by tests/SlurmTests.fs"
-                    "ClusterName=rltest"
-                    "SlurmctldHost=localhost"
-                    "SlurmUser=root"
-                    "SlurmdUser=root"
-                    "AuthType=auth/munge"
-                    "CredType=cred/munge"
-                    // cred_expire: how long a requeued job is held (120 s by default); releasing it
-                    // sooner makes slurmd refuse it ("Job credential revoked")
-                    $"AuthInfo=socket={socket},cred_expire=10"
-                    $"SlurmctldPort={freePort ()}"
-                    $"SlurmdPort={freePort ()}"
-                    "StateSaveLocation=" + p (dir, "state")
-                    "SlurmdSpoolDir=" + p (dir, "spool")
-                    "SlurmctldPidFile=" + p (dir, "slurmctld.pid")
-                    "SlurmdPidFile=" + p (dir, "slurmd.pid")
-                    "SlurmctldLogFile=" + p3 (dir, "log", "slurmctld.log")
-                    "SlurmdLogFile=" + p3 (dir, "log", "slurmd.log")
-                    "ProctrackType=proctrack/linuxproc"
-                    "TaskPlugin=task/none"
-                    "SelectType=select/cons_tres"
-                    "SelectTypeParameters=CR_Core"
-                    "SchedulerType=sched/backfill"
-                    "MpiDefault=none"
-                    "ReturnToService=2"
-                    "JobRequeue=1"
-                    "KillWait=30"
-                    "MinJobAge=300"
-                    "SlurmctldTimeout=30"
-                    "SlurmdTimeout=30"
-                    "JobAcctGatherType=jobacct_gather/none"
-                    "AccountingStorageType=accounting_storage/none"
-                    "JobCompType=jobcomp/none"
-                    $"NodeName=localhost CPUs={cpus} RealMemory={memoryMb} State=UNKNOWN"
-                    "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP"
-                    ""
-                ]
-        )
-
-        // Debian's Slurm 22.05 has no cgroup-free plugin; slurmd only loads it (task/none, linuxproc)
-        File.WriteAllText(p (dir, "cgroup.conf"), "CgroupPlugin=cgroup/v1\n")
-        Environment.SetEnvironmentVariable("SLURM_CONF", conf)
-
-        start
-            "munged"
-            [
-                "--foreground"
-                "--force"
-                $"--socket={socket}"
-                $"--key-file={key}"
-                "--pid-file=" + p3 (dir, "munge", "munged.pid")
-                "--log-file=" + p3 (dir, "log", "munged.log")
-                "--seed-file=" + p3 (dir, "munge", "munged.seed")
-            ]
-
-        waitFor 10.0 "munged's socket" (fun () -> File.Exists socket)
-        start "slurmctld" [ "-D"; "-f"; conf ]
-        start "slurmd" [ "-D"; "-f"; conf; "-N"; "localhost" ]
-
-        waitFor 30.0 "the node to be idle (sinfo)" (fun () ->
-            match slurm "sinfo" [ "-h"; "-o"; "%T" ] with
-            | 0, out -> out.Trim() = "idle"
-            | _ -> false)
-
-    /// The cluster's folder (slurm.conf, state, logs).
-    member _.Dir = dir
-
-    /// The daemons' logs (for a failure message).
-    member _.Logs() =
-        [ "slurmctld.log"; "slurmd.log" ]
-        |> List.collect (fun f -> Sweep.tailLines 15 (Path.Combine(dir, "log", f)))
-        |> String.concat "\n"
-
-    interface IDisposable with
-        member _.Dispose() =
+    /// Cancels what is left (so no slurmstepd outlives the daemons), stops the daemons by pid,
+    /// restores SLURM_CONF and deletes the folder; once.
+    let stop () =
+        if not stopped then
+            stopped <- true
             // cancel what is left so no slurmstepd outlives the daemons, then stop them by pid
             slurm "scancel" [ "--user=root" ] |> ignore
 
@@ -251,6 +161,123 @@ type Cluster() =
                 Directory.Delete(dir, true)
             with _ ->
                 ()
+
+    do
+        try
+            for d in [ "state"; "spool"; "log"; "munge" ] do
+                Directory.CreateDirectory(Path.Combine(dir, d)) |> ignore
+
+            File.SetUnixFileMode(
+                Path.Combine(dir, "munge"),
+                UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute
+            )
+
+            let key = Path.Combine(dir, "munge", "munge.key")
+            File.WriteAllBytes(key, Security.Cryptography.RandomNumberGenerator.GetBytes 1024)
+            File.SetUnixFileMode(key, UnixFileMode.UserRead ||| UnixFileMode.UserWrite)
+            let socket = Path.Combine(dir, "munge", "munge.socket")
+            let cpus = Environment.ProcessorCount
+            let p (parts: string * string) = Path.Combine(fst parts, snd parts)
+            let p3 (a: string, b: string, c: string) = Path.Combine(a, b, c)
+
+            File.WriteAllText(
+                conf,
+                String.concat
+                    "\n"
+                    [
+                        "# one-node test cluster written by tests/SlurmTests.fs"
+                        "ClusterName=rltest"
+                        "SlurmctldHost=localhost"
+                        "SlurmUser=root"
+                        "SlurmdUser=root"
+                        "AuthType=auth/munge"
+                        "CredType=cred/munge"
+                        // cred_expire: how long a requeued job is held (120 s by default); releasing it
+                        // sooner makes slurmd refuse it ("Job credential revoked")
+                        $"AuthInfo=socket={socket},cred_expire=10"
+                        $"SlurmctldPort={freePort ()}"
+                        $"SlurmdPort={freePort ()}"
+                        "StateSaveLocation=" + p (dir, "state")
+                        "SlurmdSpoolDir=" + p (dir, "spool")
+                        "SlurmctldPidFile=" + p (dir, "slurmctld.pid")
+                        "SlurmdPidFile=" + p (dir, "slurmd.pid")
+                        "SlurmctldLogFile=" + p3 (dir, "log", "slurmctld.log")
+                        "SlurmdLogFile=" + p3 (dir, "log", "slurmd.log")
+                        "ProctrackType=proctrack/linuxproc"
+                        "TaskPlugin=task/none"
+                        "SelectType=select/cons_tres"
+                        "SelectTypeParameters=CR_Core"
+                        "SchedulerType=sched/backfill"
+                        "MpiDefault=none"
+                        "ReturnToService=2"
+                        "JobRequeue=1"
+                        "KillWait=30"
+                        "MinJobAge=300"
+                        "SlurmctldTimeout=30"
+                        "SlurmdTimeout=30"
+                        "JobAcctGatherType=jobacct_gather/none"
+                        "AccountingStorageType=accounting_storage/none"
+                        "JobCompType=jobcomp/none"
+                        $"NodeName=localhost CPUs={cpus} RealMemory={memoryMb} State=UNKNOWN"
+                        "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP"
+                        ""
+                    ]
+            )
+
+            // Debian's Slurm 22.05 has no cgroup-free plugin and slurmd always loads one (the jobs
+            // use task/none and proctrack/linuxproc): autodetect picks v1 or v2; on v2 it sets up
+            // its own cgroup folders instead of asking systemd (no systemd on a CI machine)
+            File.WriteAllText(p (dir, "cgroup.conf"), "CgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
+            Environment.SetEnvironmentVariable("SLURM_CONF", conf)
+
+            start
+                "munged"
+                [
+                    "--foreground"
+                    "--force"
+                    $"--socket={socket}"
+                    $"--key-file={key}"
+                    "--pid-file=" + p3 (dir, "munge", "munged.pid")
+                    "--log-file=" + p3 (dir, "log", "munged.log")
+                    "--seed-file=" + p3 (dir, "munge", "munged.seed")
+                ]
+
+            waitFor 10.0 "munged's socket" (fun () -> File.Exists socket)
+            start "slurmctld" [ "-D"; "-f"; conf ]
+            start "slurmd" [ "-D"; "-f"; conf; "-N"; "localhost" ]
+
+            let idle () =
+                match slurm "sinfo" [ "-h"; "-o"; "%T" ] with
+                | 0, out -> out.Trim() = "idle"
+                | _ -> false
+
+            let clock = Stopwatch.StartNew()
+
+            while not (idle ()) && clock.Elapsed.TotalSeconds < 30.0 do
+                Threading.Thread.Sleep 200
+
+            if not (idle ()) then
+                let logs =
+                    [ "slurmctld.log"; "slurmd.log"; "slurmd.out"; "slurmctld.out"; "munged.out" ]
+                    |> List.collect (fun f -> Sweep.tailLines 10 (p3 (dir, "log", f)))
+                    |> String.concat "\n"
+
+                failtest $"the one-node Slurm cluster in {dir} did not come up within 30 s; its logs:\n{logs}"
+        with _ ->
+            stop ()
+            reraise ()
+
+    /// The cluster's folder (slurm.conf, state, logs).
+    member _.Dir = dir
+
+    /// The daemons' logs (for a failure message).
+    member _.Logs() =
+        [ "slurmctld.log"; "slurmd.log" ]
+        |> List.collect (fun f -> Sweep.tailLines 15 (Path.Combine(dir, "log", f)))
+        |> String.concat "\n"
+
+    interface IDisposable with
+        member _.Dispose() = stop ()
 
 /// The command that starts scripts/sweep.fsx (what a task runs).
 let private command =

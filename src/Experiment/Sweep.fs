@@ -916,7 +916,13 @@ let status (logLines: int) (dir: string) : PointStatus list =
             let state =
                 match finishedRun pointDir, queued.TryFind i with
                 | Some run, _ -> Done run
-                | None, Some("RUNNING", _) -> Running $"Slurm task running ({stateText})"
+                | None, Some("RUNNING", _) ->
+                    Running(
+                        if word = "running" then
+                            $"Slurm: {stateText}"
+                        else
+                            "Slurm: task started, run not begun yet"
+                    )
                 | None, Some(st, reason) when word = "stopped" ->
                     Pending $"stopped with a checkpoint, requeued: Slurm {st} ({reason})"
                 | None, Some(st, reason) -> Pending $"Slurm {st} ({reason})"
@@ -1557,6 +1563,14 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
         let open' = unfinished ()
         let todo = open' |> List.filter (fun i -> not (queued.ContainsKey i))
 
+        // sbatch checks partition, time, gres and memory against the cluster without submitting
+        let script =
+            sbatchScript launch command workDir dir (if todo.IsEmpty then [ 0 .. grid.Length - 1 ] else todo)
+
+        match capture sbatch [ "--test-only" ] (Some script) with
+        | 0, _, _ -> ()
+        | _, out, err -> sbatchRefused launch ((err + " " + out).Trim())
+
         if todo.IsEmpty then
             printfn
                 "nothing to submit: %d of %d points finished, %d still queued (sweep.fsx status sweep_dir=%s)"
@@ -1567,15 +1581,28 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
 
             Submitted(dir, None, [])
         else
-            let script = sbatchScript launch command workDir dir todo
-            // sbatch checks partition, time, gres and memory against the cluster without submitting
-            match capture sbatch [ "--test-only" ] (Some script) with
-            | 0, _, _ -> ()
-            | _, out, err -> sbatchRefused launch ((err + " " + out).Trim())
+            // what the folder held before, to put back when the submission itself fails
+            let scriptPath = Path.Combine(dir, ScriptFile)
+
+            let saved =
+                [ Path.Combine(dir, SpecFile); scriptPath ]
+                |> List.map (fun f -> f, (if File.Exists f then Some(File.ReadAllBytes f) else None))
+
+            let created =
+                [ dir; Path.Combine(dir, LogsDir) ] |> List.filter (Directory.Exists >> not)
+
+            let restore () =
+                for f, before in saved do
+                    match before with
+                    | Some bytes -> Files.writeBytesAtomic f bytes
+                    | None -> File.Delete f
+
+                for d in List.rev created do
+                    if Directory.Exists d && Directory.GetFileSystemEntries(d).Length = 0 then
+                        Directory.Delete d
 
             Directory.CreateDirectory(Path.Combine(dir, LogsDir)) |> ignore
             writeSpec dir spec
-            let scriptPath = Path.Combine(dir, ScriptFile)
             Files.writeTextAtomic scriptPath script
 
             match capture sbatch [ "--parsable"; scriptPath ] None with
@@ -1595,7 +1622,9 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
                 printfn "per point:  dotnet fsi scripts/sweep.fsx status sweep_dir=%s" dir
                 printfn "results:    dotnet fsi scripts/sweep.fsx collect sweep_dir=%s" dir
                 Submitted(dir, Some jobId, todo)
-            | _, out, err -> sbatchRefused launch ((err + " " + out).Trim())
+            | _, out, err ->
+                restore ()
+                sbatchRefused launch ((err + " " + out).Trim())
     | _ ->
         Directory.CreateDirectory dir |> ignore
         writeSpec dir spec
