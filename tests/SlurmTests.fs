@@ -16,9 +16,11 @@ open Expecto
 open Rl
 open Rl.Tests.TestPaths
 
+/// libc geteuid(2): 0 when this process runs as root.
 [<DllImport("libc")>]
 extern uint32 geteuid()
 
+/// libc kill(2), to stop the daemons by pid with SIGTERM.
 [<DllImport("libc", SetLastError = true)>]
 extern int kill(int pid, int signal)
 

@@ -45,6 +45,7 @@ let expectSameMetrics (a: string) (b: string) (what: string) =
 let summaryKey (r: Sweep.PointSummary) =
     r.Point, r.Finals, r.Mean, r.Std, r.CiLow, r.CiHigh, r.StepsToThreshold
 
+/// libc kill(2), to send a sweep process SIGTERM.
 [<Runtime.InteropServices.DllImport("libc", SetLastError = true)>]
 extern int kill(int pid, int signal)
 
