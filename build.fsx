@@ -197,7 +197,9 @@ let setupSlurm () =
             printfn "Setup: %s missing, so the Slurm sweep tests will be skipped; to run them: sudo apt-get install -y slurm-wlm munge" names
 
 /// Test: Expecto suite (writes its counts to a file), the conformance tool over the
-/// repository's reference files (tests/data/gymnasium), and every notebook in quick mode; prints "N passed, N failed".
+/// repository's reference files (tests/data/gymnasium), the C# face's xUnit tests (tests/csharp)
+/// and samples (samples/csharp, quick mode), every notebook in quick mode and the package
+/// consumers; prints "N passed, N failed".
 let test () =
     setup ()
     setupSlurm ()
@@ -222,6 +224,27 @@ let test () =
             failed <- failed + 1
             eprintfn "FAILED: %s" name
     check "scripts/conformance.fsx" (fsi [] "scripts/conformance.fsx" [ Path.Combine(root, "tests", "data", "gymnasium") ] = 0)
+    // The C# face: its xUnit tests (each test counts), then the C# samples in quick mode.
+    let csResults = Path.Combine(Path.GetTempPath(), $"rl-cs-tests-{Environment.ProcessId}")
+    let csCode =
+        exec [ ("RL_PROGRESS", "off") ] "dotnet"
+            [ "test"; "tests/csharp/Rl.CSharp.Tests.csproj"; "-c"; "Release"; "--nologo"; "-v"; "quiet"
+              "--logger"; "trx;LogFileName=cs.trx"; "--results-directory"; csResults ]
+    let trx = Path.Combine(csResults, "cs.trx")
+    if File.Exists trx then
+        let counters = Text.RegularExpressions.Regex.Match(File.ReadAllText trx, "<Counters [^>]*passed=\"(\\d+)\" failed=\"(\\d+)\"")
+        if counters.Success then
+            passed <- passed + int counters.Groups[1].Value
+            failed <- failed + int counters.Groups[2].Value
+        else check "C# tests (tests/csharp): trx counters" false
+        Directory.Delete(csResults, true)
+    else check "C# tests (tests/csharp) ran" false
+    if csCode <> 0 then eprintfn "FAILED: C# tests (tests/csharp), exit code %d" csCode
+    printfn "C# samples (quick mode): samples/csharp"
+    let sw = Stopwatch.StartNew()
+    let samplesOk = exec [ ("RL_QUICK", "1") ] "dotnet" [ "run"; "-c"; "Release"; "--project"; "samples/csharp" ] = 0
+    printfn "  %s in %.0f s" (if samplesOk then "ok" else "FAILED") sw.Elapsed.TotalSeconds
+    check "samples/csharp (quick mode)" samplesOk
     for nb in notebooks () do
         printfn "notebook (quick mode): %s" (Path.GetFileName nb)
         let sw = Stopwatch.StartNew()

@@ -294,6 +294,43 @@ let stopOnSignals () : Threading.CancellationToken =
 
     cts.Token
 
+/// What an algorithm's `Summarize` returns: the pairs of `summary.json` and the evaluation behind
+/// them, per seed (episode returns; for GRPO the final test accuracy).
+type Summary =
+    {
+        Pairs: (string * SummaryValue) list
+        /// Per seed (in `seed .. seed + num_seeds - 1` order), the evaluation's values.
+        Evals: float[][]
+    }
+
+/// How the run driver starts a run.
+type Start<'C> =
+    /// Command-line arguments: `config=`, `resume=`, `runs=`, `checkpoint_every=` and overrides.
+    | FromArgs of args: string list
+    /// A config value (already checked field by field), a fresh run folder under `runs`.
+    | FromConfig of config: 'C * runs: string * checkpointEvery: int
+    /// Resume the run folder with its own config.
+    | FromRunDir of runDir: string * checkpointEvery: int
+
+/// Options of the run driver beyond the start: a cancellation token (stop at the next update
+/// boundary, see `stopAtBoundary`) and an observer of progress (step, total steps, recent mean
+/// return; NaN when no episode has ended yet), called wherever the progress bar moves.
+type DriveOptions =
+    {
+        Cancel: Threading.CancellationToken
+        OnProgress: int64 -> int64 -> float -> unit
+    }
+
+    /// Never cancelled, no observer.
+    static member Default =
+        {
+            Cancel = Threading.CancellationToken.None
+            OnProgress = fun _ _ _ -> ()
+        }
+
+/// A finished run: its folder and its summary.
+type Outcome = { Dir: string; Summary: Summary }
+
 /// An algorithm as the run driver sees it: its config keys, how it resumes, its metrics columns,
 /// its training step (which wires the algorithm's own hooks to the context), and what it writes
 /// after training. `'S` is a restored state, `'R` what training returns.
@@ -322,27 +359,25 @@ type Algorithm<'C, 'S, 'R> =
         Total: 'C -> int64
         Label: 'C -> string
         Train: RunContext<'C> -> 'S option -> 'R
-        /// After training (wall seconds given): evaluates, prints the results, returns summary.json's pairs.
-        Summarize: 'C -> 'R -> float -> (string * SummaryValue) list
+        /// After training (wall seconds given): evaluates, prints the results, returns summary.json's
+        /// pairs and the evaluation per seed.
+        Summarize: 'C -> 'R -> float -> Summary
         /// Writes `report.html` into the run folder from the finished `metrics.csv`.
         WriteReport: string -> 'C -> (string * SummaryValue) list -> unit
         /// Releases what training returned (networks, optimizers).
         Release: 'R -> unit
     }
 
-/// The config, run folder and restored state of a command-line run: with `resume=<run dir>`, the
-/// run's own config with `overrides` applied (written back) and its state loaded; otherwise the
-/// config file (`config=`, default `algo.DefaultConfig`) with `overrides`, the device and
-/// `algo.Check` passed, and a fresh folder under `runs=` (default `runs`). Raises `ConfigError`
-/// (also for `resume=` when the algorithm does not resume) or the loader's errors before anything
-/// new is written.
-let private startOrResume (algo: Algorithm<'C, 'S, 'R>) (special: Map<string, string>) (overrides: string list) =
-    match special.TryFind "resume", algo.Load with
-    | Some runDir, None ->
+/// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
+/// to its `config.yaml`). Raises `ConfigError` when the algorithm does not resume, or the
+/// loader's errors.
+let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides: string list) =
+    match algo.Load with
+    | None ->
         raise (
             ConfigError("arguments", "resume", runDir, "ppo, dqn", $"{algo.Name} runs do not resume; start a new run")
         )
-    | Some runDir, Some load ->
+    | Some load ->
         let cfg, configPath =
             resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides
 
@@ -350,54 +385,83 @@ let private startOrResume (algo: Algorithm<'C, 'S, 'R>) (special: Map<string, st
         printfn "resuming %s at %s" runDir (fst (algo.Describe state))
         Files.writeTextAtomic configPath (Config.toYaml algo.Fields cfg)
         cfg, Path.GetFullPath runDir, Some state
-    | None, _ ->
-        let path = special.TryFind "config" |> Option.defaultValue algo.DefaultConfig
 
-        let cfg =
-            Config.resolve algo.Fields algo.Defaults algo.Validate (Some path) overrides
-        // Check the device (and the algorithm's data) before creating anything on disk.
-        Native.device (algo.Device cfg) |> ignore
-        algo.Check cfg
-        let runs = special.TryFind "runs" |> Option.defaultValue "runs"
-        cfg, Run.create runs algo.Name (algo.Target cfg) (Config.toYaml algo.Fields cfg), None
+/// A fresh run folder under `runs` for a valid config, after the device (and the algorithm's
+/// data) are checked.
+let private freshRun (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (runs: string) =
+    Native.device (algo.Device cfg) |> ignore
+    algo.Check cfg
+    cfg, Run.create runs algo.Name (algo.Target cfg) (Config.toYaml algo.Fields cfg), None
 
-/// The one skeleton of every command-line run: config -> run folder -> progress bar -> per-update
-/// metrics (CSV + TensorBoard) -> the algorithm's periodic checkpoints -> evaluation ->
-/// `summary.json` + `report.html`. `args` are `key=value` pairs: `config=`, `resume=`, `runs=`,
-/// `checkpoint_every=` and config overrides. Returns the run folder. Writes nothing before the
-/// config is valid; when PPO diverges, says where the metrics and the last checkpoint are.
-let driveWith (cancel: Threading.CancellationToken) (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
-    let special, overrides = splitArgs args
-    let cfg, dir, resume = startOrResume algo special overrides
+/// The config, run folder, restored state and checkpoint interval of a start: `FromArgs` with
+/// `resume=<run dir>` resumes (the run's own config with the overrides applied); otherwise the
+/// config file (`config=`, default `algo.DefaultConfig`) with the overrides, in a fresh folder
+/// under `runs=` (default `runs`). Raises `ConfigError` (also for resuming an algorithm that does
+/// not resume) or the loader's errors before anything new is written.
+let private beginRun (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>) =
+    match start with
+    | FromArgs args ->
+        let special, overrides = splitArgs args
 
-    let every =
-        special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
+        let every =
+            special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
+
+        let cfg, dir, state =
+            match special.TryFind "resume" with
+            | Some runDir -> resumeRun algo runDir overrides
+            | None ->
+                let path = special.TryFind "config" |> Option.defaultValue algo.DefaultConfig
+
+                let cfg =
+                    Config.resolve algo.Fields algo.Defaults algo.Validate (Some path) overrides
+
+                freshRun algo cfg (special.TryFind "runs" |> Option.defaultValue "runs")
+
+        cfg, dir, state, every
+    | FromConfig(cfg, runs, every) ->
+        algo.Validate cfg
+        let cfg, dir, state = freshRun algo cfg runs
+        cfg, dir, state, every
+    | FromRunDir(runDir, every) ->
+        let cfg, dir, state = resumeRun algo runDir []
+        cfg, dir, state, every
+
+/// The one skeleton of every run: config -> run folder -> progress bar -> per-update metrics
+/// (CSV + TensorBoard) -> the algorithm's periodic checkpoints -> evaluation -> `summary.json` +
+/// `report.html`. Writes nothing before the config is valid; when PPO diverges, says where the
+/// metrics and the last checkpoint are; when `options.Cancel` is cancelled, stops at the next
+/// update boundary after a checkpoint and raises `RunStoppedException`.
+let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>) : Outcome =
+    let cfg, dir, resume, every = beginRun algo start
 
     printfn "run folder: %s" dir
 
-    let options =
+    let metricsOptions =
         { MetricsOptions.defaults dir (algo.Columns cfg) with
             Append = resume.IsSome
             KeepUpToStep = resume |> Option.map (algo.Describe >> snd)
             Hyperparameters = Config.pairs algo.Fields cfg
         }
 
-    use log = Metrics.openWith options
+    use log = Metrics.openWith metricsOptions
     let clock = Diagnostics.Stopwatch.StartNew()
 
-    let start = resume |> Option.map (algo.Describe >> snd) |> Option.defaultValue 0L
+    let first = resume |> Option.map (algo.Describe >> snd) |> Option.defaultValue 0L
 
     let result =
         try
-            Progress.run (algo.Label cfg) start (algo.Total cfg) (fun report ->
+            Progress.run (algo.Label cfg) first (algo.Total cfg) (fun report ->
                 algo.Train
                     {
                         Config = cfg
                         Dir = dir
                         Log = fun row -> Metrics.logRow row log
-                        Report = report
+                        Report =
+                            fun step recent ->
+                                report step recent
+                                options.OnProgress step (algo.Total cfg) recent
                         CheckpointEvery = every
-                        Cancel = cancel
+                        Cancel = options.Cancel
                     }
                     resume)
         with
@@ -415,12 +479,23 @@ let driveWith (cancel: Threading.CancellationToken) (algo: Algorithm<'C, 'S, 'R>
             reraise ()
 
     let summary = algo.Summarize cfg result clock.Elapsed.TotalSeconds
-    Run.writeSummary dir summary
+    Run.writeSummary dir summary.Pairs
     (log :> IDisposable).Dispose()
-    algo.WriteReport dir cfg summary
+    algo.WriteReport dir cfg summary.Pairs
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
     algo.Release result
-    dir
+    { Dir = dir; Summary = summary }
+
+/// `run` from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=` and
+/// config overrides) with a cancellation token; returns the run folder.
+let driveWith (cancel: Threading.CancellationToken) (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
+    (run
+        { DriveOptions.Default with
+            Cancel = cancel
+        }
+        algo
+        (FromArgs args))
+        .Dir
 
 /// `driveWith` a token that is never cancelled.
 let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
@@ -533,7 +608,10 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
 
                 printEvals "deterministic policy" cfg.Seeds cfg.EvalSeed evals
 
-                evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
+                {
+                    Pairs = evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
+                    Evals = evals
+                }
         WriteReport = fun dir cfg summary -> writePpoReport dir $"PPO on {cfg.EnvId}" summary
         Release = fun r -> (r.Agent :> IDisposable).Dispose()
     }
@@ -710,23 +788,27 @@ let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
                 let images =
                     float (grpoImagesPerEpoch cfg) * float cfg.Epochs * float cfg.Run.NumSeeds
 
-                [
-                    "test_accuracy", Number m
-                    "test_accuracy_std", Number s
-                    "wall_seconds", Number result.WallSeconds
-                    "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
-                    "images_per_second", Number(images / Array.sum result.EpochSeconds)
-                    "epochs", Integer(int64 cfg.Epochs)
-                    "group_size", Integer(int64 cfg.GroupSize)
-                    "train_images", Integer(int64 trainCount)
-                    "test_images", Integer(int64 testCount)
-                    "seed", Integer cfg.Run.Seed
-                    "num_seeds", Integer(int64 cfg.Run.NumSeeds)
-                    "device", Text cfg.Run.Device
-                    for k in 0 .. cfg.Run.NumSeeds - 1 do
-                        $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
-                        $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
-                ]
+                {
+                    Summary.Evals = [| for a in final -> [| a |] |]
+                    Pairs =
+                        [
+                            "test_accuracy", Number m
+                            "test_accuracy_std", Number s
+                            "wall_seconds", Number result.WallSeconds
+                            "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
+                            "images_per_second", Number(images / Array.sum result.EpochSeconds)
+                            "epochs", Integer(int64 cfg.Epochs)
+                            "group_size", Integer(int64 cfg.GroupSize)
+                            "train_images", Integer(int64 trainCount)
+                            "test_images", Integer(int64 testCount)
+                            "seed", Integer cfg.Run.Seed
+                            "num_seeds", Integer(int64 cfg.Run.NumSeeds)
+                            "device", Text cfg.Run.Device
+                            for k in 0 .. cfg.Run.NumSeeds - 1 do
+                                $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
+                                $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
+                        ]
+                }
         WriteReport = fun dir cfg summary -> writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
         Release = fun (r, _, _) -> (r.Agent :> IDisposable).Dispose()
     }
@@ -765,6 +847,8 @@ let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) 
             "global_step", string progress.GlobalStep
             "buffer_position", string agent.Buffer.Position
             "buffer_count", string agent.Buffer.Count
+            if not (isNull progress.CaptureStreams) then
+                streamsKey, progress.CaptureStreams.Invoke()
             for k in 0 .. progress.Episodes.Length - 1 do
                 let eps = progress.Episodes[k]
 
@@ -824,6 +908,8 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
     {
         GlobalStep = int64 extra["global_step"]
         Episodes = episodes
+        Streams = extra.TryFind streamsKey |> Option.toObj
+        CaptureStreams = null
     }
 
 /// Writes `report.html` for a DQN run folder from its `metrics.csv` and summary pairs.
@@ -916,18 +1002,23 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                         (Dqn.lastMean 20 result.Progress.Episodes[k])
                         reached
 
-                [
-                    yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
-                    "seeds_reaching_475",
-                    Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
-                    for k in 0 .. S - 1 do
-                        $"return_last20_seed_{cfg.Seeds[k]}", Number(Dqn.lastMean 20 result.Progress.Episodes[k])
+                {
+                    Summary.Evals = evals
+                    Pairs =
+                        [
+                            yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
+                            "seeds_reaching_475",
+                            Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
+                            for k in 0 .. S - 1 do
+                                $"return_last20_seed_{cfg.Seeds[k]}",
+                                Number(Dqn.lastMean 20 result.Progress.Episodes[k])
 
-                        $"step_reaching_475_seed_{cfg.Seeds[k]}",
-                        (match bar k with
-                         | Some st -> Integer st
-                         | None -> Text "not reached")
-                ]
+                                $"step_reaching_475_seed_{cfg.Seeds[k]}",
+                                (match bar k with
+                                 | Some st -> Integer st
+                                 | None -> Text "not reached")
+                        ]
+                }
         WriteReport = fun dir cfg summary -> writeDqnReport dir $"DQN on {cfg.EnvId}" summary
         Release = fun r -> (r.Agent :> IDisposable).Dispose()
     }
@@ -1001,7 +1092,10 @@ let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult>
                     |> List.last
                     |> (fun m -> m.Step)
 
-                evalSummary evals cfg.Seeds wall steps cfg.Run.Device cfg.EnvId
+                {
+                    Pairs = evalSummary evals cfg.Seeds wall steps cfg.Run.Device cfg.EnvId
+                    Evals = evals
+                }
         WriteReport =
             fun dir cfg summary ->
                 let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))

@@ -55,7 +55,10 @@ let private stepBatched (env: IBatchedEnv) (n: int) =
             let action =
                 match env.ActionSpace with
                 | Space.Discrete(k, start) ->
-                    torch.arange(N, dtype = torch.int64).add((int64 (t + start)).ToScalar()).remainder((int64 k).ToScalar())
+                    torch
+                        .arange(N, dtype = torch.int64)
+                        .add((int64 (t + start)).ToScalar())
+                        .remainder((int64 k).ToScalar())
                 | Space.Box(low, _, _) ->
                     torch.full ([| N; int64 low.Length |], (0.3 * float (t % 5 - 2)).ToScalar(), dtype = torch.float32)
 
@@ -153,8 +156,7 @@ let tests =
             }
 
             test "Snapshot round-trips tensors bit for bit and generator states" {
-                let t =
-                    (torch.tensor [| 1.5f; Single.NaN; -0.0f; Single.Epsilon |]).reshape (2L, 2L)
+                let t = (torch.tensor [| 1.5f; Single.NaN; -0.0f; Single.Epsilon |]).reshape(2L, 2L)
 
                 let back = Snapshot.toTensor torch.CPU (Snapshot.ofTensor t)
                 Expect.equal back.shape t.shape "shape"
@@ -237,6 +239,54 @@ let tests =
                     ] do
                     let diffs, _ = stopAndResume args
                     Expect.isEmpty diffs $"identical metrics for {args}"
+            }
+
+            test "a DQN run stopped by cancellation and resumed has an uninterrupted run's metrics" {
+                let runs = tempDir "rl-resume"
+
+                let args =
+                    [
+                        "config=" + config "dqn-cartpole.yaml"
+                        "total_timesteps=1500"
+                        "learning_starts=400"
+                        "log_every=250"
+                        "eval_episodes=1"
+                        "threads=1"
+                    ]
+
+                let stopOnce (token: CancellationToken) (args: string list) =
+                    try
+                        Train.driveWith token Train.dqn args |> ignore
+                        failtest "expected a stop"
+                    with :? Train.RunStoppedException as e ->
+                        e
+
+                try
+                    for extra in [ []; [ "num_seeds=2" ] ] do
+                        let full = Train.runDqn (("runs=" + Path.Combine(runs, "full")) :: args @ extra)
+
+                        use cts = new CancellationTokenSource()
+                        cts.Cancel()
+                        // stop after the first window, and again after the second (inside learning)
+                        let first =
+                            stopOnce cts.Token (("runs=" + Path.Combine(runs, "cut")) :: args @ extra)
+
+                        Expect.equal first.Step 250L "stopped after the first window"
+                        let second = stopOnce cts.Token [ $"resume={first.RunDir}" ]
+                        Expect.equal second.Step 500L "then after the second"
+                        Train.runDqn [ $"resume={first.RunDir}" ] |> ignore
+
+                        let read (d: string) =
+                            Metrics.readCsv (Path.Combine(d, Metrics.CsvFile))
+
+                        Expect.isEmpty
+                            (Metrics.differences (read full) (read first.RunDir))
+                            $"identical metrics for {extra}"
+
+                        Directory.Delete(runs, true)
+                        Directory.CreateDirectory runs |> ignore
+                finally
+                    Directory.Delete(runs, true)
             }
 
             test "a resume after a kill drops the metrics rows logged after the last checkpoint" {

@@ -282,6 +282,14 @@ type Progress =
         mutable GlobalStep: int64
         /// Per seed, every finished training episode in order.
         Episodes: ResizeArray<Episode>[]
+        /// The running state of the environments, the current observations and the exploration
+        /// and replay-sampling generators, as JSON text (see `Snapshot`), to continue from exactly:
+        /// `trainWith` restores it in place of fresh episodes when it is not null (a checkpoint's
+        /// `streams`), then clears it.
+        mutable Streams: string
+        /// Captures `Streams` at the current log boundary; set by `trainWith` (null when the
+        /// environments cannot save their state, see `IEnvSnapshot`, or outside training).
+        mutable CaptureStreams: Func<string>
     }
 
 /// Hooks through which a caller watches and checkpoints a run.
@@ -478,6 +486,8 @@ let trainWith
             {
                 GlobalStep = 0L
                 Episodes = Array.init S (fun _ -> ResizeArray())
+                Streams = null
+                CaptureStreams = null
             }
 
     let stream label =
@@ -493,6 +503,37 @@ let trainWith
 
     let mutable obs =
         env.Reset(stream "dqn-env").reshape(int64 S, int64 N, int64 obsDim).DetachFromDisposeScope()
+
+    if not (isNull progress.Streams) then
+        // Continue exactly where the checkpoint stopped instead of starting fresh episodes.
+        let node = Snapshot.parse progress.Streams
+
+        match env with
+        | :? IEnvSnapshot as e -> e.LoadState(string (Snapshot.field "env" node))
+        | _ -> raise (FormatException $"DQN streams: {cfg.EnvId}'s environments cannot load a saved state")
+
+        let saved = Snapshot.toTensor device (Snapshot.field "obs" node)
+
+        if saved.shape <> obs.shape then
+            raise (FormatException $"DQN streams: saved observations %A{saved.shape}, the run has %A{obs.shape}")
+
+        obs.Dispose()
+        obs <- saved.DetachFromDisposeScope()
+        Snapshot.restoreGenerator exploreGen (Snapshot.field "explore" node)
+        Snapshot.restoreGenerator sampleGen (Snapshot.field "replay" node)
+        progress.Streams <- null
+
+    progress.CaptureStreams <-
+        match env with
+        | :? IEnvSnapshot as e when e.CanSaveState ->
+            Func<string>(fun () ->
+                let o = Text.Json.Nodes.JsonObject()
+                o["env"] <- Text.Json.Nodes.JsonValue.Create(e.SaveState())
+                o["obs"] <- Snapshot.ofTensor obs
+                o["explore"] <- Snapshot.ofGenerator exploreGen
+                o["replay"] <- Snapshot.ofGenerator sampleGen
+                o.ToJsonString())
+        | _ -> null
 
     let metrics = ResizeArray<DqnMetrics>()
     let total = Stopwatch.StartNew()
@@ -546,6 +587,8 @@ let trainWith
                 hooks.OnLog agent progress rows
                 clock <- Stopwatch.StartNew()
 
+        progress.CaptureStreams <- null
+
         {
             Agent = agent
             Metrics = List.ofSeq metrics
@@ -553,6 +596,7 @@ let trainWith
             WallSeconds = total.Elapsed.TotalSeconds
         }
     finally
+        progress.CaptureStreams <- null
         obs.Dispose()
 
 /// Greedy evaluation: for each seed, `episodes` episodes of argmax_a Q(s, a) on fresh
@@ -595,8 +639,7 @@ let evaluate (makeEnv: int -> IBatchedEnv) (agent: Agent) (episodes: int) (evalS
 /// The config keys of `DqnConfig` (snake_case, as CleanRL's `dqn.py` arguments).
 let fields: Field<DqnConfig> list =
     [
-        Field.choice "env_id" "Environment id (discrete actions)." Envs.ids (fun c -> c.EnvId) (fun c v ->
-            { c with EnvId = v })
+        Field.envId "Environment id (discrete actions)." (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
         Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
             { c with NumEnvs = v })
         Field.int64

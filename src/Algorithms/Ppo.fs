@@ -755,8 +755,7 @@ type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device)
             envs
             |> Array.forall (fun e ->
                 match e with
-                | :? SyncVectorEnv as v -> v.CanSnapshot
-                | :? IEnvSnapshot -> true
+                | :? IEnvSnapshot as s -> s.CanSaveState
                 | _ -> false)
 
     /// The running state of every environment (and of the fused env's per-seed reset
@@ -1595,7 +1594,7 @@ let trainWith
 /// allowed values.
 let fields: Field<PpoConfig> list =
     [
-        Field.choice "env_id" "Environment id." Envs.ids (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
+        Field.envId "Environment id." (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
         Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
             { c with NumEnvs = v })
         Field.int

@@ -236,6 +236,50 @@ type QLearningResult =
 let makeEnv (cfg: QLearningConfig) =
     FrozenLake.Env(mapName = cfg.MapName, isSlippery = cfg.IsSlippery)
 
+/// The config keys of `QLearningConfig` (snake_case), with documentation and allowed values.
+let fields: Field<QLearningConfig> list =
+    [
+        Field.int "episodes" "Training episodes." (Allow.ge 1) (fun c -> c.Episodes) (fun c v ->
+            { c with Episodes = v })
+        Field.float "alpha" "Learning rate alpha." (Allow.openClosed 0.0 1.0) (fun c -> c.Alpha) (fun c v ->
+            { c with Alpha = v })
+        Field.float "gamma" "Discount factor." (Allow.between 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
+            { c with Gamma = v })
+        Field.float
+            "epsilon_start"
+            "Exploration rate at the first episode."
+            (Allow.between 0.0 1.0)
+            (fun c -> c.EpsilonStart)
+            (fun c v -> { c with EpsilonStart = v })
+        Field.float "epsilon_end" "Exploration floor." (Allow.between 0.0 1.0) (fun c -> c.EpsilonEnd) (fun c v ->
+            { c with EpsilonEnd = v })
+        Field.float
+            "epsilon_decay"
+            "Multiplicative decay of epsilon per episode."
+            (Allow.between 0.0 1.0)
+            (fun c -> c.EpsilonDecay)
+            (fun c v -> { c with EpsilonDecay = v })
+        Field.bool "is_slippery" "FrozenLake's slippery ice." (fun c -> c.IsSlippery) (fun c v ->
+            { c with IsSlippery = v })
+        Field.choice "map_name" "FrozenLake map." [ "4x4"; "8x8" ] (fun c -> c.MapName) (fun c v ->
+            { c with MapName = v })
+        Field.int64
+            "seed"
+            "Seed of the environment and of the exploration draws."
+            (Allow.ge 0L)
+            (fun c -> c.Seed)
+            (fun c v -> { c with Seed = v })
+        Field.int
+            "eval_every"
+            "Record the greedy policy's exact success probability every this many episodes."
+            (Allow.ge 1)
+            (fun c -> c.EvalEvery)
+            (fun c v -> { c with EvalEvery = v })
+    ]
+
+/// Cross-field checks of a Q-learning config: none beyond each key's own range.
+let validate (_: QLearningConfig) = ()
+
 /// Trains a Q-table from zeros: for each episode, act epsilon-greedily, `learn` from every
 /// transition, then decay epsilon. Deterministic for a given config. Raises
 /// `ArgumentException` for alpha outside (0, 1], gamma outside [0, 1], epsilons outside [0, 1],

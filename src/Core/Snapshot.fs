@@ -236,3 +236,15 @@ module Snapshot =
             JsonNode.Parse text
         with :? Text.Json.JsonException as e ->
             raise (FormatException $"snapshot: not JSON ({e.Message})")
+
+    /// Parses the snapshot text of the env `envId` and checks that it was saved by an env of that
+    /// id (its `id` field). Raises `FormatException` for text that is not JSON, has no `id`, or
+    /// names another env.
+    let parseFor (envId: string) (text: string) : JsonNode =
+        let o = parse text
+        let savedId = string (field "id" o)
+
+        if savedId <> envId then
+            raise (FormatException $"{envId}: the saved state is of {savedId}")
+
+        o

@@ -236,11 +236,7 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// Restores a state written by `SaveState` of the same env id. Raises `FormatException`
     /// naming what is wrong (another id, a missing field, a state of the wrong length).
     member this.LoadState(text: string) =
-        let o = Snapshot.parse text
-        let savedId = string (Snapshot.field "id" o)
-
-        if savedId <> id then
-            raise (FormatException $"{id}: the saved state is of {savedId}")
+        let o = Snapshot.parseFor id text
 
         let r = SeededRandom 0
         Snapshot.restoreRandom r (Snapshot.field "rng" o)
@@ -265,6 +261,7 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         member this.Step action = this.Step action
 
     interface IEnvSnapshot with
+        member _.CanSaveState = true
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 
@@ -582,11 +579,7 @@ type BatchedClassicEnv
     /// Restores a state written by `SaveState` of the same env id and number of copies. Raises
     /// `FormatException` naming what is wrong.
     member _.LoadState(text: string) =
-        let o = Snapshot.parse text
-        let savedId = string (Snapshot.field "id" o)
-
-        if savedId <> id then
-            raise (FormatException $"{id}: the saved state is of {savedId}")
+        let o = Snapshot.parseFor id text
 
         let read name (like: torch.Tensor) =
             let t = Snapshot.toTensor device (Snapshot.field name o)
@@ -638,6 +631,7 @@ type BatchedClassicEnv
         member this.Step action = this.Step action
 
     interface IEnvSnapshot with
+        member _.CanSaveState = true
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 

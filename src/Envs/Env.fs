@@ -89,8 +89,22 @@ type IBatchedEnv =
 /// batched forms) implements it, and `SyncVectorEnv` does when all its copies do; a custom env
 /// may (without it, a resumed run starts fresh episodes).
 type IEnvSnapshot =
+    /// Whether `SaveState` works for this env now (a custom env may not support it).
+    abstract CanSaveState: bool
     /// The running state as text (JSON); the env is not changed.
     abstract SaveState: unit -> string
     /// Restores a state written by `SaveState` of an env of the same id and number of copies.
     /// Raises `FormatException` for text that is not such a state (naming what is wrong).
     abstract LoadState: state: string -> unit
+
+/// Raised when an environment breaks its contract while it runs (an observation outside its
+/// space or of the wrong length, a step after the episode ended, a non-finite reward): names the
+/// env id, the step of the episode (0 for `Reset`) and the broken rule.
+type EnvContractException(envId: string, step: int, rule: string, detail: string) =
+    inherit System.InvalidOperationException($"{envId}, step {step}: {rule}: {detail}")
+    /// The env's id.
+    member _.EnvId = envId
+    /// The step of the episode at which the rule broke (0 for `Reset`).
+    member _.Step = step
+    /// The broken rule, in words (e.g. "observation outside the observation space").
+    member _.Rule = rule

@@ -27,9 +27,60 @@ let ids =
         FrozenLake.Id
     ]
 
+/// Custom environments registered by `register`: id -> factory of a fresh single-form env.
+let private custom =
+    Collections.Concurrent.ConcurrentDictionary<string, unit -> IEnv>(StringComparer.Ordinal)
+
+/// The built-in ids (`ids`), then the registered custom ids in the order of their names.
+let allIds () : string list =
+    ids @ (custom.Keys |> Seq.sort |> List.ofSeq)
+
+/// True for a built-in or registered id.
+let isKnown (id: string) =
+    List.contains id ids || custom.ContainsKey id
+
+/// True for an id registered with `register` (a custom environment).
+let isCustom (id: string) = custom.ContainsKey id
+
 let private unknownId (id: string) =
-    let valid = String.Join(", ", ids)
+    let valid = String.Join(", ", allIds ())
     raise (ArgumentException($"Unknown environment id '{id}'. Valid ids: {valid}", "id"))
+
+let private idPattern =
+    Text.RegularExpressions.Regex(@"^([A-Za-z0-9_.:/-]+/)?[A-Za-z][A-Za-z0-9_.-]*-v[0-9]+$")
+
+/// Registers a custom environment under `id` (Gymnasium's `gymnasium.register`): `factory ()`
+/// makes a fresh single-form env each call; `make`, `makeSync`, `makeVec`, every algorithm's
+/// `env_id` and sweeps then accept the id. A custom env has no tensor-batched form:
+/// `makeBatched` and `makeVec "vector"` step its single forms through `SyncVectorEnv`. Raises
+/// `ArgumentException` for an id that is not `Name-vN` (Gymnasium's format, e.g. `MyGrid-v0`),
+/// that names a built-in env, or that is registered already (pass `replace = true` to replace it),
+/// and when the factory's env reports another id.
+let registerWith (replace: bool) (id: string) (factory: unit -> IEnv) =
+    if isNull id || not (idPattern.IsMatch id) then
+        invalidArg "id" $"environment id '{id}' must look like Name-vN (e.g. MyGrid-v0), as Gymnasium's ids"
+
+    if List.contains id ids then
+        invalidArg "id" $"'{id}' is a built-in environment and cannot be registered again"
+
+    if not replace && custom.ContainsKey id then
+        invalidArg "id" $"'{id}' is registered already; register it with replace = true to replace it"
+
+    let probe = factory ()
+
+    if isNull (box probe) then
+        invalidArg "factory" $"{id}: the factory returned null"
+
+    if probe.Id <> id then
+        invalidArg "factory" $"{id}: the factory makes an env whose Id is '{probe.Id}'; they must agree"
+
+    custom[id] <- factory
+
+/// `registerWith false`: registers a new custom id.
+let register (id: string) (factory: unit -> IEnv) = registerWith false id factory
+
+/// Removes a registered custom id; false when it was not registered.
+let unregister (id: string) : bool = custom.TryRemove(id) |> fst
 
 /// Option reader: checks that every key is allowed for `id` and reads typed values.
 type private Opts(id: string, allowed: string list, options: (string * obj) list) =
@@ -93,6 +144,13 @@ let makeWith (id: string) (options: (string * obj) list) : IEnv =
             ?maxSteps = o.Get "max_episode_steps"
         )
         :> IEnv
+    | _ when custom.ContainsKey id ->
+        if not options.IsEmpty then
+            let given = String.Join(", ", options |> List.map fst)
+
+            raise (ArgumentException($"{id}: a registered custom environment takes no options, got {given}", "options"))
+
+        custom[id]()
     | _ -> unknownId id
 
 /// Creates the single form of `id` with its registered defaults (`gymnasium.make(id)`). Raises
@@ -156,6 +214,11 @@ let private makeBatchedCore
             ?maxSteps = o.Get "max_episode_steps"
         )
         :> IBatchedEnv
+    | _ when custom.ContainsKey id ->
+        if numEnvs < 1 then
+            invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
+
+        new SyncVectorEnv(Array.init numEnvs (fun _ -> makeWith id options), device) :> IBatchedEnv
     | _ -> unknownId id
 
 /// Creates the batched form of `id`: `numEnvs` copies on `device`, with options (see the module

@@ -179,7 +179,12 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         }
 
     /// True when every copy implements `IEnvSnapshot` (then `SaveState` works).
-    member _.CanSnapshot = envs |> Array.forall (fun e -> e :? IEnvSnapshot)
+    member _.CanSnapshot =
+        envs
+        |> Array.forall (fun e ->
+            match e with
+            | :? IEnvSnapshot as s -> s.CanSaveState
+            | _ -> false)
 
     /// The running state as JSON: every copy's own `SaveState`, the running episodes' returns and
     /// lengths, and whether the vector was reset. Raises `NotSupportedException` naming the env
@@ -216,7 +221,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
                     $"{id}: SyncVectorEnv can load a state only when every copy implements IEnvSnapshot"
             )
 
-        let o = Snapshot.parse text
+        let o = Snapshot.parseFor id text
         let copies = (Snapshot.field "copies" o).AsArray()
         let rets = Snapshot.toFloats (Snapshot.field "episode_return" o)
         let lens = Snapshot.toFloats (Snapshot.field "episode_length" o)
@@ -232,6 +237,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         started <- (Snapshot.field "started" o).GetValue<bool>()
 
     interface IEnvSnapshot with
+        member this.CanSaveState = this.CanSnapshot
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
 

@@ -55,6 +55,9 @@ type Field<'C> =
         Set: 'C -> string -> Result<'C, string>
         /// True when `Get` returns a YAML flow sequence (`[1, 2]`) written without quotes.
         IsList: bool
+        /// The .NET type of the value (`float`, `int`, `int64`, `bool`, `string`, `int list`,
+        /// `float list`, `float option`), e.g. for typed settings objects (`Rl.CSharp`).
+        Type: Type
     }
 
 /// The settings every training run shares, whatever the algorithm: config keys `beta_1`,
@@ -315,6 +318,7 @@ module Field =
             Get = get >> format
             Set = fun c s -> parse s |> Result.map (set c)
             IsList = false
+            Type = typeof<'T>
         }
 
     let private inRange (parse: string -> Result<'T, string>) (check: 'T -> bool) (text: string) =
@@ -395,6 +399,30 @@ module Field =
                 | None -> Error "not a valid choice"
 
         custom key doc ("one of: " + String.Join(", ", choices)) id parse get set
+
+    /// `env_id`: a built-in environment id or one registered with `Envs.register` (checked when
+    /// the value is set, so ids registered at run time are accepted).
+    let envId (doc: string) (get: 'C -> string) (set: 'C -> string -> 'C) =
+        let parse (s: string) =
+            let s = s.Trim()
+
+            if Envs.isKnown s then
+                Ok s
+            else
+                match ConfigText.closest (Envs.allIds ()) s with
+                | Some c -> Error(sprintf "not a registered environment (did you mean '%s'?)" c)
+                | None -> Error "not a registered environment"
+
+        custom
+            "env_id"
+            doc
+            ("one of: "
+             + String.Join(", ", Envs.ids)
+             + ", or an id registered with Envs.register")
+            id
+            parse
+            get
+            set
 
     /// `vectorization_mode`: how the copies of an environment are stepped, one of
     /// `Envs.vectorizationModes` (see `Envs.makeVec`); `Config.checkVectorization` is its
