@@ -310,7 +310,7 @@ let tests =
         "Ppo.sweep.slurm"
         [
             testCase
-                "a one-node Slurm cluster: 4-point sweep, a task stopped by SIGTERM resumes, collect = local; a bad partition is refused"
+                "a one-node Slurm cluster: 4-point sweep, a task stopped by SIGTERM resumes, collect = local, only unfinished points are resubmitted; a bad partition is refused"
             <| fun () ->
                 match skipReason () with
                 | Some why ->
@@ -495,6 +495,39 @@ let tests =
                         with
                         | Sweep.Submitted(_, None, []) -> ()
                         | o -> failtest $"resubmitting a finished sweep: {o}"
+
+                        // point 1 loses its summary (as if its task died after the last checkpoint):
+                        // giving the folder again submits that point alone, which resumes
+                        File.Delete(Path.Combine(rows[1].RunDir, Run.SummaryFile))
+
+                        let again =
+                            match
+                                Sweep.sweep
+                                    Threading.CancellationToken.None
+                                    command
+                                    repoRoot.Value
+                                    [ $"sweep_dir={slurmDir}"; "launcher=slurm"; "slurm_partition=debug" ]
+                            with
+                            | Sweep.Submitted(_, Some id, [ 1 ]) -> id
+                            | o -> failtest $"resubmitting an unfinished point: {o}"
+
+                        Expect.stringContains
+                            (File.ReadAllText(Path.Combine(slurmDir, Sweep.ScriptFile)))
+                            "#SBATCH --array=1"
+                            "the script names the one point"
+
+                        waitFor 90.0 $"point 1 to finish again (job {again})" (fun () ->
+                            let st = Sweep.status 5 slurmDir
+                            st[1].State.IsDone)
+
+                        let rows2, _ = Sweep.collect slurmDir
+
+                        Expect.equal
+                            (rows2 |> List.map SweepTests.summaryKey)
+                            (local |> List.map SweepTests.summaryKey)
+                            "the same summary after the resubmission"
+
+                        Expect.equal (Sweep.jobIds slurmDir) [ jobId; again ] "both jobs recorded in slurm-jobs.txt"
 
                         printfn "Slurm test: %.1f s" clock.Elapsed.TotalSeconds
                     finally
