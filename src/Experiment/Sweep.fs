@@ -1194,7 +1194,7 @@ let private shellQuote (s: string) = "'" + s.Replace("'", "'\\''") + "'"
 /// launcher's `#SBATCH` lines, and a body that runs `command point sweep_dir=<dir>
 /// index=$SLURM_ARRAY_TASK_ID` from `workDir`, forwards SIGTERM to it, and (with `requeue`)
 /// requeues the task with `scontrol requeue` when the run stopped after a checkpoint (exit code
-/// 3) while the job is still RUNNING (a `scancel --signal=TERM --full`, or the `--signal` sent
+/// 3, or 143 for a SIGTERM that came before the run had begun) while the job is still RUNNING (a `scancel --signal=TERM --full`, or the `--signal` sent
 /// ahead of `slurm_time`), so that a cancelled job stays cancelled. `command` is the program and
 /// arguments that start `scripts/sweep.fsx` (e.g. dotnet fsi --quiet /path/scripts/sweep.fsx).
 let sbatchScript (launch: Launch) (command: string list) (workDir: string) (dir: string) (indices: int list) : string =
@@ -1266,7 +1266,8 @@ let sbatchScript (launch: Launch) (command: string list) (workDir: string) (dir:
         yield "echo \"== task $task exited with code $rc at $(date -u +%FT%TZ)\""
 
         if launch.Requeue then
-            yield $"if [ \"$rc\" -eq {StoppedExitCode} ]; then"
+            yield "# 3: stopped after a checkpoint; 143: SIGTERM before the run began (nothing to lose)"
+            yield $"if [ \"$rc\" -eq {StoppedExitCode} ] || [ \"$rc\" -eq 143 ]; then"
             yield "    # requeue only a job that is still running: a cancelled one stays cancelled"
             yield "    if scontrol show job \"$SLURM_JOB_ID\" | grep -q 'JobState=RUNNING'; then"
             yield "        echo \"== requeueing $task: it resumes from its checkpoint\""
