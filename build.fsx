@@ -1,6 +1,7 @@
 // Tasks of the Rl workspace: `dotnet fsi build.fsx <Target> [key=value ...]`.
 //   Setup      restore tools and packages, build, check libtorch loads (making the TorchSharp
-//              native repair where needed, installing g++/patchelf with apt-get when root), fetch data
+//              native repair where needed, installing g++/patchelf with apt-get when root), fetch data,
+//              and install Slurm and munge (apt-get, when root and missing) for the Slurm sweep tests
 //   Build      build the library and the tests (Release)
 //   Test       Expecto suite, the conformance tool, every notebook in quick mode, and the package
 //              (Pack, then fresh F# and C# console projects that use it); ends with one line
@@ -167,12 +168,41 @@ let packageChecks () =
           yield "package consumers agree (F# and C#, same config and seed)", same
       | _ -> () ]
 
+/// Slurm and munge for the one-node cluster of tests/SlurmTests.fs (sweeps with launcher=slurm):
+/// when any of their programs is missing, installed with apt-get (slurm-wlm, munge) if run as
+/// root on a host with apt-get, after an `apt-get update` when the first try fails (a clean
+/// machine has no package lists); otherwise one line saying the Slurm tests will be skipped and
+/// the command that installs them. Never fails the build: the tests skip without Slurm.
+let setupSlurm () =
+    let programs = [ "munged"; "slurmctld"; "slurmd"; "sbatch"; "squeue"; "scontrol"; "scancel"; "sinfo" ]
+    let onPath (p: string) =
+        [ "/usr/sbin"; "/usr/bin" ] @ List.ofArray ((Environment.GetEnvironmentVariable "PATH" |> Option.ofObj |> Option.defaultValue "").Split(':'))
+        |> List.exists (fun d -> d <> "" && File.Exists(Path.Combine(d, p)))
+    let missing = programs |> List.filter (onPath >> not)
+    if not missing.IsEmpty then
+        let names = String.Join(", ", missing)
+        let isRoot =
+            try
+                let code, out = capture root "id" [ "-u" ]
+                code = 0 && out.Trim() = "0"
+            with _ -> false
+        if isRoot && File.Exists "/usr/bin/apt-get" then
+            printfn "Setup: %s missing; installing slurm-wlm and munge with apt-get (for the Slurm sweep tests)" names
+            let env = [ "DEBIAN_FRONTEND", "noninteractive" ]
+            let install () = exec env "apt-get" [ "install"; "-y"; "-q"; "slurm-wlm"; "munge" ] = 0
+            let ok = install () || (exec env "apt-get" [ "update"; "-q" ] = 0 && install ())
+            if not ok then
+                eprintfn "Setup: apt-get could not install slurm-wlm and munge; the Slurm sweep tests will be skipped"
+        else
+            printfn "Setup: %s missing, so the Slurm sweep tests will be skipped; to run them: sudo apt-get install -y slurm-wlm munge" names
+
 /// Test: Expecto suite (writes its counts to a file), the conformance tool over the
 /// repository's reference files (tests/data/gymnasium), the C# face's xUnit tests (tests/csharp)
 /// and samples (samples/csharp, quick mode), every notebook in quick mode and the package
 /// consumers; prints "N passed, N failed".
 let test () =
     setup ()
+    setupSlurm ()
     let summary = Path.Combine(Path.GetTempPath(), $"rl-tests-{Environment.ProcessId}.txt")
     // Sequenced: TorchSharp scalars and dispose scopes misbehave when tests run on several
     // threads at once ("Unknown scalar type"); the suite is CPU-bound on 2 cores anyway.
@@ -272,7 +302,10 @@ let toIpynb (fsx: string) (ipynb: string) =
     File.WriteAllText(ipynb, sprintf "{\n \"cells\": [\n  %s\n ],\n \"metadata\": %s,\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n" body meta)
 
 let targets =
-    [ "Setup", setup
+    [ "Setup",
+      (fun () ->
+          setup ()
+          setupSlurm ())
       "Build", (fun () -> restore (); build ())
       "Test", test
       "Train",

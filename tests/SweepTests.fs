@@ -20,6 +20,82 @@ let private expectConfigError (args: string list) (mentions: string list) =
             Expect.stringContains e.Message m $"the message names '{m}'"
     | _ -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}"
 
+
+let private isTiming (c: string) =
+    c = "sps"
+    || c.EndsWith "_s"
+    || c.EndsWith "_seconds"
+    || c.EndsWith "_per_second"
+
+/// Every non-timing value of two metrics files is the same (NaN equals NaN).
+let expectSameMetrics (a: string) (b: string) (what: string) =
+    let ta, tb = Metrics.readCsv a, Metrics.readCsv b
+    let cols = Metrics.columns ta |> List.filter (isTiming >> not)
+    Expect.equal (Metrics.columns tb |> List.filter (isTiming >> not)) cols $"{what}: same columns"
+
+    for c in cols do
+        let xs, ys = Metrics.column c ta, Metrics.column c tb
+        Expect.equal ys.Length xs.Length $"{what}: rows of {c}"
+
+        for i in 0 .. xs.Length - 1 do
+            if not (xs[i] = ys[i] || (Double.IsNaN xs[i] && Double.IsNaN ys[i])) then
+                failtest $"{what}: {c} differs at row {i}: {xs[i]} vs {ys[i]}"
+
+/// The comparable part of a summary row (not the wall time or the folder).
+let summaryKey (r: Sweep.PointSummary) =
+    r.Point, r.Finals, r.Mean, r.Std, r.CiLow, r.CiHigh, r.StepsToThreshold
+
+/// libc kill(2), to send a sweep process SIGTERM.
+[<Runtime.InteropServices.DllImport("libc", SetLastError = true)>]
+extern int kill(int pid, int signal)
+
+/// The files of a folder with their contents (what "the folder stays as it was" compares).
+let folderState (dir: string) =
+    if Directory.Exists dir then
+        Directory.GetFiles(dir, "*", SearchOption.AllDirectories)
+        |> Array.sort
+        |> Array.map (fun f -> f, File.ReadAllText f)
+        |> List.ofArray
+    else
+        []
+
+let private sweepScript =
+    [
+        "dotnet"
+        "fsi"
+        "--quiet"
+        Path.Combine(repoRoot.Value, "scripts", "sweep.fsx")
+    ]
+
+let private sweepWith (args: string list) =
+    Sweep.sweep Threading.CancellationToken.None sweepScript repoRoot.Value args
+
+/// A bad sweep argument raises one ConfigError naming each of `mentions`, and leaves an existing
+/// sweep folder (holding one file) as it was.
+let private expectRefused (args: string list) (mentions: string list) =
+    let dir = tempDir "rl-sweep-bad"
+
+    try
+        File.WriteAllText(Path.Combine(dir, "keep.txt"), "unchanged")
+        let before = folderState dir
+
+        let e =
+            Expect.throwsC
+                (fun () ->
+                    sweepWith ([ $"sweep_dir={dir}"; "config=" + config "ppo-cartpole.yaml" ] @ args)
+                    |> ignore)
+                id
+
+        match e with
+        | ConfigError _ ->
+            for m in mentions do
+                Expect.stringContains e.Message m $"the message names '{m}'"
+        | _ -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}"
+
+        Expect.equal (folderState dir) before "the sweep folder stays as it was"
+    finally
+        Directory.Delete(dir, true)
+
 [<Tests>]
 let tests =
     testList
@@ -160,6 +236,278 @@ let tests =
 
                 Expect.stringContains (Sweep.reading flat) "same final return -200 on every seed" "all equal"
                 Expect.equal (Sweep.reading []) "" "no rows"
+            }
+
+            test "launcher errors name the key, the value and what is allowed, before anything is written" {
+                expectRefused [ "launcher=pbs" ] [ "'launcher'"; "'pbs'"; "local"; "slurm" ]
+                expectRefused [ "workers=0" ] [ "'workers'"; "'0'"; ">= 1" ]
+                expectRefused [ "launcher=slurm"; "workers=2" ] [ "'workers'"; "launcher=local" ]
+                expectRefused [ "slurm_time=10" ] [ "'slurm_time'"; "launcher=slurm" ]
+                expectRefused [ "launcher=slurm"; "slurm_time=2h" ] [ "'slurm_time'"; "'2h'"; "hours:minutes:seconds" ]
+                expectRefused [ "launcher=slurm"; "slurm_time=1:75" ] [ "'slurm_time'"; "'1:75'"; "below 60" ]
+                expectRefused [ "launcher=slurm"; "slurm_time=0" ] [ "'slurm_time'"; "zero" ]
+                expectRefused [ "launcher=slurm"; "slurm_mem=lots" ] [ "'slurm_mem'"; "'lots'"; "16G" ]
+                expectRefused [ "launcher=slurm"; "slurm_gres=gpu 1" ] [ "'slurm_gres'"; "gpu:1" ]
+                expectRefused [ "launcher=slurm"; "slurm_cpus_per_task=two" ] [ "'slurm_cpus_per_task'"; "'two'" ]
+
+                expectRefused
+                    [ "launcher=slurm"; "slurm_extra=--array=0-9" ]
+                    [ "'slurm_extra'"; "--array"; "set by the launcher" ]
+
+                expectRefused [ "launcher=slurm"; "slurm_extra=account" ] [ "'slurm_extra'"; "starting with -" ]
+                expectRefused [ "launcher=slurm"; "requeue=maybe" ] [ "'requeue'"; "true or false" ]
+                // a GPU gres sets device=cuda, which CartPole's sync envs refuse: caught before sbatch
+                expectRefused [ "launcher=slurm"; "slurm_gres=gpu:1" ] [ "vectorization_mode" ]
+                // a bad grid is still the config's own error
+                expectRefused [ "launcher=slurm"; "beta1=0.9" ] [ "'beta1'" ]
+            }
+
+            test "launcher=slurm without sbatch on PATH: one error, nothing written" {
+                let path = Environment.GetEnvironmentVariable "PATH"
+                let empty = tempDir "rl-empty-path"
+
+                try
+                    Environment.SetEnvironmentVariable("PATH", empty)
+                    expectRefused [ "launcher=slurm" ] [ "'launcher'"; "'slurm'"; "sbatch was not found on PATH" ]
+                finally
+                    Environment.SetEnvironmentVariable("PATH", path)
+                    Directory.Delete(empty, true)
+            }
+
+            test "Slurm times and array specs" {
+                Expect.equal (Sweep.slurmTimeSeconds "30") 1800L "minutes"
+                Expect.equal (Sweep.slurmTimeSeconds "5:30") 330L "minutes:seconds"
+                Expect.equal (Sweep.slurmTimeSeconds "2:00:00") 7200L "hours:minutes:seconds"
+                Expect.equal (Sweep.slurmTimeSeconds "1-12") 129600L "days-hours"
+                Expect.equal (Sweep.slurmTimeSeconds "1-0:30") 88200L "days-hours:minutes"
+                Expect.equal (Sweep.slurmTimeSeconds "0-1:00:10") 3610L "days-hours:minutes:seconds"
+                Expect.equal (Sweep.arraySpec [ 0; 1; 2; 3 ]) "0-3" "one range"
+                Expect.equal (Sweep.arraySpec [ 5; 0; 1; 3 ]) "0-1,3,5" "ranges and singles, sorted"
+            }
+
+            test
+                "the array script: one task per point, the launcher's #SBATCH lines, SIGTERM forwarded, requeue on a stop" {
+                let launch =
+                    Sweep.parseLaunch (fun k ->
+                        Map.tryFind
+                            k
+                            (Map.ofList
+                                [
+                                    "launcher", "slurm"
+                                    "slurm_partition", "gpu"
+                                    "slurm_time", "2:00:00"
+                                    "slurm_cpus_per_task", "4"
+                                    "slurm_gres", "gpu:1"
+                                    "slurm_mem", "16G"
+                                    "slurm_extra", "--account=rl --qos=low"
+                                ]))
+
+                let script =
+                    Sweep.sbatchScript
+                        launch
+                        [ "dotnet"; "fsi"; "/repo/scripts/sweep.fsx" ]
+                        "/repo"
+                        "/runs/s1"
+                        [ 0; 1; 3 ]
+
+                let lines = script.Split('\n') |> List.ofArray
+
+                for l in
+                    [
+                        "#!/bin/bash"
+                        "#SBATCH --array=0-1,3"
+                        "#SBATCH --output=/runs/s1/logs/point-%a.log"
+                        "#SBATCH --open-mode=append"
+                        "#SBATCH --partition=gpu"
+                        "#SBATCH --time=2:00:00"
+                        "#SBATCH --cpus-per-task=4"
+                        "#SBATCH --gres=gpu:1"
+                        "#SBATCH --mem=16G"
+                        "#SBATCH --requeue"
+                        "#SBATCH --signal=B:TERM@120"
+                        "#SBATCH --account=rl"
+                        "#SBATCH --qos=low"
+                        "trap stop TERM INT"
+                        "'dotnet' 'fsi' '/repo/scripts/sweep.fsx' point sweep_dir='/runs/s1' index=\"$SLURM_ARRAY_TASK_ID\" &"
+                        "        scontrol requeue \"$task\""
+                    ] do
+                    Expect.contains lines l $"script line {l}"
+
+                Expect.equal
+                    (Sweep.taskOverrides launch [ [ "beta_1", "0.9" ] ])
+                    [ "device=cuda"; "threads=4" ]
+                    "a gpu gres runs on cuda, threads follow the CPUs per task"
+
+                Expect.equal
+                    (Sweep.taskOverrides launch [ [ "threads", "2" ] ])
+                    [ "device=cuda" ]
+                    "a swept threads wins"
+
+                let noRequeue = { launch with Requeue = false }
+
+                let s2 = Sweep.sbatchScript noRequeue [ "dotnet" ] "/repo" "/runs/s1" [ 0 ]
+                Expect.stringContains s2 "#SBATCH --no-requeue" "requeue=false"
+                Expect.isFalse (s2.Contains "scontrol requeue") "no self-requeue"
+            }
+
+            test
+                "workers=2 gives the metrics of workers=1, also when SIGTERM stops the sweep mid-run and it is resumed; status, collect" {
+                let one = tempDir "rl-sweep-w1"
+                let two = tempDir "rl-sweep-w2"
+
+                try
+                    let args =
+                        [
+                            "config=" + config "ppo-cartpole.yaml"
+                            "threshold=20"
+                            "num_envs=4"
+                            "num_steps=32"
+                            "total_timesteps=12800"
+                            "num_seeds=2"
+                            "beta_1=0.8,0.9"
+                            "eval_episodes=1"
+                        ]
+
+                    let rows (o: Sweep.Outcome) =
+                        match o with
+                        | Sweep.Finished(_, rows, []) -> rows
+                        | o -> failtest $"expected a finished sweep, got {o}"
+
+                    let a = rows (sweepWith ($"sweep_dir={one}" :: args))
+
+                    // workers=2 from the command line, stopped by SIGTERM once both points are training
+                    let psi =
+                        Diagnostics.ProcessStartInfo(
+                            "dotnet",
+                            WorkingDirectory = repoRoot.Value,
+                            UseShellExecute = false,
+                            RedirectStandardOutput = true,
+                            RedirectStandardError = true
+                        )
+
+                    for x in
+                        [ "fsi"; "--quiet"; Path.Combine(repoRoot.Value, "scripts", "sweep.fsx") ]
+                        @ [ $"sweep_dir={two}"; "workers=2" ]
+                        @ args do
+                        psi.ArgumentList.Add x
+
+                    use sweepProcess = Diagnostics.Process.Start psi
+                    let out = sweepProcess.StandardOutput.ReadToEndAsync()
+                    let err = sweepProcess.StandardError.ReadToEndAsync()
+
+                    let rowsOf (i: int) =
+                        let point = Path.Combine(two, Sweep.pointName a[i].Point)
+
+                        if Directory.Exists point then
+                            Directory.GetFiles(point, Metrics.CsvFile, SearchOption.AllDirectories)
+                            |> Array.sumBy (fun f -> File.ReadAllLines(f).Length - 1)
+                        else
+                            0
+
+                    let clock = Diagnostics.Stopwatch.StartNew()
+
+                    while (rowsOf 0 < 2 || rowsOf 1 < 2)
+                          && clock.Elapsed.TotalSeconds < 120.0
+                          && not sweepProcess.HasExited do
+                        Threading.Thread.Sleep 100
+
+                    Expect.isFalse sweepProcess.HasExited "the sweep is still running when signalled"
+                    kill (sweepProcess.Id, 15) |> ignore
+                    sweepProcess.WaitForExit()
+                    let output = out.Result + err.Result
+                    Expect.equal sweepProcess.ExitCode Sweep.StoppedExitCode $"exit code 3 after a stop: {output}"
+                    Expect.stringContains output "stopped after writing its checkpoint" "the workers stopped"
+
+                    for i in 0..1 do
+                        Expect.stringContains (File.ReadAllText(Sweep.stateFile two i)) "stopped" $"point {i} stopped"
+
+                    // the same sweep again: both points resume from their checkpoints
+                    let b = rows (sweepWith ([ $"sweep_dir={two}"; "workers=2" ] @ args))
+
+                    for i in 0..1 do
+                        Expect.stringContains (File.ReadAllText(Sweep.logFile two i)) "resuming" $"point {i} resumed"
+
+                    Expect.equal (b |> List.map summaryKey) (a |> List.map summaryKey) "same summary"
+
+                    for x, y in List.zip a b do
+                        expectSameMetrics
+                            (Path.Combine(x.RunDir, Metrics.CsvFile))
+                            (Path.Combine(y.RunDir, Metrics.CsvFile))
+                            (Sweep.pointName x.Point)
+
+                    for i in 0..1 do
+                        Expect.stringContains
+                            (File.ReadAllText(Sweep.logFile two i))
+                            "wrote metrics.csv"
+                            "each worker's output is in its point's log"
+
+                    // point 1 interrupted after its last checkpoint: pending, missing from collect
+                    let run1 = b[1].RunDir
+                    File.Delete(Path.Combine(run1, Run.SummaryFile))
+                    File.Delete(Sweep.stateFile two 1)
+                    let st = Sweep.status 5 two
+                    Expect.isTrue st[0].State.IsDone "point 0 done"
+
+                    match st[1].State with
+                    | Sweep.Pending why -> Expect.stringContains why "checkpoint" "point 1 can resume"
+                    | s -> failtest $"point 1: {s}"
+
+                    let rows1, missing = Sweep.collect two
+                    Expect.equal (rows1 |> List.map summaryKey) [ summaryKey a[0] ] "collect: the finished point"
+                    Expect.equal missing [ Sweep.pointName b[1].Point ] "and names the missing one"
+
+                    Expect.stringContains
+                        (File.ReadAllText(Path.Combine(two, "report.html")))
+                        "no finished run yet"
+                        "report says so"
+
+                    // a failed point shows the last lines of its log
+                    File.WriteAllText(Sweep.stateFile two 1, "failed IOException: disk full\n")
+                    File.AppendAllText(Sweep.logFile two 1, "line a\nline b\nUnhandled exception: disk full\n")
+
+                    let failedNow = Sweep.status 2 two
+
+                    match failedNow[1].State with
+                    | Sweep.Failed(why, log) ->
+                        Expect.stringContains why "disk full" "the reason"
+                        Expect.equal log [ "line b"; "Unhandled exception: disk full" ] "the log's last lines"
+                    | s -> failtest $"point 1: {s}"
+
+                    // the folder again: point 1 is resumed from its checkpoint in the same run folder
+                    let c = rows (sweepWith ($"sweep_dir={two}" :: args))
+                    Expect.equal c[1].RunDir run1 "the same run folder"
+                    Expect.equal (Directory.GetDirectories(Path.GetDirectoryName run1)).Length 1 "no new attempt"
+                    Expect.equal (c |> List.map summaryKey) (a |> List.map summaryKey) "same summary after the resume"
+
+                    expectSameMetrics
+                        (Path.Combine(a[1].RunDir, Metrics.CsvFile))
+                        (Path.Combine(run1, Metrics.CsvFile))
+                        "resumed point"
+
+                    Expect.isTrue (Sweep.status 5 two |> List.forall (fun p -> p.State.IsDone)) "all done"
+
+                    // another grid in the same folder is refused
+                    let e =
+                        Expect.throwsC
+                            (fun () -> sweepWith ([ $"sweep_dir={two}" ] @ args @ [ "beta_1=0.7" ]) |> ignore)
+                            id
+
+                    Expect.stringContains e.Message "more than once" "a repeated key is refused"
+
+                    let e =
+                        Expect.throwsC
+                            (fun () ->
+                                sweepWith (
+                                    [ $"sweep_dir={two}" ]
+                                    @ (args |> List.map (fun a -> if a.StartsWith "beta_1" then "beta_1=0.7" else a))
+                                )
+                                |> ignore)
+                            id
+
+                    Expect.stringContains e.Message "holds another sweep" "a folder holds one grid"
+                finally
+                    for d in [ one; two ] do
+                        Directory.Delete(d, true)
             }
 
             test "a small sweep runs every grid point and resumes by skipping finished points" {
