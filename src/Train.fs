@@ -268,9 +268,13 @@ let private signalRegistrations =
 
 /// A token that SIGTERM or SIGINT (Ctrl+C) cancels instead of ending the process, so a run
 /// given it checkpoints at the next update boundary and stops (Slurm sends SIGTERM before it
-/// kills a task at its time limit or on preemption). A second signal ends the process at once.
-let stopOnSignals () : Threading.CancellationToken =
+/// kills a task at its time limit or on preemption). With `repeatEndsProcess`, a second signal
+/// ends the process at once (a user pressing Ctrl+C twice); without it every later signal is
+/// ignored, for a task that may get its stop signal twice (Slurm's `scancel --full` reaches both
+/// the batch script, which forwards it, and the run) and must not die before its checkpoint.
+let stopOnSignalsWith (repeatEndsProcess: bool) : Threading.CancellationToken =
     let cts = new Threading.CancellationTokenSource()
+    let first = [| 0 |]
 
     for signal in
         [
@@ -281,18 +285,28 @@ let stopOnSignals () : Threading.CancellationToken =
             Runtime.InteropServices.PosixSignalRegistration.Create(
                 signal,
                 fun ctx ->
-                    if not cts.IsCancellationRequested then
+                    if Threading.Interlocked.Exchange(&first[0], 1) = 0 then
                         ctx.Cancel <- true
 
                         eprintfn
-                            "%A received: stopping after the current update (checkpoint first); send it again to stop at once"
+                            "%A received: stopping after the current update (checkpoint first)%s"
                             ctx.Signal
+                            (if repeatEndsProcess then
+                                 "; send it again to stop at once"
+                             else
+                                 "")
 
                         cts.Cancel()
+                    elif not repeatEndsProcess then
+                        ctx.Cancel <- true
             )
         )
 
     cts.Token
+
+/// `stopOnSignalsWith true`: the first SIGTERM/SIGINT stops at the next update boundary, a
+/// second ends the process.
+let stopOnSignals () : Threading.CancellationToken = stopOnSignalsWith true
 
 /// What an algorithm's `Summarize` returns: the pairs of `summary.json` and the evaluation behind
 /// them, per seed (episode returns; for GRPO the final test accuracy).

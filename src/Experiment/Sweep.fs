@@ -595,35 +595,13 @@ let resumableRun (pointDir: string) : string option =
     else
         None
 
-let private taskSignals = ResizeArray<IDisposable>()
-
 /// A token that the first SIGTERM or SIGINT cancels and that keeps the process alive through
 /// every later one, for a point task (`sweep.fsx point`): a task can get its stop signal twice
 /// (Slurm's `scancel --signal=TERM --full` reaches both the batch script, which forwards it, and
 /// the run; Ctrl+C reaches local workers from the terminal and from the sweep that started them),
 /// and the second must not end the run before its checkpoint (`Train.stopOnSignals` would).
 /// Slurm's SIGKILL after its KillWait still ends a task that does not stop.
-let stopOnTaskSignals () : Threading.CancellationToken =
-    let cts = new Threading.CancellationTokenSource()
-    let first = [| 0 |]
-
-    for s in
-        [
-            Runtime.InteropServices.PosixSignal.SIGTERM
-            Runtime.InteropServices.PosixSignal.SIGINT
-        ] do
-        Runtime.InteropServices.PosixSignalRegistration.Create(
-            s,
-            fun ctx ->
-                ctx.Cancel <- true
-
-                if Threading.Interlocked.Exchange(&first[0], 1) = 0 then
-                    eprintfn "%A received: stopping after the current update (checkpoint first)" ctx.Signal
-                    cts.Cancel()
-        )
-        |> taskSignals.Add
-
-    cts.Token
+let stopOnTaskSignals () : Threading.CancellationToken = Train.stopOnSignalsWith false
 
 /// Runs grid point `index` of sweep folder `dir` (read from its points.json) in this process, as
 /// a worker process or Slurm task does: a point with a finished run is skipped; a point whose run
