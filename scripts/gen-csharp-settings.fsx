@@ -16,7 +16,11 @@ open Rl
 
 let pascal (key: string) =
     key.Split '_'
-    |> Array.map (fun p -> if p = "" then "" else string (Char.ToUpperInvariant p[0]) + p.Substring 1)
+    |> Array.map (fun p ->
+        if p = "" then
+            ""
+        else
+            string (Char.ToUpperInvariant p[0]) + p.Substring 1)
     |> String.concat ""
 
 let typeName (t: Type) =
@@ -33,47 +37,91 @@ let typeName (t: Type) =
 let floatLiteral (text: string) =
     match text.Trim().ToLowerInvariant() with
     | "nan" -> "nan"
-    | "inf" | ".inf" | "infinity" -> "infinity"
-    | "-inf" | "-.inf" | "-infinity" -> "-infinity"
+    | "inf"
+    | ".inf"
+    | "infinity" -> "infinity"
+    | "-inf"
+    | "-.inf"
+    | "-infinity" -> "-infinity"
     | t when t.Contains "." || t.Contains "e" -> t
     | t -> t + ".0"
 
 let literal (t: Type) (text: string) =
-    if t = typeof<float> then floatLiteral text
-    elif t = typeof<int> then text
-    elif t = typeof<int64> then text + "L"
-    elif t = typeof<bool> then text
-    elif t = typeof<string> then "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
-    elif t = typeof<int list> then "[| " + String.Join("; ", ConfigText.splitList text) + " |]"
+    if t = typeof<float> then
+        floatLiteral text
+    elif t = typeof<int> then
+        text
+    elif t = typeof<int64> then
+        text + "L"
+    elif t = typeof<bool> then
+        text
+    elif t = typeof<string> then
+        "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""
+    elif t = typeof<int list> then
+        "[| " + String.Join("; ", ConfigText.splitList text) + " |]"
     elif t = typeof<float list> then
-        "[| " + String.Join("; ", ConfigText.splitList text |> List.map floatLiteral) + " |]"
+        "[| "
+        + String.Join("; ", ConfigText.splitList text |> List.map floatLiteral)
+        + " |]"
     elif t = typeof<float option> then
         match text.Trim().ToLowerInvariant() with
-        | "null" | "" | "~" | "none" -> "Nullable<float>()"
+        | "null"
+        | ""
+        | "~"
+        | "none" -> "Nullable<float>()"
         | v -> $"Nullable<float>({floatLiteral v})"
-    else failwithf "no literal for %s" t.Name
+    else
+        failwithf "no literal for %s" t.Name
 
 let doc (indent: string) (lines: string list) =
-    [ for l in lines do
-          for part in l.Split '\n' -> indent + "/// " + part.TrimEnd() ]
-
-let settingsClass (name: string) (what: string) (configType: string) (fieldsExpr: string) (defaultsExpr: string) (validateExpr: string) (fields: Field<'C> list) (defaults: 'C) =
     [
-        yield! doc "" [ $"Settings of {what} for C#: one property per config key (see `scripts/configs` for the YAML"
-                        "form), initialised to the library's defaults. `ToConfig()` converts to the F# config and"
-                        "validates (raising `ArgumentException` naming the property, its value and what is allowed);"
-                        "`FromYaml(path)` reads a YAML config." ]
+        for l in lines do
+            for part in l.Split '\n' -> indent + "/// " + part.TrimEnd()
+    ]
+
+let settingsClass
+    (name: string)
+    (what: string)
+    (configType: string)
+    (fieldsExpr: string)
+    (defaultsExpr: string)
+    (validateExpr: string)
+    (fields: Field<'C> list)
+    (defaults: 'C)
+    =
+    [
+        yield!
+            doc
+                ""
+                [
+                    $"Settings of {what} for C#: one property per config key (see `scripts/configs` for the YAML"
+                    "form), initialised to the library's defaults. `ToConfig()` converts to the F# config and"
+                    "validates (raising `ArgumentException` naming the property, its value and what is allowed);"
+                    "`FromYaml(path)` reads a YAML config."
+                ]
         "[<Sealed; AllowNullLiteral>]"
         $"type {name}() ="
         $"    inherit Settings<{configType}>({fieldsExpr}, {defaultsExpr}, {validateExpr}, \"{name}\")"
         ""
         for f in fields do
-            yield! doc "    " [ f.Doc; $"Config key `{f.Key}`; allowed: {f.Allowed}; default: {f.Get defaults}." ]
+            yield!
+                doc
+                    "    "
+                    [
+                        f.Doc
+                        $"Config key `{f.Key}`; allowed: {f.Allowed}; default: {f.Get defaults}."
+                    ]
+
             $"    member val {pascal f.Key}: {typeName f.Type} = {literal f.Type (f.Get defaults)} with get, set"
             ""
-        yield! doc "    " [ "Reads a YAML config file (the format of `scripts/configs`) over the library defaults."
-                            "Raises `FileNotFoundException` for a missing file and `ArgumentException` naming the key,"
-                            "the value and what is allowed for a bad one." ]
+        yield!
+            doc
+                "    "
+                [
+                    "Reads a YAML config file (the format of `scripts/configs`) over the library defaults."
+                    "Raises `FileNotFoundException` for a missing file and `ArgumentException` naming the key,"
+                    "the value and what is allowed for a bad one."
+                ]
         $"    static member FromYaml(path: string) : {name} ="
         $"        let s = {name}()"
         "        s.AssignYaml path"
@@ -98,13 +146,70 @@ let text =
         "open System"
         "open Rl"
         ""
-        yield! settingsClass "PpoSettings" "PPO (`Ppo.Train`)" "Ppo.PpoConfig" "Ppo.fields" "Ppo.seedDefaults" "Ppo.validate" Ppo.fields Ppo.seedDefaults
-        yield! settingsClass "DqnSettings" "DQN (`Dqn.Train`)" "Dqn.DqnConfig" "Dqn.fields" "Dqn.defaults" "Dqn.validate" Dqn.fields Dqn.defaults
-        yield! settingsClass "GrpoSettings" "GRPO on MNIST (`Grpo.Train`)" "Grpo.GrpoConfig" "Grpo.fields" "Grpo.defaults" "Grpo.validate" Grpo.fields Grpo.defaults
-        yield! settingsClass "ReinforceSettings" "REINFORCE (`Reinforce.Train`)" "Reinforce.ReinforceConfig" "Reinforce.fields" "Reinforce.defaults" "Reinforce.validate" Reinforce.fields Reinforce.defaults
-        yield! settingsClass "QLearningSettings" "tabular Q-learning on FrozenLake (`QLearning.Train`)" "QLearning.QLearningConfig" "QLearning.fields" "QLearning.deterministicDefaults" "QLearning.validate" QLearning.fields QLearning.deterministicDefaults
+        yield!
+            settingsClass
+                "PpoSettings"
+                "PPO (`Ppo.Train`)"
+                "Ppo.PpoConfig"
+                "Ppo.fields"
+                "Ppo.seedDefaults"
+                "Ppo.validate"
+                Ppo.fields
+                Ppo.seedDefaults
+        yield!
+            settingsClass
+                "DqnSettings"
+                "DQN (`Dqn.Train`)"
+                "Dqn.DqnConfig"
+                "Dqn.fields"
+                "Dqn.defaults"
+                "Dqn.validate"
+                Dqn.fields
+                Dqn.defaults
+        yield!
+            settingsClass
+                "GrpoSettings"
+                "GRPO on MNIST (`Grpo.Train`)"
+                "Grpo.GrpoConfig"
+                "Grpo.fields"
+                "Grpo.defaults"
+                "Grpo.validate"
+                Grpo.fields
+                Grpo.defaults
+        yield!
+            settingsClass
+                "ReinforceSettings"
+                "REINFORCE (`Reinforce.Train`)"
+                "Reinforce.ReinforceConfig"
+                "Reinforce.fields"
+                "Reinforce.defaults"
+                "Reinforce.validate"
+                Reinforce.fields
+                Reinforce.defaults
+        yield!
+            settingsClass
+                "QLearningSettings"
+                "tabular Q-learning on FrozenLake (`QLearning.Train`)"
+                "QLearning.QLearningConfig"
+                "QLearning.fields"
+                "QLearning.deterministicDefaults"
+                "QLearning.validate"
+                QLearning.fields
+                QLearning.deterministicDefaults
     ]
 
-let path = Path.Combine(__SOURCE_DIRECTORY__, "..", "src", "CSharp", "Settings.g.fs") |> Path.GetFullPath
+let path =
+    Path.Combine(__SOURCE_DIRECTORY__, "..", "src", "CSharp", "Settings.g.fs")
+    |> Path.GetFullPath
+
 File.WriteAllText(path, String.Join("\n", text).TrimEnd() + "\n")
+// the project's formatter has the last word on layout (`dotnet fantomas --check` stays clean)
+let fantomas =
+    Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("dotnet", $"fantomas \"{path}\"", UseShellExecute = false))
+
+fantomas.WaitForExit()
+
+if fantomas.ExitCode <> 0 then
+    failwithf "dotnet fantomas %s failed (exit %d)" path fantomas.ExitCode
+
 printfn "wrote %s" path

@@ -32,7 +32,7 @@ let command =
     let dotnet =
         match Environment.GetEnvironmentVariable "DOTNET_HOST_PATH" with
         | null
-        | "" -> Sweep.which "dotnet" |> Option.defaultValue "dotnet"
+        | "" -> Native.which "dotnet" |> Option.defaultValue "dotnet"
         | p -> p
 
     [ dotnet; "fsi"; "--quiet"; Path.Combine(__SOURCE_DIRECTORY__, "sweep.fsx") ]
@@ -64,7 +64,8 @@ let code =
     try
         match args with
         | "point" :: rest ->
-            let cancel = Sweep.stopOnTaskSignals ()
+            use stop = Sweep.stopOnTaskSignals ()
+            let cancel = stop.Token
             let index = required "index" rest
 
             match Int32.TryParse index with
@@ -115,7 +116,8 @@ let code =
                 | "run" :: r -> r
                 | r -> r
 
-            let cancel = Train.stopOnSignals ()
+            use stop = Train.stopOnSignals ()
+            let cancel = stop.Token
 
             match Sweep.sweep cancel command root rest with
             | Sweep.Submitted _ -> 0

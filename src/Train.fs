@@ -58,7 +58,8 @@ let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
 
 let private gradHistoryKey = "grad_history"
 
-/// The checkpoint's extra key of PPO's running streams (`Ppo.Progress.Streams`).
+/// The checkpoint's extra key of the running streams of PPO and DQN (`Ppo.Progress.Streams`,
+/// `Dqn.Progress.Streams`).
 let private streamsKey = "streams"
 
 /// Saves a PPO agent, its optimizers, progress (with the gradient history behind the cosine
@@ -263,50 +264,72 @@ let stopAtBoundary (ctx: RunContext<'C>) (finished: bool) (step: int64) (saved: 
 
         raise (RunStoppedException(ctx.Dir, step, save.IsSome))
 
-let private signalRegistrations =
-    Collections.Generic.List<Runtime.InteropServices.PosixSignalRegistration>()
+/// Called by an algorithm that resumes after its `count`-th logged update (or log window): writes
+/// the checkpoint with `save` every `ctx.CheckpointEvery` of them and after the last (`finished`),
+/// then stops here when the run is cancelled (see `stopAtBoundary`, which saves first if this
+/// update did not).
+let checkpointAtBoundary (ctx: RunContext<'C>) (count: int) (finished: bool) (step: int64) (save: unit -> unit) =
+    let due = count % ctx.CheckpointEvery = 0 || finished
 
-/// A token that SIGTERM or SIGINT (Ctrl+C) cancels instead of ending the process, so a run
-/// given it checkpoints at the next update boundary and stops (Slurm sends SIGTERM before it
-/// kills a task at its time limit or on preemption). With `repeatEndsProcess`, a second signal
-/// ends the process at once (a user pressing Ctrl+C twice); without it every later signal is
-/// ignored, for a task that may get its stop signal twice (Slurm's `scancel --full` reaches both
-/// the batch script, which forwards it, and the run) and must not die before its checkpoint.
-let stopOnSignalsWith (repeatEndsProcess: bool) : Threading.CancellationToken =
+    if due then
+        save ()
+
+    stopAtBoundary ctx finished step due (Some save)
+
+/// SIGTERM and SIGINT (Ctrl+C) handled for a run instead of ending the process: the first
+/// cancels `Token`, so a run given it checkpoints at the next update boundary and stops (Slurm
+/// sends SIGTERM before it kills a task at its time limit or on preemption). With
+/// `repeatEndsProcess`, a second signal ends the process at once (a user pressing Ctrl+C twice);
+/// without it every later signal is ignored, for a task that may get its stop signal twice
+/// (Slurm's `scancel --full` reaches both the batch script, which forwards it, and the run) and
+/// must not die before its checkpoint. Dispose it to give the signals back their default action.
+type SignalStop(repeatEndsProcess: bool) =
     let cts = new Threading.CancellationTokenSource()
-    let first = [| 0 |]
+    let mutable first = 0
 
-    for signal in
+    let registrations =
         [
-            Runtime.InteropServices.PosixSignal.SIGTERM
-            Runtime.InteropServices.PosixSignal.SIGINT
-        ] do
-        signalRegistrations.Add(
-            Runtime.InteropServices.PosixSignalRegistration.Create(
-                signal,
-                fun ctx ->
-                    if Threading.Interlocked.Exchange(&first[0], 1) = 0 then
-                        ctx.Cancel <- true
+            for signal in
+                [
+                    Runtime.InteropServices.PosixSignal.SIGTERM
+                    Runtime.InteropServices.PosixSignal.SIGINT
+                ] ->
+                Runtime.InteropServices.PosixSignalRegistration.Create(
+                    signal,
+                    fun ctx ->
+                        if Threading.Interlocked.Exchange(&first, 1) = 0 then
+                            ctx.Cancel <- true
 
-                        eprintfn
-                            "%A received: stopping after the current update (checkpoint first)%s"
-                            ctx.Signal
-                            (if repeatEndsProcess then
-                                 "; send it again to stop at once"
-                             else
-                                 "")
+                            eprintfn
+                                "%A received: stopping after the current update (checkpoint first)%s"
+                                ctx.Signal
+                                (if repeatEndsProcess then
+                                     "; send it again to stop at once"
+                                 else
+                                     "")
 
-                        cts.Cancel()
-                    elif not repeatEndsProcess then
-                        ctx.Cancel <- true
-            )
-        )
+                            cts.Cancel()
+                        elif not repeatEndsProcess then
+                            ctx.Cancel <- true
+                )
+        ]
 
-    cts.Token
+    /// Cancelled by the first signal.
+    member _.Token = cts.Token
+
+    interface IDisposable with
+        member _.Dispose() =
+            for r in registrations do
+                r.Dispose()
+
+            cts.Dispose()
+
+/// `new SignalStop(repeatEndsProcess)`: keep it (`use`) for as long as the run lasts.
+let stopOnSignalsWith (repeatEndsProcess: bool) : SignalStop = new SignalStop(repeatEndsProcess)
 
 /// `stopOnSignalsWith true`: the first SIGTERM/SIGINT stops at the next update boundary, a
 /// second ends the process.
-let stopOnSignals () : Threading.CancellationToken = stopOnSignalsWith true
+let stopOnSignals () : SignalStop = stopOnSignalsWith true
 
 /// What an algorithm's `Summarize` returns: the pairs of `summary.json` and the evaluation behind
 /// them, per seed (episode returns; for GRPO the final test accuracy).
@@ -450,21 +473,23 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
 
     printfn "run folder: %s" dir
 
+    // where a resumed run stands: its rows after this step are dropped, the bar starts here
+    let resumedAt = resume |> Option.map (algo.Describe >> snd)
+    let total = algo.Total cfg
+
     let metricsOptions =
         { MetricsOptions.defaults dir (algo.Columns cfg) with
             Append = resume.IsSome
-            KeepUpToStep = resume |> Option.map (algo.Describe >> snd)
+            KeepUpToStep = resumedAt
             Hyperparameters = Config.pairs algo.Fields cfg
         }
 
     use log = Metrics.openWith metricsOptions
     let clock = Diagnostics.Stopwatch.StartNew()
 
-    let first = resume |> Option.map (algo.Describe >> snd) |> Option.defaultValue 0L
-
     let result =
         try
-            Progress.run (algo.Label cfg) first (algo.Total cfg) (fun report ->
+            Progress.run (algo.Label cfg) (defaultArg resumedAt 0L) total (fun report ->
                 algo.Train
                     {
                         Config = cfg
@@ -473,7 +498,7 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
                         Report =
                             fun step recent ->
                                 report step recent
-                                options.OnProgress step (algo.Total cfg) recent
+                                options.OnProgress step total recent
                         CheckpointEvery = every
                         Cancel = options.Cancel
                     }
@@ -601,17 +626,12 @@ let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Pp
                                     progress.GlobalStep
                                     (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
 
-                                let finished = progress.Update = cfg.NumUpdates
-
-                                let save () =
-                                    saveCheckpoint ctx.Dir agent progress norm
-
-                                let due = progress.Update % ctx.CheckpointEvery = 0 || finished
-
-                                if due then
-                                    save ()
-
-                                stopAtBoundary ctx finished progress.GlobalStep due (Some save)
+                                checkpointAtBoundary
+                                    ctx
+                                    progress.Update
+                                    (progress.Update = cfg.NumUpdates)
+                                    progress.GlobalStep
+                                    (fun () -> saveCheckpoint ctx.Dir agent progress norm)
                     }
 
                 Ppo.train cfg hooks resume
@@ -979,17 +999,12 @@ let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
                                 ctx.Report progress.GlobalStep (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
                                 windows <- windows + 1
 
-                                let finished = progress.GlobalStep >= cfg.TotalTimesteps
-
-                                let save () =
-                                    saveDqnCheckpoint ctx.Dir agent progress
-
-                                let due = windows % ctx.CheckpointEvery = 0 || finished
-
-                                if due then
-                                    save ()
-
-                                stopAtBoundary ctx finished progress.GlobalStep due (Some save)
+                                checkpointAtBoundary
+                                    ctx
+                                    windows
+                                    (progress.GlobalStep >= cfg.TotalTimesteps)
+                                    progress.GlobalStep
+                                    (fun () -> saveDqnCheckpoint ctx.Dir agent progress)
                     }
 
                 Dqn.train cfg hooks resume
@@ -1144,7 +1159,8 @@ let runReinforce (args: string list) : string = drive reinforce args
 let main (args: string list) : int =
     try
         let special, _ = splitArgs args
-        let cancel = stopOnSignals ()
+        use stop = stopOnSignals ()
+        let cancel = stop.Token
 
         let run =
             match special.TryFind "algo" |> Option.defaultValue "ppo" with

@@ -42,7 +42,7 @@ let skipReason () : string option =
     let missing =
         programs
         |> List.filter (fun p ->
-            (Sweep.which p).IsNone
+            (Native.which p).IsNone
             && not (File.Exists $"/usr/sbin/{p}")
             && not (File.Exists $"/usr/bin/{p}"))
 
@@ -57,7 +57,7 @@ let skipReason () : string option =
         None
 
 let private exe (name: string) =
-    match Sweep.which name with
+    match Native.which name with
     | Some p -> p
     | None ->
         if File.Exists $"/usr/sbin/{name}" then
@@ -67,17 +67,8 @@ let private exe (name: string) =
 
 /// Runs a Slurm client command; returns the exit code and its output.
 let slurm (name: string) (args: string list) : int * string =
-    let psi =
-        ProcessStartInfo(exe name, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
-
-    for a in args do
-        psi.ArgumentList.Add a
-
-    use p = Process.Start psi
-    let err = p.StandardError.ReadToEndAsync()
-    let out = p.StandardOutput.ReadToEnd()
-    p.WaitForExit()
-    p.ExitCode, (out + err.Result).Trim()
+    let code, out, err = Native.capture [] None (exe name) args
+    code, (out + "\n" + err).Trim()
 
 let private freePort () =
     let l = new TcpListener(IPAddress.Loopback, 0)

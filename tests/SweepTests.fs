@@ -21,25 +21,15 @@ let private expectConfigError (args: string list) (mentions: string list) =
     | _ -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}"
 
 
-let private isTiming (c: string) =
-    c = "sps"
-    || c.EndsWith "_s"
-    || c.EndsWith "_seconds"
-    || c.EndsWith "_per_second"
-
-/// Every non-timing value of two metrics files is the same (NaN equals NaN).
+/// Every non-timing value of two metrics files is the same (NaN equals NaN), with the same columns.
 let expectSameMetrics (a: string) (b: string) (what: string) =
     let ta, tb = Metrics.readCsv a, Metrics.readCsv b
-    let cols = Metrics.columns ta |> List.filter (isTiming >> not)
-    Expect.equal (Metrics.columns tb |> List.filter (isTiming >> not)) cols $"{what}: same columns"
 
-    for c in cols do
-        let xs, ys = Metrics.column c ta, Metrics.column c tb
-        Expect.equal ys.Length xs.Length $"{what}: rows of {c}"
+    let cols (t: MetricsTable) =
+        Metrics.columns t |> List.filter (Metrics.isTimingColumn >> not)
 
-        for i in 0 .. xs.Length - 1 do
-            if not (xs[i] = ys[i] || (Double.IsNaN xs[i] && Double.IsNaN ys[i])) then
-                failtest $"{what}: {c} differs at row {i}: {xs[i]} vs {ys[i]}"
+    Expect.equal (cols tb) (cols ta) $"{what}: same columns"
+    Expect.equal (Metrics.differences ta tb) [] $"{what}: same values"
 
 /// The comparable part of a summary row (not the wall time or the folder).
 let summaryKey (r: Sweep.PointSummary) =

@@ -512,10 +512,8 @@ let trainWith
         | :? IEnvSnapshot as e -> e.LoadState(string (Snapshot.field "env" node))
         | _ -> raise (FormatException $"DQN streams: {cfg.EnvId}'s environments cannot load a saved state")
 
-        let saved = Snapshot.toTensor device (Snapshot.field "obs" node)
-
-        if saved.shape <> obs.shape then
-            raise (FormatException $"DQN streams: saved observations %A{saved.shape}, the run has %A{obs.shape}")
+        let saved =
+            Snapshot.toTensorLike "DQN streams, observations" obs (Snapshot.field "obs" node)
 
         obs.Dispose()
         obs <- saved.DetachFromDisposeScope()
@@ -586,8 +584,6 @@ let trainWith
                 metrics.AddRange rows
                 hooks.OnLog agent progress rows
                 clock <- Stopwatch.StartNew()
-
-        progress.CaptureStreams <- null
 
         {
             Agent = agent

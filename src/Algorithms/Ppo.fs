@@ -766,17 +766,9 @@ type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device)
         match fused, fusedSync with
         | Some b, _ ->
             o["fused"] <- Text.Json.Nodes.JsonValue.Create(b.SaveState())
-            o["fused_generators"] <- Text.Json.Nodes.JsonArray([| for g in fusedGens -> Snapshot.ofGenerator g |])
+            o["fused_generators"] <- Snapshot.ofGenerators fusedGens
         | _, Some v -> o["sync"] <- Text.Json.Nodes.JsonValue.Create(v.SaveState())
-        | None, None ->
-            o["envs"] <-
-                Text.Json.Nodes.JsonArray(
-                    [|
-                        for e in envs ->
-                            Text.Json.Nodes.JsonValue.Create((e :?> IEnvSnapshot).SaveState())
-                            :> Text.Json.Nodes.JsonNode
-                    |]
-                )
+        | None, None -> o["envs"] <- Snapshot.ofTexts [ for e in envs -> (e :?> IEnvSnapshot).SaveState() ]
 
         o
 
@@ -786,22 +778,18 @@ type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device)
         match fused, fusedSync with
         | Some b, _ ->
             b.LoadState(string (Snapshot.field "fused" node))
-            let gens = (Snapshot.field "fused_generators" node).AsArray()
 
-            if gens.Count <> S then
-                raise (FormatException $"PPO streams: {gens.Count} fused-env generators saved, the run has {S} seeds")
-
-            for k in 0 .. S - 1 do
-                Snapshot.restoreGenerator fusedGens[k] gens[k]
+            Snapshot.restoreGenerators
+                "PPO streams, fused-env generators"
+                fusedGens
+                (Snapshot.field "fused_generators" node)
         | _, Some v -> v.LoadState(string (Snapshot.field "sync" node))
         | None, None ->
-            let saved = (Snapshot.field "envs" node).AsArray()
-
-            if saved.Count <> S then
-                raise (FormatException $"PPO streams: {saved.Count} environments saved, the run has {S} seeds")
+            let saved =
+                Snapshot.toTexts "PPO streams, environments" S (Snapshot.field "envs" node)
 
             for k in 0 .. S - 1 do
-                (envs[k] :?> IEnvSnapshot).LoadState(saved[k].GetValue<string>())
+                (envs[k] :?> IEnvSnapshot).LoadState saved[k]
 
     /// Resets every copy and returns the observations [S; N; obsDim]: seed k's copies from
     /// `envSeed k` (copy i of a `SyncVectorEnv` from `envSeed k + i`); a fused classic env is
@@ -1493,37 +1481,23 @@ let trainWith
             Discounted = torch.zeros ([| int64 S; int64 cfg.NumEnvs |], dtype = torch.float64, device = device)
         }
 
-    let generators (gens: torch.Generator[]) =
-        Text.Json.Nodes.JsonArray([| for g in gens -> Snapshot.ofGenerator g |])
-
-    let restoreGenerators (name: string) (gens: torch.Generator[]) (node: Text.Json.Nodes.JsonNode) =
-        let saved = (Snapshot.field name node).AsArray()
-
-        if saved.Count <> gens.Length then
-            raise (
-                FormatException $"PPO streams: {saved.Count} '{name}' generators saved, the run has {gens.Length} seeds"
-            )
-
-        for k in 0 .. gens.Length - 1 do
-            Snapshot.restoreGenerator gens[k] saved[k]
-
     if not (isNull progress.Streams) then
         // Continue exactly where the checkpoint stopped instead of starting fresh episodes.
         let node = Snapshot.parse progress.Streams
         envs.LoadState(Snapshot.field "envs" node)
-        let obs = Snapshot.toTensor device (Snapshot.field "obs" node)
 
-        if obs.shape <> state.Obs.shape then
-            raise (FormatException $"PPO streams: saved observations %A{obs.shape}, the run has %A{state.Obs.shape}")
+        let obs =
+            Snapshot.toTensorLike "PPO streams, observations" state.Obs (Snapshot.field "obs" node)
 
         state.Obs.Dispose()
         state.Obs <- obs.DetachFromDisposeScope()
 
-        state.Discounted.copy_ (Snapshot.toTensor device (Snapshot.field "discounted" node))
-        |> ignore
+        use discounted =
+            Snapshot.toTensorLike "PPO streams, discounted returns" state.Discounted (Snapshot.field "discounted" node)
 
-        restoreGenerators "policy" sampleGens node
-        restoreGenerators "minibatch" shuffleGens node
+        state.Discounted.copy_ discounted |> ignore
+        Snapshot.restoreGenerators "PPO streams, policy generators" sampleGens (Snapshot.field "policy" node)
+        Snapshot.restoreGenerators "PPO streams, minibatch generators" shuffleGens (Snapshot.field "minibatch" node)
         progress.Streams <- null
 
     progress.CaptureStreams <-
@@ -1533,8 +1507,8 @@ let trainWith
                 o["envs"] <- envs.SaveState()
                 o["obs"] <- Snapshot.ofTensor state.Obs
                 o["discounted"] <- Snapshot.ofTensor state.Discounted
-                o["policy"] <- generators sampleGens
-                o["minibatch"] <- generators shuffleGens
+                o["policy"] <- Snapshot.ofGenerators sampleGens
+                o["minibatch"] <- Snapshot.ofGenerators shuffleGens
                 o.ToJsonString())
         else
             null

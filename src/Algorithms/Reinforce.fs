@@ -446,8 +446,7 @@ let train (cfg: ReinforceConfig) (varianceEvery: int) (varianceBatches: int) : T
 /// The config keys of `ReinforceConfig` (snake_case, as in the YAML files).
 let fields: Field<ReinforceConfig> list =
     [
-        Field.envId "Environment id (discrete actions)." (fun c -> c.EnvId) (fun c v ->
-            { c with EnvId = v })
+        Field.envId "Environment id (discrete actions)." (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
         Field.int "iterations" "Policy updates." (Allow.ge 1) (fun c -> c.Iterations) (fun c v ->
             { c with Iterations = v })
         Field.int

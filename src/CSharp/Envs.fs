@@ -138,13 +138,10 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
         if maxEpisodeSteps < 1 then
             invalidArg "maxEpisodeSteps" $"{id}: maxEpisodeSteps must be >= 1, got {maxEpisodeSteps}"
 
-    let mutable rng = SeededRandom(Random.Shared.Next())
-    let mutable elapsed = 0
-    let mutable started = false
-    let mutable ended = false
+    let clock = EpisodeClock maxEpisodeSteps
 
     let broken (rule: string) (detail: string) =
-        raise (EnvContractException(id, elapsed, rule, detail))
+        raise (EnvContractException(id, clock.Elapsed, rule, detail))
 
     let checkObs (what: string) (obs: float32[]) =
         match EnvChecker.observationProblem observationSpace.Space obs with
@@ -179,46 +176,36 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
     /// The time limit (steps per episode).
     member _.MaxEpisodeSteps = maxEpisodeSteps
     /// The generator `OnReset` and `OnStep` must draw from (reseeded by `Reset(seed)`).
-    member _.Random: Random = rng
+    member _.Random: Random = clock.Rng
     /// Steps of the current episode so far.
-    member _.ElapsedSteps = elapsed
+    member _.ElapsedSteps = clock.Elapsed
 
     /// Starts an episode: a seed reseeds the generator (as `reset(seed=...)`), null continues its
     /// stream. Returns the first observation. Raises `EnvContractException` for an observation
     /// outside the observation space.
     member this.Reset([<Optional>] seed: Nullable<int64>) : float32[] =
-        if seed.HasValue then
-            rng <- EnvUtil.randomOfSeed seed.Value
-
-        elapsed <- 0
-        started <- true
-        ended <- false
-        checkObs "the first observation" (this.OnReset rng)
+        clock.Begin(Option.ofNullable seed)
+        checkObs "the first observation" (this.OnReset clock.Rng)
 
     member private this.StepChecked(action: EnvAction) : EnvStep =
-        if not started then
+        if not clock.Started then
             broken "Reset before Step (order enforcing)" "Step was called before Reset"
 
-        if ended then
+        if clock.Ended then
             broken
                 "Reset after the episode ended (order enforcing)"
-                $"the episode ended (terminated or truncated) after {elapsed} steps; call Reset before stepping again"
+                $"the episode ended (terminated or truncated) after {clock.Elapsed} steps; call Reset before stepping again"
 
         let r = this.OnStep action
 
         if isNull r then
             broken "OnStep must return an EnvStep" "it returned null"
 
-        elapsed <- elapsed + 1
+        let truncated = clock.Count(r.Terminated, r.Truncated)
         let obs = checkObs "every observation" r.Obs
 
         if not (Double.IsFinite r.Reward) then
             broken "the reward must be finite" $"reward {r.Reward}"
-
-        let truncated = r.Truncated || elapsed >= maxEpisodeSteps
-
-        if r.Terminated || truncated then
-            ended <- true
 
         EnvStep(obs, r.Reward, r.Terminated, truncated)
 
@@ -280,22 +267,13 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
             let o = JsonObject()
             o["id"] <- JsonValue.Create id
             o["user"] <- JsonValue.Create user
-            o["elapsed"] <- JsonValue.Create elapsed
-            o["started"] <- JsonValue.Create started
-            o["ended"] <- JsonValue.Create ended
-            o["rng"] <- Snapshot.ofRandom rng
+            clock.Save o
             o.ToJsonString()
 
         member this.LoadState text =
             let o = Snapshot.parseFor id text
-
-            let r = SeededRandom 0
-            Snapshot.restoreRandom r (Snapshot.field "rng" o)
             this.RestoreState(string (Snapshot.field "user" o))
-            elapsed <- (Snapshot.field "elapsed" o).GetValue<int>()
-            started <- (Snapshot.field "started" o).GetValue<bool>()
-            ended <- (Snapshot.field "ended" o).GetValue<bool>()
-            rng <- r
+            clock.Load o
 
 /// A single environment for C# (built-in or registered): `Reset(seed)` / `Step(action)` with
 /// Gymnasium's semantics, including the registered time limit.

@@ -475,7 +475,13 @@ type GrpoSettings() =
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type ReinforceSettings() =
-    inherit Settings<Reinforce.ReinforceConfig>(Reinforce.fields, Reinforce.defaults, Reinforce.validate, "ReinforceSettings")
+    inherit
+        Settings<Reinforce.ReinforceConfig>(
+            Reinforce.fields,
+            Reinforce.defaults,
+            Reinforce.validate,
+            "ReinforceSettings"
+        )
 
     /// Environment id (discrete actions).
     /// Config key `env_id`; allowed: one of: CartPole-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0, Acrobot-v1, FrozenLake-v1, or an id registered with Envs.register; default: CartPole-v1.
@@ -573,7 +579,13 @@ type ReinforceSettings() =
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type QLearningSettings() =
-    inherit Settings<QLearning.QLearningConfig>(QLearning.fields, QLearning.deterministicDefaults, QLearning.validate, "QLearningSettings")
+    inherit
+        Settings<QLearning.QLearningConfig>(
+            QLearning.fields,
+            QLearning.deterministicDefaults,
+            QLearning.validate,
+            "QLearningSettings"
+        )
 
     /// Training episodes.
     /// Config key `episodes`; allowed: integer >= 1; default: 2000.

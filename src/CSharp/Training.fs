@@ -270,8 +270,9 @@ type Reinforce =
 type QLearning =
     /// Trains a Q-table in memory (no run folder). `Metrics` has one row per evaluation point
     /// (`episode`, `epsilon`, `train_success`, `greedy_success`); `EvalReturns` holds the final
-    /// greedy policy's exact success probability. `progress` gets one report per evaluation point;
-    /// a cancelled token throws `OperationCanceledException` at the next one.
+    /// greedy policy's exact success probability. The tabular run takes seconds and is not
+    /// interrupted: `progress` gets one report per evaluation point once it is done, and a token
+    /// cancelled before the call throws `OperationCanceledException`.
     static member Train
         (
             settings: QLearningSettings,
@@ -283,38 +284,30 @@ type QLearning =
 
         let cfg = settings.ToConfig()
         let clock = Stopwatch.StartNew()
-        // train in chunks of EvalEvery episodes would change the exploration stream; run whole and
-        // report the curve afterwards, checking the token first.
+        // training in chunks of EvalEvery episodes would change the exploration stream: run it
+        // whole and report the curve afterwards
         cancellationToken.ThrowIfCancellationRequested()
         let r = Rl.QLearning.train cfg
 
-        let columns = [| "episode"; "epsilon"; "train_success"; "greedy_success" |]
+        for p in r.Curve do
+            if not (isNull progress) then
+                progress.Report(TrainProgress(int64 p.Episode, int64 cfg.Episodes, p.GreedySuccess, clock.Elapsed))
 
-        let index =
-            Dictionary<string, int>(columns |> Array.mapi (fun i c -> KeyValuePair(c, i))) :> IReadOnlyDictionary<_, _>
-
-        let rows =
-            [|
-                for p in r.Curve ->
-                    if not (isNull progress) then
-                        progress.Report(
-                            TrainProgress(int64 p.Episode, int64 cfg.Episodes, p.GreedySuccess, clock.Elapsed)
-                        )
-
-                    MetricsRow(columns, index, [| float p.Episode; p.Epsilon; p.TrainSuccess; p.GreedySuccess |])
-            |]
+        let table =
+            Metrics.ofRows
+                [ "episode"; "epsilon"; "train_success"; "greedy_success" ]
+                [
+                    for p in r.Curve -> [| float p.Episode; p.Epsilon; p.TrainSuccess; p.GreedySuccess |]
+                ]
 
         let final = (List.last r.Curve).GreedySuccess
-        let summary = Dictionary<string, obj>()
-        summary["greedy_success"] <- box final
-        summary["episodes"] <- box (int64 cfg.Episodes)
 
         TrainResult(
             "",
-            (rows :> IReadOnlyList<MetricsRow>),
+            Runner.rowsOf table,
             [| cfg.Seed |],
             [| [| final |] |],
-            (summary :> IReadOnlyDictionary<string, obj>)
+            Runner.summaryOf [ "greedy_success", Number final; "episodes", Integer(int64 cfg.Episodes) ]
         )
 
 /// Generalized Advantage Estimation for C# (Schulman et al. 2016, eq. 16).

@@ -194,28 +194,58 @@ let needsRepair () =
             let text = Encoding.ASCII.GetString(File.ReadAllBytes p)
             not (text.Contains missingGlibcxx))
 
-let private run (exe: string) (args: string list) =
-    let psi = Diagnostics.ProcessStartInfo(exe)
+/// Runs program `exe` with `args` and the extra environment variables `env`, writing `stdin` to
+/// its standard input when given; waits for it and returns (exit code, standard output, standard
+/// error), both trimmed. Raises `Win32Exception` when the program cannot be started.
+let capture (env: (string * string) list) (stdin: string option) (exe: string) (args: string list) =
+    let psi =
+        Diagnostics.ProcessStartInfo(
+            exe,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = stdin.IsSome
+        )
 
     for a in args do
         psi.ArgumentList.Add a
 
-    psi.RedirectStandardOutput <- true
-    psi.RedirectStandardError <- true
-    psi.Environment["DEBIAN_FRONTEND"] <- "noninteractive"
+    for k, v in env do
+        psi.Environment[k] <- v
 
+    use p = Diagnostics.Process.Start psi
+
+    match stdin with
+    | Some text ->
+        p.StandardInput.Write text
+        p.StandardInput.Close()
+    | None -> ()
+
+    let err = p.StandardError.ReadToEndAsync()
+    let out = p.StandardOutput.ReadToEnd()
+    p.WaitForExit()
+    p.ExitCode, out.Trim(), err.Result.Trim()
+
+/// `capture` for the repair's tools (apt-get non-interactive): (exit code, output and errors);
+/// -1 when the program is not found.
+let private run (exe: string) (args: string list) =
     try
-        use p = Diagnostics.Process.Start psi
-        let out = p.StandardOutput.ReadToEnd()
-        let err = p.StandardError.ReadToEnd()
-        p.WaitForExit()
-        p.ExitCode, out + err
+        let code, out, err = capture [ "DEBIAN_FRONTEND", "noninteractive" ] None exe args
+
+        code, (out + "\n" + err).Trim()
     with :? ComponentModel.Win32Exception ->
         -1, $"{exe} not found"
 
-let private onPath exe =
-    (Environment.GetEnvironmentVariable "PATH").Split ':'
-    |> Array.exists (fun d -> File.Exists(Path.Combine(d, exe)))
+/// The full path of program `name` on PATH, if any.
+let which (name: string) : string option =
+    match Environment.GetEnvironmentVariable "PATH" with
+    | null -> None
+    | path ->
+        path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+        |> Array.map (fun d -> Path.Combine(d, name))
+        |> Array.tryFind File.Exists
+
+let private onPath exe = (which exe).IsSome
 
 let private shimSource =
     """// Provides std::ios_base_library_init(), which GCC 13's libstdc++ exports at GLIBCXX_3.4.32

@@ -203,6 +203,49 @@ module Snapshot =
         use s = toTensor torch.CPU node
         g.set_state s
 
+    /// A tensor written by `ofTensor` that must have the shape and dtype of `like`, on `like`'s
+    /// device. Raises `FormatException` naming `what` and both shapes and dtypes otherwise.
+    let toTensorLike (what: string) (like: torch.Tensor) (node: JsonNode) : torch.Tensor =
+        let t = toTensor like.device node
+
+        if t.shape <> like.shape || t.dtype <> like.dtype then
+            let msg =
+                $"{what}: saved {t.dtype} %A{t.shape}, expected {like.dtype} %A{like.shape}"
+
+            t.Dispose()
+            raise (FormatException msg)
+
+        t
+
+    /// Several generators' states (one `ofGenerator` each), in order.
+    let ofGenerators (gens: torch.Generator seq) : JsonNode =
+        JsonArray([| for g in gens -> ofGenerator g |])
+
+    /// Restores the generators written by `ofGenerators` in order. Raises `FormatException`
+    /// naming `what` when the node holds another number of states.
+    let restoreGenerators (what: string) (gens: torch.Generator[]) (node: JsonNode) : unit =
+        let saved = node.AsArray()
+
+        if saved.Count <> gens.Length then
+            raise (FormatException $"{what}: {saved.Count} generator states saved, {gens.Length} expected")
+
+        for k in 0 .. gens.Length - 1 do
+            restoreGenerator gens[k] saved[k]
+
+    /// Texts (e.g. the states of several environments) as a JSON array of strings.
+    let ofTexts (texts: string seq) : JsonNode =
+        JsonArray([| for t in texts -> JsonValue.Create t :> JsonNode |])
+
+    /// Texts written by `ofTexts`; raises `FormatException` naming `what` unless there are
+    /// `count` of them.
+    let toTexts (what: string) (count: int) (node: JsonNode) : string[] =
+        let saved = node.AsArray() |> Seq.map (fun x -> x.GetValue<string>()) |> Array.ofSeq
+
+        if saved.Length <> count then
+            raise (FormatException $"{what}: {saved.Length} saved, {count} expected")
+
+        saved
+
     /// A `SeededRandom`'s state as a JSON array of 58 ints.
     let ofRandom (r: SeededRandom) : JsonNode =
         JsonArray([| for v in r.State -> JsonValue.Create v :> JsonNode |])

@@ -114,6 +114,64 @@ module EnvUtil =
     /// Uniform double in [lo, hi) from `rng`, computed as numpy's `uniform`: `lo + (hi - lo) * u`.
     let uniform (rng: Random) (lo: float) (hi: float) = lo + (hi - lo) * rng.NextDouble()
 
+/// The episode bookkeeping of a single-form environment under Gymnasium's
+/// `TimeLimit(OrderEnforcing(env))` stack, shared by `ClassicEnv` and the C# face's `CustomEnv`:
+/// the generator resets draw from, the steps of the current episode, whether an episode started
+/// and whether it ended, and their snapshot fields (`IEnvSnapshot`).
+type EpisodeClock(maxEpisodeSteps: int) =
+    let mutable rng = SeededRandom(Random.Shared.Next())
+
+    /// The generator resets (and stochastic dynamics) draw from; replaced by `Begin (Some seed)`.
+    member _.Rng = rng
+    /// Steps of the current episode so far (TimeLimit's counter).
+    member val Elapsed = 0 with get, set
+    /// True once an episode was begun.
+    member val Started = false with get, set
+    /// True once a step of the current episode terminated or was truncated.
+    member val Ended = false with get, set
+
+    /// Starts an episode: `Some seed` reseeds the generator (as `reset(seed=...)`), `None`
+    /// continues its stream; clears the step counter and the ended flag.
+    member c.Begin(seed: int64 option) =
+        match seed with
+        | Some s -> rng <- EnvUtil.randomOfSeed s
+        | None -> ()
+
+        c.Elapsed <- 0
+        c.Started <- true
+        c.Ended <- false
+
+    /// Counts one step and returns whether it is truncated (`truncatedByEnv`, or the time limit
+    /// reached); the episode ends when it terminated or was truncated.
+    member c.Count(terminated: bool, truncatedByEnv: bool) : bool =
+        c.Elapsed <- c.Elapsed + 1
+        let truncated = truncatedByEnv || c.Elapsed >= maxEpisodeSteps
+
+        if terminated || truncated then
+            c.Ended <- true
+
+        truncated
+
+    /// Writes the counter, the flags and the generator's state into a snapshot object.
+    member c.Save(o: Text.Json.Nodes.JsonObject) =
+        o["elapsed"] <- Text.Json.Nodes.JsonValue.Create c.Elapsed
+        o["started"] <- Text.Json.Nodes.JsonValue.Create c.Started
+        o["ended"] <- Text.Json.Nodes.JsonValue.Create c.Ended
+        o["rng"] <- Snapshot.ofRandom rng
+
+    /// Restores what `Save` wrote; every field is read before any is set. Raises
+    /// `FormatException` for a missing or malformed field.
+    member c.Load(o: Text.Json.Nodes.JsonNode) =
+        let r = SeededRandom 0
+        Snapshot.restoreRandom r (Snapshot.field "rng" o)
+        let elapsed = (Snapshot.field "elapsed" o).GetValue<int>()
+        let started = (Snapshot.field "started" o).GetValue<bool>()
+        let ended = (Snapshot.field "ended" o).GetValue<bool>()
+        c.Elapsed <- elapsed
+        c.Started <- started
+        c.Ended <- ended
+        rng <- r
+
 /// Base of the single form of the classic-control environments: Gymnasium's
 /// `TimeLimit(OrderEnforcing(env))` stack (`gymnasium/wrappers/common.py:130-133` for the time
 /// limit). Subclasses supply the reset distribution, the observation and the transition.
@@ -124,10 +182,7 @@ module EnvUtil =
 /// stays true once the limit is reached); it still refuses to run before the first `Reset`.
 [<AbstractClass>]
 type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpisodeSteps: int) =
-    let mutable rng = SeededRandom(Random.Shared.Next())
-    let mutable elapsed = 0
-    let mutable started = false
-    let mutable ended = false
+    let clock = EpisodeClock maxEpisodeSteps
 
     /// Draws a fresh initial state from `rng` (Gymnasium's `reset` body).
     abstract ResetState: rng: Random -> unit
@@ -155,30 +210,24 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// The `TimeLimit` length.
     member _.MaxEpisodeSteps = maxEpisodeSteps
     /// The generator that `Reset` draws from (reseeded by `Reset (Some seed)`).
-    member _.Rng: Random = rng
+    member _.Rng: Random = clock.Rng
 
     /// TimeLimit's elapsed-step counter (settable to re-synchronise with a recorded trajectory).
     member _.ElapsedSteps
-        with get () = elapsed
-        and set v = elapsed <- v
+        with get () = clock.Elapsed
+        and set v = clock.Elapsed <- v
 
     /// True once a step of the current episode returned terminated or truncated (cleared by `Reset`,
     /// settable for tests).
     member _.EpisodeEnded
-        with get () = ended
-        and set v = ended <- v
+        with get () = clock.Ended
+        and set v = clock.Ended <- v
 
     /// Starts an episode: `Some seed` reseeds the generator (as `reset(seed=...)`), `None`
     /// continues its stream. Clears the elapsed-step counter. Returns the first observation.
     member this.Reset(seed: int64 option) : float32[] =
-        match seed with
-        | Some s -> rng <- EnvUtil.randomOfSeed s
-        | None -> ()
-
-        this.ResetState rng
-        elapsed <- 0
-        started <- true
-        ended <- false
+        clock.Begin seed
+        this.ResetState clock.Rng
         this.Observe()
 
     /// Validates the action against `ActionSpace` (see `EnvUtil.discreteAction` and
@@ -192,16 +241,12 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// of the reference files). Raises `InvalidOperationException` before the first `Reset` and
     /// `ArgumentException` for a bad action.
     member this.StepUnchecked(action: Action) : StepResult =
-        if not started then
+        if not clock.Started then
             invalidOp $"{id}: Step was called before Reset (Gymnasium's OrderEnforcing); call Reset first"
 
         let action = this.CheckAction action
         let reward, terminated = this.Advance action
-        elapsed <- elapsed + 1
-        let truncated = elapsed >= maxEpisodeSteps
-
-        if terminated || truncated then
-            ended <- true
+        let truncated = clock.Count(terminated, false)
 
         {
             Obs = this.Observe()
@@ -214,9 +259,9 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     /// ended (call `Reset`, or use `StepUnchecked` to step on as Gymnasium allows), and
     /// `ArgumentException` for a bad action (see `CheckAction`).
     member this.Step(action: Action) : StepResult =
-        if ended then
+        if clock.Ended then
             invalidOp
-                $"{id}: the episode ended (terminated or truncated) after {elapsed} steps; call Reset before stepping again (StepUnchecked steps on past the end as Gymnasium does)"
+                $"{id}: the episode ended (terminated or truncated) after {clock.Elapsed} steps; call Reset before stepping again (StepUnchecked steps on past the end as Gymnasium does)"
 
         this.StepUnchecked action
 
@@ -227,10 +272,7 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         o["id"] <- Text.Json.Nodes.JsonValue.Create id
         o["state"] <- Snapshot.ofFloats this.State
         o["extra"] <- Snapshot.ofFloats this.Extra
-        o["elapsed"] <- Text.Json.Nodes.JsonValue.Create elapsed
-        o["started"] <- Text.Json.Nodes.JsonValue.Create started
-        o["ended"] <- Text.Json.Nodes.JsonValue.Create ended
-        o["rng"] <- Snapshot.ofRandom rng
+        clock.Save o
         o.ToJsonString()
 
     /// Restores a state written by `SaveState` of the same env id. Raises `FormatException`
@@ -238,19 +280,13 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     member this.LoadState(text: string) =
         let o = Snapshot.parseFor id text
 
-        let r = SeededRandom 0
-        Snapshot.restoreRandom r (Snapshot.field "rng" o)
-
         try
             this.State <- Snapshot.toFloats (Snapshot.field "state" o)
         with :? ArgumentException as e ->
             raise (FormatException $"{id}: {e.Message}")
 
         this.Extra <- Snapshot.toFloats (Snapshot.field "extra" o)
-        elapsed <- (Snapshot.field "elapsed" o).GetValue<int>()
-        started <- (Snapshot.field "started" o).GetValue<bool>()
-        ended <- (Snapshot.field "ended" o).GetValue<bool>()
-        rng <- r
+        clock.Load o
 
     interface IEnv with
         member this.Id = id
@@ -582,16 +618,7 @@ type BatchedClassicEnv
         let o = Snapshot.parseFor id text
 
         let read name (like: torch.Tensor) =
-            let t = Snapshot.toTensor device (Snapshot.field name o)
-
-            if t.shape <> like.shape || t.dtype <> like.dtype then
-                let msg =
-                    $"{id}: saved '{name}' is {t.dtype} %A{t.shape}, this env holds {like.dtype} %A{like.shape} ({numEnvs} copies)"
-
-                t.Dispose()
-                raise (FormatException msg)
-
-            t
+            Snapshot.toTensorLike $"{id}: '{name}' ({numEnvs} copies)" like (Snapshot.field name o)
 
         let newState = read "state" state
         let newElapsed = read "elapsed" elapsed

@@ -157,6 +157,15 @@ let makeWith (id: string) (options: (string * obj) list) : IEnv =
 /// `ArgumentException` listing the valid ids for an unknown id.
 let make (id: string) : IEnv = makeWith id []
 
+/// Creates `SyncVectorEnv` over `numEnvs` single forms of `id` made with `options` (Gymnasium's
+/// `make_vec(id, num_envs, vectorization_mode="sync")`, SAME_STEP auto-reset), handing results
+/// over as tensors on `device`. Raises `ArgumentException` as `makeWith`, or for `numEnvs < 1`.
+let makeSyncWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
+    if numEnvs < 1 then
+        invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
+
+    new SyncVectorEnv(Array.init numEnvs (fun _ -> makeWith id options), device) :> IBatchedEnv
+
 let private makeBatchedCore
     (id: string)
     (numEnvs: int)
@@ -214,11 +223,7 @@ let private makeBatchedCore
             ?maxSteps = o.Get "max_episode_steps"
         )
         :> IBatchedEnv
-    | _ when custom.ContainsKey id ->
-        if numEnvs < 1 then
-            invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
-
-        new SyncVectorEnv(Array.init numEnvs (fun _ -> makeWith id options), device) :> IBatchedEnv
+    | _ when custom.ContainsKey id -> makeSyncWith id numEnvs device options
     | _ -> unknownId id
 
 /// Creates the batched form of `id`: `numEnvs` copies on `device`, with options (see the module
@@ -239,15 +244,6 @@ let makeBatchedWith (id: string) (numEnvs: int) (device: torch.Device) (options:
 
 /// Creates the batched form of `id` with its registered defaults (float32 state).
 let makeBatched (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeBatchedWith id numEnvs device []
-
-/// Creates `SyncVectorEnv` over `numEnvs` single forms of `id` made with `options` (Gymnasium's
-/// `make_vec(id, num_envs, vectorization_mode="sync")`, SAME_STEP auto-reset), handing results
-/// over as tensors on `device`. Raises `ArgumentException` as `makeWith`, or for `numEnvs < 1`.
-let makeSyncWith (id: string) (numEnvs: int) (device: torch.Device) (options: (string * obj) list) : IBatchedEnv =
-    if numEnvs < 1 then
-        invalidArg "numEnvs" $"{id}: the number of copies must be at least 1, got {numEnvs}"
-
-    new SyncVectorEnv(Array.init numEnvs (fun _ -> makeWith id options), device) :> IBatchedEnv
 
 /// `makeSyncWith` with the registered defaults.
 let makeSync (id: string) (numEnvs: int) (device: torch.Device) : IBatchedEnv = makeSyncWith id numEnvs device []

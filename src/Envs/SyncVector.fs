@@ -199,14 +199,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         let o = Text.Json.Nodes.JsonObject()
         o["id"] <- Text.Json.Nodes.JsonValue.Create id
 
-        o["copies"] <-
-            Text.Json.Nodes.JsonArray(
-                [|
-                    for e in envs ->
-                        Text.Json.Nodes.JsonValue.Create((e :?> IEnvSnapshot).SaveState()) :> Text.Json.Nodes.JsonNode
-                |]
-            )
-
+        o["copies"] <- Snapshot.ofTexts [ for e in envs -> (e :?> IEnvSnapshot).SaveState() ]
         o["episode_return"] <- Snapshot.ofFloats epReturn
         o["episode_length"] <- Snapshot.ofFloats (Array.map float epLength)
         o["started"] <- Text.Json.Nodes.JsonValue.Create started
@@ -222,15 +215,21 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
             )
 
         let o = Snapshot.parseFor id text
-        let copies = (Snapshot.field "copies" o).AsArray()
+
+        let copies =
+            Snapshot.toTexts $"{id}: the copies of this SyncVectorEnv" n (Snapshot.field "copies" o)
+
         let rets = Snapshot.toFloats (Snapshot.field "episode_return" o)
         let lens = Snapshot.toFloats (Snapshot.field "episode_length" o)
 
-        if copies.Count <> n || rets.Length <> n || lens.Length <> n then
-            raise (FormatException $"{id}: the saved state has {copies.Count} copies, this SyncVectorEnv has {n}")
+        if rets.Length <> n || lens.Length <> n then
+            raise (
+                FormatException
+                    $"{id}: the saved episode accumulators are for {rets.Length} copies, this SyncVectorEnv has {n}"
+            )
 
         for i in 0 .. n - 1 do
-            (envs[i] :?> IEnvSnapshot).LoadState(copies[i].GetValue<string>())
+            (envs[i] :?> IEnvSnapshot).LoadState copies[i]
             epReturn[i] <- rets[i]
             epLength[i] <- int64 lens[i]
 

@@ -595,13 +595,14 @@ let resumableRun (pointDir: string) : string option =
     else
         None
 
-/// A token that the first SIGTERM or SIGINT cancels and that keeps the process alive through
-/// every later one, for a point task (`sweep.fsx point`): a task can get its stop signal twice
-/// (Slurm's `scancel --signal=TERM --full` reaches both the batch script, which forwards it, and
-/// the run; Ctrl+C reaches local workers from the terminal and from the sweep that started them),
-/// and the second must not end the run before its checkpoint (`Train.stopOnSignals` would).
-/// Slurm's SIGKILL after its KillWait still ends a task that does not stop.
-let stopOnTaskSignals () : Threading.CancellationToken = Train.stopOnSignalsWith false
+/// Signal handling (`Train.SignalStop`, keep it with `use`) whose token the first SIGTERM or
+/// SIGINT cancels and that keeps the process alive through every later one, for a point task
+/// (`sweep.fsx point`): a task can get its stop signal twice (Slurm's `scancel --signal=TERM
+/// --full` reaches both the batch script, which forwards it, and the run; Ctrl+C reaches local
+/// workers from the terminal and from the sweep that started them), and the second must not end
+/// the run before its checkpoint (`Train.stopOnSignals` would). Slurm's SIGKILL after its
+/// KillWait still ends a task that does not stop.
+let stopOnTaskSignals () : Train.SignalStop = Train.stopOnSignalsWith false
 
 /// Runs grid point `index` of sweep folder `dir` (read from its points.json) in this process, as
 /// a worker process or Slurm task does: a point with a finished run is skipped; a point whose run
@@ -792,41 +793,6 @@ type PointStatus =
 
 /// Runs a program with arguments; returns the exit code and stdout + stderr. Raises
 /// `ComponentModel.Win32Exception` when the program cannot be started.
-let private capture (exe: string) (args: string list) (stdin: string option) =
-    let psi =
-        Diagnostics.ProcessStartInfo(
-            exe,
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin.IsSome
-        )
-
-    for a in args do
-        psi.ArgumentList.Add a
-
-    use p = Diagnostics.Process.Start psi
-
-    match stdin with
-    | Some text ->
-        p.StandardInput.Write text
-        p.StandardInput.Close()
-    | None -> ()
-
-    let err = p.StandardError.ReadToEndAsync()
-    let out = p.StandardOutput.ReadToEnd()
-    p.WaitForExit()
-    p.ExitCode, out.Trim(), err.Result.Trim()
-
-/// The full path of program `name` on PATH, if any.
-let which (name: string) : string option =
-    match Environment.GetEnvironmentVariable "PATH" with
-    | null -> None
-    | path ->
-        path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-        |> Array.map (fun d -> Path.Combine(d, name))
-        |> Array.tryFind File.Exists
-
 /// The Slurm job ids submitted for sweep folder `dir` (from slurm-jobs.txt), oldest first.
 let jobIds (dir: string) : string list =
     let path = Path.Combine(dir, JobsFile)
@@ -845,12 +811,12 @@ let jobIds (dir: string) : string list =
 /// e.g. 3 -> ("PENDING", "BeginTime"). Empty when there are no jobs or squeue is missing or fails
 /// (jobs that ended long ago are no longer known to squeue).
 let queuedTasks (jobs: string list) : Map<int, string * string> =
-    match jobs, which "squeue" with
+    match jobs, Native.which "squeue" with
     | [], _
     | _, None -> Map.empty
     | _, Some squeue ->
         let code, out, _ =
-            capture squeue [ "-h"; "-r"; "-j"; String.Join(",", jobs); "-o"; "%i|%T|%r" ] None
+            Native.capture [] None squeue [ "-h"; "-r"; "-j"; String.Join(",", jobs); "-o"; "%i|%T|%r" ]
 
         if code <> 0 then
             Map.empty
@@ -1279,9 +1245,9 @@ let private sbatchRefused (launch: Launch) (message: string) =
             "launcher", "slurm"
 
     let allowed =
-        match key, which "sinfo" with
+        match key, Native.which "sinfo" with
         | "slurm_partition", Some sinfo ->
-            match capture sinfo [ "-h"; "-o"; "%R" ] None with
+            match Native.capture [] None sinfo [ "-h"; "-o"; "%R" ] with
             | 0, out, _ when out <> "" ->
                 "a partition of this cluster: "
                 + String.Join(", ", out.Split('\n') |> Array.map (fun s -> s.Trim()))
@@ -1529,7 +1495,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
     match launch.Launcher with
     | "slurm" ->
         let sbatch =
-            match which "sbatch" with
+            match Native.which "sbatch" with
             | Some s -> s
             | None ->
                 bad
@@ -1546,7 +1512,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
         let script =
             sbatchScript launch command workDir dir (if todo.IsEmpty then [ 0 .. grid.Length - 1 ] else todo)
 
-        match capture sbatch [ "--test-only" ] (Some script) with
+        match Native.capture [] (Some script) sbatch [ "--test-only" ] with
         | 0, _, _ -> ()
         | _, out, err -> sbatchRefused launch ((err + " " + out).Trim())
 
@@ -1584,7 +1550,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
             writeSpec dir spec
             Files.writeTextAtomic scriptPath script
 
-            match capture sbatch [ "--parsable"; scriptPath ] None with
+            match Native.capture [] None sbatch [ "--parsable"; scriptPath ] with
             | 0, out, _ ->
                 let jobId = out.Split(';').[0].Trim()
                 File.AppendAllText(Path.Combine(dir, JobsFile), $"{jobId} {arraySpec todo}\n")

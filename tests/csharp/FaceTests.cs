@@ -49,10 +49,6 @@ static class Temp
         Threads = 1,
     };
 
-    static readonly string[] Timing = { "sps" };
-
-    public static bool IsTiming(string c) =>
-        c == "sps" || c.EndsWith("_s") || c.EndsWith("_seconds") || c.EndsWith("_per_second");
 }
 
 /// Cancels its token once the run reports `stopAt` steps or more (the report comes after the
@@ -130,7 +126,7 @@ public class SettingsTests
 public class TrainingTests
 {
     static Dictionary<string, double[]> Columns(TrainResult r) =>
-        r.Metrics[0].Columns.Where(c => !Temp.IsTiming(c))
+        r.Metrics[0].Columns.Where(c => !Rl.Metrics.isTimingColumn(c))
             .ToDictionary(c => c, c => r.Metrics.Select(m => m[c]).ToArray());
 
     [Fact]
