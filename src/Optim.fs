@@ -88,6 +88,204 @@ let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq
 
         norm
 
+/// Norms per seed of tensors laid out as [S; ...] (one per parameter): sqrt of the sum over the
+/// tensors of the squares in seed slice k, summed tensor by tensor in float64; [S] float64 (zeros
+/// for no tensors).
+let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor =
+    let squares =
+        tensors
+        |> Seq.map (fun t -> t.to_type(torch.float64).reshape(int64 seeds, -1L).square().sum(1L))
+        |> Seq.toArray
+
+    if squares.Length = 0 then
+        torch.zeros (int64 seeds, dtype = torch.float64)
+    else
+        (Array.reduce (+) squares).sqrt()
+
+/// A network's trainable parameters held in one contiguous buffer, with an optimizer that steps
+/// that one buffer: Adam, RMSprop and SGD update every element as they would update the
+/// parameters one by one (the same operations on the same values, so results are bit-identical),
+/// but with a handful of native calls per step instead of several per parameter; per-seed
+/// gradient clipping and the gradient and Adam-moment diagnostics are a few calls too.
+///
+/// Layout: each parameter [S; ...] keeps its own shape and becomes a contiguous view of the buffer
+/// (parameter by parameter, in `parameters` order); its gradient is a view of one gradient buffer
+/// that `backward` accumulates into. `PerSeed` gathers a buffer-shaped tensor into [S; P] (seed k's
+/// parameters flattened and concatenated in order, P values per seed), the layout of
+/// `flatGradPerSeed`. The parameters stay the module's own objects, so `Module.save`/`load`,
+/// `state_dict` and forward passes see no difference; do not move the module to another device
+/// afterwards (moving replaces its tensors and breaks the views), nor set its gradients to null.
+/// Parameters that do not require a gradient are left out of the buffer.
+///
+/// Raises `ArgumentException` when `lr <= 0`, when there is no trainable parameter, when they
+/// differ in device or dtype, or when one has no leading seed axis of size `seeds`.
+type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Parameter seq) =
+    let parameters = parameters |> Seq.filter (fun p -> p.requires_grad) |> Seq.toArray
+
+    do
+        if parameters.Length = 0 then
+            invalidArg "parameters" "FlatOptimizer: no parameter that requires a gradient"
+
+        let p0 = parameters[0]
+
+        for p in parameters do
+            if p.dim () = 0L || p.shape[0] <> int64 seeds then
+                invalidArg
+                    "parameters"
+                    $"FlatOptimizer: parameter of shape %A{p.shape} has no leading seed axis of size {seeds}"
+
+            if string p.device <> string p0.device || p.dtype <> p0.dtype then
+                invalidArg
+                    "parameters"
+                    $"FlatOptimizer: parameters on {p0.device}/{p0.dtype} and {p.device}/{p.dtype}; all must share one device and dtype"
+
+    let device = parameters[0].device
+    let dtype = parameters[0].dtype
+    let numels = parameters |> Array.map (fun p -> p.numel ())
+    let offsets = Array.scan (+) 0L numels
+    let total = offsets[numels.Length]
+    let perSeedSize = total / int64 seeds
+
+    let buffer =
+        new Parameter(torch.zeros ([| total |], dtype = dtype, device = device))
+
+    let grad =
+        torch.zeros([| total |], dtype = dtype, device = device).DetachFromDisposeScope()
+
+    do buffer.DetachFromDisposeScope() |> ignore
+
+    let segment (t: torch.Tensor) (i: int) =
+        t.narrow(0L, offsets[i], numels[i]).view(parameters[i].shape)
+
+    do
+        use _ng = torch.no_grad ()
+
+        for i in 0 .. parameters.Length - 1 do
+            let p = parameters[i]
+            let view = segment buffer i
+            view.copy_ p |> ignore
+            p.set_ view |> ignore
+            p.grad <- segment grad i
+
+        buffer.grad <- grad
+
+    // Index of buffer element for [S; P] position (k, j): parameter i's block holds seed k's n_i
+    // values at offsets[i] + k * n_i.
+    let perSeedIndex, seedOfElement =
+        let gather = Array.zeroCreate<int64>(int total)
+        let seedOf = Array.zeroCreate<int64>(int total)
+        let mutable j = 0
+
+        for k in 0 .. seeds - 1 do
+            for i in 0 .. parameters.Length - 1 do
+                let n = numels[i] / int64 seeds
+
+                for e in 0L .. n - 1L do
+                    let src = offsets[i] + int64 k * n + e
+                    gather[j] <- src
+                    seedOf[int src] <- int64 k
+                    j <- j + 1
+
+        torch.tensor(gather, device = device).DetachFromDisposeScope(),
+        torch.tensor(seedOf, device = device).DetachFromDisposeScope()
+
+    let optimizer = make kind lr [ buffer ]
+
+    /// The TorchSharp optimizer over the one buffer (what checkpoints save and load, and what
+    /// carries the learning rate).
+    member _.Optimizer: torch.optim.Optimizer = optimizer
+
+    /// The parameters, in buffer order (the module's own objects, now views of the buffer).
+    member _.Parameters = parameters
+
+    /// The parameter buffer [S * P] (a leaf whose gradient is `Grad`).
+    member _.Buffer: torch.Tensor = buffer
+
+    /// The gradient buffer [S * P]; each parameter's `grad` is a view of it.
+    member _.Grad = grad
+
+    /// Seeds S (the parameters' leading size).
+    member _.Seeds = seeds
+
+    /// Values per seed P.
+    member _.PerSeedSize = perSeedSize
+
+    /// Zeroes every gradient (one call; the gradient views stay in place).
+    member _.ZeroGrad() =
+        use _ng = torch.no_grad ()
+        grad.zero_ () |> ignore
+
+    /// One optimizer step over the buffer.
+    member _.Step() = optimizer.step () |> ignore
+
+    /// `x` [S * P], laid out like the buffer, gathered into [S; P] (a copy).
+    member _.PerSeed(x: torch.Tensor) : torch.Tensor =
+        x.index_select(0L, perSeedIndex).view(int64 seeds, perSeedSize)
+
+    /// The gradients as [S; P] (a copy; what `flatGradPerSeed` returns for the same parameters).
+    member o.GradPerSeed() : torch.Tensor =
+        use _ng = torch.no_grad ()
+        o.PerSeed grad
+
+    /// The global gradient norm per seed, sqrt of the sum of squares over seed k's gradients,
+    /// [S] (no gradient; the gradients are left as they are).
+    member o.GradNormPerSeed() : torch.Tensor =
+        use _ng = torch.no_grad ()
+        o.GradPerSeed().norm(1, p = 2.0f)
+
+    /// Global-norm clipping per seed, as `clipGradNormPerSeed`: seed k's gradients are scaled by
+    /// min(1, maxNorm / (norm_k + 1e-6)). Returns the pre-clip norms [S] (no gradient). Raises
+    /// `ArgumentException` if `maxNorm <= 0`.
+    member o.ClipGradNormPerSeed(maxNorm: float) : torch.Tensor =
+        if not (maxNorm > 0.0) then
+            invalidArg "maxNorm" $"maxNorm must be > 0, got {maxNorm}"
+
+        use _ng = torch.no_grad ()
+        let norm = o.GradNormPerSeed()
+        let coef = (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
+        grad.mul_ (coef.index_select (0L, seedOfElement)) |> ignore
+        norm
+
+    /// Norms per seed of Adam's first- and second-moment estimates, as `adamMomentNorms` over the
+    /// parameters one by one: ([S], [S]) float64; NaN for an optimizer that is not Adam, zeros
+    /// before the first step.
+    member _.AdamMomentNorms() : torch.Tensor * torch.Tensor =
+        use _ng = torch.no_grad ()
+
+        let state =
+            match optimizer with
+            | :? Modules.Adam as adam ->
+                adam.state_dict().State
+                |> Seq.tryPick (fun s ->
+                    match s with
+                    | :? Modules.Adam.State as st -> Some st
+                    | _ -> None)
+                |> Some
+            | _ -> None
+
+        match state with
+        | Some(Some st) ->
+            let norm (t: torch.Tensor) =
+                normsPerSeed seeds [ for i in 0 .. parameters.Length - 1 -> segment t i ]
+
+            norm st.exp_avg, norm st.exp_avg_sq
+        | Some None ->
+            torch.zeros (int64 seeds, dtype = torch.float64), torch.zeros (int64 seeds, dtype = torch.float64)
+        | None ->
+            let n = torch.full (int64 seeds, nan, dtype = torch.float64)
+            n, n.clone ()
+
+    interface IDisposable with
+        member _.Dispose() =
+            optimizer.Dispose()
+            perSeedIndex.Dispose()
+            seedOfElement.Dispose()
+
+/// A `FlatOptimizer` of `kind` with learning rate `lr` over the trainable `parameters` of one
+/// network with a leading seed axis of size `seeds`.
+let makeFlat (kind: OptimizerKind) (lr: float) (seeds: int) (parameters: Parameter seq) =
+    new FlatOptimizer(kind, lr, seeds, parameters)
+
 /// Parses an optimizer name ("adam", "rmsprop", "sgd") with the config's beta1, beta2 and eps:
 /// Adam(beta1, beta2, eps); RMSprop with smoothing alpha = beta2 and eps (optax `rmsprop`'s
 /// decay plays beta2's role); SGD without momentum. Raises `ArgumentException` for another name.
@@ -143,14 +341,7 @@ let adamMomentNorms (seeds: int) (optimizer: torch.optim.Optimizer) : torch.Tens
                 | _ -> None)
             |> Seq.toArray
 
-        let norm (f: Modules.Adam.State -> torch.Tensor) =
-            if states.Length = 0 then
-                torch.zeros (int64 seeds, dtype = torch.float64)
-            else
-                states
-                |> Array.map (fun st -> (f st).to_type(torch.float64).reshape(int64 seeds, -1L).square().sum(1L))
-                |> Array.reduce (+)
-                |> fun t -> t.sqrt ()
+        let norm (f: Modules.Adam.State -> torch.Tensor) = normsPerSeed seeds (Array.map f states)
 
         norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
     | _ ->

@@ -706,7 +706,7 @@ let saveGrpoCheckpoint (dir: string) (agent: Grpo.Agent) (epoch: int) =
     Checkpoint.save
         (Path.Combine(dir, Run.CheckpointDir))
         [ "actor", agent.Actor :> torch.nn.Module; "reference", agent.Reference ]
-        [ "optimizer", agent.Optimizer :?> Modules.OptimizerHelper ]
+        [ "optimizer", agent.Optimizer.Optimizer :?> Modules.OptimizerHelper ]
         (Map.ofList [ "epoch", string epoch ])
 
 /// Writes `report.html` for a GRPO run folder from its `metrics.csv` and summary pairs.
@@ -900,7 +900,7 @@ let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) 
     Checkpoint.save
         (Path.Combine(dir, Run.CheckpointDir))
         (dqnModules agent)
-        [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+        [ "opt", agent.Opt.Optimizer :?> TorchSharp.Modules.OptimizerHelper ]
         extra
 
 /// Builds a DQN agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
@@ -918,7 +918,7 @@ let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
         Dqn.makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace TorchSharp.torch.CPU
 
     let extra =
-        Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt :?> TorchSharp.Modules.OptimizerHelper ]
+        Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt.Optimizer :?> TorchSharp.Modules.OptimizerHelper ]
 
     agent.Buffer.Restore(int extra["buffer_position"], int extra["buffer_count"])
 

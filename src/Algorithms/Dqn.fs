@@ -118,7 +118,8 @@ type Agent =
     {
         QNet: QNetwork
         Target: QNetwork
-        Opt: torch.optim.Optimizer
+        /// Adam over the online network's parameters in one flat buffer.
+        Opt: Optim.FlatOptimizer
         Buffer: Buffers.ReplayBuffer
         Device: torch.Device
         Seeds: int64[]
@@ -126,7 +127,7 @@ type Agent =
 
     interface IDisposable with
         member a.Dispose() =
-            a.Opt.Dispose()
+            (a.Opt :> IDisposable).Dispose()
             a.QNet.Dispose()
             a.Target.Dispose()
             a.Buffer.Dispose()
@@ -162,7 +163,12 @@ let makeAgent (cfg: DqnConfig) (obsDim: int) (actionSpace: Space) (device: torch
     {
         QNet = q
         Target = target
-        Opt = Optim.make (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps)) cfg.LearningRate (q.parameters ())
+        Opt =
+            Optim.makeFlat
+                (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps))
+                cfg.LearningRate
+                S
+                (q.parameters ())
         Buffer = new Buffers.ReplayBuffer(S, cfg.BufferSize, obsDim, device)
         Device = device
         Seeds = seeds
@@ -190,20 +196,16 @@ let learnStep (cfg: DqnConfig) (agent: Agent) (batch: Buffers.ReplayBatch) : Lea
         agent.QNet.forward(batch.Obs).gather(-1L, batch.Actions.unsqueeze -1L).squeeze(-1L)
 
     let loss = Losses.tdLoss cfg.Loss qTaken targets
-    agent.Opt.zero_grad ()
+    agent.Opt.ZeroGrad()
     loss.sum().backward()
-    let S = agent.Seeds.Length
 
     let gradNorm =
-        Optim.clipGradNormPerSeed
-            S
-            (if cfg.MaxGradNorm > 0.0 then
-                 cfg.MaxGradNorm
-             else
-                 1e30 (* no clipping; a float32-representable bound *) )
-            (agent.QNet.parameters ())
+        if cfg.MaxGradNorm > 0.0 then
+            agent.Opt.ClipGradNormPerSeed cfg.MaxGradNorm
+        else
+            agent.Opt.GradNormPerSeed()
 
-    agent.Opt.step () |> ignore
+    agent.Opt.Step()
     use _ng = torch.no_grad ()
 
     {

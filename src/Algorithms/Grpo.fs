@@ -105,14 +105,15 @@ type Agent =
         Actor: Actor
         /// pi_ref: no gradient; a copy of the actor (initial, or refreshed every RefUpdateEpochs).
         Reference: Actor
-        Optimizer: torch.optim.Optimizer
+        /// Adam over the policy's parameters in one flat buffer.
+        Optimizer: Optim.FlatOptimizer
         Device: torch.Device
         Seeds: int64[]
     }
 
     interface IDisposable with
         member a.Dispose() =
-            a.Optimizer.Dispose()
+            (a.Optimizer :> IDisposable).Dispose()
             a.Actor.Dispose()
             a.Reference.Dispose()
 
@@ -152,7 +153,11 @@ let makeAgent (cfg: GrpoConfig) (device: torch.Device) : Agent =
             Actor = actor
             Reference = reference
             Optimizer =
-                Optim.make (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps)) cfg.Lr (actor.parameters ())
+                Optim.makeFlat
+                    (Optim.Adam(cfg.Run.Beta1, cfg.Run.Beta2, cfg.Run.AdamEps))
+                    cfg.Lr
+                    seeds.Length
+                    (actor.parameters ())
             Device = device
             Seeds = seeds
         }
@@ -422,17 +427,16 @@ let private learnGroup
         let parts =
             loss cfg.ClipEps cfg.Beta cfg.EntCoef lp group.Actions group.LogProbOld group.LogProbRef advantages
 
-        agent.Optimizer.zero_grad ()
+        agent.Optimizer.ZeroGrad()
         parts.Loss.sum().backward()
 
-        let clip =
+        let gradNorm =
             if cfg.MaxGradNorm > 0.0 then
-                cfg.MaxGradNorm
+                agent.Optimizer.ClipGradNormPerSeed cfg.MaxGradNorm
             else
-                Double.MaxValue
+                agent.Optimizer.GradNormPerSeed()
 
-        let gradNorm = Optim.clipGradNormPerSeed S clip actorParams
-        agent.Optimizer.step () |> ignore
+        agent.Optimizer.Step()
         use _ng = torch.no_grad ()
         let w = 1.0 / float cfg.UpdateEpochs
 

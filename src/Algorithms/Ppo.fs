@@ -309,8 +309,10 @@ type Agent =
     {
         Actor: Actor
         Critic: Critic
-        ActorOpt: torch.optim.Optimizer
-        CriticOpt: torch.optim.Optimizer
+        /// The policy's (or the shared network's) optimizer over one flat parameter buffer.
+        ActorOpt: Optim.FlatOptimizer
+        /// The critic's optimizer over one flat parameter buffer (null with a shared network).
+        CriticOpt: Optim.FlatOptimizer
         Device: torch.Device
         Seeds: int64[]
         /// The shared-trunk actor-critic when `SharedNetwork`.
@@ -335,16 +337,21 @@ type Agent =
         | Some net -> [ "actor_critic", net :> torch.nn.Module ]
         | None -> [ "actor", a.Actor :> torch.nn.Module; "critic", a.Critic :> torch.nn.Module ]
 
-    /// The optimizers by checkpoint name: "actor_opt", "critic_opt" (separate) or "opt" (shared).
-    member a.Optimizers: (string * torch.optim.Optimizer) list =
+    /// The flat-buffer optimizers by checkpoint name: "actor_opt", "critic_opt" (separate) or
+    /// "opt" (shared).
+    member a.FlatOptimizers: (string * Optim.FlatOptimizer) list =
         match a.Shared with
         | Some _ -> [ "opt", a.ActorOpt ]
         | None -> [ "actor_opt", a.ActorOpt; "critic_opt", a.CriticOpt ]
 
+    /// The TorchSharp optimizers (what checkpoints save) by checkpoint name, as `FlatOptimizers`.
+    member a.Optimizers: (string * torch.optim.Optimizer) list =
+        a.FlatOptimizers |> List.map (fun (name, o) -> name, o.Optimizer)
+
     interface IDisposable with
         member a.Dispose() =
-            for _, o in a.Optimizers do
-                o.Dispose()
+            for _, o in a.FlatOptimizers do
+                (o :> IDisposable).Dispose()
 
             for _, m in a.Modules do
                 m.Dispose()
@@ -388,8 +395,8 @@ let makeAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device: torch
     {
         Actor = actor
         Critic = critic
-        ActorOpt = Optim.make kind cfg.ActorLr (actor.parameters ())
-        CriticOpt = Optim.make kind cfg.CriticLr (critic.parameters ())
+        ActorOpt = Optim.makeFlat kind cfg.ActorLr seeds.Length (actor.parameters ())
+        CriticOpt = Optim.makeFlat kind cfg.CriticLr seeds.Length (critic.parameters ())
         Device = device
         Seeds = seeds
         Shared = None
@@ -423,8 +430,8 @@ let makeSharedAgent (cfg: PpoConfig) (obsDim: int) (actionSpace: Space) (device:
     {
         Actor = Unchecked.defaultof<Actor>
         Critic = Unchecked.defaultof<Critic>
-        ActorOpt = Optim.make kind cfg.Lr (net.parameters ())
-        CriticOpt = Unchecked.defaultof<torch.optim.Optimizer>
+        ActorOpt = Optim.makeFlat kind cfg.Lr seeds.Length (net.parameters ())
+        CriticOpt = Unchecked.defaultof<Optim.FlatOptimizer>
         Device = device
         Seeds = seeds
         Shared = Some net
@@ -1114,9 +1121,6 @@ let private minibatchStep
     (cfg: PpoConfig)
     (agent: Agent)
     (klBeta: Tensor)
-    (actorParams: Modules.Parameter[])
-    (criticParams: Modules.Parameter[])
-    (clipNorm: float)
     (onPolicyGrad: unit -> unit)
     (mb: Batch)
     : MinibatchTerms =
@@ -1140,13 +1144,13 @@ let private minibatchStep
 
     // Profile sections (bench.fsx profile): learn.forward (networks and losses), learn.backward,
     // learn.clip (clipping and the gradient diagnostics), learn.step (optimizer).
-    let backward (opt: torch.optim.Optimizer) (loss: Tensor) =
+    let backward (opt: Optim.FlatOptimizer) (loss: Tensor) =
         Profile.section "learn.backward" (fun () ->
-            opt.zero_grad ()
+            opt.ZeroGrad()
             loss.sum().backward())
 
-    let optimizerStep (opt: torch.optim.Optimizer) =
-        Profile.section "learn.step" (fun () -> opt.step () |> ignore)
+    let optimizerStep (opt: Optim.FlatOptimizer) =
+        Profile.section "learn.step" (fun () -> opt.Step())
 
     let stepPolicy (loss: Tensor) =
         backward agent.ActorOpt loss
@@ -1154,7 +1158,11 @@ let private minibatchStep
         let gradNorm =
             Profile.section "learn.clip" (fun () ->
                 onPolicyGrad ()
-                Optim.clipGradNormPerSeed S clipNorm actorParams)
+
+                if cfg.MaxGradNorm > 0.0 then
+                    agent.ActorOpt.ClipGradNormPerSeed cfg.MaxGradNorm
+                else
+                    agent.ActorOpt.GradNormPerSeed())
 
         optimizerStep agent.ActorOpt
         gradNorm
@@ -1189,7 +1197,7 @@ let private minibatchStep
         backward agent.CriticOpt vLoss
 
         if cfg.MaxGradNorm > 0.0 then
-            Profile.section "learn.clip" (fun () -> Optim.clipGradNormPerSeed S cfg.MaxGradNorm criticParams)
+            Profile.section "learn.clip" (fun () -> agent.CriticOpt.ClipGradNormPerSeed cfg.MaxGradNorm)
             |> ignore
 
         optimizerStep agent.CriticOpt
@@ -1228,36 +1236,17 @@ let learn
         else
             null
 
-    let acc () =
-        torch.zeros ([| int64 S |], dtype = torch.float64, device = device)
+    // Rows: policy loss, value loss, entropy, approx KL, clip fraction, gradient norm; [6; S]
+    // float64, summed over the minibatch steps on the device and read once per update.
+    let sums = torch.zeros ([| 6L; int64 S |], dtype = torch.float64, device = device)
 
-    let sumActor, sumCritic, sumEnt, sumKl, sumClip, sumGrad =
-        acc (), acc (), acc (), acc (), acc (), acc ()
-
-    let parametersOf (m: torch.nn.Module) = m.parameters () |> Seq.toArray
-
-    let actorParams, criticParams =
-        match agent.Shared with
-        | Some net -> parametersOf net, [||]
-        | None -> parametersOf agent.Actor, parametersOf agent.Critic
-
-    let clipNorm =
-        if cfg.MaxGradNorm > 0.0 then
-            cfg.MaxGradNorm
-        else
-            Double.MaxValue
-
-    // Sum over minibatches of the pre-clip policy gradient, [S; P].
-    let mutable gradSum: Tensor = null
+    // Sum over minibatches of the pre-clip policy gradient, in the flat buffer's layout [S * P]
+    // (gathered into [S; P] once, after the last minibatch).
+    let gradSum = torch.zeros_like agent.ActorOpt.Grad
 
     let addGrad () =
         use _ng = torch.no_grad ()
-        let g = Optim.flatGradPerSeed S actorParams
-
-        if isNull gradSum then
-            gradSum <- g.clone().MoveToOuterDisposeScope().MoveToOuterDisposeScope()
-        else
-            gradSum.add_ g |> ignore
+        gradSum.add_ agent.ActorOpt.Grad |> ignore
 
     for _epoch in 1 .. cfg.UpdateEpochs do
         use epochScope = torch.NewDisposeScope()
@@ -1267,37 +1256,47 @@ let learn
 
         for j in 0 .. cfg.MinibatchesPerEpoch - 1 do
             use mbScope = torch.NewDisposeScope()
-            let mb = minibatchOf cfg.KlPenalty (perm.narrow (1L, int64 (j * B), int64 B)) batch
 
             let mb =
-                if cfg.NormAdv && not cfg.NormAdvBatch then
-                    { mb with
-                        Advantages = Advantage.normalize mb.Advantages
-                    }
-                else
-                    mb
+                Profile.section "learn.gather" (fun () ->
+                    let mb = minibatchOf cfg.KlPenalty (perm.narrow (1L, int64 (j * B), int64 B)) batch
+
+                    if cfg.NormAdv && not cfg.NormAdvBatch then
+                        { mb with
+                            Advantages = Advantage.normalize mb.Advantages
+                        }
+                    else
+                        mb)
 
             let terms =
-                Profile.section "learn.minibatch" (fun () ->
-                    minibatchStep cfg agent beta actorParams criticParams clipNorm addGrad mb)
+                Profile.section "learn.minibatch" (fun () -> minibatchStep cfg agent beta addGrad mb)
 
             use _ng = torch.no_grad ()
-            let f64 (x: Tensor) = x.detach().to_type torch.float64
-            sumActor.add_ (f64 terms.PolicyLoss) |> ignore
-            sumCritic.add_ (f64 terms.ValueLoss) |> ignore
-            sumEnt.add_ (f64 terms.Entropy) |> ignore
-            sumKl.add_ (f64 terms.Stats.ApproxKl) |> ignore
-            sumClip.add_ (f64 terms.Stats.ClipFraction) |> ignore
-            sumGrad.add_ (f64 terms.GradNorm) |> ignore
+
+            Profile.section "learn.sums" (fun () ->
+                let row =
+                    torch.stack (
+                        [|
+                            terms.PolicyLoss
+                            terms.ValueLoss
+                            terms.Entropy
+                            terms.Stats.ApproxKl
+                            terms.Stats.ClipFraction
+                            terms.GradNorm
+                        |],
+                        0L
+                    )
+
+                sums.add_ (row.to_type torch.float64) |> ignore)
 
     {
-        ActorLoss = sumActor
-        CriticLoss = sumCritic
-        Entropy = sumEnt
-        ApproxKl = sumKl
-        ClipFraction = sumClip
-        GradNorm = sumGrad
-        Grad = gradSum
+        ActorLoss = sums[0]
+        CriticLoss = sums[1]
+        Entropy = sums[2]
+        ApproxKl = sums[3]
+        ClipFraction = sums[4]
+        GradNorm = sums[5]
+        Grad = agent.ActorOpt.PerSeed gradSum
     }
 
 /// Sets both learning rates for update `update` (1-based; annealed linearly to 0 over the run
@@ -1311,10 +1310,10 @@ let private setLearningRates (cfg: PpoConfig) (agent: Agent) (update: int) =
         else
             lr
 
-    Optim.setLearningRate agent.ActorOpt (at policyLr)
+    Optim.setLearningRate agent.ActorOpt.Optimizer (at policyLr)
 
     if not cfg.SharedNetwork then
-        Optim.setLearningRate agent.CriticOpt (at cfg.CriticLr)
+        Optim.setLearningRate agent.CriticOpt.Optimizer (at cfg.CriticLr)
 
     at policyLr
 
@@ -1383,7 +1382,7 @@ let private metricsRows
     let S = seeds.Length
     let T = cfg.NumSteps
     let nSteps = float (cfg.UpdateEpochs * cfg.MinibatchesPerEpoch)
-    let mNorm, vNorm = Optim.adamMomentNorms S agent.ActorOpt
+    let mNorm, vNorm = agent.ActorOpt.AdamMomentNorms()
     let cosPrev, cosEma = gradCosines progress (sums.Grad / nSteps)
     let mNorm, vNorm = toArray mNorm, toArray vNorm
     let explVar = toArray (Losses.explainedVariance batch.Values batch.Returns)

@@ -73,16 +73,18 @@ type Agent =
     {
         Actor: Actor
         Critic: Critic
-        ActorOpt: torch.optim.Optimizer
-        CriticOpt: torch.optim.Optimizer
+        /// Adam over the policy's parameters in one flat buffer.
+        ActorOpt: Optim.FlatOptimizer
+        /// Adam over the critic's parameters in one flat buffer.
+        CriticOpt: Optim.FlatOptimizer
         Device: torch.Device
         Seeds: int64[]
     }
 
     interface IDisposable with
         member a.Dispose() =
-            a.ActorOpt.Dispose()
-            a.CriticOpt.Dispose()
+            (a.ActorOpt :> IDisposable).Dispose()
+            (a.CriticOpt :> IDisposable).Dispose()
             a.Actor.Dispose()
             a.Critic.Dispose()
 
@@ -113,8 +115,8 @@ let makeAgent (cfg: ReinforceConfig) (obsDim: int) (actionSpace: Space) (device:
     {
         Actor = actor
         Critic = critic
-        ActorOpt = Optim.make adam cfg.Lr (actor.parameters ())
-        CriticOpt = Optim.make adam cfg.CriticLr (critic.parameters ())
+        ActorOpt = Optim.makeFlat adam cfg.Lr S (actor.parameters ())
+        CriticOpt = Optim.makeFlat adam cfg.CriticLr S (critic.parameters ())
         Device = device
         Seeds = seeds
     }
@@ -241,12 +243,6 @@ type ReinforceMetrics =
     }
 
 /// Flattened policy gradient per seed [S; P] of the current `.grad` fields (a copy).
-let private flatGrads (S: int) (m: torch.nn.Module) =
-    let parts: Tensor[] =
-        [| for p in m.parameters () -> p.grad.detach().reshape(int64 S, -1L) |]
-
-    torch.cat (parts, 1L)
-
 /// Variance of the policy-gradient estimate, per seed.
 type GradVariance =
     {
@@ -278,9 +274,9 @@ let gradientVariance
     use scope = torch.NewDisposeScope()
 
     let grads baseline batch =
-        agent.Actor.zero_grad ()
+        agent.ActorOpt.ZeroGrad()
         (policyLoss agent baseline batch episodes).sum().backward()
-        flatGrads S agent.Actor
+        agent.ActorOpt.GradPerSeed()
 
     let g0, g1 =
         [
@@ -297,7 +293,7 @@ let gradientVariance
     let g0: Tensor list = g0
     let g1: Tensor list = g1
 
-    agent.Actor.zero_grad ()
+    agent.ActorOpt.ZeroGrad()
 
     let var (gs: Tensor list) =
         toArray (torch.stack(gs, 0L).var(0L, unbiased = true).sum([| 1L |]))
@@ -390,16 +386,12 @@ let trainWith (hooks: Hooks) (cfg: ReinforceConfig) (varianceEvery: int) (varian
         let batch = collect cfg.Gamma agent env E (Seed.derive cfg.Run.Seed $"env/{it}") gen
         // Actor step (baseline from the critic before it sees this batch).
         let loss = policyLoss agent cfg.Baseline batch E
-        agent.ActorOpt.zero_grad ()
+        agent.ActorOpt.ZeroGrad()
         loss.sum().backward()
 
-        let gradNorm =
-            Optim.clipGradNormPerSeed
-                S
-                1e30 (* no clipping; a float32-representable bound *)
-                (agent.Actor.parameters ())
+        let gradNorm = agent.ActorOpt.GradNormPerSeed()
 
-        agent.ActorOpt.step () |> ignore
+        agent.ActorOpt.Step()
         // Critic steps: MSE of V(s) against G_t on real steps.
         let n = batch.Mask.sum([| 1L |]).clamp_min((1.0).ToScalar())
         let mutable vLoss = torch.zeros ([| int64 S |], device = device)
@@ -407,9 +399,9 @@ let trainWith (hooks: Hooks) (cfg: ReinforceConfig) (varianceEvery: int) (varian
         for _ in 1 .. max 1 cfg.CriticEpochs do
             let v = agent.Critic.forward batch.Obs
             vLoss <- ((v - batch.Returns).square() * batch.Mask).sum([| 1L |]) / n
-            agent.CriticOpt.zero_grad ()
+            agent.CriticOpt.ZeroGrad()
             vLoss.sum().backward()
-            agent.CriticOpt.step () |> ignore
+            agent.CriticOpt.Step()
 
         let l, vl, g = toArray loss, toArray vLoss, toArray gradNorm
 

@@ -19,7 +19,8 @@ fi
 gym=$1 clean=$2 dest=$3
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$dest"
-git -C "$gym" archive v0.29.1 gymnasium | tar -x -C "$dest"
+# the subtree alone (a mirror may lack blobs elsewhere in the tree, which a pathspec archive still reads)
+git -C "$gym" archive --prefix=gymnasium/ v0.29.1:gymnasium | tar -x -C "$dest"
 for script in ppo ppo_continuous_action dqn; do
   git -C "$clean" show "HEAD:cleanrl/$script.py" |
     sed 's/^from torch.utils.tensorboard import SummaryWriter/from tbstub import SummaryWriter/' >"$dest/$script.py"
