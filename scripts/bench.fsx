@@ -127,6 +127,59 @@ let rssMiB () =
 
 /// One PPO run of `cfg` (no files written): wall seconds, env steps/s, the rollout/GAE/learn
 /// split, and RSS (MiB) when the run passes 25 %, 50 % and 100 % of its updates.
+/// Float32 matmul rate of this machine on `threads` threads (GFLOP/s), from 512 x 512 products:
+/// the yardstick for "flop-limited time".
+let matmulGflops () =
+    use a = torch.randn (512L, 512L)
+    use b = torch.randn (512L, 512L)
+
+    for _ in 1..5 do
+        (torch.mm (a, b)).Dispose()
+
+    let n = 50
+    let clock = Stopwatch.StartNew()
+
+    for _ in 1..n do
+        (torch.mm (a, b)).Dispose()
+
+    2.0 * 512.0 ** 3.0 * float n / clock.Elapsed.TotalSeconds / 1e9
+
+/// Forward flops of an MLP per sample: 2 * sum of in * out over its layers.
+let mlpFlops (sizes: int list) =
+    sizes |> List.pairwise |> List.sumBy (fun (i, o) -> 2.0 * float i * float o)
+
+/// Flops of PPO's learning phase for `cfg` on an env with `obsDim` observations and `actDim`
+/// policy outputs: forward + backward (about three forwards) of actor and critic for every sample
+/// of every minibatch step, all seeds.
+let ppoLearnFlops (cfg: Ppo.PpoConfig) (obsDim: int) (actDim: int) =
+    let perSample =
+        3.0
+        * (mlpFlops (obsDim :: cfg.Hidden @ [ actDim ])
+           + mlpFlops (obsDim :: cfg.Hidden @ [ 1 ]))
+
+    perSample
+    * float (
+        cfg.NumUpdates
+        * cfg.UpdateEpochs
+        * cfg.MinibatchesPerEpoch
+        * cfg.MinibatchLength
+    )
+    * float cfg.Run.NumSeeds
+
+/// Flops of DQN's learning phase on CartPole-v1 for `cfg`: the online network's forward and
+/// backward and the target network's forward (about four forwards) per sample, all seeds.
+let dqnLearnFlops (cfg: Dqn.DqnConfig) =
+    let q = mlpFlops (4 :: cfg.Hidden @ [ 2 ])
+
+    let learns =
+        float (cfg.TotalTimesteps - cfg.LearningStarts) / float cfg.TrainFrequency
+
+    4.0 * q * learns * float cfg.BatchSize * float cfg.Run.NumSeeds
+
+/// Percent of the flop-limited rate reached: the time `flops` take at `gflops` over `seconds`.
+let flopShare (flops: float) (gflops: float) (seconds: float) =
+    100.0 * flops / (gflops * 1e9) / seconds
+
 let ppoRun (cfg: Ppo.PpoConfig) =
     let marks = [| 0.25; 0.5; 1.0 |]
     let rss = Array.create marks.Length nan
@@ -239,18 +292,22 @@ let benchPpo () =
 
     let defaults = load "ppo-pendulum.yaml"
     let seedCfg = load "ppo-pendulum-seed.yaml"
-    printfn "## ppo: PPO on Pendulum-v1 (CPU)"
+    Native.setThreads 1
+    let gflops = matmulGflops ()
+
+    printfn "## ppo: PPO on Pendulum-v1 (CPU; float32 512x512 matmul on 1 thread: %.1f GFLOP/s)" gflops
 
     if IO.File.Exists "/proc/loadavg" then
         printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
 
     printfn
-        "%-34s %7s %8s %9s %22s %24s %s"
+        "%-34s %7s %8s %9s %22s %11s %24s %s"
         "case"
         "threads"
         "wall s"
         "steps/s"
         "rollout/gae/learn s"
+        "learn flop%"
         "RSS MiB 25/50/100%"
         "eval (per seed)"
 
@@ -259,12 +316,13 @@ let benchPpo () =
         let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
 
         printfn
-            "%-34s %7d %8.1f %9.0f %22s %24s %s"
+            "%-34s %7d %8.1f %9.0f %22s %10.1f%% %24s %s"
             name
             cfg.Run.Threads
             wall
             sps
             $"{ro:F1}/{g:F2}/{l:F1}"
+            (flopShare (ppoLearnFlops cfg 3 1) gflops l)
             $"{rss[0]:F0}/{rss[1]:F0}/{rss[2]:F0}"
             ev
 
@@ -413,7 +471,18 @@ let benchDqn () =
     let cleanRlSps, source =
         cleanRlOrAnchor "dqn.py" "--total-timesteps 100000 --seed 1" 2400.0
 
-    printfn "%-6s %-7s %10s %16s %22s %14s" "seeds" "envs" "wall s" "env steps/s" "seed-steps/s (all)" "vs CleanRL"
+    Native.setThreads threads
+    let gflops = matmulGflops ()
+
+    printfn
+        "%-6s %-7s %10s %16s %22s %14s %18s"
+        "seeds"
+        "envs"
+        "wall s"
+        "env steps/s"
+        "seed-steps/s (all)"
+        "vs CleanRL"
+        "learn flop%/wall"
 
     for seeds, mode in [ 1, "vector"; 1, "sync"; 5, "sync" ] do
         let c =
@@ -429,15 +498,20 @@ let benchDqn () =
         let sps = 100_000.0 / r.WallSeconds
 
         printfn
-            "%-6d %-7s %10.1f %16.0f %22.0f %13.2fx"
+            "%-6d %-7s %10.1f %16.0f %22.0f %13.2fx %17.1f%%"
             seeds
             mode
             r.WallSeconds
             sps
             (sps * float seeds)
             (sps * float seeds / cleanRlSps)
+            (flopShare (dqnLearnFlops c) gflops r.WallSeconds)
 
     printfn "(vs CleanRL: all-seed steps/s over CleanRL's %.0f env steps/s for one seed, %s)" cleanRlSps source
+
+    printfn
+        "(learn flop%%/wall: the learning phase's flops at %.1f GFLOP/s, the float32 512x512 matmul rate, over the whole run's wall time)"
+        gflops
 
 
 /// PPO on CartPole-v1 with PureJaxRL's default config key for key (4 envs x 128 steps, 5e5 steps
@@ -472,7 +546,17 @@ let benchPpoCartPole () =
         cleanRlOrAnchor "ppo.py" $"--total-timesteps {steps} --seed 1" 5637.0
 
     let cleanRlWall = 500_000.0 / cleanRlSps
-    printfn "%-10s %8s %12s %10s %s" "seeds" "wall s" "steps/s" "vs CleanRL" "final eval return (per seed)"
+    Native.setThreads threads
+    let gflops = matmulGflops ()
+
+    printfn
+        "%-10s %8s %12s %10s %12s %s"
+        "seeds"
+        "wall s"
+        "steps/s"
+        "vs CleanRL"
+        "learn flop%"
+        "final eval return (per seed)"
 
     let results =
         [
@@ -484,15 +568,16 @@ let benchPpoCartPole () =
                         Run.Threads = threads
                     }
 
-                let wall, sps, _, _, evals = ppoRun cfg
+                let wall, sps, (_, _, learn), _, evals = ppoRun cfg
                 let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
 
                 printfn
-                    "%-10d %8.1f %12.0f %9.2fx %s (mean %.1f)"
+                    "%-10d %8.1f %12.0f %9.2fx %11.1f%% %s (mean %.1f)"
                     s
                     wall
                     sps
                     (sps / cleanRlSps)
+                    (flopShare (ppoLearnFlops cfg 4 2) gflops learn)
                     ev
                     (Array.average evals)
 
@@ -562,27 +647,6 @@ let benchPpoCartPoleGpu () =
             let wall, sps, _, _, evals = ppoRun cfg
             printfn "%-6d %8.1f %14.0f %14.0f %18.1f %.1f" s wall sps peerSps (Array.average evals) peerReturn
 
-/// Float32 matmul rate of this machine on `threads` threads (GFLOP/s), from 512 x 512 products:
-/// the yardstick for "flop-limited time".
-let matmulGflops () =
-    use a = torch.randn (512L, 512L)
-    use b = torch.randn (512L, 512L)
-
-    for _ in 1..5 do
-        (torch.mm (a, b)).Dispose()
-
-    let n = 50
-    let clock = Stopwatch.StartNew()
-
-    for _ in 1..n do
-        (torch.mm (a, b)).Dispose()
-
-    2.0 * 512.0 ** 3.0 * float n / clock.Elapsed.TotalSeconds / 1e9
-
-/// Forward flops of an MLP per sample: 2 * sum of in * out over its layers.
-let mlpFlops (sizes: int list) =
-    sizes |> List.pairwise |> List.sumBy (fun (i, o) -> 2.0 * float i * float o)
-
 /// Prints the `Profile` sections of one run: seconds, share of the run's wall time, calls, mean
 /// time and tensors created per call; then the flops of the learning phase and how far the
 /// learning time is from the flop-limited time at `gflops`.
@@ -599,6 +663,20 @@ let printProfile (title: string) (wall: float) (learnFlops: float) (gflops: floa
             s.Calls
             (1e6 * s.Seconds / float s.Calls)
             (float s.Tensors / float s.Calls)
+
+    // learn.forward/backward/clip/step run inside learn.minibatch; every other section is top-level.
+    let nested = set [ "learn.forward"; "learn.backward"; "learn.clip"; "learn.step" ]
+
+    let inSections =
+        Profile.report ()
+        |> List.filter (fun s -> not (nested.Contains s.Name))
+        |> List.sumBy (fun s -> s.Seconds)
+
+    printfn
+        "%-18s %9.3f %6.1f%%  (the loop's own work: scopes, reshapes, rollout storage, logging)"
+        "outside sections"
+        (wall - inSections)
+        (100.0 * (wall - inSections) / wall)
 
     let learn =
         Profile.report ()
@@ -630,9 +708,10 @@ let profiled (f: unit -> 'R) : 'R =
 /// Where the time goes, counted (issue 16, step 1): PPO on Pendulum-v1 (default config), PPO on
 /// CartPole-v1 (the peers' config) and DQN on CartPole-v1, each a short run with `Rl.Profile`
 /// sections on: time and tensors created (a lower bound of native calls) per env step
-/// (`rollout.policy`, `rollout.env_step`, `dqn.act`, `dqn.env_step`) and per minibatch step
-/// (`learn.minibatch` = `learn.forward` + `learn.backward` + `learn.clip` + `learn.step`, or
-/// `dqn.learn`), beside the flops of the learning phase. RL_BENCH_PROFILE_UPDATES sets the PPO
+/// (`rollout.policy`, `rollout.env_step`, `dqn.act`, `dqn.env_step`, `dqn.store`) and per minibatch
+/// step (`learn.gather` (rows and advantage normalisation), `learn.minibatch` = `learn.forward` +
+/// `learn.backward` + `learn.clip` + `learn.step`, and `learn.sums`, or `dqn.learn`), the time
+/// outside every section, beside the flops of the learning phase. RL_BENCH_PROFILE_UPDATES sets the PPO
 /// updates (default 5).
 let benchProfile () =
     let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
@@ -659,21 +738,7 @@ let benchProfile () =
 
         let r = profiled (fun () -> Ppo.train cfg Ppo.noHooks None)
         (r.Agent :> IDisposable).Dispose()
-        // forward + backward (about twice the forward) of actor and critic per sample
-        let perSample =
-            3.0
-            * (mlpFlops (obsDim :: cfg.Hidden @ [ actDim ])
-               + mlpFlops (obsDim :: cfg.Hidden @ [ 1 ]))
-
-        let samples =
-            float (
-                cfg.NumUpdates
-                * cfg.UpdateEpochs
-                * cfg.MinibatchesPerEpoch
-                * cfg.MinibatchLength
-            )
-
-        printProfile title r.WallSeconds (perSample * samples) gflops
+        printProfile title r.WallSeconds (ppoLearnFlops cfg obsDim actDim) gflops
 
     ppo "PPO Pendulum-v1, default config" (load "ppo-pendulum.yaml") 3 1
     ppo "PPO CartPole-v1, the peers' config" (load "ppo-cartpole.yaml") 4 2
@@ -687,17 +752,11 @@ let benchProfile () =
 
     let r = profiled (fun () -> Dqn.train dqnCfg Dqn.noHooks None)
     (r.Agent :> IDisposable).Dispose()
-    // online forward + backward, and the target network's forward, per sample
-    let q = mlpFlops (4 :: dqnCfg.Hidden @ [ 2 ])
-
-    let learns =
-        float (dqnCfg.TotalTimesteps - dqnCfg.LearningStarts)
-        / float dqnCfg.TrainFrequency
 
     printProfile
         "DQN CartPole-v1, CleanRL's config (30k steps, learning from 10k)"
         r.WallSeconds
-        (4.0 * q * learns * float dqnCfg.BatchSize)
+        (dqnLearnFlops dqnCfg)
         gflops
 
 let sections =

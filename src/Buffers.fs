@@ -67,9 +67,10 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
     /// `rewards` [S; N], `terminated` [S; N] (bool or 0/1). Slots position .. position + N - 1
     /// (mod capacity) are overwritten. Raises `ArgumentException` for wrong shapes or N > capacity.
     member _.Add(obsIn: Tensor, actionsIn: Tensor, rewardsIn: Tensor, nextObsIn: Tensor, terminatedIn: Tensor) =
-        let n = if obsIn.dim () = 3L then obsIn.shape[1] else -1L
+        let obsShape = obsIn.shape
+        let n = if obsShape.Length = 3 then obsShape[1] else -1L
 
-        if obsIn.shape <> [| S; n; D |] || nextObsIn.shape <> obsIn.shape then
+        if obsShape <> [| S; n; D |] || nextObsIn.shape <> obsShape then
             invalidArg
                 "obs"
                 $"ReplayBuffer.Add: obs and nextObs must be [{S}; N; {D}], got {shapeString obsIn} and {shapeString nextObsIn}"
@@ -84,14 +85,27 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
         use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
 
-        let idx =
-            (torch.arange (n, dtype = torch.int64, device = device) + int64 position).remainder(C.ToScalar())
+        // copy_ converts to the storage's dtype (int64 actions, float32 rewards and flags).
+        if int64 position + n <= C then
+            // The usual case: one contiguous run of slots, written through views.
+            let put (storage: Tensor) (values: Tensor) =
+                storage.narrow(1L, int64 position, n).copy_ values |> ignore
 
-        obs.index_copy_ (1L, idx, obsIn) |> ignore
-        nextObs.index_copy_ (1L, idx, nextObsIn) |> ignore
-        actions.index_copy_ (1L, idx, actionsIn.to_type torch.int64) |> ignore
-        rewards.index_copy_ (1L, idx, rewardsIn.to_type torch.float32) |> ignore
-        terminated.index_copy_ (1L, idx, terminatedIn.to_type torch.float32) |> ignore
+            put obs obsIn
+            put nextObs nextObsIn
+            put actions actionsIn
+            put rewards rewardsIn
+            put terminated terminatedIn
+        else
+            let idx =
+                (torch.arange (n, dtype = torch.int64, device = device) + int64 position).remainder(C.ToScalar())
+
+            obs.index_copy_ (1L, idx, obsIn) |> ignore
+            nextObs.index_copy_ (1L, idx, nextObsIn) |> ignore
+            actions.index_copy_ (1L, idx, actionsIn.to_type torch.int64) |> ignore
+            rewards.index_copy_ (1L, idx, rewardsIn.to_type torch.float32) |> ignore
+            terminated.index_copy_ (1L, idx, terminatedIn.to_type torch.float32) |> ignore
+
         position <- int ((int64 position + n) % C)
         count <- int (min C (int64 count + n))
 

@@ -109,7 +109,7 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
 /// gradient clipping and the gradient and Adam-moment diagnostics are a few calls too.
 ///
 /// Layout: each parameter [S; ...] keeps its own shape and becomes a contiguous view of the buffer
-/// (parameter by parameter, in `parameters` order); its gradient is a view of one gradient buffer
+/// (parameter by parameter, in `parameters` order, each starting on a 64-byte boundary); its gradient is a view of one gradient buffer
 /// that `backward` accumulates into. `PerSeed` gathers a buffer-shaped tensor into [S; P] (seed k's
 /// parameters flattened and concatenated in order, P values per seed), the layout of
 /// `flatGradPerSeed`. The parameters stay the module's own objects, so `Module.save`/`load`,
@@ -142,9 +142,19 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     let device = parameters[0].device
     let dtype = parameters[0].dtype
     let numels = parameters |> Array.map (fun p -> p.numel ())
-    let offsets = Array.scan (+) 0L numels
-    let total = offsets[numels.Length]
-    let perSeedSize = total / int64 seeds
+    // Each parameter starts on a 64-byte boundary, as a tensor of its own would: matmul kernels
+    // pick their code path by alignment, and an unaligned weight gives other last bits in some
+    // shapes. The padding between parameters is never read by a network and stays zero.
+    let align = max 1L (64L / int64 parameters[0].ElementSize)
+    let roundUp (n: int64) = (n + align - 1L) / align * align
+
+    let offsets =
+        numels
+        |> Array.scan (fun start n -> roundUp (start + n)) 0L
+        |> Array.truncate numels.Length
+
+    let total = roundUp (offsets[numels.Length - 1] + numels[numels.Length - 1])
+    let perSeedSize = Array.sum numels / int64 seeds
 
     let buffer =
         new Parameter(torch.zeros ([| total |], dtype = dtype, device = device))
@@ -172,7 +182,8 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     // Index of buffer element for [S; P] position (k, j): parameter i's block holds seed k's n_i
     // values at offsets[i] + k * n_i.
     let perSeedIndex, seedOfElement =
-        let gather = Array.zeroCreate<int64>(int total)
+        let gather = Array.zeroCreate<int64>(int (perSeedSize * int64 seeds))
+        // padding elements count as seed 0's; their gradient is always zero
         let seedOf = Array.zeroCreate<int64>(int total)
         let mutable j = 0
 
@@ -198,10 +209,11 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     /// The parameters, in buffer order (the module's own objects, now views of the buffer).
     member _.Parameters = parameters
 
-    /// The parameter buffer [S * P] (a leaf whose gradient is `Grad`).
+    /// The parameter buffer (a leaf whose gradient is `Grad`): every parameter's S * n_i values,
+    /// each block starting on a 64-byte boundary (zero padding between blocks).
     member _.Buffer: torch.Tensor = buffer
 
-    /// The gradient buffer [S * P]; each parameter's `grad` is a view of it.
+    /// The gradient buffer, laid out as `Buffer`; each parameter's `grad` is a view of it.
     member _.Grad = grad
 
     /// Seeds S (the parameters' leading size).
@@ -218,7 +230,7 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     /// One optimizer step over the buffer.
     member _.Step() = optimizer.step () |> ignore
 
-    /// `x` [S * P], laid out like the buffer, gathered into [S; P] (a copy).
+    /// `x`, laid out like the buffer, gathered into [S; P] (a copy without the padding).
     member _.PerSeed(x: torch.Tensor) : torch.Tensor =
         x.index_select(0L, perSeedIndex).view(int64 seeds, perSeedSize)
 

@@ -87,8 +87,15 @@ let tests =
                     for (pa: Parameter), (pb: Parameter) in Seq.zip (a.parameters ()) (b.parameters ()) do
                         Expect.isTrue (same pa pb) $"{kind}: parameter {pa.shape} after 4 steps"
 
-                    // the module's parameters are the buffer: stepping changed what forward sees
+                    // the module's parameters are the buffer: stepping changed what forward sees,
+                    // bit for bit also for one sample (each parameter is 64-byte aligned, as a
+                    // tensor of its own, so matmul takes the same code path)
                     Expect.isTrue (same (a.forward x) (b.forward x)) $"{kind}: outputs"
+                    let one = x.narrow (1L, 0L, 1L)
+                    Expect.isTrue (same (a.forward one) (b.forward one)) $"{kind}: outputs for one sample"
+
+                    for p in b.parameters () do
+                        Expect.equal (p.storage_offset () % 16L) 0L $"{kind}: parameter {p.shape} starts on 64 bytes"
 
                     let mA, vA = Optim.adamMomentNorms 2 opt
                     let mB, vB = flat.AdamMomentNorms()

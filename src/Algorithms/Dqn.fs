@@ -371,11 +371,10 @@ type private Window(window: int, S: int, N: int, device: torch.Device) =
 
     /// Records one env step's episode ends, returns and lengths.
     member w.Record(r: BatchStep) =
-        isDone[w.Steps].copy_(r.Terminated.logical_or(r.Truncated).to_type torch.float32)
-        |> ignore
-
+        // copy_ converts the flags and lengths to float32.
+        isDone[w.Steps].copy_(r.Terminated.logical_or r.Truncated) |> ignore
         ret[w.Steps].copy_ r.EpisodeReturn |> ignore
-        len[w.Steps].copy_(r.EpisodeLength.to_type torch.float32) |> ignore
+        len[w.Steps].copy_ r.EpisodeLength |> ignore
         w.Steps <- w.Steps + 1
 
     /// Adds one gradient step's statistics.
@@ -557,8 +556,10 @@ let trainWith
 
             let shape2 (x: Tensor) = x.reshape (int64 S, int64 N)
             // Phase 2, store (s, a, r, s', terminated); s' is the final observation (before auto-reset).
-            agent.Buffer.Add(obs, action, shape2 r.Reward, shape3 r.FinalObs, shape2 r.Terminated)
-            window.Record r
+            Profile.section "dqn.store" (fun () ->
+                agent.Buffer.Add(obs, action, shape2 r.Reward, shape3 r.FinalObs, shape2 r.Terminated)
+                window.Record r)
+
             obs.Dispose()
             obs <- (shape3 r.Obs).MoveToOuterDisposeScope().DetachFromDisposeScope()
             progress.GlobalStep <- progress.GlobalStep + int64 N

@@ -954,7 +954,7 @@ let rollout
         let reward =
             match normalizers.Return with
             | None -> step.Reward
-            | Some rs -> scaleReward cfg.Gamma rs state.Discounted step
+            | Some rs -> Profile.section "rollout.reward" (fun () -> scaleReward cfg.Gamma rs state.Discounted step)
 
         // `state.Obs` is detached from every scope; it is disposed after the stacking below.
         obsSteps.Add state.Obs
@@ -1523,7 +1523,7 @@ let trainWith
         let r = rollout cfg agent normalizers envs sampleGens state
         progress.GlobalStep <- progress.GlobalStep + int64 cfg.BatchSize
         let rolloutSeconds = clock.Elapsed.TotalSeconds
-        let batch = advantages cfg agent normalizers.Obs r
+        let batch = Profile.section "gae" (fun () -> advantages cfg agent normalizers.Obs r)
         let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
 
         if isNull progress.KlBeta then
@@ -1538,13 +1538,15 @@ let trainWith
                 Learn = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
             }
 
-        let kl = policyKl agent batch
-        let klBeta = progress.KlBeta
+        let rows =
+            Profile.section "log" (fun () ->
+                let kl = policyKl agent batch
+                let klBeta = progress.KlBeta
 
-        if cfg.KlPenalty then
-            progress.KlBeta <- Array.map2 (Losses.adaptKlBeta cfg.KlTarget) kl klBeta
+                if cfg.KlPenalty then
+                    progress.KlBeta <- Array.map2 (Losses.adaptKlBeta cfg.KlTarget) kl klBeta
 
-        let rows = metricsRows cfg agent progress lr clock seconds kl klBeta r batch sums
+                metricsRows cfg agent progress lr clock seconds kl klBeta r batch sums)
 
         checkFinite rows
         metrics.AddRange rows

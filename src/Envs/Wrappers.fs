@@ -57,7 +57,13 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
         let x = x.to_type torch.float64
         let b = float x.shape[1]
         let bMean = x.mean ([| 1L |])
-        let bVar = x.var (1L, unbiased = false)
+        // One sample has variance 0 (numpy's too); libtorch's var would warn on every call here.
+        let bVar =
+            if x.shape[1] = 1L then
+                torch.zeros_like bMean
+            else
+                x.var (1L, unbiased = false)
+
         let delta = bMean - mean
         let tot = count + b
         let newMean = mean + delta * (b / tot)
