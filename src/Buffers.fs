@@ -67,16 +67,15 @@ type ReplayBuffer(seeds: int, capacity: int, obsDim: int, device: torch.Device) 
     /// `rewards` [S; N], `terminated` [S; N] (bool or 0/1). Slots position .. position + N - 1
     /// (mod capacity) are overwritten. Raises `ArgumentException` for wrong shapes or N > capacity.
     member _.Add(obsIn: Tensor, actionsIn: Tensor, rewardsIn: Tensor, nextObsIn: Tensor, terminatedIn: Tensor) =
-        let obsShape = obsIn.shape
-        let n = if obsShape.Length = 3 then obsShape[1] else -1L
+        let n = if obsIn.dim () = 3L then obsIn.size 1 else -1L
 
-        if obsShape <> [| S; n; D |] || nextObsIn.shape <> obsShape then
+        if not (hasShape [| S; n; D |] obsIn && sameShape nextObsIn obsIn) then
             invalidArg
                 "obs"
                 $"ReplayBuffer.Add: obs and nextObs must be [{S}; N; {D}], got {shapeString obsIn} and {shapeString nextObsIn}"
 
         for name, t in [ "actions", actionsIn; "rewards", rewardsIn; "terminated", terminatedIn ] do
-            if t.shape <> [| S; n |] then
+            if not (hasShape [| S; n |] t) then
                 invalidArg name $"ReplayBuffer.Add: {name} must be [{S}; {n}], got {shapeString t}"
 
         if n > C then

@@ -34,7 +34,7 @@ let ppoClip (clipEps: float) (logProbNew: Tensor) (logProbOld: Tensor) (advantag
     if clipEps <= 0.0 then
         invalidArg "clipEps" $"ppoClip: clipEps must be > 0, got {clipEps}"
 
-    if logProbNew.shape <> logProbOld.shape || logProbNew.shape <> advantages.shape then
+    if not (sameShape logProbNew logProbOld && sameShape logProbNew advantages) then
         invalidArg
             "logProbNew"
             $"ppoClip: shapes differ: logProbNew {shapeString logProbNew}, logProbOld {shapeString logProbOld}, advantages {shapeString advantages}"
@@ -71,10 +71,10 @@ let ppoKlPenalty
         invalidArg "clipEps" $"ppoKlPenalty: clipEps must be > 0, got {clipEps}"
 
     if
-        logProbNew.shape <> logProbOld.shape
-        || logProbNew.shape <> advantages.shape
-        || logProbNew.shape <> kl.shape
-        || beta.shape <> [| logProbNew.shape[0] |]
+        not (sameShape logProbNew logProbOld)
+        || not (sameShape logProbNew advantages)
+        || not (sameShape logProbNew kl)
+        || not (hasShape [| logProbNew.size 0 |] beta)
     then
         invalidArg
             "logProbNew"
@@ -106,7 +106,7 @@ let adaptKlBeta (target: float) (d: float) (beta: float) : float =
 /// non-negative, and differentiable in `logProbNew` (GRPO adds beta times it to the loss).
 /// `logProbNew`, `logProbRef`: [S; M]. Raises `ArgumentException` when the shapes differ.
 let klToReference (logProbNew: Tensor) (logProbRef: Tensor) : Tensor =
-    if logProbNew.shape <> logProbRef.shape then
+    if not (sameShape logProbNew logProbRef) then
         invalidArg
             "logProbRef"
             $"klToReference: shapes differ: logProbNew {shapeString logProbNew}, logProbRef {shapeString logProbRef}"
@@ -164,9 +164,9 @@ let dqnTargets (gamma: float) (rewards: Tensor) (terminated: Tensor) (nextQ: Ten
         invalidArg "gamma" $"dqnTargets: gamma must be in [0, 1], got {gamma}"
 
     if
-        rewards.shape <> terminated.shape
+        not (sameShape rewards terminated)
         || nextQ.dim () <> 3L
-        || nextQ.shape[0..1] <> rewards.shape
+        || not (hasShape [| nextQ.size 0; nextQ.size 1 |] rewards)
     then
         invalidArg
             "nextQ"
@@ -183,7 +183,7 @@ let dqnTargets (gamma: float) (rewards: Tensor) (terminated: Tensor) (nextQ: Ten
 /// The MSE is the plain mean square (CleanRL's `F.mse_loss`, no factor 1/2). Raises
 /// `ArgumentException` when the shapes differ.
 let tdLoss (kind: TdLossKind) (qTaken: Tensor) (targets: Tensor) : Tensor =
-    if qTaken.shape <> targets.shape then
+    if not (sameShape qTaken targets) then
         invalidArg "targets" $"tdLoss: shapes differ: qTaken {shapeString qTaken}, targets {shapeString targets}"
 
     let d = targets - qTaken
@@ -209,7 +209,7 @@ let reinforce (episodes: int) (logProbs: Tensor) (returns: Tensor) (baselines: T
         invalidArg "episodes" $"reinforce: episodes must be >= 1, got {episodes}"
 
     for name, t in [ "returns", returns; "baselines", baselines; "mask", mask ] do
-        if t.shape <> logProbs.shape then
+        if not (sameShape t logProbs) then
             invalidArg
                 name
                 $"reinforce: {name} has shape {shapeString t}, logProbs {shapeString logProbs}; they must match"

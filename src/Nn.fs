@@ -200,12 +200,12 @@ module Dist =
         match dist with
         | Normal(mean, std) ->
             let eps =
-                noise mean.shape (fun s g -> torch.randn (s, generator = g, device = mean.device))
+                noise (sizes mean) (fun s g -> torch.randn (s, generator = g, device = mean.device))
 
             mean + std * eps
         | Categorical lp ->
             let u =
-                noise lp.shape (fun s g -> torch.rand (s, generator = g, device = lp.device))
+                noise (sizes lp) (fun s g -> torch.rand (s, generator = g, device = lp.device))
 
             let gumbel = -torch.log(-torch.log(u.clamp_min ((1e-20).ToScalar())))
             (lp + gumbel).argmax(-1L)

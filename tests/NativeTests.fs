@@ -16,6 +16,22 @@ let tests =
                 Expect.equal (t.sum().item<float32>()) 6.0f "0+1+2+3"
             }
 
+            test "sizes, sameShape and hasShape agree with TorchSharp's shape" {
+                use _scope = torch.NewDisposeScope()
+
+                for shape in [ [||]; [| 3L |]; [| 2L; 1L; 4L |]; [| 0L; 5L |] ] do
+                    let t = torch.zeros shape
+                    Expect.equal (Tensor.sizes t) t.shape $"sizes of %A{shape}"
+                    Expect.isTrue (Tensor.hasShape shape t) $"hasShape %A{shape}"
+                    Expect.isTrue (Tensor.sameShape t (torch.ones shape)) $"sameShape %A{shape}"
+
+                let a = torch.zeros (2L, 3L)
+                Expect.isFalse (Tensor.sameShape a (torch.zeros (3L, 2L))) "transposed sizes differ"
+                Expect.isFalse (Tensor.sameShape a (torch.zeros (2L, 3L, 1L))) "an extra axis differs"
+                Expect.isFalse (Tensor.hasShape [| 2L |] a) "fewer axes"
+                Expect.isFalse (Tensor.hasShape [| 2L; 4L |] a) "another size"
+            }
+
             test "elfHash matches the System V reference values" {
                 // Reference: the vna_hash glibc stores for these names (readelf -V on libstdc++ users).
                 Expect.equal (Native.elfHash "GLIBCXX_3.4") 0x08922974u "GLIBCXX_3.4"

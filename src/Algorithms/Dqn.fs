@@ -334,7 +334,7 @@ let lastMean (n: int) (episodes: ResizeArray<Episode>) =
 /// random draws from `exploreGen`. No gradient.
 let private actEpsilonGreedy (agent: Agent) (exploreGen: torch.Generator) (epsilon: float) (obs: Tensor) =
     use _ng = torch.no_grad ()
-    let S, N = obs.shape[0], obs.shape[1]
+    let S, N = obs.size 0, obs.size 1
     let greedy = agent.QNet.forward(obs).argmax(-1L) // [S; N]
 
     let random =

@@ -683,12 +683,14 @@ type SeedEnvs(makeEnv: int -> IBatchedEnv, S: int, N: int, device: torch.Device)
 
     /// A fused env's action: [S; N; ...] -> [S * N; ...].
     let flatAction (action: Tensor) =
-        action.reshape (Array.append [| int64 (S * N) |] action.shape[2..])
+        let trailing = (sizes action)[2..]
+        action.reshape (Array.append [| int64 (S * N) |] trailing)
 
     /// A fused env's step, [S * N; ...] fields -> [S; N; ...].
     let splitSeeds (r: BatchStep) : BatchStep =
         let rs (x: Tensor) =
-            x.reshape (Array.append [| int64 S; int64 N |] x.shape[1..])
+            let trailing = (sizes x)[1..]
+            x.reshape (Array.append [| int64 S; int64 N |] trailing)
 
         {
             Obs = rs r.Obs

@@ -38,13 +38,45 @@ let item (t: Tensor) : float =
 /// A float32 tensor [len] on `device` from a host array.
 let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor = torch.tensor (xs, device = device)
 
+/// The sizes of `t`, as `t.shape`, read one dimension at a time. TorchSharp's `shape` fills a
+/// pinned array through a callback from native code, several times the cost of `dim` plus one
+/// `size` per dimension; checks on hot paths (every env step, every minibatch) use this.
+let sizes (t: Tensor) : int64[] =
+    Array.init (int (t.dim ())) (fun i -> t.size i)
+
+/// True when `a` and `b` have the same shape (compared dimension by dimension, see `sizes`).
+let sameShape (a: Tensor) (b: Tensor) : bool =
+    let d = a.dim ()
+
+    d = b.dim ()
+    && (let mutable same = true
+        let mutable i = 0
+
+        while same && int64 i < d do
+            same <- a.size i = b.size i
+            i <- i + 1
+
+        same)
+
+/// True when `t` has exactly the shape `expected` (see `sizes`).
+let hasShape (expected: int64[]) (t: Tensor) : bool =
+    t.dim () = int64 expected.Length
+    && (let mutable same = true
+        let mutable i = 0
+
+        while same && i < expected.Length do
+            same <- t.size i = expected[i]
+            i <- i + 1
+
+        same)
+
 /// The rows `idx` [S; B] of each seed's samples in `x` [S; M] or [S; M; D]: [S; B] or [S; B; D]
 /// (minibatches and replay samples with a leading seed axis).
 let takeRows (idx: Tensor) (x: Tensor) : Tensor =
     if x.dim () = 2L then
         x.gather (1L, idx)
     else
-        x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.shape[2]))
+        x.gather (1L, idx.unsqueeze(-1L).expand(-1L, -1L, x.size 2))
 
 /// Shape as a readable string, e.g. "[2048; 3]", for error messages.
 let shapeString (t: Tensor) =
@@ -52,9 +84,11 @@ let shapeString (t: Tensor) =
 
 /// Raises `ArgumentException` unless `t` has exactly `expected` shape (-1 matches any size).
 let expectShape (what: string) (expected: int64[]) (t: Tensor) =
+    let actual = sizes t
+
     let ok =
-        t.shape.Length = expected.Length
-        && Array.forall2 (fun e a -> e = -1L || e = a) expected t.shape
+        actual.Length = expected.Length
+        && Array.forall2 (fun e a -> e = -1L || e = a) expected actual
 
     if not ok then
         let e =

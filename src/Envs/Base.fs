@@ -109,7 +109,7 @@ module EnvUtil =
     /// kernels miss by one ulp on some inputs.
     let hostMap (f: float -> float) (t: torch.Tensor) : torch.Tensor =
         let values = t.contiguous().data<float>().ToArray()
-        torch.tensor(Array.map f values, dtype = torch.float64).reshape(t.shape)
+        torch.tensor(Array.map f values, dtype = torch.float64).reshape(Tensor.sizes t)
 
     /// Uniform double in [lo, hi) from `rng`, computed as numpy's `uniform`: `lo + (hi - lo) * u`.
     let uniform (rng: Random) (lo: float) (hi: float) = lo + (hi - lo) * rng.NextDouble()
@@ -375,7 +375,7 @@ type BatchedClassicEnv
     default this.PrepareAction(action: torch.Tensor) =
         match actionSpace with
         | Space.Discrete(k, start) ->
-            if action.shape <> [| n |] then
+            if not (Tensor.hasShape [| n |] action) then
                 fail
                     $"{id}: expected a discrete action tensor of shape [{n}] (one index in {start}..{start + k - 1} per copy), got shape {action.shape |> Array.toList}"
 
@@ -413,7 +413,7 @@ type BatchedClassicEnv
         | Space.Box(low, high, _) ->
             let d = int64 low.Length
 
-            if action.shape <> [| n; d |] then
+            if not (Tensor.hasShape [| n; d |] action) then
                 fail
                     $"{id}: expected a continuous action tensor of shape [{n}; {d}] (action space {actionSpace}), got shape {action.shape |> Array.toList}"
 
@@ -561,7 +561,7 @@ type BatchedClassicEnv
                 s, torch.where (ended.unsqueeze 1, this.Observe fresh, finalObs)
             else
                 let idx = ended.nonzero().squeeze 1
-                let k = idx.shape[0]
+                let k = idx.size 0
 
                 if k = 0L then
                     newState, finalObs.clone ()

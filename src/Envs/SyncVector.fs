@@ -75,7 +75,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
     let actions (action: torch.Tensor) : Rl.Action[] =
         match e0.ActionSpace with
         | Space.Discrete(k, start) ->
-            if action.shape <> [| int64 n |] then
+            if not (Tensor.hasShape [| int64 n |] action) then
                 fail
                     $"{id}: expected a discrete action tensor of shape [{n}] (one index in {start}..{start + k - 1} per copy), got shape {action.shape |> Array.toList}"
 
@@ -94,7 +94,7 @@ type SyncVectorEnv(envs: IEnv[], device: torch.Device) =
         | Space.Box(low, _, _) ->
             let d = low.Length
 
-            if action.shape <> [| int64 n; int64 d |] then
+            if not (Tensor.hasShape [| int64 n; int64 d |] action) then
                 fail
                     $"{id}: expected a continuous action tensor of shape [{n}; {d}] (action space {e0.ActionSpace}), got shape {action.shape |> Array.toList}"
 

@@ -49,17 +49,17 @@ type RunningMeanStd(seeds: int, dim: int, device: torch.Device) =
     /// population variance over the B axis, computed in float64. Raises `ArgumentException` on
     /// another shape.
     member _.Update(x: torch.Tensor) =
-        if x.dim () <> 3L || x.shape[0] <> int64 seeds || x.shape[2] <> int64 dim then
+        if x.dim () <> 3L || x.size 0 <> int64 seeds || x.size 2 <> int64 dim then
             invalidArg "x" $"RunningMeanStd.Update: expected [{seeds}; B; {dim}], got %A{x.shape}"
 
         use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
         let x = x.to_type torch.float64
-        let b = float x.shape[1]
+        let b = float (x.size 1)
         let bMean = x.mean ([| 1L |])
         // One sample has variance 0 (numpy's too); libtorch's var would warn on every call here.
         let bVar =
-            if x.shape[1] = 1L then
+            if x.size 1 = 1L then
                 torch.zeros_like bMean
             else
                 x.var (1L, unbiased = false)
