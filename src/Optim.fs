@@ -109,8 +109,8 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
 /// gradient clipping and the gradient and Adam-moment diagnostics are a few calls too.
 ///
 /// Layout: each parameter [S; ...] keeps its own shape and becomes a contiguous view of the buffer
-/// (parameter by parameter, in `parameters` order, each starting on a 64-byte boundary); its gradient is a view of one gradient buffer
-/// that `backward` accumulates into. `PerSeed` gathers a buffer-shaped tensor into [S; P] (seed k's
+/// (parameter by parameter, in `parameters` order, each starting on a 64-byte boundary); its
+/// gradient is a view of one gradient buffer that `backward` accumulates into. `PerSeed` gathers a buffer-shaped tensor into [S; P] (seed k's
 /// parameters flattened and concatenated in order, P values per seed), the layout of
 /// `flatGradPerSeed`. The parameters stay the module's own objects, so `Module.save`/`load`,
 /// `state_dict` and forward passes see no difference; do not move the module to another device
@@ -118,7 +118,9 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
 /// Parameters that do not require a gradient are left out of the buffer.
 ///
 /// Raises `ArgumentException` when `lr <= 0`, when there is no trainable parameter, when they
-/// differ in device or dtype, or when one has no leading seed axis of size `seeds`.
+/// differ in device or dtype, or when one has no leading seed axis of size `seeds`. Source: the
+/// optimizers are TorchSharp's (`torch.optim.Adam`, `RMSProp`, `SGD`); the flat-buffer idea is
+/// PyTorch's `foreach`/`fused` optimizer path and apex's multi-tensor apply, done with views.
 type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Parameter seq) =
     let parameters = parameters |> Seq.filter (fun p -> p.requires_grad) |> Seq.toArray
 
