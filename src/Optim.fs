@@ -119,8 +119,9 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
 ///
 /// Raises `ArgumentException` when `lr <= 0`, when there is no trainable parameter, when they
 /// differ in device or dtype, or when one has no leading seed axis of size `seeds`. Source: the
-/// optimizers are TorchSharp's (`torch.optim.Adam`, `RMSProp`, `SGD`); the flat-buffer idea is
-/// PyTorch's `foreach`/`fused` optimizer path and apex's multi-tensor apply, done with views.
+/// optimizers are TorchSharp's (`torch.optim.Adam`, `RMSProp`, `SGD`); parameters as views of one
+/// flat buffer are PyTorch FSDP's `FlatParameter`, used here for PyTorch's reason for its
+/// `foreach`/`fused` optimizers: fewer, larger kernel calls.
 type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Parameter seq) =
     let parameters = parameters |> Seq.filter (fun p -> p.requires_grad) |> Seq.toArray
 
