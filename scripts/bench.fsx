@@ -125,8 +125,6 @@ let rssMiB () =
     Process.GetCurrentProcess().Refresh()
     float (Process.GetCurrentProcess().WorkingSet64) / 1048576.0
 
-/// One PPO run of `cfg` (no files written): wall seconds, env steps/s, the rollout/GAE/learn
-/// split, and RSS (MiB) when the run passes 25 %, 50 % and 100 % of its updates.
 /// Float32 matmul rate of this machine on `threads` threads (GFLOP/s), from 512 x 512 products:
 /// the yardstick for "flop-limited time".
 let matmulGflops () =
@@ -180,6 +178,8 @@ let dqnLearnFlops (cfg: Dqn.DqnConfig) =
 let flopShare (flops: float) (gflops: float) (seconds: float) =
     100.0 * flops / (gflops * 1e9) / seconds
 
+/// One PPO run of `cfg` (no files written): wall seconds, env steps/s, the rollout/GAE/learn
+/// split, and RSS (MiB) when the run passes 25 %, 50 % and 100 % of its updates.
 let ppoRun (cfg: Ppo.PpoConfig) =
     let marks = [| 0.25; 0.5; 1.0 |]
     let rss = Array.create marks.Length nan
@@ -692,7 +692,7 @@ let printProfile (title: string) (wall: float) (learnFlops: float) (gflops: floa
             l.Seconds
             gflops
             flopSeconds
-            (100.0 * flopSeconds / l.Seconds)
+            (flopShare learnFlops gflops l.Seconds)
     | None -> ()
 
 /// Runs `f` with `Profile` sections recorded from zero (and off again afterwards).

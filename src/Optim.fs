@@ -40,6 +40,16 @@ let setLearningRate (optimizer: torch.optim.Optimizer) (lr: float) =
 let linearSchedule (lr0: float) (numUpdates: int) (update: int) : float =
     lr0 * (1.0 - float (update - 1) / float numUpdates)
 
+/// Raises `ArgumentException` unless `maxNorm > 0` (a gradient clip's bound).
+let private checkMaxNorm (maxNorm: float) =
+    if not (maxNorm > 0.0) then
+        invalidArg "maxNorm" $"maxNorm must be > 0, got {maxNorm}"
+
+/// The per-seed clip coefficients min(1, maxNorm / (norm + 1e-6)) for norms [S]
+/// (`torch.nn.utils.clip_grad_norm_`'s).
+let private clipCoefficient (maxNorm: float) (norm: torch.Tensor) =
+    (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
+
 /// Global-norm gradient clipping done separately for each seed (parameters carry a leading
 /// seed axis of size S): seed k's norm is sqrt(sum over all parameters of the squared
 /// gradients in slice k), and its gradients are scaled by min(1, maxNorm / (norm + 1e-6)), as
@@ -47,8 +57,7 @@ let linearSchedule (lr0: float) (numUpdates: int) (update: int) : float =
 /// gradient). Parameters without a gradient are skipped. Raises `ArgumentException` if
 /// `maxNorm <= 0` or a parameter's leading size is not S.
 let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq) : torch.Tensor =
-    if not (maxNorm > 0.0) then
-        invalidArg "maxNorm" $"maxNorm must be > 0, got {maxNorm}"
+    checkMaxNorm maxNorm
 
     use _ng = torch.no_grad ()
 
@@ -74,7 +83,7 @@ let clipGradNormPerSeed (seeds: int) (maxNorm: float) (parameters: Parameter seq
         let norm =
             torch.cat([| for g in grads -> g.reshape (int64 seeds, -1L) |], 1L).norm(1, p = 2.0f)
 
-        let coef = (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
+        let coef = clipCoefficient maxNorm norm
         // coef shaped [S; 1; ...] once per gradient rank
         let shaped =
             grads
@@ -110,9 +119,9 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
 ///
 /// Layout: each parameter [S; ...] keeps its own shape and becomes a contiguous view of the buffer
 /// (parameter by parameter, in `parameters` order, each starting on a 64-byte boundary); its
-/// gradient is a view of one gradient buffer that `backward` accumulates into. `PerSeed` gathers a buffer-shaped tensor into [S; P] (seed k's
-/// parameters flattened and concatenated in order, P values per seed), the layout of
-/// `flatGradPerSeed`. The parameters stay the module's own objects, so `Module.save`/`load`,
+/// gradient is a view of one gradient buffer that `backward` accumulates into. `PerSeed`
+/// gathers a buffer-shaped tensor into [S; P] (seed k's parameters flattened and concatenated in
+/// order, P values per seed), the layout of `flatGradPerSeed`. The parameters stay the module's own objects, so `Module.save`/`load`,
 /// `state_dict` and forward passes see no difference; do not move the module to another device
 /// afterwards (moving replaces its tensors and breaks the views), nor set its gradients to null.
 /// Parameters that do not require a gradient are left out of the buffer.
@@ -252,13 +261,13 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     /// min(1, maxNorm / (norm_k + 1e-6)). Returns the pre-clip norms [S] (no gradient). Raises
     /// `ArgumentException` if `maxNorm <= 0`.
     member o.ClipGradNormPerSeed(maxNorm: float) : torch.Tensor =
-        if not (maxNorm > 0.0) then
-            invalidArg "maxNorm" $"maxNorm must be > 0, got {maxNorm}"
-
+        checkMaxNorm maxNorm
         use _ng = torch.no_grad ()
         let norm = o.GradNormPerSeed()
-        let coef = (maxNorm / (norm + 1e-6)).clamp_max((1.0).ToScalar())
-        grad.mul_ (coef.index_select (0L, seedOfElement)) |> ignore
+
+        grad.mul_ ((clipCoefficient maxNorm norm).index_select(0L, seedOfElement))
+        |> ignore
+
         norm
 
     /// Norms per seed of Adam's first- and second-moment estimates, as `adamMomentNorms` over the
@@ -267,26 +276,27 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     member _.AdamMomentNorms() : torch.Tensor * torch.Tensor =
         use _ng = torch.no_grad ()
 
-        let state =
-            match optimizer with
-            | :? Modules.Adam as adam ->
+        match optimizer with
+        | :? Modules.Adam as adam ->
+            let states =
                 adam.state_dict().State
-                |> Seq.tryPick (fun s ->
+                |> Seq.choose (fun s ->
                     match s with
                     | :? Modules.Adam.State as st -> Some st
                     | _ -> None)
-                |> Some
-            | _ -> None
+                |> Seq.toArray
 
-        match state with
-        | Some(Some st) ->
-            let norm (t: torch.Tensor) =
-                normsPerSeed seeds [ for i in 0 .. parameters.Length - 1 -> segment t i ]
+            // The one state's moments, cut back into the parameters (zeros before any state).
+            let norm (f: Modules.Adam.State -> torch.Tensor) =
+                normsPerSeed
+                    seeds
+                    [
+                        for st in states do
+                            for i in 0 .. parameters.Length - 1 -> segment (f st) i
+                    ]
 
-            norm st.exp_avg, norm st.exp_avg_sq
-        | Some None ->
-            torch.zeros (int64 seeds, dtype = torch.float64), torch.zeros (int64 seeds, dtype = torch.float64)
-        | None ->
+            norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
+        | _ ->
             let n = torch.full (int64 seeds, nan, dtype = torch.float64)
             n, n.clone ()
 

@@ -64,7 +64,7 @@ let tests =
 
             test "a flat optimizer steps bit-identically to the optimizer over the parameters one by one" {
                 use _scope = torch.NewDisposeScope()
-                let x = torch.randn (2L, 32L, 3L, generator = torch.Generator(7UL))
+                let x = torch.randn (2L, 32L, 3L, generator = new torch.Generator(7UL))
 
                 for kind in [ Optim.Adam(0.9, 0.999, 1e-5); Optim.RmsProp(0.99, 1e-8); Optim.Sgd 0.0 ] do
                     let a, b = twinMlps ()
@@ -111,7 +111,7 @@ let tests =
                 use _scope = torch.NewDisposeScope()
                 let a, b = twinMlps ()
                 use flat = Optim.makeFlat (Optim.Adam(0.9, 0.999, 1e-8)) 1e-2 2 (b.parameters ())
-                let x = torch.randn (2L, 8L, 3L, generator = torch.Generator(3UL))
+                let x = torch.randn (2L, 8L, 3L, generator = new torch.Generator(3UL))
                 flat.ZeroGrad()
                 (lossOf b x).backward()
                 flat.Step()

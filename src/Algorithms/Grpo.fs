@@ -412,14 +412,11 @@ let private sampleGroup (agent: Agent) (sampleGens: torch.Generator[]) (G: int) 
 let private learnGroup
     (cfg: GrpoConfig)
     (agent: Agent)
-    (actorParams: Modules.Parameter[])
     (sums: Tensor[])
     (x: Tensor)
     (group: Group)
     (advantages: Tensor)
     =
-    let S = agent.Seeds.Length
-
     for _ in 1 .. cfg.UpdateEpochs do
         use _inner = torch.NewDisposeScope()
         let lp = logProbsOf agent.Actor x
@@ -514,7 +511,6 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
     let B = cfg.BatchSize
     let batches = N / B
     let agent = makeAgent cfg device
-    let actorParams = agent.Actor.parameters () |> Seq.toArray
 
     let shuffleGens =
         seeds
@@ -582,7 +578,7 @@ let train (data: Data) (cfg: GrpoConfig) (hooks: Hooks) : TrainResult =
             sums[1].add_(group.KlRef.to_type torch.float64) |> ignore
             // Phase 3: group-relative advantages (no critic).
             let advantages = Advantage.groupRelative cfg.ScaleByStd group.Rewards
-            learnGroup cfg agent actorParams sums x group advantages
+            learnGroup cfg agent sums x group advantages
             use _ng = torch.no_grad ()
             sums[0].add_(group.Rewards.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
             let flat = group.Rewards.amax ([| 2L |]) - group.Rewards.amin ([| 2L |]) // [S; B]

@@ -1126,8 +1126,6 @@ let private minibatchStep
     (onPolicyGrad: unit -> unit)
     (mb: Batch)
     : MinibatchTerms =
-    let S = agent.Seeds.Length
-
     // Surrogate [S], its statistics and the mean entropy [S].
     let policyTerms dist =
         let logProbNew = Dist.logProb dist mb.Action

@@ -242,7 +242,6 @@ type ReinforceMetrics =
         GradNorm: float
     }
 
-/// Flattened policy gradient per seed [S; P] of the current `.grad` fields (a copy).
 /// Variance of the policy-gradient estimate, per seed.
 type GradVariance =
     {

@@ -44,31 +44,13 @@ let ofArray32 (device: torch.Device) (xs: float32[]) : Tensor = torch.tensor (xs
 let sizes (t: Tensor) : int64[] =
     Array.init (int (t.dim ())) (fun i -> t.size i)
 
-/// True when `a` and `b` have the same shape (compared dimension by dimension, see `sizes`).
-let sameShape (a: Tensor) (b: Tensor) : bool =
-    let d = a.dim ()
-
-    d = b.dim ()
-    && (let mutable same = true
-        let mutable i = 0
-
-        while same && int64 i < d do
-            same <- a.size i = b.size i
-            i <- i + 1
-
-        same)
-
 /// True when `t` has exactly the shape `expected` (see `sizes`).
 let hasShape (expected: int64[]) (t: Tensor) : bool =
     t.dim () = int64 expected.Length
-    && (let mutable same = true
-        let mutable i = 0
+    && Array.forall id (Array.mapi (fun i e -> t.size i = e) expected)
 
-        while same && i < expected.Length do
-            same <- t.size i = expected[i]
-            i <- i + 1
-
-        same)
+/// True when `a` and `b` have the same shape (see `sizes`).
+let sameShape (a: Tensor) (b: Tensor) : bool = hasShape (sizes a) b
 
 /// The rows `idx` [S; B] of each seed's samples in `x` [S; M] or [S; M; D]: [S; B] or [S; B; D]
 /// (minibatches and replay samples with a leading seed axis).
