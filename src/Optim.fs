@@ -111,6 +111,34 @@ let private normsPerSeed (seeds: int) (tensors: torch.Tensor seq) : torch.Tensor
     else
         (Array.reduce (+) squares).sqrt()
 
+/// Per-seed norms ([S], [S] float64) of Adam's `exp_avg` and `exp_avg_sq` over every state of
+/// `optimizer`, each state's tensor cut by `pieces` into [S; ...] tensors; zeros without a state,
+/// NaN for an optimizer that is not Adam. No gradient.
+let private momentNorms
+    (seeds: int)
+    (optimizer: torch.optim.Optimizer)
+    (pieces: torch.Tensor -> torch.Tensor seq)
+    : torch.Tensor * torch.Tensor =
+    use _ng = torch.no_grad ()
+
+    match optimizer with
+    | :? Modules.Adam as adam ->
+        let states =
+            adam.state_dict().State
+            |> Seq.choose (fun s ->
+                match s with
+                | :? Modules.Adam.State as st -> Some st
+                | _ -> None)
+            |> Seq.toArray
+
+        let norm (f: Modules.Adam.State -> torch.Tensor) =
+            normsPerSeed seeds (states |> Seq.collect (fun st -> pieces (f st)))
+
+        norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
+    | _ ->
+        let n = torch.full (int64 seeds, nan, dtype = torch.float64)
+        n, n.clone ()
+
 /// A network's trainable parameters held in one contiguous buffer, with an optimizer that steps
 /// that one buffer: Adam, RMSprop and SGD update every element as they would update the
 /// parameters one by one (the same operations on the same values, so results are bit-identical),
@@ -274,31 +302,8 @@ type FlatOptimizer(kind: OptimizerKind, lr: float, seeds: int, parameters: Param
     /// parameters one by one: ([S], [S]) float64; NaN for an optimizer that is not Adam, zeros
     /// before the first step.
     member _.AdamMomentNorms() : torch.Tensor * torch.Tensor =
-        use _ng = torch.no_grad ()
-
-        match optimizer with
-        | :? Modules.Adam as adam ->
-            let states =
-                adam.state_dict().State
-                |> Seq.choose (fun s ->
-                    match s with
-                    | :? Modules.Adam.State as st -> Some st
-                    | _ -> None)
-                |> Seq.toArray
-
-            // The one state's moments, cut back into the parameters (zeros before any state).
-            let norm (f: Modules.Adam.State -> torch.Tensor) =
-                normsPerSeed
-                    seeds
-                    [
-                        for st in states do
-                            for i in 0 .. parameters.Length - 1 -> segment (f st) i
-                    ]
-
-            norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
-        | _ ->
-            let n = torch.full (int64 seeds, nan, dtype = torch.float64)
-            n, n.clone ()
+        // The one state's moments, cut back into the parameters' blocks.
+        momentNorms seeds optimizer (fun t -> [ for i in 0 .. parameters.Length - 1 -> segment t i ])
 
     interface IDisposable with
         member _.Dispose() =
@@ -354,21 +359,4 @@ let cosineSimilarityPerSeed (a: torch.Tensor) (b: torch.Tensor) : torch.Tensor =
 /// over all parameters of the squares in seed slice k. Parameters must carry a leading seed axis
 /// S. Returns ([S], [S]) float64; NaN for an optimizer that is not Adam.
 let adamMomentNorms (seeds: int) (optimizer: torch.optim.Optimizer) : torch.Tensor * torch.Tensor =
-    use _ng = torch.no_grad ()
-
-    match optimizer with
-    | :? Modules.Adam as adam ->
-        let states =
-            adam.state_dict().State
-            |> Seq.choose (fun s ->
-                match s with
-                | :? Modules.Adam.State as st -> Some st
-                | _ -> None)
-            |> Seq.toArray
-
-        let norm (f: Modules.Adam.State -> torch.Tensor) = normsPerSeed seeds (Array.map f states)
-
-        norm (fun s -> s.exp_avg), norm (fun s -> s.exp_avg_sq)
-    | _ ->
-        let n = torch.full (int64 seeds, nan, dtype = torch.float64)
-        n, n.clone ()
+    momentNorms seeds optimizer Seq.singleton
