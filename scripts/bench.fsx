@@ -786,14 +786,15 @@ let interleaved (rounds: int) (calls: int) (cases: (string * (unit -> unit)) lis
             name, sorted[sorted.Length / 2]
     ]
 
-/// One MLP trunk of PPO Pendulum's critic (default config: 3 -> 64 -> 64 -> 1, ReLU) for S seeds,
-/// weights [S; in; out] and biases [S; 1; out] as `Nn.SeedLinear` holds them, with the three ways
+/// PPO Pendulum's critic network (default config: 3 -> 64 -> 64 -> 1, ReLU) for S seeds, weights
+/// [S; in; out] and biases [S; 1; out] as `Nn.SeededLinear` holds them (its tensors belong to the
+/// caller's dispose scope), with the three ways
 /// to get the gradient of a mean squared error (`bench.fsx floor`): libtorch's autograd, the
 /// gradient written out by hand under no_grad (no graph recorded), and the MLP as one
 /// TorchSharp custom autograd function (`SingleTensorFunction`) whose backward is the hand-written one.
 type FloorMlp(S: int64, B: int64) =
     let mk (shape: int64[]) =
-        (torch.randn shape * 0.1).requires_grad_(true).DetachFromDisposeScope()
+        (torch.randn shape * 0.1).requires_grad_(true)
 
     let ps =
         [|
@@ -805,13 +806,13 @@ type FloorMlp(S: int64, B: int64) =
             mk [| S; 1L; 1L |]
         |]
 
-    let x = torch.randn([| S; B; 3L |]).DetachFromDisposeScope()
-    let target = torch.randn([| S; B; 1L |]).DetachFromDisposeScope()
+    let x = torch.randn ([| S; B; 3L |])
+    let target = torch.randn ([| S; B; 1L |])
+    let handGrads = ps |> Array.map torch.zeros_like
 
-    let handGrads =
-        ps |> Array.map (fun p -> torch.zeros_like(p).DetachFromDisposeScope())
-
-    let forward (w: torch.Tensor[]) =
+    /// The network on input x [S; B; 3] with parameters w [|W1; b1; W2; b2; W3; b3|]: the two
+    /// hidden activations and the output [S; B; 1].
+    static member Layers(x: torch.Tensor, w: torch.Tensor[]) =
         let h1 = torch.nn.functional.relu (torch.bmm (x, w[0]) + w[1])
         let h2 = torch.nn.functional.relu (torch.bmm (h1, w[2]) + w[3])
         h1, h2, torch.bmm (h2, w[4]) + w[5]
@@ -834,19 +835,19 @@ type FloorMlp(S: int64, B: int64) =
     member _.Parameters = ps
     member _.Input = x
     member _.Target = target
-    member _.Forward() = forward ps
+    member _.Forward() = FloorMlp.Layers(x, ps)
 
     /// libtorch's autograd: forward recorded, loss, backward into the parameters' .grad.
     member _.Autograd() =
         use scope = torch.NewDisposeScope()
-        let _, _, y = forward ps
+        let _, _, y = FloorMlp.Layers(x, ps)
         (y - target).square().mean().backward()
 
     /// No graph: forward under no_grad, the hand-written backward into preallocated gradients.
     member _.ByHand() =
         use _ng = torch.no_grad ()
         use scope = torch.NewDisposeScope()
-        let h1, h2, y = forward ps
+        let h1, h2, y = FloorMlp.Layers(x, ps)
         let dy = (y - target).mul((2.0 / float (S * B)).ToScalar())
 
         for g, d in Array.zip handGrads (FloorMlp.Backward(x, h1, h2, ps[2], ps[4], dy)) do
@@ -866,11 +867,11 @@ type FloorMlpFunction() =
     override _.Name = "FloorMlp"
 
     override _.forward(ctx, vars) =
-        let t i = vars[i] :?> torch.Tensor
-        let h1 = torch.nn.functional.relu (torch.bmm (t 0, t 1) + t 2)
-        let h2 = torch.nn.functional.relu (torch.bmm (h1, t 3) + t 4)
-        ctx.save_for_backward (Collections.Generic.List [ t 0; h1; h2; t 3; t 5 ])
-        torch.bmm (h2, t 5) + t 6
+        let x = vars[0] :?> torch.Tensor
+        let w = vars[1..] |> Array.map (fun v -> v :?> torch.Tensor)
+        let h1, h2, y = FloorMlp.Layers(x, w)
+        ctx.save_for_backward (Collections.Generic.List [ x; h1; h2; w[2]; w[4] ])
+        y
 
     override _.backward(ctx, dy) =
         let v = ctx.get_saved_variables ()
@@ -885,10 +886,10 @@ type FloorMlpFunction() =
 let benchFloor () =
     Native.setThreads threads
     printfn "## eager-call floor (CPU, %d thread(s); median of 7 interleaved rounds)" threads
-    let a = torch.randn (1L, 64L)
-    let b = torch.randn (1L, 64L)
+    use a = torch.randn (1L, 64L)
+    use b = torch.randn (1L, 64L)
     let half = (0.5).ToScalar()
-    let cachedHalf = torch.tensor 0.5f
+    use cachedHalf = torch.tensor 0.5f
 
     let perOp =
         interleaved
@@ -927,10 +928,9 @@ let benchFloor () =
             y.sum().backward()
             w.grad.zero_ () |> ignore
 
-    match interleaved 7 2000 [ "backward", chain true; "no_grad", chain false ] with
-    | [ (_, withBackward); (_, noGrad) ] ->
-        printfn "%-52s %10.2f" "recording + backward, per node (16 multiplies)" ((withBackward - noGrad) / 16.0)
-    | _ -> ()
+    let chains = interleaved 7 2000 [ "backward", chain true; "no_grad", chain false ]
+    let withBackward, noGrad = snd chains[0], snd chains[1]
+    printfn "%-52s %10.2f" "recording + backward, per node (16 multiplies)" ((withBackward - noGrad) / 16.0)
 
     for S in [ 1L; 16L ] do
         use scope = torch.NewDisposeScope()
