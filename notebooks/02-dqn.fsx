@@ -68,7 +68,7 @@ first 30% of training (CleanRL: the first half); learning starts once the buffer
 
 ## Training several seeds at once
 
-`Dqn.train` trains S independent agents (S seeds) as **one batched computation**: every weight
+`Dqn.Loop.train` trains S independent agents (S seeds) as **one batched computation**: every weight
 has a leading seed axis, so each seed gets its own network, buffer, exploration and
 environment, and a learning curve over seeds costs little more than one run.
 *)
@@ -77,7 +77,7 @@ let numSeeds = if quick then 2 else 3
 
 let cfg =
     if quick then
-        { Dqn.defaults with
+        { Dqn.DqnConfig.defaults with
             TotalTimesteps = 3000L
             LearningStarts = 1000L
             BufferSize = 2000
@@ -88,7 +88,7 @@ let cfg =
     else
         // A modest budget: 120k steps instead of CleanRL's 500k, so exploration ends by 36k
         // steps, learning starts after 5k and the network is updated every 4 steps.
-        { Dqn.defaults with
+        { Dqn.DqnConfig.defaults with
             TotalTimesteps = 120_000L
             LearningStarts = 5_000L
             ExplorationFraction = 0.3
@@ -96,8 +96,8 @@ let cfg =
             LogEvery = 2000
             Run.NumSeeds = numSeeds }
 
-let result = Dqn.train cfg Dqn.noHooks None
-let table = Train.dqnTable cfg.Run.NumSeeds result.Metrics
+let result = Dqn.Loop.train cfg Dqn.Loop.noHooks None
+let table = Dqn.Runner.table cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
     $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seeds in {result.WallSeconds:F1} s"
@@ -131,7 +131,7 @@ Charts.panels SeedView.MeanStd "global_step" [ "td_loss"; "q_values"; "grad_norm
 (** ## Evaluation: the greedy policy (ε = 0), the same start states for every seed *)
 
 let evalReturns =
-    Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
+    Dqn.Agent.evaluate (Dqn.DqnConfig.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
 
 let evalSummary =
     evalReturns

@@ -91,7 +91,7 @@ baseline *every* action taken is pushed up, and only the differences in size car
 
 ## Training with and without the baseline
 
-`Reinforce.train` runs S seeds as one batched computation. We train twice on the same seeds:
+`Reinforce.Loop.train` runs S seeds as one batched computation. We train twice on the same seeds:
 plain REINFORCE ($b = 0$) and REINFORCE with a value baseline (a 64-64 critic fitted to
 $G_t$ by ten steps of regression after every update).
 *)
@@ -100,15 +100,15 @@ let numSeeds = if quick then 2 else 3
 
 let baseCfg =
     if quick then
-        { Reinforce.defaults with Iterations = 4; EpisodesPerBatch = 4; Run.NumSeeds = numSeeds }
+        { Reinforce.ReinforceConfig.defaults with Iterations = 4; EpisodesPerBatch = 4; Run.NumSeeds = numSeeds }
     else
-        { Reinforce.defaults with Iterations = 150; Run.NumSeeds = numSeeds }
+        { Reinforce.ReinforceConfig.defaults with Iterations = 150; Run.NumSeeds = numSeeds }
 
 let varianceEvery = if quick then 2 else 15
 let varianceBatches = if quick then 3 else 16
 
-let withBaseline = Reinforce.train { baseCfg with Baseline = true } varianceEvery varianceBatches
-let noBaseline = Reinforce.train { baseCfg with Baseline = false } 0 0
+let withBaseline = Reinforce.Loop.train { baseCfg with Baseline = true } varianceEvery varianceBatches
+let noBaseline = Reinforce.Loop.train { baseCfg with Baseline = false } 0 0
 
 /// REINFORCE metrics rows as a table for the chart helpers.
 let reinforceTable (rows: Reinforce.ReinforceMetrics list) =
@@ -161,7 +161,7 @@ noise of the gradient differs.
 (**
 ## The variance problem, measured
 
-`Reinforce.gradientVariance` freezes the current policy, collects several independent batches
+`Reinforce.Agent.gradientVariance` freezes the current policy, collects several independent batches
 of episodes, and computes on *each* batch both gradient estimates, with $b = 0$ and with
 $b = V(s)$. Their variance across batches (summed over all policy parameters) is the noise of
 the estimator; the squared norm of the mean gradient is the signal. The measurements below are

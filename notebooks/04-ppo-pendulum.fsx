@@ -60,7 +60,7 @@ independent agents train as one batched computation (notebook 05 uses that for m
 let configPath =
     Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs", "ppo-pendulum.yaml")
 
-let baseCfg = Config.load Ppo.fields Ppo.seedDefaults configPath
+let baseCfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults configPath
 
 (** The actor for one seed, applied to a batch of three observations: *)
 
@@ -160,7 +160,7 @@ clipChart |> Charts.toHtml
 (**
 ## Training
 
-The library's `Ppo.train` runs the loop of seed 002 (collect → GAE → epochs of minibatches →
+The library's `Ppo.Loop.train` runs the loop of seed 002 (collect → GAE → epochs of minibatches →
 discard) with the default config `scripts/configs/ppo-pendulum.yaml`. That config starts from the
 seed's table and changes what the peers' runs show must change (see the comments in the file):
 several parallel environments, a shorter horizon (γ = 0.95), a state-independent log-std,
@@ -179,8 +179,8 @@ let cfg =
     else
         baseCfg
 
-let result = Ppo.train cfg Ppo.noHooks None
-let table = Train.ppoTable cfg.Run.NumSeeds result.Metrics
+let result = Ppo.Loop.train cfg Ppo.Loop.noHooks None
+let table = Ppo.Runner.table cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
     $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seed(s) in {result.WallSeconds:F1} s"
@@ -219,7 +219,7 @@ diagnostics |> Charts.toHtml
 (** ## Evaluation: the deterministic policy (mean action) over 10 episodes *)
 
 let evalReturns =
-    Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+    Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
 let evalSummary =
     evalReturns
@@ -252,7 +252,7 @@ let valueGrid, meanGrid =
     let S = int64 cfg.Run.NumSeeds
     let n = int64 (thetas.Length * thetaDots.Length)
     let obs = torch.tensor(gridObs).reshape(1L, n, 3L).expand(S, n, 3L)
-    let x = Ppo.preprocess result.Normalizers.Obs obs
+    let x = Ppo.Normalizers.preprocess result.Normalizers.Obs obs
     let v = Tensor.toArray (result.Agent.Critic.forward(x)[0])
 
     let mu =
@@ -361,10 +361,10 @@ let klCfg =
         KlTarget = 0.01
     }
 
-let clipRun = Ppo.train compareCfg Ppo.noHooks None
-let klRun = Ppo.train klCfg Ppo.noHooks None
-let clipTable = Train.ppoTable compareSeeds clipRun.Metrics
-let klTable = Train.ppoTable compareSeeds klRun.Metrics
+let clipRun = Ppo.Loop.train compareCfg Ppo.Loop.noHooks None
+let klRun = Ppo.Loop.train klCfg Ppo.Loop.noHooks None
+let clipTable = Ppo.Runner.table compareSeeds clipRun.Metrics
+let klTable = Ppo.Runner.table compareSeeds klRun.Metrics
 
 Charts.compareRuns
     SeedView.MeanStd
@@ -383,7 +383,7 @@ Charts.learningCurve SeedView.PerSeed "global_step" "kl_beta" klTable
 (*** include-it-raw ***)
 
 let evalOf (run: Ppo.TrainResult) (c: Ppo.PpoConfig) =
-    Ppo.evaluate (Ppo.makeEnv c) run.Agent run.Normalizers.Obs c.EvalEpisodes c.EvalSeed
+    Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv c) run.Agent run.Normalizers.Obs c.EvalEpisodes c.EvalSeed
     |> Array.map (fun r -> Math.Round(Array.average r, 1))
 
 let clipVsKl =

@@ -34,7 +34,7 @@ gradient clipping, so seed k learns exactly what it would learn alone.
 ## make_train, as a flow chart
 
     config (YAML + key=value overrides)
-      └─ Ppo.train cfg                              (seed 001: make_train(config), vmapped over seeds)
+      └─ Ppo.Loop.train cfg                              (seed 001: make_train(config), vmapped over seeds)
            for update in 1 .. num_updates:           (_train_loop)
              1. rollout: num_steps x num_envs steps per seed   (_env_step: policy -> env.step)
              2. GAE over the rollout (terminated vs truncated)
@@ -57,12 +57,12 @@ of update u is `lr x (1 - (u - 1) / num_updates)`.
 let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs")
 
 let mountainCar =
-    Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
+    Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
 
 /// PureJaxRL's CartPole config with seed 001's network: one trunk shared by policy and value
 /// (the peers' config has two MLPs; seed 001 studies the shared trunk, so this notebook keeps it).
 let cartPole =
-    { Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml")) with
+    { Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml")) with
         ShareTrunk = true
     }
 
@@ -119,8 +119,8 @@ let cfg =
             Lr = 1e-3
         }
 
-let result = Ppo.train cfg Ppo.noHooks None
-let table = Train.ppoTable cfg.Run.NumSeeds result.Metrics
+let result = Ppo.Loop.train cfg Ppo.Loop.noHooks None
+let table = Ppo.Runner.table cfg.Run.NumSeeds result.Metrics
 
 let trainingSummary =
     $"{cfg.TotalTimesteps} steps x {cfg.Run.NumSeeds} seeds in {result.WallSeconds:F1} s "

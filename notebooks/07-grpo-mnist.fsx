@@ -89,7 +89,7 @@ wrong and nothing pushes it away. The `zero_adv_fraction` metric below counts su
 
 ## Training
 
-`Grpo.train` reads like DeepSeekMath's Algorithm 1: take a batch of images, sample G guesses per
+`Grpo.Loop.train` reads like DeepSeekMath's Algorithm 1: take a batch of images, sample G guesses per
 image from the old policy, score them, compute group-relative advantages, take `update_epochs`
 steps of the clipped surrogate (`Losses.ppoClip`, the same function PPO uses), discard. Three
 seeds train at once as one batched computation (every weight has a leading seed axis).
@@ -99,7 +99,7 @@ The config is `scripts/configs/grpo-mnist.yaml`.
 let configPath =
     Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs", "grpo-mnist.yaml")
 
-let baseCfg = Config.load Grpo.fields Grpo.defaults configPath
+let baseCfg = Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults configPath
 
 let cfg =
     if quick then
@@ -112,9 +112,9 @@ let cfg =
     else
         { baseCfg with Run.NumSeeds = 3 }
 
-let data = Grpo.loadData cfg
-let result = Grpo.train data cfg Grpo.noHooks
-let table = Train.grpoTable cfg.Run.NumSeeds result.Metrics
+let data = Grpo.Agent.loadData cfg
+let result = Grpo.Loop.train data cfg Grpo.Loop.noHooks
+let table = Grpo.Runner.table cfg.Run.NumSeeds result.Metrics
 
 let perEpoch =
     [ for e in 0 .. result.EpochAccuracy.Length - 1 ->
@@ -154,7 +154,7 @@ chart follow the digits left to right, top to bottom.
 
 let shown = 16
 let testImages = data.Test.Images.narrow (0L, 0L, int64 shown)
-let probs = (Grpo.probabilities result.Agent.Actor testImages)[0] |> Tensor.toArray |> Array.chunkBySize 10
+let probs = (Grpo.Agent.probabilities result.Agent.Actor testImages)[0] |> Tensor.toArray |> Array.chunkBySize 10
 let pixels = Tensor.toArray testImages |> Array.chunkBySize 784
 let labels = Tensor.toArray (data.Test.Labels.narrow (0L, 0L, int64 shown)) |> Array.map int
 
@@ -202,8 +202,8 @@ let groupRuns =
                   TrainSize = (if quick then 2000 else 20000)
                   TestSize = (if quick then 1000 else 10000) }
 
-          use d = Grpo.loadData c
-          let r = Grpo.train d c Grpo.noHooks
+          use d = Grpo.Agent.loadData c
+          let r = Grpo.Loop.train d c Grpo.Loop.noHooks
           use _a = r.Agent
           g, r.EpochAccuracy[0][0], r.EpochSeconds[0] ]
 

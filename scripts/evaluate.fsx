@@ -1,5 +1,8 @@
 // Evaluate a saved run's deterministic policy:
-//   dotnet fsi scripts/evaluate.fsx <run dir or its checkpoint dir> [episodes=N]
+//   dotnet fsi scripts/evaluate.fsx <run dir or its checkpoint dir> [episodes=N] [algo=<name>]
+// The run folder knows its algorithm (the `# algo:` line of its config.yaml); `algo=` is only
+// needed for folders written before that line existed and named otherwise. Exit code 2 for a
+// bad argument, a missing or damaged run, or an algorithm that does not reload its policy.
 #load "prepare.fsx"
 #load "load.fsx"
 
@@ -7,24 +10,39 @@ open System
 
 let args = fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray
 
-let path, episodes =
-    match args with
-    | p :: rest ->
-        let episodes =
-            rest
-            |> List.tryPick (fun a ->
-                if a.StartsWith "episodes=" then
-                    Some(int (a.Substring 9))
-                else
-                    None)
+let usage () =
+    eprintfn "usage: dotnet fsi scripts/evaluate.fsx <run dir or checkpoint dir> [episodes=N] [algo=<name>]"
+    exit 2
 
-        p, episodes
-    | [] ->
-        eprintfn "usage: dotnet fsi scripts/evaluate.fsx <run dir or checkpoint dir> [episodes=N]"
+let path, options =
+    match args with
+    | p :: rest when not (p.Contains "=") -> p, rest
+    | _ -> usage ()
+
+let option (key: string) =
+    options
+    |> List.tryPick (fun a ->
+        if a.StartsWith(key + "=") then
+            Some(a.Substring(key.Length + 1))
+        else
+            None)
+
+for a in options do
+    if not (a.StartsWith "episodes=" || a.StartsWith "algo=") then
+        eprintfn "evaluate: unknown argument '%s'; allowed: episodes=N, algo=<%s>" a (String.Join("|", Rl.Cli.names))
         exit 2
 
+let episodes =
+    option "episodes"
+    |> Option.map (fun v ->
+        match Int32.TryParse v with
+        | true, n when n >= 1 -> n
+        | _ ->
+            eprintfn "evaluate: episodes=%s: allowed: an integer >= 1" v
+            exit 2)
+
 try
-    let returns = Rl.Train.evaluatePpo path episodes
+    let returns = Rl.Cli.evaluate path (option "algo") episodes
 
     for k in 0 .. returns.Length - 1 do
         let m, s = Rl.Train.meanStd returns[k]
@@ -35,4 +53,7 @@ with
     exit 2
 | Rl.CheckpointError _ as e ->
     eprintfn "checkpoint error: %s" e.Message
+    exit 2
+| Rl.ConfigError _ as e ->
+    eprintfn "evaluate: %s" e.Message
     exit 2

@@ -151,41 +151,41 @@ let text =
                 "PpoSettings"
                 "PPO (`Ppo.Train`)"
                 "Ppo.PpoConfig"
-                "Ppo.fields"
-                "Ppo.seedDefaults"
-                "Ppo.validate"
-                Ppo.fields
-                Ppo.seedDefaults
+                "Ppo.PpoConfig.fields"
+                "Ppo.PpoConfig.seedDefaults"
+                "Ppo.PpoConfig.validate"
+                Ppo.PpoConfig.fields
+                Ppo.PpoConfig.seedDefaults
         yield!
             settingsClass
                 "DqnSettings"
                 "DQN (`Dqn.Train`)"
                 "Dqn.DqnConfig"
-                "Dqn.fields"
-                "Dqn.defaults"
-                "Dqn.validate"
-                Dqn.fields
-                Dqn.defaults
+                "Dqn.DqnConfig.fields"
+                "Dqn.DqnConfig.defaults"
+                "Dqn.DqnConfig.validate"
+                Dqn.DqnConfig.fields
+                Dqn.DqnConfig.defaults
         yield!
             settingsClass
                 "GrpoSettings"
                 "GRPO on MNIST (`Grpo.Train`)"
                 "Grpo.GrpoConfig"
-                "Grpo.fields"
-                "Grpo.defaults"
-                "Grpo.validate"
-                Grpo.fields
-                Grpo.defaults
+                "Grpo.GrpoConfig.fields"
+                "Grpo.GrpoConfig.defaults"
+                "Grpo.GrpoConfig.validate"
+                Grpo.GrpoConfig.fields
+                Grpo.GrpoConfig.defaults
         yield!
             settingsClass
                 "ReinforceSettings"
                 "REINFORCE (`Reinforce.Train`)"
                 "Reinforce.ReinforceConfig"
-                "Reinforce.fields"
-                "Reinforce.defaults"
-                "Reinforce.validate"
-                Reinforce.fields
-                Reinforce.defaults
+                "Reinforce.ReinforceConfig.fields"
+                "Reinforce.ReinforceConfig.defaults"
+                "Reinforce.ReinforceConfig.validate"
+                Reinforce.ReinforceConfig.fields
+                Reinforce.ReinforceConfig.defaults
         yield!
             settingsClass
                 "QLearningSettings"

@@ -7,4 +7,4 @@
 #load "load.fsx"
 
 let args = fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray
-exit (Rl.Train.main args)
+exit (Rl.Cli.main args)

@@ -1,18 +1,17 @@
-/// The command-line front end shared by `scripts/train.fsx` and `scripts/evaluate.fsx`, built on
-/// one run driver (`drive`): resolve a config (YAML + `key=value` overrides), create the run
-/// directory, train with a progress bar while streaming metrics to CSV and TensorBoard and
-/// checkpointing, evaluate, and write `summary.json` and `report.html`. Each algorithm (`ppo`,
-/// `dqn`, `grpo`, `reinforce`) is an `Algorithm` record: its config keys, how it resumes, its
-/// metrics columns, its training step wired to the driver's context, and its summary and report.
+/// The one run driver shared by every algorithm and every front end (`scripts/train.fsx`,
+/// `scripts/evaluate.fsx`, sweeps, the C# face): resolve a config (YAML + `key=value`
+/// overrides), create the run folder, train with a progress bar while streaming metrics to CSV
+/// and TensorBoard and checkpointing, evaluate, and write `summary.json` and `report.html`;
+/// cancellation at the update boundary and SIGTERM/SIGINT. An algorithm plugs in as an
+/// `Algorithm` record (its config keys, how it resumes, its metrics columns, its training step
+/// wired to the driver's context, its summary and report), written in its own
+/// `Algorithms/<Name>/Runner.fs`; `Cli` lists them. No algorithm is named here.
 module Rl.Train
 
 open System
 open System.IO
 open TorchSharp
 open Rl
-
-/// Default config file for PPO.
-let defaultPpoConfig = Path.Combine("scripts", "configs", "ppo-pendulum.yaml")
 
 /// Arguments that are not config keys: `algo`, `config`, `resume`, `runs`, `episodes`.
 let private reserved =
@@ -45,161 +44,27 @@ let columnsFor (seeds: int) (metricColumns: (string * string) list) : Column lis
     ]
 
 /// A metrics row in `columnsFor` order: `seed` first when `seeds > 1`, then the algorithm's values.
-let private rowFor (seeds: int) (seed: int64) (values: float[]) =
+let rowFor (seeds: int) (seed: int64) (values: float[]) =
     if seeds > 1 then
         Array.append [| float seed |] values
     else
         values
 
-let private ppoColumns (seeds: int) = columnsFor seeds Ppo.metricColumns
+/// Raised by an algorithm when a loss or statistic becomes NaN or infinite: names the update
+/// (or log window) and the quantity; the driver says where the metrics and the last checkpoint are.
+exception TrainingDivergedException of update: int * quantity: string * value: float with
+    override e.Message =
+        $"training diverged at update {e.update}: {e.quantity} = {e.value}. Metrics up to the previous update are kept; "
+        + "resume from the last checkpoint with a lower learning rate or check the environment's rewards."
 
-let private ppoRow (seeds: int) (m: Ppo.UpdateMetrics) =
-    rowFor seeds m.Seed (Ppo.metricValues m)
-
-let private gradHistoryKey = "grad_history"
-
-/// The checkpoint's extra key of the running streams of PPO and DQN (`Ppo.Progress.Streams`,
-/// `Dqn.Progress.Streams`).
-let private streamsKey = "streams"
-
-/// Saves a PPO agent, its optimizers, progress (with the gradient history behind the cosine
-/// diagnostics, when there is one) and normalisation statistics as the checkpoint
-/// `dir/checkpoint` atomically.
-let saveCheckpoint (dir: string) (agent: Ppo.Agent) (progress: Ppo.Progress) (norm: Ppo.Normalizers) =
-    let extra =
-        [
-            "update", string progress.Update
-            "global_step", string progress.GlobalStep
-            match norm.Obs with
-            | Some s -> "obs_stats", s.Save()
-            | None -> ()
-            match norm.Return with
-            | Some s -> "return_stats", s.Save()
-            | None -> ()
-            if not (isNull progress.PrevGrad) then
-                gradHistoryKey, String.Join(",", progress.PrevGrad.shape)
-            if not (isNull progress.KlBeta) then
-                "kl_beta", Checkpoint.encodeFloats progress.KlBeta
-            if not (isNull progress.CaptureStreams) then
-                streamsKey, progress.CaptureStreams.Invoke()
-        ]
-        |> Map.ofList
-
-    let history =
-        if isNull progress.PrevGrad then
-            []
-        else
-            [
-                gradHistoryKey, new Ppo.GradHistory(progress.PrevGrad, progress.EmaGrad) :> TorchSharp.torch.nn.Module
-            ]
-
-    Checkpoint.save
-        (Path.Combine(dir, Run.CheckpointDir))
-        (agent.Modules @ history)
-        [
-            for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
-        ]
-        extra
-
-/// Builds a PPO agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
-/// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
-let loadPpo (cfg: Ppo.PpoConfig) (path: string) : Ppo.Agent * Ppo.Progress * Ppo.Normalizers =
-    let ckpt =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
-            path
-        else
-            Path.Combine(path, Run.CheckpointDir)
-
-    use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
-    let obsDim = env.ObservationSpace.FlatSize
-    let device = Native.device cfg.Run.Device
-    // Modules load on the CPU, then move (TorchSharp's save/load guidance).
-    let agent = Ppo.makeAgentFor cfg obsDim env.ActionSpace TorchSharp.torch.CPU
-
-    // Checkpoints written before the gradient history was saved have none: the cosine columns
-    // then start again from NaN.
-    let history =
-        match (Checkpoint.readExtra ckpt).TryFind gradHistoryKey with
-        | Some shape ->
-            let dims = shape.Split ',' |> Array.map int64
-            Some(new Ppo.GradHistory(TorchSharp.torch.zeros dims, TorchSharp.torch.zeros dims))
-        | None -> None
-
-    let extra =
-        Checkpoint.load
-            ckpt
-            (agent.Modules
-             @ (history
-                |> Option.map (fun h -> gradHistoryKey, h :> TorchSharp.torch.nn.Module)
-                |> Option.toList))
-            [
-                for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
-            ]
-
-    for _, m in agent.Modules do
-        m.``to`` device |> ignore
-
-    let norm = Ppo.newNormalizers cfg obsDim device
-    norm.Obs |> Option.iter (fun s -> s.Load extra["obs_stats"])
-    norm.Return |> Option.iter (fun s -> s.Load extra["return_stats"])
-
-    let progress: Ppo.Progress =
-        { Ppo.Progress.Start with
-            Update = int extra["update"]
-            GlobalStep = int64 extra["global_step"]
-            PrevGrad =
-                history
-                |> Option.map (fun h -> h.Prev.``to``(device).DetachFromDisposeScope())
-                |> Option.toObj
-            EmaGrad =
-                history
-                |> Option.map (fun h -> h.Ema.``to``(device).DetachFromDisposeScope())
-                |> Option.toObj
-            KlBeta = extra.TryFind "kl_beta" |> Option.map Checkpoint.decodeFloats |> Option.toObj
-            Streams = extra.TryFind streamsKey |> Option.toObj
-        }
-
-    { agent with Device = device }, progress, norm
+/// The checkpoint's extra key of the running streams of algorithms that resume exactly
+/// (`Ppo.Progress.Streams`, `Dqn.Progress.Streams`).
+let streamsKey = "streams"
 
 /// Mean and population standard deviation.
 let meanStd (xs: float[]) =
     let m = Array.average xs
     m, sqrt (Array.averageBy (fun x -> (x - m) * (x - m)) xs)
-
-/// Writes `report.html` for a PPO run folder from its `metrics.csv` and summary pairs.
-let writePpoReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
-    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
-    let view = SeedView.MeanStd
-
-    let panelsFor =
-        [
-            "actor_loss"
-            "critic_loss"
-            "entropy"
-            "approx_kl"
-            "clip_fraction"
-            "explained_variance"
-            "sigma_mean"
-            "grad_norm"
-            "lr"
-            "adam_m_norm"
-            "adam_v_norm"
-            "grad_cos_prev"
-            "grad_cos_ema"
-        ]
-        |> List.filter (fun c ->
-            Metrics.hasColumn c table
-            && (Metrics.column c table |> Array.exists Double.IsFinite))
-
-    Report.write
-        (Path.Combine(dir, Run.ReportFile))
-        title
-        (Run.summaryText summary)
-        [
-            "Learning curve", [ Charts.learningCurve view "global_step" "episodic_return" table ]
-            "Losses and diagnostics", [ Charts.panels view "global_step" panelsFor table ]
-            "Time per update", [ Charts.panels view "global_step" [ "sps"; "rollout_s"; "learn_s" ] table ]
-        ]
 
 /// The config of run folder `runDir` for resuming (its `config.yaml`, then `overrides`) and the
 /// path of that file. Raises `FileNotFoundException` when the folder has no `config.yaml`.
@@ -403,6 +268,11 @@ type Algorithm<'C, 'S, 'R> =
         WriteReport: string -> 'C -> (string * SummaryValue) list -> unit
         /// Releases what training returned (networks, optimizers).
         Release: 'R -> unit
+        /// Evaluates a state restored by `Load` from a saved run (`evaluate.fsx`): the given number
+        /// of episodes per seed (None: the config's own), deterministic as in `Summarize`; returns
+        /// per seed the episode returns and releases the state. None when the algorithm does not
+        /// reload its policy.
+        Evaluate: ('C -> 'S -> int option -> float[][]) option
     }
 
 /// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
@@ -412,7 +282,13 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
     match algo.Load with
     | None ->
         raise (
-            ConfigError("arguments", "resume", runDir, "ppo, dqn", $"{algo.Name} runs do not resume; start a new run")
+            ConfigError(
+                "arguments",
+                "resume",
+                runDir,
+                "a run folder of an algorithm that resumes",
+                $"{algo.Name} runs do not resume; start a new run"
+            )
         )
     | Some load ->
         let cfg, configPath =
@@ -420,7 +296,7 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
 
         let state = load cfg runDir
         printfn "resuming %s at %s" runDir (fst (algo.Describe state))
-        Files.writeTextAtomic configPath (Config.toYaml algo.Fields cfg)
+        Files.writeTextAtomic configPath (Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg)
         cfg, Path.GetFullPath runDir, Some state
 
 /// A fresh run folder under `runs` for a valid config, after the device (and the algorithm's
@@ -428,7 +304,8 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
 let private freshRun (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (runs: string) =
     Native.device (algo.Device cfg) |> ignore
     algo.Check cfg
-    cfg, Run.create runs algo.Name (algo.Target cfg) (Config.toYaml algo.Fields cfg), None
+    let yaml = Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg
+    cfg, Run.create runs algo.Name (algo.Target cfg) yaml, None
 
 /// The config, run folder, restored state and checkpoint interval of a start: `FromArgs` with
 /// `resume=<run dir>` resumes (the run's own config with the overrides applied); otherwise the
@@ -507,7 +384,7 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
         | :? RunStoppedException as e ->
             eprintfn "%s" e.Message
             reraise ()
-        | Ppo.TrainingDivergedException _ as e ->
+        | TrainingDivergedException _ as e ->
             eprintfn "%s" e.Message
 
             eprintfn
@@ -541,13 +418,13 @@ let drive (algo: Algorithm<'C, 'S, 'R>) (args: string list) : string =
     driveWith Threading.CancellationToken.None algo args
 
 /// The mean of the finite values, NaN when there is none (the progress bar's recent return).
-let private recentMean (xs: float seq) =
+let recentMean (xs: float seq) =
     let finite = xs |> Seq.filter Double.IsFinite |> Array.ofSeq
     if finite.Length = 0 then nan else Array.average finite
 
 /// Prints each seed's evaluation, e.g. `seed 0: eval return -180.2 +- 95.3 over 10 episodes
 /// (deterministic policy, eval seed 1000000)`; `policy` says how actions were chosen.
-let private printEvals (policy: string) (seeds: int64[]) (evalSeed: int64) (evals: float[][]) =
+let printEvals (policy: string) (seeds: int64[]) (evalSeed: int64) (evals: float[][]) =
     for k in 0 .. seeds.Length - 1 do
         let m, s = meanStd evals[k]
 
@@ -562,14 +439,7 @@ let private printEvals (policy: string) (seeds: int64[]) (evalSeed: int64) (eval
 
 /// summary.json pairs every evaluated algorithm shares: the evaluation over all seeds, wall
 /// time, speed and the run's identity, then one `eval_return_mean_seed_<s>` per seed when S > 1.
-let private evalSummary
-    (evals: float[][])
-    (seeds: int64[])
-    (wall: float)
-    (steps: int64)
-    (device: string)
-    (target: string)
-    =
+let evalSummary (evals: float[][]) (seeds: int64[]) (wall: float) (steps: int64) (device: string) (target: string) =
     let m, s = meanStd (Array.concat evals)
 
     [
@@ -587,87 +457,20 @@ let private evalSummary
                 $"eval_return_mean_seed_{seeds[k]}", Number(Array.average evals[k])
     ]
 
-/// PPO for the run driver (`train.fsx algo=ppo`, the default).
-let ppo: Algorithm<Ppo.PpoConfig, Ppo.Agent * Ppo.Progress * Ppo.Normalizers, Ppo.TrainResult> =
-    {
-        Name = "ppo"
-        Fields = Ppo.fields
-        Defaults = Ppo.seedDefaults
-        Validate = Ppo.validate
-        DefaultConfig = defaultPpoConfig
-        Target = fun c -> c.EnvId
-        Device = fun c -> c.Run.Device
-        Check = ignore
-        Load = Some loadPpo
-        Describe =
-            fun (_, p, _) ->
-                let how =
-                    if isNull p.Streams then
-                        "; fresh episodes: the checkpoint holds no environment state"
-                    else
-                        ""
+/// The run folder of `path`: `path` itself, or its parent when `path` is a checkpoint folder.
+let runDirOf (path: string) =
+    if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
+        Path.GetDirectoryName(Path.GetFullPath path)
+    else
+        path
 
-                $"update {p.Update} (step {p.GlobalStep}){how}", p.GlobalStep
-        Columns = fun c -> ppoColumns c.Run.NumSeeds
-        Total = fun c -> c.TotalTimesteps
-        Label = fun c -> $"ppo {c.EnvId}"
-        Train =
-            fun ctx resume ->
-                let cfg = ctx.Config
-
-                let hooks: Ppo.Hooks =
-                    {
-                        OnUpdate =
-                            fun agent progress norm rows ->
-                                for r in rows do
-                                    ctx.Log(ppoRow cfg.Run.NumSeeds r)
-
-                                ctx.Report
-                                    progress.GlobalStep
-                                    (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
-
-                                checkpointAtBoundary
-                                    ctx
-                                    progress.Update
-                                    (progress.Update = cfg.NumUpdates)
-                                    progress.GlobalStep
-                                    (fun () -> saveCheckpoint ctx.Dir agent progress norm)
-                    }
-
-                Ppo.train cfg hooks resume
-        Summarize =
-            fun cfg result wall ->
-                let evals =
-                    Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
-
-                printEvals "deterministic policy" cfg.Seeds cfg.EvalSeed evals
-
-                {
-                    Pairs = evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
-                    Evals = evals
-                }
-        WriteReport = fun dir cfg summary -> writePpoReport dir $"PPO on {cfg.EnvId}" summary
-        Release = fun r -> (r.Agent :> IDisposable).Dispose()
-    }
-
-/// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
-/// and config overrides) through the run driver and returns the run folder. Writes nothing
-/// before the config is valid.
-let runPpo (args: string list) : string = drive ppo args
-
-/// `runPpo` that stops at the next update boundary, after a checkpoint, when `cancel` is
-/// cancelled, raising `RunStoppedException`.
-let runPpoWith (cancel: Threading.CancellationToken) (args: string list) : string = driveWith cancel ppo args
-
-/// Evaluates a saved PPO run: `path` is a run folder (or its checkpoint folder); `episodes`
-/// deterministic episodes with the run's evaluation seed. Returns per seed the episode returns.
-let evaluatePpo (path: string) (episodes: int option) : float[][] =
-    let runDir =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
-            Path.GetDirectoryName(Path.GetFullPath path)
-        else
-            path
-
+/// Evaluates the saved policy of run folder (or checkpoint folder) `path` written by `algo`:
+/// its own config, its checkpoint, `episodes` deterministic episodes per seed (None: the config's
+/// `eval_episodes`) on the run's evaluation seeds. Returns per seed the episode returns. Raises
+/// `FileNotFoundException` without `config.yaml`, `CheckpointError` for a missing or damaged
+/// checkpoint, `ConfigError` when the algorithm does not reload its policy.
+let evaluateRun (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int option) : float[][] =
+    let runDir = runDirOf path
     let configPath = Path.Combine(runDir, Run.ConfigFile)
 
     if not (File.Exists configPath) then
@@ -678,522 +481,38 @@ let evaluatePpo (path: string) (episodes: int option) : float[][] =
             )
         )
 
-    let cfg = Config.load Ppo.fields Ppo.seedDefaults configPath
-    let agent, _, norm = loadPpo cfg runDir
-    use _a = agent
-    Ppo.evaluate (Ppo.makeEnv cfg) agent norm.Obs (defaultArg episodes cfg.EvalEpisodes) cfg.EvalSeed
-
-// ---------------------------------------------------------------------------------------
-// GRPO on MNIST
-// ---------------------------------------------------------------------------------------
-
-/// Default config file for GRPO.
-let defaultGrpoConfig = Path.Combine("scripts", "configs", "grpo-mnist.yaml")
-
-let private grpoRow (seeds: int) (r: Grpo.Row) =
-    rowFor seeds r.Seed (Grpo.metricValues r)
-
-/// GRPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
-/// `seeds > 1`), for charts in notebooks.
-let grpoTable (seeds: int) (rows: Grpo.Row list) : MetricsTable =
-    Metrics.ofRows
-        (columnsFor seeds Grpo.metricColumns |> List.map (fun c -> c.Name))
-        (rows |> List.map (grpoRow seeds))
-
-/// Saves a GRPO checkpoint (actor, reference policy, optimizer, epoch) into `dir/checkpoint`
-/// atomically.
-let saveGrpoCheckpoint (dir: string) (agent: Grpo.Agent) (epoch: int) =
-    Checkpoint.save
-        (Path.Combine(dir, Run.CheckpointDir))
-        [ "actor", agent.Actor :> torch.nn.Module; "reference", agent.Reference ]
-        [ "optimizer", agent.Optimizer.Optimizer :?> Modules.OptimizerHelper ]
-        (Map.ofList [ "epoch", string epoch ])
-
-/// Writes `report.html` for a GRPO run folder from its `metrics.csv` and summary pairs.
-let writeGrpoReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
-    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
-    let view = SeedView.MeanStd
-
-    Report.write
-        (Path.Combine(dir, Run.ReportFile))
-        title
-        (Run.summaryText summary)
-        [
-            "Test accuracy (greedy) per epoch", [ Charts.learningCurve view "epoch" "test_accuracy" table ]
-            "Mean reward of the sampled guesses", [ Charts.learningCurve view "global_step" "reward_mean" table ]
-            "Diagnostics",
-            [
-                Charts.panels
-                    view
-                    "global_step"
-                    [
-                        "kl_ref"
-                        "approx_kl"
-                        "clip_fraction"
-                        "entropy"
-                        "policy_loss"
-                        "grad_norm"
-                        "zero_adv_fraction"
-                    ]
-                    table
-            ]
-            "Speed", [ Charts.panels view "epoch" [ "images_per_second"; "epoch_seconds" ] table ]
-        ]
-
-/// Training images GRPO uses per epoch for a config: `train_size` (all 60,000 when 0), cut to
-/// whole batches.
-let private grpoImagesPerEpoch (cfg: Grpo.GrpoConfig) =
-    let _, _, all = Mnist.files Mnist.Train
-    let n = if cfg.TrainSize > 0 then min cfg.TrainSize all else all
-    n / cfg.BatchSize * cfg.BatchSize
-
-/// MNIST on disk for GRPO: fetched when absent (`Mnist.fetchIfAbsent`), else checked; raises
-/// `FileNotFoundException` naming what is wrong.
-let private checkMnist () =
-    Mnist.fetchIfAbsent (Mnist.dataDir ())
-
-    match Mnist.problems (Mnist.dataDir ()) with
-    | [] -> ()
-    | ps ->
-        let what = String.Join("; ", ps)
-
+    match algo.Load, algo.Evaluate with
+    | Some load, Some evaluate ->
+        let cfg = Config.load algo.Fields algo.Defaults configPath
+        evaluate cfg (load cfg runDir) episodes
+    | _ ->
         raise (
-            FileNotFoundException(
-                $"MNIST is not ready in {Mnist.dataDir ()} ({what}); fetch it once with `dotnet fsi scripts/data.fsx` (or set {Mnist.DirEnvVar})"
+            ConfigError(
+                "arguments",
+                "run",
+                runDir,
+                "a run folder whose algorithm reloads its policy",
+                $"{algo.Name} runs do not reload their policy; the final evaluation is in {Run.SummaryFile}"
             )
         )
 
-/// GRPO for the run driver (`train.fsx algo=grpo`): a checkpoint after every epoch; no resume.
-/// summary.json holds `test_accuracy` (fraction in [0, 1] of the greedy policy, mean over seeds),
-/// per seed the final accuracy and the first epoch reaching 95 %.
-let grpo: Algorithm<Grpo.GrpoConfig, unit, Grpo.TrainResult * int * int> =
+/// An algorithm as the command line lists it, whatever its config and state types (`Cli`
+/// dispatches `algo=` and run folders through a list of these).
+type Entry =
     {
-        Name = "grpo"
-        Fields = Grpo.fields
-        Defaults = Grpo.defaults
-        Validate = Grpo.validate
-        DefaultConfig = defaultGrpoConfig
-        Target = fun _ -> "MNIST"
-        Device = fun c -> c.Run.Device
-        Check = fun _ -> checkMnist ()
-        Load = None
-        Describe = fun () -> "", 0L
-        Columns = fun c -> columnsFor c.Run.NumSeeds Grpo.metricColumns
-        Total = fun c -> int64 c.Epochs * int64 (grpoImagesPerEpoch c)
-        Label = fun c -> $"grpo MNIST (G={c.GroupSize}, {c.Run.NumSeeds} seed(s))"
-        Train =
-            fun ctx _ ->
-                let cfg = ctx.Config
-                use data = Grpo.loadData cfg
-
-                let hooks: Grpo.Hooks =
-                    {
-                        OnRows =
-                            fun _ rows ->
-                                for r in rows do
-                                    ctx.Log(grpoRow cfg.Run.NumSeeds r)
-
-                                ctx.Report rows[0].Step (rows |> Array.averageBy (fun r -> r.RewardMean))
-                                stopAtBoundary ctx false rows[0].Step false None
-                        OnEpoch = fun agent epoch _ -> saveGrpoCheckpoint ctx.Dir agent epoch
-                    }
-
-                Grpo.train data cfg hooks, data.Train.Count, data.Test.Count
-        Summarize =
-            fun cfg (result, trainCount, testCount) _ ->
-                for e in 0 .. result.EpochAccuracy.Length - 1 do
-                    let accs = result.EpochAccuracy[e] |> Array.map (sprintf "%.4f")
-
-                    printfn
-                        "epoch %2d: test accuracy %s (%.1f s)"
-                        (e + 1)
-                        (String.Join(" ", accs))
-                        result.EpochSeconds[e]
-
-                let final = Array.last result.EpochAccuracy
-                let m, s = meanStd final
-                printfn "test accuracy %.4f +- %.4f over %d seed(s)" m s cfg.Run.NumSeeds
-
-                let epochsTo95 (k: int) =
-                    match result.EpochAccuracy |> Array.tryFindIndex (fun a -> a[k] >= 0.95) with
-                    | Some e -> Integer(int64 (e + 1))
-                    | None -> Text "not reached"
-
-                let images =
-                    float (grpoImagesPerEpoch cfg) * float cfg.Epochs * float cfg.Run.NumSeeds
-
-                {
-                    Summary.Evals = [| for a in final -> [| a |] |]
-                    Pairs =
-                        [
-                            "test_accuracy", Number m
-                            "test_accuracy_std", Number s
-                            "wall_seconds", Number result.WallSeconds
-                            "epoch_seconds_mean", Number(Array.average result.EpochSeconds)
-                            "images_per_second", Number(images / Array.sum result.EpochSeconds)
-                            "epochs", Integer(int64 cfg.Epochs)
-                            "group_size", Integer(int64 cfg.GroupSize)
-                            "train_images", Integer(int64 trainCount)
-                            "test_images", Integer(int64 testCount)
-                            "seed", Integer cfg.Run.Seed
-                            "num_seeds", Integer(int64 cfg.Run.NumSeeds)
-                            "device", Text cfg.Run.Device
-                            for k in 0 .. cfg.Run.NumSeeds - 1 do
-                                $"test_accuracy_seed_{cfg.Seeds[k]}", Number final[k]
-                                $"epochs_to_95_seed_{cfg.Seeds[k]}", epochsTo95 k
-                        ]
-                }
-        WriteReport = fun dir cfg summary -> writeGrpoReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
-        Release = fun (r, _, _) -> (r.Agent :> IDisposable).Dispose()
+        /// `algo=` name and run-folder prefix.
+        Name: string
+        /// `driveWith` this algorithm: a cancellation token and command-line arguments in, the run
+        /// folder out.
+        DriveWith: Threading.CancellationToken -> string list -> string
+        /// `evaluateRun` this algorithm: a run or checkpoint folder and an episode count.
+        EvaluateRun: string -> int option -> float[][]
     }
 
-/// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)
-/// through the run driver and returns the run folder: metrics.csv (+ TensorBoard), a checkpoint
-/// after every epoch, summary.json and report.html. Checks the config and the MNIST files
-/// (fetching them when absent) before writing anything; raises `ConfigError` (also for
-/// `resume=`, which GRPO does not support) and `FileNotFoundException` when MNIST is not usable.
-let runGrpo (args: string list) : string = drive grpo args
-
-/// Default config file for DQN.
-let defaultDqnConfig = Path.Combine("scripts", "configs", "dqn-cartpole.yaml")
-
-let private dqnColumns (seeds: int) = columnsFor seeds Dqn.metricColumns
-
-let private dqnRow (seeds: int) (m: Dqn.DqnMetrics) =
-    rowFor seeds m.Seed (Dqn.metricValues m)
-
-/// DQN metrics rows as a table with the columns of `metrics.csv`, for charts in notebooks.
-let dqnTable (seeds: int) (rows: Dqn.DqnMetrics list) : MetricsTable =
-    Metrics.ofRows (dqnColumns seeds |> List.map (fun c -> c.Name)) (rows |> List.map (dqnRow seeds))
-
-let private dqnModules (agent: Dqn.Agent) : (string * torch.nn.Module) list =
-    [
-        "q", agent.QNet :> torch.nn.Module
-        "target", agent.Target
-        "replay", agent.Buffer
-    ]
-
-/// Saves a DQN checkpoint (online and target networks, replay buffer, optimizer, step counter,
-/// buffer counters and the finished episodes) into `dir/checkpoint` atomically.
-let saveDqnCheckpoint (dir: string) (agent: Dqn.Agent) (progress: Dqn.Progress) =
-    let extra =
-        [
-            "global_step", string progress.GlobalStep
-            "buffer_position", string agent.Buffer.Position
-            "buffer_count", string agent.Buffer.Count
-            if not (isNull progress.CaptureStreams) then
-                streamsKey, progress.CaptureStreams.Invoke()
-            for k in 0 .. progress.Episodes.Length - 1 do
-                let eps = progress.Episodes[k]
-
-                $"episodes_{k}",
-                Checkpoint.encodeFloats
-                    [|
-                        for e in eps do
-                            yield float e.EndStep
-                            yield e.Return
-                            yield float e.Length
-                    |]
-        ]
-        |> Map.ofList
-
-    Checkpoint.save
-        (Path.Combine(dir, Run.CheckpointDir))
-        (dqnModules agent)
-        [ "opt", agent.Opt.Optimizer :?> TorchSharp.Modules.OptimizerHelper ]
-        extra
-
-/// Builds a DQN agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
-/// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
-let loadDqn (cfg: Dqn.DqnConfig) (path: string) : Dqn.Agent * Dqn.Progress =
-    let ckpt =
-        if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
-            path
-        else
-            Path.Combine(path, Run.CheckpointDir)
-
-    use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
-
-    let agent =
-        Dqn.makeAgent cfg env.ObservationSpace.FlatSize env.ActionSpace TorchSharp.torch.CPU
-
-    let extra =
-        Checkpoint.load ckpt (dqnModules agent) [ "opt", agent.Opt.Optimizer :?> TorchSharp.Modules.OptimizerHelper ]
-
-    agent.Buffer.Restore(int extra["buffer_position"], int extra["buffer_count"])
-
-    let episodes =
-        Array.init cfg.Run.NumSeeds (fun k ->
-            let xs = Checkpoint.decodeFloats extra[$"episodes_{k}"]
-
-            ResizeArray(
-                [
-                    for i in 0..3 .. xs.Length - 3 ->
-                        ({
-                            EndStep = int64 xs[i]
-                            Return = xs[i + 1]
-                            Length = int xs[i + 2]
-                        }
-                        : Dqn.Episode)
-                ]
-            ))
-
-    agent,
+/// The `Entry` of an algorithm.
+let entry (algo: Algorithm<'C, 'S, 'R>) : Entry =
     {
-        GlobalStep = int64 extra["global_step"]
-        Episodes = episodes
-        Streams = extra.TryFind streamsKey |> Option.toObj
-        CaptureStreams = null
+        Name = algo.Name
+        DriveWith = fun cancel args -> driveWith cancel algo args
+        EvaluateRun = evaluateRun algo
     }
-
-/// Writes `report.html` for a DQN run folder from its `metrics.csv` and summary pairs.
-let writeDqnReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
-    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
-
-    Report.write
-        (Path.Combine(dir, Run.ReportFile))
-        title
-        (Run.summaryText summary)
-        [
-            "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
-            "Losses and diagnostics",
-            [
-                Charts.panels
-                    SeedView.MeanStd
-                    "global_step"
-                    [ "episodic_return"; "td_loss"; "q_values"; "grad_norm"; "epsilon"; "sps" ]
-                    table
-            ]
-        ]
-
-/// DQN for the run driver (`train.fsx algo=dqn`): checkpoints every `checkpoint_every` log
-/// windows; summary.json adds, per seed, the first step where the mean of 20 training episodes
-/// reached 475 (CartPole's bar) and the mean of the last 20.
-let dqn: Algorithm<Dqn.DqnConfig, Dqn.Agent * Dqn.Progress, Dqn.TrainResult> =
-    {
-        Name = "dqn"
-        Fields = Dqn.fields
-        Defaults = Dqn.defaults
-        Validate = Dqn.validate
-        DefaultConfig = defaultDqnConfig
-        Target = fun c -> c.EnvId
-        Device = fun c -> c.Run.Device
-        Check = ignore
-        Load = Some loadDqn
-        Describe = fun (_, p) -> $"step {p.GlobalStep}", p.GlobalStep
-        Columns = fun c -> dqnColumns c.Run.NumSeeds
-        Total = fun c -> c.TotalTimesteps
-        Label = fun c -> $"dqn {c.EnvId}"
-        Train =
-            fun ctx resume ->
-                let cfg = ctx.Config
-                let mutable windows = 0
-
-                let hooks: Dqn.Hooks =
-                    {
-                        OnLog =
-                            fun agent progress rows ->
-                                for r in rows do
-                                    ctx.Log(dqnRow cfg.Run.NumSeeds r)
-
-                                ctx.Report progress.GlobalStep (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
-                                windows <- windows + 1
-
-                                checkpointAtBoundary
-                                    ctx
-                                    windows
-                                    (progress.GlobalStep >= cfg.TotalTimesteps)
-                                    progress.GlobalStep
-                                    (fun () -> saveDqnCheckpoint ctx.Dir agent progress)
-                    }
-
-                Dqn.train cfg hooks resume
-        Summarize =
-            fun cfg result wall ->
-                let S = cfg.Run.NumSeeds
-
-                let evals =
-                    Dqn.evaluate (Dqn.makeEnv cfg) result.Agent cfg.EvalEpisodes cfg.EvalSeed
-
-                let bar k =
-                    Dqn.firstStepReaching 20 475.0 result.Progress.Episodes[k]
-
-                for k in 0 .. S - 1 do
-                    let m, s = meanStd evals[k]
-                    let reached = bar k |> Option.map string |> Option.defaultValue "not reached"
-
-                    printfn
-                        "seed %d: eval return %.1f +- %.1f (greedy, %d episodes); last-20 training mean %.1f; 20-episode mean >= 475 at step %s"
-                        cfg.Seeds[k]
-                        m
-                        s
-                        cfg.EvalEpisodes
-                        (Dqn.lastMean 20 result.Progress.Episodes[k])
-                        reached
-
-                {
-                    Summary.Evals = evals
-                    Pairs =
-                        [
-                            yield! evalSummary evals cfg.Seeds wall cfg.TotalTimesteps cfg.Run.Device cfg.EnvId
-                            "seeds_reaching_475",
-                            Integer(int64 ([ 0 .. S - 1 ] |> List.filter (fun k -> (bar k).IsSome) |> List.length))
-                            for k in 0 .. S - 1 do
-                                $"return_last20_seed_{cfg.Seeds[k]}",
-                                Number(Dqn.lastMean 20 result.Progress.Episodes[k])
-
-                                $"step_reaching_475_seed_{cfg.Seeds[k]}",
-                                (match bar k with
-                                 | Some st -> Integer st
-                                 | None -> Text "not reached")
-                        ]
-                }
-        WriteReport = fun dir cfg summary -> writeDqnReport dir $"DQN on {cfg.EnvId}" summary
-        Release = fun r -> (r.Agent :> IDisposable).Dispose()
-    }
-
-/// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`
-/// (in log windows) and config overrides) through the run driver and returns the run folder.
-let runDqn (args: string list) : string = drive dqn args
-
-// ---------------------------------------------------------------------------------------
-// REINFORCE
-// ---------------------------------------------------------------------------------------
-
-/// Default config file for REINFORCE.
-let defaultReinforceConfig =
-    Path.Combine("scripts", "configs", "reinforce-cartpole.yaml")
-
-let private reinforceRow (seeds: int) (m: Reinforce.ReinforceMetrics) =
-    rowFor seeds m.Seed (Reinforce.metricValues m)
-
-/// REINFORCE for the run driver (`train.fsx algo=reinforce`): the progress bar counts updates;
-/// no checkpoints and no resume (runs are short); summary.json as PPO's, with the deterministic
-/// policy's evaluation.
-let reinforce: Algorithm<Reinforce.ReinforceConfig, unit, Reinforce.TrainResult> =
-    {
-        Name = "reinforce"
-        Fields = Reinforce.fields
-        Defaults = Reinforce.defaults
-        Validate = Reinforce.validate
-        DefaultConfig = defaultReinforceConfig
-        Target = fun c -> c.EnvId
-        Device = fun c -> c.Run.Device
-        Check = ignore
-        Load = None
-        Describe = fun () -> "", 0L
-        Columns = fun c -> columnsFor c.Run.NumSeeds Reinforce.metricColumns
-        Total = fun c -> int64 c.Iterations
-        Label = fun c -> $"reinforce {c.EnvId} (updates)"
-        Train =
-            fun ctx _ ->
-                let cfg = ctx.Config
-
-                let hooks: Reinforce.Hooks =
-                    {
-                        OnIteration =
-                            fun _ rows ->
-                                for r in rows do
-                                    ctx.Log(reinforceRow cfg.Run.NumSeeds r)
-
-                                ctx.Report
-                                    (int64 rows[0].Iteration)
-                                    (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
-
-                                stopAtBoundary
-                                    ctx
-                                    (rows[0].Iteration >= cfg.Iterations)
-                                    (int64 rows[0].Iteration)
-                                    false
-                                    None
-                    }
-
-                Reinforce.trainWith hooks cfg 0 0
-        Summarize =
-            fun cfg result wall ->
-                let evals = Reinforce.evaluate cfg result.Agent cfg.EvalEpisodes cfg.EvalSeed
-
-                printEvals "most likely action" cfg.Seeds cfg.EvalSeed evals
-
-                let steps =
-                    result.Metrics
-                    |> List.filter (fun m -> m.Seed = cfg.Run.Seed)
-                    |> List.last
-                    |> (fun m -> m.Step)
-
-                {
-                    Pairs = evalSummary evals cfg.Seeds wall steps cfg.Run.Device cfg.EnvId
-                    Evals = evals
-                }
-        WriteReport =
-            fun dir cfg summary ->
-                let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
-
-                Report.write
-                    (Path.Combine(dir, Run.ReportFile))
-                    $"REINFORCE on {cfg.EnvId}"
-                    (Run.summaryText summary)
-                    [
-                        "Learning curve",
-                        [ Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table ]
-                        "Losses",
-                        [
-                            Charts.panels
-                                SeedView.MeanStd
-                                "global_step"
-                                [ "actor_loss"; "critic_loss"; "grad_norm" ]
-                                table
-                        ]
-                    ]
-        Release = fun r -> (r.Agent :> IDisposable).Dispose()
-    }
-
-/// Trains REINFORCE from command-line arguments (`config=`, `runs=` and config overrides)
-/// through the run driver and returns the run folder.
-let runReinforce (args: string list) : string = drive reinforce args
-
-/// Entry point of `scripts/train.fsx`: dispatches on `algo=` (default ppo); SIGTERM/SIGINT stop
-/// the run at the next update boundary (`stopOnSignals`). Returns an exit code: 0 on success, 2
-/// for a bad config or arguments, 1 for a failed run, 3 for a run stopped by a signal (after its
-/// checkpoint, when the algorithm resumes).
-let main (args: string list) : int =
-    try
-        let special, _ = splitArgs args
-        use stop = stopOnSignals ()
-        let cancel = stop.Token
-
-        let run =
-            match special.TryFind "algo" |> Option.defaultValue "ppo" with
-            | "ppo" -> Some(driveWith cancel ppo)
-            | "dqn" -> Some(driveWith cancel dqn)
-            | "grpo" -> Some(driveWith cancel grpo)
-            | "reinforce" -> Some(driveWith cancel reinforce)
-            | other ->
-                eprintfn "unknown algo '%s'; allowed: ppo, dqn, grpo, reinforce" other
-                None
-
-        match run with
-        | Some f ->
-            args |> List.filter (fun a -> not (a.StartsWith "algo=")) |> f |> ignore
-            0
-        | None -> 2
-    with
-    | ConfigError _ as e ->
-        eprintfn "config error: %s" e.Message
-        2
-    | :? FileNotFoundException as e ->
-        eprintfn "%s" e.Message
-        2
-    | CheckpointError _ as e ->
-        eprintfn "checkpoint error: %s" e.Message
-        2
-    | Mnist.MnistDataError msg ->
-        eprintfn "data error: %s" msg
-        2
-    | Ppo.TrainingDivergedException _ -> 1
-    | :? RunStoppedException -> 3
-
-/// PPO metrics rows as a table with the columns of `metrics.csv` (a `seed` column when
-/// `seeds > 1`), for charts in notebooks.
-let ppoTable (seeds: int) (rows: Ppo.UpdateMetrics list) : MetricsTable =
-    Metrics.ofRows (ppoColumns seeds |> List.map (fun c -> c.Name)) (rows |> List.map (ppoRow seeds))

@@ -39,9 +39,9 @@ let tests =
                     "PpoSettings"
                     (PpoSettings())
                     (fun c -> PpoSettings.FromConfig c)
-                    Ppo.fields
-                    Ppo.seedDefaults
-                    { Ppo.seedDefaults with
+                    Ppo.PpoConfig.fields
+                    Ppo.PpoConfig.seedDefaults
+                    { Ppo.PpoConfig.seedDefaults with
                         Hidden = [ 7; 9 ]
                         Gamma = 0.5
                         Run.NumSeeds = 3
@@ -51,25 +51,25 @@ let tests =
                     "DqnSettings"
                     (DqnSettings())
                     (fun c -> DqnSettings.FromConfig c)
-                    Dqn.fields
-                    Dqn.defaults
-                    { Dqn.defaults with EnvId = Acrobot.Id }
+                    Dqn.DqnConfig.fields
+                    Dqn.DqnConfig.defaults
+                    { Dqn.DqnConfig.defaults with EnvId = Acrobot.Id }
 
                 agrees
                     "GrpoSettings"
                     (GrpoSettings())
                     (fun c -> GrpoSettings.FromConfig c)
-                    Grpo.fields
-                    Grpo.defaults
-                    { Grpo.defaults with GroupSize = 3 }
+                    Grpo.GrpoConfig.fields
+                    Grpo.GrpoConfig.defaults
+                    { Grpo.GrpoConfig.defaults with GroupSize = 3 }
 
                 agrees
                     "ReinforceSettings"
                     (ReinforceSettings())
                     (fun c -> ReinforceSettings.FromConfig c)
-                    Reinforce.fields
-                    Reinforce.defaults
-                    { Reinforce.defaults with
+                    Reinforce.ReinforceConfig.fields
+                    Reinforce.ReinforceConfig.defaults
+                    { Reinforce.ReinforceConfig.defaults with
                         Iterations = 11
                     }
 

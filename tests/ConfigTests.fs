@@ -94,15 +94,15 @@ let tests =
                     [
                         "ppo",
                         fun device ->
-                            Ppo.validate
-                                { Ppo.seedDefaults with
+                            Ppo.PpoConfig.validate
+                                { Ppo.PpoConfig.seedDefaults with
                                     Run.Device = device
                                     VectorizationMode = "sync"
                                 }
                         "dqn",
                         fun device ->
-                            Dqn.validate
-                                { Dqn.defaults with
+                            Dqn.DqnConfig.validate
+                                { Dqn.DqnConfig.defaults with
                                     Run.Device = device
                                     VectorizationMode = "sync"
                                 }
@@ -122,11 +122,11 @@ let tests =
 
                 for f in files do
                     match Path.GetFileName f with
-                    | n when n.StartsWith "ppo-" -> Config.load Ppo.fields Ppo.seedDefaults f |> Ppo.validate
-                    | n when n.StartsWith "dqn-" -> Config.load Dqn.fields Dqn.defaults f |> Dqn.validate
-                    | n when n.StartsWith "grpo-" -> Config.load Grpo.fields Grpo.defaults f |> Grpo.validate
+                    | n when n.StartsWith "ppo-" -> Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults f |> Ppo.PpoConfig.validate
+                    | n when n.StartsWith "dqn-" -> Config.load Dqn.DqnConfig.fields Dqn.DqnConfig.defaults f |> Dqn.DqnConfig.validate
+                    | n when n.StartsWith "grpo-" -> Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults f |> Grpo.GrpoConfig.validate
                     | n when n.StartsWith "reinforce-" ->
-                        Config.load Reinforce.fields Reinforce.defaults f |> Reinforce.validate
+                        Config.load Reinforce.ReinforceConfig.fields Reinforce.ReinforceConfig.defaults f |> Reinforce.ReinforceConfig.validate
                     | n -> failtest $"{n}: a config name starts with its algorithm (ppo-, dqn-, grpo-, reinforce-)"
             }
 

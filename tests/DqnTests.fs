@@ -31,7 +31,7 @@ let private addItems (buf: Buffers.ReplayBuffer) (first: int) (n: int) =
 
 /// A small DQN config that learns CartPole quickly (many gradient steps per env step).
 let quickCfg =
-    { Dqn.defaults with
+    { Dqn.DqnConfig.defaults with
         TotalTimesteps = 12_000L
         LearningRate = 1e-3
         BufferSize = 10_000
@@ -163,15 +163,15 @@ let tests =
             }
 
             test "epsilon schedule is linear then flat" {
-                Expect.floatClose Accuracy.veryHigh (Dqn.epsilonAt 1.0 0.05 100.0 0L) 1.0 "start"
-                Expect.floatClose Accuracy.veryHigh (Dqn.epsilonAt 1.0 0.05 100.0 50L) 0.525 "middle"
-                Expect.floatClose Accuracy.veryHigh (Dqn.epsilonAt 1.0 0.05 100.0 500L) 0.05 "after"
+                Expect.floatClose Accuracy.veryHigh (Dqn.Agent.epsilonAt 1.0 0.05 100.0 0L) 1.0 "start"
+                Expect.floatClose Accuracy.veryHigh (Dqn.Agent.epsilonAt 1.0 0.05 100.0 50L) 0.525 "middle"
+                Expect.floatClose Accuracy.veryHigh (Dqn.Agent.epsilonAt 1.0 0.05 100.0 500L) 0.05 "after"
             }
 
             test "a short seeded DQN run beats a random policy on CartPole" {
-                let r = Dqn.train quickCfg Dqn.noHooks None
+                let r = Dqn.Loop.train quickCfg Dqn.Loop.noHooks None
                 use _a = r.Agent
-                let evals = Dqn.evaluate (Dqn.makeEnv quickCfg) r.Agent 10 1_000_000L
+                let evals = Dqn.Agent.evaluate (Dqn.DqnConfig.makeEnv quickCfg) r.Agent 10 1_000_000L
                 // A random policy averages about 22; a collapsed one (always one side) about 9.
                 for k in 0..1 do
                     Expect.isGreaterThan
@@ -195,7 +195,7 @@ let tests =
                             "eval_episodes=2"
                         ]
 
-                    let dir = Train.runDqn args
+                    let dir = Dqn.Runner.run args
 
                     for f in [ Run.ConfigFile; Metrics.CsvFile; Run.SummaryFile; Run.ReportFile ] do
                         Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
@@ -207,11 +207,11 @@ let tests =
                     let rowsBefore =
                         Metrics.count (Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile)))
 
-                    Train.runDqn [ $"resume={dir}"; "total_timesteps=2500" ] |> ignore
+                    Dqn.Runner.run [ $"resume={dir}"; "total_timesteps=2500" ] |> ignore
                     let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
                     Expect.equal (Metrics.count table) (rowsBefore + 4) "two more windows for two seeds"
                     Expect.equal (Array.max (Metrics.column "global_step" table)) 2500.0 "continued to 2500"
-                    Expect.equal (Train.main [ "algo=dqn"; $"runs={runs}"; "learning_rat=0.1" ]) 2 "bad key exits 2"
+                    Expect.equal (Cli.main [ "algo=dqn"; $"runs={runs}"; "learning_rat=0.1" ]) 2 "bad key exits 2"
                     Expect.equal (Directory.GetDirectories runs).Length 1 "nothing written for the bad key"
                 finally
                     Directory.Delete(runs, true)

@@ -40,7 +40,7 @@ let synthetic (n: int) (seed: int64) : Mnist.Dataset =
 
 /// A small, fast GRPO config.
 let small =
-    { Grpo.defaults with
+    { Grpo.GrpoConfig.defaults with
         Epochs = 1
         BatchSize = 32
         GroupSize = 8
@@ -121,7 +121,7 @@ let tests =
                 let adv = Advantage.groupRelative true rewards
                 let flat (x: torch.Tensor) = x.reshape (S, B * G)
                 let ppo, stats = Losses.ppoClip 0.2 (flat gathered) (flat logProbOld) (flat adv)
-                let parts = Grpo.loss 0.2 0.0 0.0 logProbs actions logProbOld logProbRef adv
+                let parts = Grpo.Learn.loss 0.2 0.0 0.0 logProbs actions logProbOld logProbRef adv
                 close (Tensor.toArray parts.Loss) (Tensor.toArray ppo) "beta = 0: exactly PPO's clipped surrogate"
                 close (Tensor.toArray parts.Stats.ClipFraction) (Tensor.toArray stats.ClipFraction) "same clip fraction"
 
@@ -131,7 +131,7 @@ let tests =
 
                 let kl = Losses.klToReference (flat gathered) (flat logProbRef)
                 let ent = -(logProbs.exp () * logProbs).sum(-1L).mean([| 1L |])
-                let withKl = Grpo.loss 0.2 0.04 0.01 logProbs actions logProbOld logProbRef adv
+                let withKl = Grpo.Learn.loss 0.2 0.04 0.01 logProbs actions logProbOld logProbRef adv
                 close (Tensor.toArray withKl.Loss) (Tensor.toArray (ppo + 0.04 * kl - 0.01 * ent)) "PPO + beta KL - c H"
             }
 
@@ -181,7 +181,7 @@ let tests =
                     }
 
                 use d1 = data ()
-                let r1 = Grpo.train d1 small Grpo.noHooks
+                let r1 = Grpo.Loop.train d1 small Grpo.Loop.noHooks
                 use _a1 = r1.Agent
                 let acc = r1.EpochAccuracy[0][0]
                 Expect.isGreaterThan acc 0.9 $"test accuracy {acc} after one epoch of 64 updates (chance 0.1)"
@@ -189,12 +189,12 @@ let tests =
                 let last = (List.last r1.Metrics).RewardMean
                 Expect.isGreaterThan last (first + 0.2) $"mean sampled reward rises ({first} -> {last})"
                 use d2 = data ()
-                let r2 = Grpo.train d2 small Grpo.noHooks
+                let r2 = Grpo.Loop.train d2 small Grpo.Loop.noHooks
                 use _a2 = r2.Agent
 
                 let text (r: Grpo.TrainResult) =
                     r.Metrics
-                    |> List.map (fun m -> Grpo.metricValues m |> Array.take 11 |> Array.map (sprintf "%.17g"))
+                    |> List.map (fun m -> Grpo.Loop.metricValues m |> Array.take 11 |> Array.map (sprintf "%.17g"))
 
                 Expect.equal (text r2) (text r1) "same seed, same metrics (time columns aside)"
             }
@@ -202,7 +202,7 @@ let tests =
             test "bad GRPO config values are refused naming key, value and what is allowed" {
                 let e =
                     Expect.throwsC
-                        (fun () -> Train.runGrpo [ "group_size=1"; "config=" + config "grpo-mnist.yaml" ] |> ignore)
+                        (fun () -> Grpo.Runner.run [ "group_size=1"; "config=" + config "grpo-mnist.yaml" ] |> ignore)
                         id
 
                 Expect.stringContains e.Message "group_size" "key"
@@ -211,7 +211,7 @@ let tests =
                 let e =
                     Expect.throwsC
                         (fun () ->
-                            Train.runGrpo [ "batch_size=100"; "train_size=50"; "config=" + config "grpo-mnist.yaml" ]
+                            Grpo.Runner.run [ "batch_size=100"; "train_size=50"; "config=" + config "grpo-mnist.yaml" ]
                             |> ignore)
                         id
 
@@ -225,7 +225,7 @@ let tests =
 
                 try
                     let code =
-                        Train.main
+                        Cli.main
                             [
                                 "algo=grpo"
                                 "config=" + config "grpo-mnist.yaml"

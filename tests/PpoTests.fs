@@ -9,7 +9,7 @@ open Rl.Tests.TestPaths
 
 /// A small, fast PPO config on Pendulum-v1 for tests.
 let small =
-    { Ppo.seedDefaults with
+    { Ppo.PpoConfig.seedDefaults with
         NumEnvs = 4
         NumSteps = 256
         TotalTimesteps = 2048L
@@ -32,7 +32,7 @@ let private expectConfigError (args: string list) (mentions: string list) =
         let e =
             Expect.throwsC
                 (fun () ->
-                    Train.runPpo (args @ [ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ])
+                    Ppo.Runner.run (args @ [ $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ])
                     |> ignore)
                 id
 
@@ -122,7 +122,7 @@ let tests =
                     try
                         Expect.throwsT<InvalidOperationException>
                             (fun () ->
-                                Train.runPpo
+                                Ppo.Runner.run
                                     [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]
                                 |> ignore)
                             "no CUDA here"
@@ -137,17 +137,17 @@ let tests =
                 let mutable rowsSeen = 0
 
                 let hooks =
-                    { Ppo.noHooks with
+                    { Ppo.Loop.noHooks with
                         OnUpdate = fun _ _ _ rows -> rowsSeen <- rowsSeen + rows.Length
                     }
 
                 let make n =
                     new NanRewardEnv(Envs.makeBatched cfg.EnvId n torch.CPU, 300) :> IBatchedEnv
 
-                let e = Expect.throwsC (fun () -> Ppo.trainWith make cfg hooks None |> ignore) id
+                let e = Expect.throwsC (fun () -> Ppo.Loop.trainWith make cfg hooks None |> ignore) id
 
                 match e with
-                | Ppo.TrainingDivergedException(update, quantity, _) ->
+                | Train.TrainingDivergedException(update, quantity, _) ->
                     Expect.equal update 2 "the second update sees NaN rewards (steps 257..)"
 
                     Expect.equal
@@ -164,7 +164,7 @@ let tests =
 
                 try
                     let dir =
-                        Train.runPpo
+                        Ppo.Runner.run
                             [
                                 $"runs={runs}"
                                 "config=" + config "ppo-pendulum-seed.yaml"
@@ -188,14 +188,14 @@ let tests =
                         ] do
                         Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
 
-                    let cfg = Config.load Ppo.fields Ppo.seedDefaults (Path.Combine(dir, "config.yaml"))
-                    let a1, p1, n1 = Train.loadPpo cfg dir
-                    let a2, p2, n2 = Train.loadPpo cfg dir
+                    let cfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(dir, "config.yaml"))
+                    let a1, p1, n1 = Ppo.Runner.load cfg dir
+                    let a2, p2, n2 = Ppo.Runner.load cfg dir
                     Expect.equal p1.Update 2 "two updates of 256 steps"
                     Expect.equal p1.GlobalStep 512L "steps"
                     Expect.equal (n1.Obs.Value.Save()) (n2.Obs.Value.Save()) "obs statistics"
-                    let e1 = Ppo.evaluate (Ppo.makeEnv cfg) a1 n1.Obs 3 7L
-                    let e2 = Ppo.evaluate (Ppo.makeEnv cfg) a2 n2.Obs 3 7L
+                    let e1 = Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) a1 n1.Obs 3 7L
+                    let e2 = Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) a2 n2.Obs 3 7L
                     Expect.equal e1 e2 "same checkpoint, same evaluation"
                     let summary = File.ReadAllText(Path.Combine(dir, "summary.json"))
 
@@ -217,14 +217,14 @@ let tests =
 
                     File.WriteAllBytes(actorFile, Array.append (File.ReadAllBytes actorFile) [| 0uy |])
 
-                    Expect.throwsC (fun () -> Train.loadPpo cfg dir |> ignore) (fun e ->
+                    Expect.throwsC (fun () -> Ppo.Runner.load cfg dir |> ignore) (fun e ->
                         Expect.stringContains e.Message "actor" "names the file")
                 finally
                     Directory.Delete(runs, true)
             }
 
             test "a short seeded run (2 seeds x 20k steps) beats a random policy on Pendulum" {
-                let defaults = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-pendulum.yaml")
+                let defaults = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum.yaml")
 
                 let cfg =
                     { defaults with
@@ -235,12 +235,12 @@ let tests =
                         Run.Threads = 1
                     }
 
-                let r = Ppo.train cfg Ppo.noHooks None
+                let r = Ppo.Loop.train cfg Ppo.Loop.noHooks None
 
                 for m in r.Metrics do
                     Expect.isTrue (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss) "finite losses"
 
-                let evals = Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
+                let evals = Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
 
                 for k in 0 .. cfg.Run.NumSeeds - 1 do
                     let trained = Array.average evals[k]
@@ -267,7 +267,7 @@ let tests =
                         ]
 
                     let dir =
-                        Train.runPpo (
+                        Ppo.Runner.run (
                             [
                                 $"runs={runs}"
                                 "config=" + config "ppo-pendulum-seed.yaml"
@@ -276,7 +276,7 @@ let tests =
                             @ common
                         )
 
-                    let dir2 = Train.runPpo [ $"resume={dir}"; "total_timesteps=1024" ]
+                    let dir2 = Ppo.Runner.run [ $"resume={dir}"; "total_timesteps=1024" ]
                     Expect.equal dir2 dir "same run folder"
                     let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
 
@@ -302,9 +302,9 @@ let tests =
 
                     let extra = Checkpoint.readExtra (Path.Combine(dir, "checkpoint"))
                     Expect.equal extra["update"] "4" "checkpoint at the last update"
-                    let cfg = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-pendulum-seed.yaml")
+                    let cfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum-seed.yaml")
 
-                    let agent = Ppo.makeAgentFor cfg 3 Pendulum.actionSpace torch.CPU
+                    let agent = Ppo.Agent.makeFor cfg 3 Pendulum.actionSpace torch.CPU
                     let p = agent.Actor.parameters () |> Seq.sumBy (fun t -> t.numel ())
                     (agent :> IDisposable).Dispose()
                     Expect.equal extra["grad_history"] $"1,{p}" "gradient history [S; P] (P = actor parameters) saved"
@@ -322,7 +322,7 @@ let tests =
 
                 try
                     let dir =
-                        Train.runPpo
+                        Ppo.Runner.run
                             [
                                 $"runs={runs}"
                                 "config=" + config "ppo-pendulum-seed.yaml"
@@ -356,7 +356,7 @@ let tests =
                 try
                     File.WriteAllText(Path.Combine(runs, "config.yaml"), "env_id: Pendulum-v1\n")
 
-                    Expect.throwsC (fun () -> Train.runPpo [ $"resume={runs}" ] |> ignore) (fun e ->
+                    Expect.throwsC (fun () -> Ppo.Runner.run [ $"resume={runs}" ] |> ignore) (fun e ->
                         Expect.stringContains e.Message "checkpoint" "names the checkpoint")
                 finally
                     Directory.Delete(runs, true)
@@ -378,7 +378,7 @@ let tests =
                 Expect.equal (bySize.MinibatchLength, bySize.MinibatchesPerEpoch) (256, 4) "1024 / 256"
 
                 let metrics cfg =
-                    (Ppo.train { cfg with TotalTimesteps = 1024L } Ppo.noHooks None).Metrics
+                    (Ppo.Loop.train { cfg with TotalTimesteps = 1024L } Ppo.Loop.noHooks None).Metrics
                     |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.GradNorm)
 
                 Expect.equal (metrics byCount) (metrics bySize) "same minibatches, same run"
@@ -395,7 +395,7 @@ let tests =
                         TotalTimesteps = 4096L
                     }
 
-                let rows = (Ppo.train cfg Ppo.noHooks None).Metrics
+                let rows = (Ppo.Loop.train cfg Ppo.Loop.noHooks None).Metrics
 
                 for seed in cfg.Seeds do
                     let mine = rows |> List.filter (fun m -> m.Seed = seed) |> Array.ofList
@@ -417,7 +417,7 @@ let tests =
 
             test "loss clip reports KL(old || new) too, and no beta" {
                 let rows =
-                    (Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None).Metrics
+                    (Ppo.Loop.train { small with TotalTimesteps = 1024L } Ppo.Loop.noHooks None).Metrics
 
                 for m in rows do
                     Expect.isTrue (Double.IsFinite m.Kl && m.Kl >= 0.0) $"kl {m.Kl}"
@@ -432,7 +432,7 @@ let tests =
                         TotalTimesteps = 2048L
                     }
 
-                let r = Ppo.train cfg Ppo.noHooks None
+                let r = Ppo.Loop.train cfg Ppo.Loop.noHooks None
 
                 for m in r.Metrics do
                     Expect.floatClose Accuracy.medium m.SigmaMean 0.3 "sigma_mean"
@@ -461,8 +461,8 @@ let tests =
                             "kl_target=0.0005"
                         ]
 
-                    let dir = Train.runPpo (common @ [ "total_timesteps=512" ])
-                    Train.runPpo [ $"resume={dir}"; "total_timesteps=1024" ] |> ignore
+                    let dir = Ppo.Runner.run (common @ [ "total_timesteps=512" ])
+                    Ppo.Runner.run [ $"resume={dir}"; "total_timesteps=1024" ] |> ignore
                     let table = Metrics.readCsv (Path.Combine(dir, "metrics.csv"))
                     let beta = Metrics.column "kl_beta" table
                     let kl = Metrics.column "kl" table
@@ -480,7 +480,7 @@ let tests =
 
             test "same seed and config give identical metrics" {
                 let run () =
-                    let r = Ppo.train { small with TotalTimesteps = 1024L } Ppo.noHooks None
+                    let r = Ppo.Loop.train { small with TotalTimesteps = 1024L } Ppo.Loop.noHooks None
 
                     r.Metrics
                     |> List.map (fun m -> m.ActorLoss, m.CriticLoss, m.EpisodicReturn, m.ApproxKl)

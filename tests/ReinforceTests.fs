@@ -44,13 +44,13 @@ let tests =
 
             test "collected CartPole episodes carry the exact discounted returns" {
                 let cfg =
-                    { Reinforce.defaults with
+                    { Reinforce.ReinforceConfig.defaults with
                         Run.NumSeeds = 2
                     }
 
                 use env = Envs.makeBatched cfg.EnvId 6 torch.CPU
-                use agent = Reinforce.makeAgent cfg 4 env.ActionSpace torch.CPU
-                let batch = Reinforce.collect 0.9 agent env 3 11L (new torch.Generator(5UL))
+                use agent = Reinforce.Agent.make cfg 4 env.ActionSpace torch.CPU
+                let batch = Reinforce.Agent.collect 0.9 agent env 3 11L (new torch.Generator(5UL))
                 let mask = toArray batch.Mask
                 let g = toArray batch.Returns
                 let T = int batch.Mask.shape[1] / 3
@@ -69,7 +69,7 @@ let tests =
 
                 try
                     let code =
-                        Train.main
+                        Cli.main
                             [
                                 "algo=reinforce"
                                 "config=" + config "reinforce-cartpole.yaml"
@@ -101,14 +101,14 @@ let tests =
 
                     Expect.isTrue (File.Exists(Path.Combine(dir, "report.html"))) "report"
 
-                    // the same config and seeds give the same metrics as Reinforce.train itself
+                    // the same config and seeds give the same metrics as Reinforce.Loop.train itself
                     let cfg =
-                        { Config.load Reinforce.fields Reinforce.defaults (config "reinforce-cartpole.yaml") with
+                        { Config.load Reinforce.ReinforceConfig.fields Reinforce.ReinforceConfig.defaults (config "reinforce-cartpole.yaml") with
                             Iterations = 3
                             Run.NumSeeds = 2
                         }
 
-                    let direct = Reinforce.train cfg 0 0
+                    let direct = Reinforce.Loop.train cfg 0 0
                     (direct.Agent :> IDisposable).Dispose()
 
                     Expect.sequenceEqual
@@ -124,7 +124,7 @@ let tests =
 
                 try
                     let run args =
-                        Train.main (
+                        Cli.main (
                             [
                                 "algo=reinforce"
                                 "config=" + config "reinforce-cartpole.yaml"
@@ -139,7 +139,7 @@ let tests =
 
                     Expect.throwsC
                         (fun () ->
-                            Train.runReinforce [ "env_id=Pendulum-v1"; "config=" + config "reinforce-cartpole.yaml" ]
+                            Reinforce.Runner.run [ "env_id=Pendulum-v1"; "config=" + config "reinforce-cartpole.yaml" ]
                             |> ignore)
                         (fun e -> Expect.stringContains e.Message "discrete actions" "says why")
 
@@ -150,12 +150,12 @@ let tests =
 
             test "a short seeded REINFORCE run beats a random policy on CartPole" {
                 let cfg =
-                    { Reinforce.defaults with
+                    { Reinforce.ReinforceConfig.defaults with
                         Run.NumSeeds = 2
                         Iterations = 30
                     }
 
-                let r = Reinforce.train cfg 0 0
+                let r = Reinforce.Loop.train cfg 0 0
                 use _a = r.Agent
 
                 let mean its =

@@ -103,14 +103,14 @@ let private stopAndResume (args: string list) =
     let runs = tempDir "rl-resume"
 
     try
-        let full = Train.runPpo ("runs=" + Path.Combine(runs, "full") :: args)
+        let full = Ppo.Runner.run ("runs=" + Path.Combine(runs, "full") :: args)
         use cts = new CancellationTokenSource()
         cts.Cancel()
 
         let stopped =
             Expect.throwsC
                 (fun () ->
-                    Train.runPpoWith cts.Token ("runs=" + Path.Combine(runs, "cut") :: args)
+                    Ppo.Runner.runWith cts.Token ("runs=" + Path.Combine(runs, "cut") :: args)
                     |> ignore)
                 (fun e ->
                     match e with
@@ -119,7 +119,7 @@ let private stopAndResume (args: string list) =
 
         Expect.isTrue stopped.Resumable "PPO resumes"
         Expect.isFalse (File.Exists(Path.Combine(stopped.RunDir, Run.SummaryFile))) "no summary for a stopped run"
-        let resumed = Train.runPpo [ $"resume={stopped.RunDir}" ]
+        let resumed = Ppo.Runner.run [ $"resume={stopped.RunDir}" ]
         Expect.equal resumed stopped.RunDir "same folder"
 
         let read (d: string) =
@@ -256,14 +256,14 @@ let tests =
 
                 let stopOnce (token: CancellationToken) (args: string list) =
                     try
-                        Train.driveWith token Train.dqn args |> ignore
+                        Train.driveWith token Dqn.Runner.algorithm args |> ignore
                         failtest "expected a stop"
                     with :? Train.RunStoppedException as e ->
                         e
 
                 try
                     for extra in [ []; [ "num_seeds=2" ] ] do
-                        let full = Train.runDqn (("runs=" + Path.Combine(runs, "full")) :: args @ extra)
+                        let full = Dqn.Runner.run (("runs=" + Path.Combine(runs, "full")) :: args @ extra)
 
                         use cts = new CancellationTokenSource()
                         cts.Cancel()
@@ -274,7 +274,7 @@ let tests =
                         Expect.equal first.Step 250L "stopped after the first window"
                         let second = stopOnce cts.Token [ $"resume={first.RunDir}" ]
                         Expect.equal second.Step 500L "then after the second"
-                        Train.runDqn [ $"resume={first.RunDir}" ] |> ignore
+                        Dqn.Runner.run [ $"resume={first.RunDir}" ] |> ignore
 
                         let read (d: string) =
                             Metrics.readCsv (Path.Combine(d, Metrics.CsvFile))
@@ -294,13 +294,13 @@ let tests =
 
                 let stopWith (token: CancellationToken) (args: string list) =
                     try
-                        Train.runPpoWith token args |> ignore
+                        Ppo.Runner.runWith token args |> ignore
                         failtest "expected a stop"
                     with :? Train.RunStoppedException as e ->
                         e
 
                 try
-                    let full = Train.runPpo ("runs=" + Path.Combine(runs, "full") :: smallCartPole)
+                    let full = Ppo.Runner.run ("runs=" + Path.Combine(runs, "full") :: smallCartPole)
                     use cts = new CancellationTokenSource()
                     cts.Cancel()
                     // stop after update 1, resume and stop after update 2: the checkpoint holds update 2
@@ -314,7 +314,7 @@ let tests =
                     let fullRows = File.ReadAllLines(Path.Combine(full, Metrics.CsvFile))
                     File.AppendAllLines(csv, [ fullRows[3] ])
                     Expect.equal (File.ReadAllLines csv).Length 4 "header + updates 1-3"
-                    Train.runPpo [ $"resume={first.RunDir}" ] |> ignore
+                    Ppo.Runner.run [ $"resume={first.RunDir}" ] |> ignore
 
                     let read (d: string) =
                         Metrics.readCsv (Path.Combine(d, Metrics.CsvFile))

@@ -14,7 +14,7 @@ let private maxAbs (a: torch.Tensor) (b: torch.Tensor) = Tensor.item ((a - b).ab
 
 /// The CartPole config with a short budget and a higher learning rate, so it learns in seconds.
 let private cartpole () =
-    let c = Config.load Ppo.fields Ppo.seedDefaults (config "ppo-cartpole.yaml")
+    let c = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-cartpole.yaml")
 
     { c with
         TotalTimesteps = 16_384L
@@ -179,15 +179,15 @@ let tests =
                                     VectorizationMode = mode
                                 }
 
-                            let batch = Ppo.train { cfg with Run.NumSeeds = 3 } Ppo.noHooks None
+                            let batch = Ppo.Loop.train { cfg with Run.NumSeeds = 3 } Ppo.Loop.noHooks None
 
                             let alone =
-                                Ppo.train
+                                Ppo.Loop.train
                                     { cfg with
                                         Run.Seed = cfg.Run.Seed + 1L
                                         Run.NumSeeds = 1
                                     }
-                                    Ppo.noHooks
+                                    Ppo.Loop.noHooks
                                     None
 
                             let rowsB = batch.Metrics |> List.filter (fun m -> m.Seed = 1L)
@@ -243,7 +243,7 @@ let tests =
                     made.Add e
                     e :> IBatchedEnv
 
-                let r = Ppo.trainWith makeEnv cfg Ppo.noHooks None
+                let r = Ppo.Loop.trainWith makeEnv cfg Ppo.Loop.noHooks None
                 Expect.equal made[0].NumEnvs (2 * cfg.NumEnvs) "one fused env of S * N copies"
                 Expect.equal r.Metrics.Length 6 "three updates x two seeds"
 
@@ -259,7 +259,7 @@ let tests =
 
             test "the shared network runs continuous actions (Pendulum) on the same path, with rmsprop and sgd too" {
                 let pendulum =
-                    { Ppo.seedDefaults with
+                    { Ppo.PpoConfig.seedDefaults with
                         SharedNetwork = true
                         Sigma = "logstd"
                         NumEnvs = 2
@@ -274,7 +274,7 @@ let tests =
                     }
 
                 for opt in [ "adam"; "rmsprop"; "sgd" ] do
-                    let r = Ppo.train { pendulum with Optimizer = opt } Ppo.noHooks None
+                    let r = Ppo.Loop.train { pendulum with Optimizer = opt } Ppo.Loop.noHooks None
                     Expect.equal r.Metrics.Length 4 $"{opt}: two updates x two seeds"
 
                     for m in r.Metrics do
@@ -291,7 +291,7 @@ let tests =
 
             test "a short seeded CartPole run with the shared network learns" {
                 let cfg = cartpole ()
-                let r = Ppo.train cfg Ppo.noHooks None
+                let r = Ppo.Loop.train cfg Ppo.Loop.noHooks None
                 let last = expectReturnsGrow r
                 // measured here: first update 23, last four 59 (random play: about 22)
                 Expect.isGreaterThan last 45.0 $"last four updates average {last:F0}"
@@ -334,7 +334,7 @@ let tests =
 
                 Expect.sequenceEqual (Tensor.toArray (net.Value obs)) (Tensor.toArray v) "Value = DistValue's value"
 
-                let r = Ppo.train { cartpole () with ShareTrunk = false } Ppo.noHooks None
+                let r = Ppo.Loop.train { cartpole () with ShareTrunk = false } Ppo.Loop.noHooks None
                 expectReturnsGrow r |> ignore
                 (r.Agent :> IDisposable).Dispose()
             }

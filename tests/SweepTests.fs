@@ -8,11 +8,11 @@ open Rl
 open Rl.Tests.TestPaths
 
 let private cartpole () =
-    Config.load Ppo.fields Ppo.seedDefaults (config "ppo-cartpole.yaml")
+    Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-cartpole.yaml")
 
 let private expectConfigError (args: string list) (mentions: string list) =
     let e =
-        Expect.throwsC (fun () -> Sweep.parseGrid Ppo.fields (cartpole ()) args |> ignore) id
+        Expect.throwsC (fun () -> Sweep.parseGrid Ppo.PpoConfig.fields (cartpole ()) args |> ignore) id
 
     match e with
     | ConfigError _ ->
@@ -94,7 +94,7 @@ let tests =
             test "grid parsing: comma lists, cartesian product, point names" {
                 let axes =
                     Sweep.parseGrid
-                        Ppo.fields
+                        Ppo.PpoConfig.fields
                         (cartpole ())
                         [ "beta_1=0.8,0.9, 0.95"; "num_seeds=4"; "activation=relu,tanh" ]
 

@@ -13,7 +13,7 @@ open Rl
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type PpoSettings() =
-    inherit Settings<Ppo.PpoConfig>(Ppo.fields, Ppo.seedDefaults, Ppo.validate, "PpoSettings")
+    inherit Settings<Ppo.PpoConfig>(Ppo.PpoConfig.fields, Ppo.PpoConfig.seedDefaults, Ppo.PpoConfig.validate, "PpoSettings")
 
     /// Environment id.
     /// Config key `env_id`; allowed: one of: CartPole-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0, Acrobot-v1, FrozenLake-v1, or an id registered with Envs.register; default: Pendulum-v1.
@@ -215,7 +215,7 @@ type PpoSettings() =
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type DqnSettings() =
-    inherit Settings<Dqn.DqnConfig>(Dqn.fields, Dqn.defaults, Dqn.validate, "DqnSettings")
+    inherit Settings<Dqn.DqnConfig>(Dqn.DqnConfig.fields, Dqn.DqnConfig.defaults, Dqn.DqnConfig.validate, "DqnSettings")
 
     /// Environment id (discrete actions).
     /// Config key `env_id`; allowed: one of: CartPole-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0, Acrobot-v1, FrozenLake-v1, or an id registered with Envs.register; default: CartPole-v1.
@@ -357,7 +357,7 @@ type DqnSettings() =
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type GrpoSettings() =
-    inherit Settings<Grpo.GrpoConfig>(Grpo.fields, Grpo.defaults, Grpo.validate, "GrpoSettings")
+    inherit Settings<Grpo.GrpoConfig>(Grpo.GrpoConfig.fields, Grpo.GrpoConfig.defaults, Grpo.GrpoConfig.validate, "GrpoSettings")
 
     /// Training images per epoch (first N of 60,000); 0 = all.
     /// Config key `train_size`; allowed: integer >= 0; default: 0.
@@ -477,9 +477,9 @@ type GrpoSettings() =
 type ReinforceSettings() =
     inherit
         Settings<Reinforce.ReinforceConfig>(
-            Reinforce.fields,
-            Reinforce.defaults,
-            Reinforce.validate,
+            Reinforce.ReinforceConfig.fields,
+            Reinforce.ReinforceConfig.defaults,
+            Reinforce.ReinforceConfig.validate,
             "ReinforceSettings"
         )
 

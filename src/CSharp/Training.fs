@@ -194,7 +194,7 @@ type Ppo =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.train Train.ppo (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
+        Runner.train Rl.Ppo.Runner.algorithm (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
 
     /// Continues the PPO run in `runDir` from its checkpoint with its own config: exactly as if it
     /// had never stopped (see README, "Stopping and resuming is exact for PPO"). Raises
@@ -207,7 +207,7 @@ type Ppo =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.resume Train.ppo (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
+        Runner.resume Rl.Ppo.Runner.algorithm (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
 
 /// DQN for C# (Mnih et al. 2015; see the F# `Rl.Dqn` module).
 [<AbstractClass; Sealed>]
@@ -223,7 +223,7 @@ type Dqn =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.train Train.dqn (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
+        Runner.train Rl.Dqn.Runner.algorithm (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
 
     /// Continues the DQN run in `runDir` from its checkpoint with its own config, exactly as if
     /// it had never stopped (replay buffer, environments, observations and generators restored).
@@ -234,7 +234,7 @@ type Dqn =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.resume Train.dqn (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
+        Runner.resume Rl.Dqn.Runner.algorithm (fun c -> c.Seeds) runDir checkpointEvery progress cancellationToken
 
 /// GRPO on MNIST for C# (Shao et al. 2024; see the F# `Rl.Grpo` module). Fetches MNIST on first use.
 [<AbstractClass; Sealed>]
@@ -249,7 +249,7 @@ type Grpo =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue("runs")>] runsDir: string
         ) : TrainResult =
-        Runner.train Train.grpo (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
+        Runner.train Rl.Grpo.Runner.algorithm (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
 
 /// REINFORCE with a baseline for C# (Williams 1992; see the F# `Rl.Reinforce` module).
 [<AbstractClass; Sealed>]
@@ -263,7 +263,7 @@ type Reinforce =
             [<Optional>] cancellationToken: CancellationToken,
             [<Optional; DefaultParameterValue("runs")>] runsDir: string
         ) : TrainResult =
-        Runner.train Train.reinforce (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
+        Runner.train Rl.Reinforce.Runner.algorithm (fun c -> c.Seeds) settings runsDir 1 progress cancellationToken
 
 /// Tabular Q-learning on FrozenLake for C# (Watkins 1989; Sutton and Barto, section 6.5).
 [<AbstractClass; Sealed>]

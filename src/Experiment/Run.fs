@@ -89,6 +89,31 @@ module Run =
 
             reraise ()
 
+    /// The first line of a run folder's `config.yaml`, naming the algorithm that wrote it (a YAML
+    /// comment, so the file still parses as the config alone): `# algo: <name> ...`.
+    let algorithmLine (algo: string) =
+        $"# algo: {algo} (the algorithm of this run; resume= and evaluate.fsx read this line)\n"
+
+    /// The algorithm of run folder `runDir`: the `# algo:` line of its `config.yaml`, else (folders
+    /// written before that line existed) the folder name's prefix before the first `-`
+    /// (`folderName`); None when neither says, or the folder has no `config.yaml`.
+    let algorithmOf (runDir: string) : string option =
+        let path = Path.Combine(runDir, ConfigFile)
+
+        if not (File.Exists path) then
+            None
+        else
+            let first = File.ReadLines path |> Seq.tryHead |> Option.defaultValue ""
+
+            if first.StartsWith "# algo: " then
+                Some((first.Substring 8).Split(' ').[0])
+            else
+                let name =
+                    Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath runDir))
+
+                let dash = name.IndexOf '-'
+                if dash > 0 then Some(name.Substring(0, dash)) else None
+
     /// `createAt` with the current local time.
     let create (root: string) (algo: string) (envId: string) (configYaml: string) : string =
         createAt DateTime.Now root algo envId configYaml

@@ -671,7 +671,7 @@ let runPoint (cancel: Threading.CancellationToken) (dir: string) (index: int) : 
             $"running host={Environment.MachineName} pid={Environment.ProcessId}{job} since={DateTime.UtcNow:o}"
 
         try
-            let run = Train.runPpoWith cancel args
+            let run = Ppo.Runner.runWith cancel args
             writeState dir index $"done {run}"
             run
         with
@@ -1421,7 +1421,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
             else
                 Path.GetFullPath(Path.Combine("scripts", "configs", c))
 
-    let baseCfg = Config.load Ppo.fields Ppo.seedDefaults configPath
+    let baseCfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults configPath
 
     let axes =
         match existing with
@@ -1437,7 +1437,7 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
                             |> List.distinct
                     }
             ]
-        | _ -> parseGrid Ppo.fields baseCfg rest
+        | _ -> parseGrid Ppo.PpoConfig.fields baseCfg rest
 
     let grid =
         match existing with
@@ -1457,9 +1457,9 @@ let sweep (cancel: Threading.CancellationToken) (command: string list) (workDir:
     // Validate every point's full config (with the task overrides) before anything is written.
     for p in grid do
         Config.resolve
-            Ppo.fields
-            Ppo.seedDefaults
-            Ppo.validate
+            Ppo.PpoConfig.fields
+            Ppo.PpoConfig.seedDefaults
+            Ppo.PpoConfig.validate
             (Some configPath)
             ([ for k, v in p -> $"{k}={v}" ] @ taskOverrides)
         |> ignore

@@ -4,7 +4,7 @@
 open Rl
 
 let cfg =
-    { Ppo.seedDefaults with
+    { Ppo.PpoConfig.seedDefaults with
         EnvId = "CartPole-v1"
         NumEnvs = 4
         NumSteps = 128
@@ -15,10 +15,10 @@ let cfg =
         EvalEpisodes = 3
     }
 
-let result = Ppo.train cfg Ppo.noHooks None
+let result = Ppo.Loop.train cfg Ppo.Loop.noHooks None
 
 let returns =
-    Ppo.evaluate (Ppo.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+    Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) result.Agent result.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
 let last = result.Metrics |> List.last
 printfn "updates: %d, last training episodic return %.1f" result.Metrics.Length last.EpisodicReturn
