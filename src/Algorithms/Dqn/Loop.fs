@@ -31,6 +31,35 @@ module Loop =
     /// Hooks that do nothing.
     let noHooks = { OnLog = fun _ _ _ -> () }
 
+    /// Phases 1 and 2 of one environment step (Mnih et al. 2015, Algorithm 1): act
+    /// epsilon-greedily on `obs` [S; N; obsDim] (random draws from `exploreGen`), step the S * N
+    /// environment copies, store (s, a, r, s', terminated) in the replay buffer (s' the final
+    /// observation, before auto-reset) and the step in the log `window`. Disposes `obs`; returns
+    /// the next observations, detached from every dispose scope.
+    let internal actAndStore
+        (agent: Agent)
+        (env: IBatchedEnv)
+        (exploreGen: torch.Generator)
+        (window: Window)
+        (epsilon: float)
+        (obs: Tensor)
+        : Tensor =
+        let S, N, obsDim = obs.size 0, obs.size 1, obs.size 2
+
+        let action =
+            Profile.section "dqn.act" (fun () -> Agent.actEpsilonGreedy agent exploreGen epsilon obs)
+
+        let r = Profile.section "dqn.env_step" (fun () -> env.Step(action.reshape (S * N)))
+        let shape3 (x: Tensor) = x.reshape (S, N, obsDim)
+        let shape2 (x: Tensor) = x.reshape (S, N)
+
+        Profile.section "dqn.store" (fun () ->
+            agent.Buffer.Add(obs, action, shape2 r.Reward, shape3 r.FinalObs, shape2 r.Terminated)
+            window.Record r)
+
+        obs.Dispose()
+        (shape3 r.Obs).MoveToOuterDisposeScope().DetachFromDisposeScope()
+
     /// Trains DQN (Mnih et al. 2015, Algorithm 1, as CleanRL's `dqn.py`): per env step, act
     /// epsilon-greedily (`actEpsilonGreedy`), store (s, a, r, s', terminated) in the replay buffer,
     /// every `TrainFrequency` steps learn on a sampled minibatch (`learnStep`) and every
@@ -72,11 +101,7 @@ module Loop =
                     CaptureStreams = null
                 }
 
-        let stream label =
-            Seed.derive cfg.Run.Seed $"{label}/{progress.GlobalStep}"
-
-        let exploreGen = Seed.generator device (stream "dqn-explore")
-        let sampleGen = Seed.generator device (stream "dqn-replay")
+        let gens = Streams.generators cfg.Run.Seed device progress.GlobalStep
         let duration = cfg.ExplorationFraction * float cfg.TotalTimesteps
         use window = new Window(max 1 (cfg.LogEvery / N), S, N, device) // env steps (of all copies) per log window
 
@@ -84,37 +109,13 @@ module Loop =
             (step / int64 N) % int64 (max 1 (n / N)) = 0L
 
         let mutable obs =
-            env.Reset(stream "dqn-env").reshape(int64 S, int64 N, int64 obsDim).DetachFromDisposeScope()
+            env
+                .Reset(Streams.envSeed cfg.Run.Seed progress.GlobalStep)
+                .reshape(int64 S, int64 N, int64 obsDim)
+                .DetachFromDisposeScope()
 
-        if not (isNull progress.Streams) then
-            // Continue exactly where the checkpoint stopped instead of starting fresh episodes.
-            let node = Snapshot.parse progress.Streams
-
-            match env with
-            | :? IEnvSnapshot as e -> e.LoadState(string (Snapshot.field "env" node))
-            | _ -> raise (FormatException $"DQN streams: {cfg.EnvId}'s environments cannot load a saved state")
-
-            let saved =
-                Snapshot.toTensorLike "DQN streams, observations" obs (Snapshot.field "obs" node)
-
-            obs.Dispose()
-            obs <- saved.DetachFromDisposeScope()
-            Snapshot.restoreGenerator exploreGen (Snapshot.field "explore" node)
-            Snapshot.restoreGenerator sampleGen (Snapshot.field "replay" node)
-            progress.Streams <- null
-
-        progress.CaptureStreams <-
-            match env with
-            | :? IEnvSnapshot as e when e.CanSaveState ->
-                Func<string>(fun () ->
-                    let o = Text.Json.Nodes.JsonObject()
-                    o["env"] <- Text.Json.Nodes.JsonValue.Create(e.SaveState())
-                    o["obs"] <- Snapshot.ofTensor obs
-                    o["explore"] <- Snapshot.ofGenerator exploreGen
-                    o["replay"] <- Snapshot.ofGenerator sampleGen
-                    o.ToJsonString())
-            | _ -> null
-
+        obs <- Streams.restore progress cfg.EnvId env gens obs
+        progress.CaptureStreams <- Streams.capture env gens (fun () -> obs)
         let metrics = ResizeArray<DqnMetrics>()
         let total = Stopwatch.StartNew()
         let mutable clock = Stopwatch.StartNew()
@@ -125,23 +126,7 @@ module Loop =
                 use stepScope = torch.NewDisposeScope()
                 let epsilon = Agent.epsilonAt cfg.StartE cfg.EndE duration progress.GlobalStep
 
-                let action =
-                    Profile.section "dqn.act" (fun () -> Agent.actEpsilonGreedy agent exploreGen epsilon obs)
-
-                let r =
-                    Profile.section "dqn.env_step" (fun () -> env.Step(action.reshape (int64 (S * N))))
-
-                let shape3 (x: Tensor) =
-                    x.reshape (int64 S, int64 N, int64 obsDim)
-
-                let shape2 (x: Tensor) = x.reshape (int64 S, int64 N)
-                // Phase 2, store (s, a, r, s', terminated); s' is the final observation (before auto-reset).
-                Profile.section "dqn.store" (fun () ->
-                    agent.Buffer.Add(obs, action, shape2 r.Reward, shape3 r.FinalObs, shape2 r.Terminated)
-                    window.Record r)
-
-                obs.Dispose()
-                obs <- (shape3 r.Obs).MoveToOuterDisposeScope().DetachFromDisposeScope()
+                obs <- actAndStore agent env gens.Explore window epsilon obs
                 progress.GlobalStep <- progress.GlobalStep + int64 N
                 let step = progress.GlobalStep
 
@@ -149,7 +134,9 @@ module Loop =
                 if step > cfg.LearningStarts then
                     if every cfg.TrainFrequency step then
                         Profile.section "dqn.learn" (fun () ->
-                            window.AddLearn(Agent.learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, sampleGen))))
+                            window.AddLearn(
+                                Agent.learnStep cfg agent (agent.Buffer.Sample(cfg.BatchSize, gens.Replay))
+                            ))
 
                     if every cfg.TargetNetworkFrequency step then
                         syncParameters cfg.Tau agent.QNet agent.Target

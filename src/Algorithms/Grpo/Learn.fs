@@ -138,3 +138,27 @@ module Learn =
             add 4 parts.Entropy
             add 5 parts.Policy
             add 6 gradNorm
+
+    /// Phases 2 to 4 of one update on a batch (DeepSeekMath, Algorithm 1): `sampleGroup` of
+    /// images `x` [S; B; 784] with labels `y` [S; B], group-relative advantages (no critic,
+    /// `Advantage.groupRelative`), `learnGroup`; adds the batch's KL to the reference, mean reward
+    /// and fraction of groups with one reward for all guesses (zero advantages) to `sums` (the
+    /// running sums since the last metrics row, see `Loop.rowsOf`).
+    let internal update
+        (cfg: GrpoConfig)
+        (agent: Agent)
+        (sampleGens: torch.Generator[])
+        (sums: Tensor[])
+        (x: Tensor)
+        (y: Tensor)
+        =
+        let group = sampleGroup agent sampleGens cfg.GroupSize x y
+        sums[1].add_(group.KlRef.to_type torch.float64) |> ignore
+        let advantages = Advantage.groupRelative cfg.ScaleByStd group.Rewards
+        learnGroup cfg agent sums x group advantages
+        use _ng = torch.no_grad ()
+        sums[0].add_(group.Rewards.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
+        let flat = group.Rewards.amax ([| 2L |]) - group.Rewards.amin ([| 2L |]) // [S; B]
+
+        sums[7].add_(flat.eq(0.0f.ToScalar()).to_type(torch.float64).mean([| 1L |]))
+        |> ignore

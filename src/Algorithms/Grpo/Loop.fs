@@ -235,18 +235,7 @@ module Loop =
                     data.Train.Images.index_select(0L, idx).reshape(int64 S, int64 B, int64 Agent.ObsDim)
 
                 let y = data.Train.Labels.index_select(0L, idx).reshape(int64 S, int64 B)
-                let group = Learn.sampleGroup agent sampleGens cfg.GroupSize x y
-                sums[1].add_(group.KlRef.to_type torch.float64) |> ignore
-                // Phase 3: group-relative advantages (no critic).
-                let advantages = Advantage.groupRelative cfg.ScaleByStd group.Rewards
-                Learn.learnGroup cfg agent sums x group advantages
-                use _ng = torch.no_grad ()
-                sums[0].add_(group.Rewards.mean([| 1L; 2L |]).to_type torch.float64) |> ignore
-                let flat = group.Rewards.amax ([| 2L |]) - group.Rewards.amin ([| 2L |]) // [S; B]
-
-                sums[7].add_(flat.eq(0.0f.ToScalar()).to_type(torch.float64).mean([| 1L |]))
-                |> ignore
-
+                Learn.update cfg agent sampleGens sums x y
                 updatesInRow <- updatesInRow + 1
                 let step = int64 ((epoch - 1) * batches + j + 1) * int64 B
 

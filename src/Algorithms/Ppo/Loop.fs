@@ -34,9 +34,61 @@ module Loop =
     /// Hooks that do nothing.
     let noHooks = { OnUpdate = fun _ _ _ _ -> () }
 
-    /// Trains PPO: per update, `rollout` -> `advantages` (GAE) -> `learn` -> `metricsRows`, then
+    /// One update (Schulman et al. 2017, Algorithm 1): `Rollout.collect` -> `Learn.advantages`
+    /// (GAE) -> `Learn.learn` -> `Diagnostics.metricsRows` (with the KL penalty's beta adapted per
+    /// seed after the update). Moves `progress` on by one update; returns one row per seed. Raises
+    /// `TrainingDivergedException` when a loss becomes NaN/Inf. Its tensors belong to the
+    /// caller's dispose scope.
+    let internal update
+        (cfg: PpoConfig)
+        (agent: Agent)
+        (progress: Progress)
+        (normalizers: Normalizers)
+        (envs: SeedEnvs)
+        (gens: Generators)
+        (state: RolloutState)
+        : UpdateMetrics[] =
+        progress.Update <- progress.Update + 1
+        let clock = Stopwatch.StartNew()
+        let lr = Learn.setLearningRates cfg agent progress.Update
+        let r = Rollout.collect cfg agent normalizers envs gens.Policy state
+        progress.GlobalStep <- progress.GlobalStep + int64 cfg.BatchSize
+        let rolloutSeconds = clock.Elapsed.TotalSeconds
+
+        let batch =
+            Profile.section "gae" (fun () -> Learn.advantages cfg agent normalizers.Obs r)
+
+        let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
+
+        if isNull progress.KlBeta then
+            progress.KlBeta <- Array.create agent.Seeds.Length cfg.KlBeta
+
+        let sums = Learn.learn cfg agent gens.Minibatch progress.KlBeta batch
+
+        let seconds =
+            {
+                Rollout = rolloutSeconds
+                Gae = gaeSeconds
+                Learn = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
+            }
+
+        let rows =
+            Profile.section "log" (fun () ->
+                let kl = Diagnostics.policyKl agent batch
+                let klBeta = progress.KlBeta
+
+                if cfg.KlPenalty then
+                    progress.KlBeta <- Array.map2 (Losses.adaptKlBeta cfg.KlTarget) kl klBeta
+
+                Diagnostics.metricsRows cfg agent progress lr clock seconds kl klBeta r batch sums)
+
+        Diagnostics.checkFinite rows
+        rows
+
+    /// Trains PPO: `update` after `update` until `cfg.NumUpdates`, each followed by
     /// `hooks.OnUpdate`. `makeEnv n` builds a batched environment of n copies (see `SeedEnvs`;
-    /// evaluation is separate). `resume` continues from a restored agent, progress and normalisers.
+    /// evaluation is separate). `resume` continues from a restored agent, progress and normalisers,
+    /// exactly where they stopped when the progress holds the checkpoint's streams (`Streams`).
     /// Raises `TrainingDivergedException` when a loss becomes NaN/Inf.
     let trainWith
         (makeEnv: int -> IBatchedEnv)
@@ -61,96 +113,22 @@ module Loop =
                 Seed.setGlobal cfg.Run.Seed
                 Agent.makeFor cfg obsDim envs.ActionSpace device, Progress.Start, Normalizers.create cfg obsDim device
 
-        let streamSeed (k: int) (label: string) =
-            Seed.derive seeds[k] $"{label}/{progress.Update}"
-
-        let sampleGens =
-            Array.init S (fun k -> Seed.generator device (streamSeed k "policy"))
-
-        let shuffleGens =
-            Array.init S (fun k -> Seed.generator torch.CPU (streamSeed k "minibatch"))
+        let gens = Streams.generators seeds device progress.Update
 
         use state =
             {
-                Obs = envs.Reset(Seed.derive seeds[0] $"env-fused/{progress.Update}", (fun k -> streamSeed k "env"))
+                Obs = envs.Reset(Streams.fusedEnvSeed seeds progress.Update, Streams.envSeed seeds progress.Update)
                 Discounted = torch.zeros ([| int64 S; int64 cfg.NumEnvs |], dtype = torch.float64, device = device)
             }
 
-        if not (isNull progress.Streams) then
-            // Continue exactly where the checkpoint stopped instead of starting fresh episodes.
-            let node = Snapshot.parse progress.Streams
-            envs.LoadState(Snapshot.field "envs" node)
-
-            let obs =
-                Snapshot.toTensorLike "PPO streams, observations" state.Obs (Snapshot.field "obs" node)
-
-            state.Obs.Dispose()
-            state.Obs <- obs.DetachFromDisposeScope()
-
-            use discounted =
-                Snapshot.toTensorLike
-                    "PPO streams, discounted returns"
-                    state.Discounted
-                    (Snapshot.field "discounted" node)
-
-            state.Discounted.copy_ discounted |> ignore
-            Snapshot.restoreGenerators "PPO streams, policy generators" sampleGens (Snapshot.field "policy" node)
-            Snapshot.restoreGenerators "PPO streams, minibatch generators" shuffleGens (Snapshot.field "minibatch" node)
-            progress.Streams <- null
-
-        progress.CaptureStreams <-
-            if envs.CanSnapshot then
-                Func<string>(fun () ->
-                    let o = Text.Json.Nodes.JsonObject()
-                    o["envs"] <- envs.SaveState()
-                    o["obs"] <- Snapshot.ofTensor state.Obs
-                    o["discounted"] <- Snapshot.ofTensor state.Discounted
-                    o["policy"] <- Snapshot.ofGenerators sampleGens
-                    o["minibatch"] <- Snapshot.ofGenerators shuffleGens
-                    o.ToJsonString())
-            else
-                null
-
+        Streams.restore progress envs state gens
+        progress.CaptureStreams <- Streams.capture envs state gens
         let metrics = ResizeArray<UpdateMetrics>()
         let total = Stopwatch.StartNew()
 
         while progress.Update < cfg.NumUpdates do
-            progress.Update <- progress.Update + 1
             use updateScope = torch.NewDisposeScope()
-            let clock = Stopwatch.StartNew()
-            let lr = Learn.setLearningRates cfg agent progress.Update
-            let r = Rollout.collect cfg agent normalizers envs sampleGens state
-            progress.GlobalStep <- progress.GlobalStep + int64 cfg.BatchSize
-            let rolloutSeconds = clock.Elapsed.TotalSeconds
-
-            let batch =
-                Profile.section "gae" (fun () -> Learn.advantages cfg agent normalizers.Obs r)
-
-            let gaeSeconds = clock.Elapsed.TotalSeconds - rolloutSeconds
-
-            if isNull progress.KlBeta then
-                progress.KlBeta <- Array.create S cfg.KlBeta
-
-            let sums = Learn.learn cfg agent shuffleGens progress.KlBeta batch
-
-            let seconds =
-                {
-                    Rollout = rolloutSeconds
-                    Gae = gaeSeconds
-                    Learn = clock.Elapsed.TotalSeconds - rolloutSeconds - gaeSeconds
-                }
-
-            let rows =
-                Profile.section "log" (fun () ->
-                    let kl = Diagnostics.policyKl agent batch
-                    let klBeta = progress.KlBeta
-
-                    if cfg.KlPenalty then
-                        progress.KlBeta <- Array.map2 (Losses.adaptKlBeta cfg.KlTarget) kl klBeta
-
-                    Diagnostics.metricsRows cfg agent progress lr clock seconds kl klBeta r batch sums)
-
-            Diagnostics.checkFinite rows
+            let rows = update cfg agent progress normalizers envs gens state
             metrics.AddRange rows
             hooks.OnUpdate agent progress normalizers rows
 
