@@ -26,6 +26,8 @@
 #load "bench/common.fsx"
 #load "bench/envs.fsx"
 #load "bench/ppo.fsx"
+#load "bench/ppo-cartpole.fsx"
+#load "bench/ppo-cartpole-gpu.fsx"
 
 open System
 open System.Diagnostics
@@ -141,139 +143,6 @@ let benchDqn () =
         "(learn flop%%/wall: the learning phase's flops at %.1f GFLOP/s, the float32 512x512 matmul rate, over the whole run's wall time)"
         gflops
 
-
-/// PPO on CartPole-v1 with PureJaxRL's default config key for key (4 envs x 128 steps, 5e5 steps
-/// per seed, two 64-64 tanh MLPs in one network with one Adam and one clip, as CleanRL's agent:
-/// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py` run
-/// side by side (RL_CLEANRL_DIR), else its anchor (5637 steps/s, 1 seed, docs/peers.md).
-/// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
-let benchPpoCartPole () =
-    let configs = IO.Path.Combine(__SOURCE_DIRECTORY__, "configs")
-
-    let cfg0 =
-        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configs, "ppo-cartpole.yaml"))
-
-    let steps =
-        match Environment.GetEnvironmentVariable "RL_BENCH_CARTPOLE_STEPS" with
-        | null
-        | "" -> cfg0.TotalTimesteps
-        | s -> int64 s
-
-    printfn
-        "## ppo-cartpole: PPO on CartPole-v1, PureJaxRL default config, %d steps per seed (CPU, %d thread(s))"
-        steps
-        threads
-
-    if IO.File.Exists "/proc/loadavg" then
-        printfn "(load average at start: %s)" ((IO.File.ReadAllText "/proc/loadavg").Trim())
-
-    // Side by side when RL_CLEANRL_DIR names a folder from scripts/peers/cleanrl/setup.sh; else the
-    // anchor from peers.md, measured on another machine of this kind (machines of one kind differ
-    // by ~2.5x: 5637 there, 2091 on a 2026-12-02 machine, so the anchor's ratios are only a rough guide).
-    let cleanRlSps, source =
-        cleanRlOrAnchor "ppo.py" $"--total-timesteps {steps} --seed 1" 5637.0
-
-    let cleanRlWall = 500_000.0 / cleanRlSps
-    Native.setThreads threads
-    let gflops = matmulGflops ()
-
-    printfn
-        "%-10s %8s %12s %10s %12s %s"
-        "seeds"
-        "wall s"
-        "steps/s"
-        "vs CleanRL"
-        "learn flop%"
-        "final eval return (per seed)"
-
-    let results =
-        [
-            for s in [ 1; 16 ] ->
-                let cfg =
-                    { cfg0 with
-                        Run.NumSeeds = s
-                        TotalTimesteps = steps
-                        Run.Threads = threads
-                    }
-
-                let wall, sps, (_, _, learn), _, evals = ppoRun cfg
-                let ev = String.Join(" ", evals |> Array.map (fun e -> e.ToString "F0"))
-
-                printfn
-                    "%-10d %8.1f %12.0f %9.2fx %11.1f%% %s (mean %.1f)"
-                    s
-                    wall
-                    sps
-                    (sps / cleanRlSps)
-                    (flopShare (ppoLearnFlops cfg 4 2) gflops learn)
-                    ev
-                    (Array.average evals)
-
-                s, wall, sps
-        ]
-
-    let _, _, sps1 = results |> List.find (fun (s, _, _) -> s = 1)
-    let _, wall16, _ = results |> List.find (fun (s, _, _) -> s = 16)
-    let scale = 500_000.0 / float steps
-    printfn "CleanRL ppo.py: %.0f steps/s, %.1f s per 500k-step seed (%s)" cleanRlSps cleanRlWall source
-
-    printfn
-        "goal 1: S=1 >= 2x CleanRL steps/s: %.2fx -> %s"
-        (sps1 / cleanRlSps)
-        (if sps1 >= 2.0 * cleanRlSps then "met" else "not met")
-
-    printfn
-        "goal 2: 16 seeds (scaled to 500k steps each: %.1f s) < 4 CleanRL runs (%.1f s): %s"
-        (wall16 * scale)
-        (4.0 * cleanRlWall)
-        (if wall16 * scale < 4.0 * cleanRlWall then
-             "met"
-         else
-             "not met")
-
-/// The same CartPole-v1 PPO run on CUDA (tensor-batched envs on the GPU, no per-step host
-/// transfers) for S = 1, 16 and 256 seeds, beside PureJaxRL's H100 figures
-/// (docs/peers.md). Skipped, saying how to enable it, without a CUDA libtorch.
-let benchPpoCartPoleGpu () =
-    printfn "## ppo-cartpole-gpu: PPO on CartPole-v1, PureJaxRL default config, 500k steps per seed on CUDA"
-
-    if not (Native.cudaAvailable ()) then
-        printfn "(no CUDA libtorch here: set RL_LIBTORCH to a CUDA libtorch or PyTorch's torch/lib; see README)"
-    else
-        let cfg0 =
-            Config.load
-                Ppo.fields
-                Ppo.seedDefaults
-                (IO.Path.Combine(__SOURCE_DIRECTORY__, "configs", "ppo-cartpole.yaml"))
-
-        // PureJaxRL ppo.py on an H100: (seeds, train s, env steps/s all seeds, final return)
-        let peers =
-            [
-                1, 5.72, 87_367.0, 430.5
-                16, 5.95, 1_343_815.0, 491.7
-                256, 8.57, 14_930_508.0, 488.4
-            ]
-
-        printfn
-            "%-6s %8s %14s %14s %18s %s"
-            "seeds"
-            "wall s"
-            "steps/s (all)"
-            "PureJaxRL"
-            "final eval (mean)"
-            "PureJaxRL final"
-
-        for s, _, peerSps, peerReturn in peers do
-            let cfg =
-                { cfg0 with
-                    Run.NumSeeds = s
-                    Run.Device = "cuda"
-                    VectorizationMode = "vector"
-                    EvalEpisodes = (if s > 16 then 2 else cfg0.EvalEpisodes)
-                }
-
-            let wall, sps, _, _, evals = ppoRun cfg
-            printfn "%-6d %8.1f %14.0f %14.0f %18.1f %.1f" s wall sps peerSps (Array.average evals) peerReturn
 
 /// Prints the `Profile` sections of one run: seconds, share of the run's wall time, calls, mean
 /// time and tensors created per call; then the flops of the learning phase and how far the
@@ -655,8 +524,8 @@ let sections =
     [
         ("envs", BenchEnvs.benchEnvs)
         ("ppo", BenchPpo.benchPpo)
-        ("ppo-cartpole", benchPpoCartPole)
-        ("ppo-cartpole-gpu", benchPpoCartPoleGpu)
+        ("ppo-cartpole", BenchPpoCartPole.benchPpoCartPole)
+        ("ppo-cartpole-gpu", BenchPpoCartPoleGpu.benchPpoCartPoleGpu)
         ("dqn", benchDqn)
         ("grpo", benchGrpo)
         ("profile", benchProfile)
