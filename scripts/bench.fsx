@@ -28,121 +28,14 @@
 #load "bench/ppo.fsx"
 #load "bench/ppo-cartpole.fsx"
 #load "bench/ppo-cartpole-gpu.fsx"
+#load "bench/dqn.fsx"
+#load "bench/grpo.fsx"
 
 open System
 open System.Diagnostics
 open TorchSharp
 open Rl
 open BenchCommon
-
-/// One GRPO epoch on MNIST (60,000 images, the default config, one seed and three batched
-/// seeds) on the CPU, and on CUDA when available. RL_BENCH_GRPO_IMAGES shrinks the epoch.
-let benchGrpo () =
-    let images =
-        match Environment.GetEnvironmentVariable "RL_BENCH_GRPO_IMAGES" with
-        | null
-        | "" -> 0
-        | s -> int s
-
-    let cfg =
-        Config.load Grpo.fields Grpo.defaults (IO.Path.Combine(__SOURCE_DIRECTORY__, "configs", "grpo-mnist.yaml"))
-
-    printfn
-        "## grpo: one epoch of GRPO on MNIST (batch %d, G = %d, %d inner epochs, torch threads %d)"
-        cfg.BatchSize
-        cfg.GroupSize
-        cfg.UpdateEpochs
-        threads
-
-    printfn "%-6s %6s %10s %12s %14s %10s" "device" "seeds" "images" "epoch s" "images/s" "accuracy"
-
-    let devices =
-        [
-            yield "cpu"
-            if Native.cudaAvailable () then
-                yield "cuda"
-        ]
-
-    for device in devices do
-        for seeds in [ 1; 3 ] do
-            let c =
-                { cfg with
-                    Epochs = 1
-                    Run.NumSeeds = seeds
-                    Run.Device = device
-                    Run.Threads = threads
-                    TrainSize = images
-                    TestSize = 10000
-                }
-
-            use data = Grpo.loadData c
-            let r = Grpo.train data c Grpo.noHooks
-            use _a = r.Agent
-            let n = float (data.Train.Count / c.BatchSize * c.BatchSize * seeds)
-
-            printfn
-                "%-6s %6d %10.0f %12.2f %14.0f %10.4f"
-                device
-                seeds
-                n
-                r.EpochSeconds[0]
-                (n / r.EpochSeconds[0])
-                (Array.average r.EpochAccuracy[0])
-
-/// DQN (CleanRL defaults, scripts/configs/dqn-cartpole.yaml) for 100k steps, one seed and five
-/// seeds batched; CleanRL dqn.py does 500k steps in 183-247 s (2045-2766 steps/s) on this machine
-/// kind (docs/peers.md), or runs 100k steps side by side when RL_CLEANRL_DIR is set.
-let benchDqn () =
-    let cfg =
-        Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
-
-    printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
-
-    let cleanRlSps, source =
-        cleanRlOrAnchor "dqn.py" "--total-timesteps 100000 --seed 1" 2400.0
-
-    Native.setThreads threads
-    let gflops = matmulGflops ()
-
-    printfn
-        "%-6s %-7s %10s %16s %22s %14s %18s"
-        "seeds"
-        "envs"
-        "wall s"
-        "env steps/s"
-        "seed-steps/s (all)"
-        "vs CleanRL"
-        "learn flop%/wall"
-
-    for seeds, mode in [ 1, "vector"; 1, "sync"; 5, "sync" ] do
-        let c =
-            { cfg with
-                TotalTimesteps = 100_000L
-                Run.NumSeeds = seeds
-                Run.Threads = threads
-                VectorizationMode = mode
-            }
-
-        let r = Dqn.train c Dqn.noHooks None
-        (r.Agent :> IDisposable).Dispose()
-        let sps = 100_000.0 / r.WallSeconds
-
-        printfn
-            "%-6d %-7s %10.1f %16.0f %22.0f %13.2fx %17.1f%%"
-            seeds
-            mode
-            r.WallSeconds
-            sps
-            (sps * float seeds)
-            (sps * float seeds / cleanRlSps)
-            (flopShare (dqnLearnFlops c) gflops r.WallSeconds)
-
-    printfn "(vs CleanRL: all-seed steps/s over CleanRL's %.0f env steps/s for one seed, %s)" cleanRlSps source
-
-    printfn
-        "(learn flop%%/wall: the learning phase's flops at %.1f GFLOP/s, the float32 512x512 matmul rate, over the whole run's wall time)"
-        gflops
-
 
 /// Prints the `Profile` sections of one run: seconds, share of the run's wall time, calls, mean
 /// time and tensors created per call; then the flops of the learning phase and how far the
@@ -526,8 +419,8 @@ let sections =
         ("ppo", BenchPpo.benchPpo)
         ("ppo-cartpole", BenchPpoCartPole.benchPpoCartPole)
         ("ppo-cartpole-gpu", BenchPpoCartPoleGpu.benchPpoCartPoleGpu)
-        ("dqn", benchDqn)
-        ("grpo", benchGrpo)
+        ("dqn", BenchDqn.benchDqn)
+        ("grpo", BenchGrpo.benchGrpo)
         ("profile", benchProfile)
         ("floor", benchFloor)
     ]
