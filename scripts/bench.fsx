@@ -17,7 +17,12 @@
 //                                          autograd function; the clip loss eager vs TorchScript
 //   dotnet fsi scripts/bench.fsx all       every section
 //
-// Add a section by writing a `unit -> unit` function and listing it in `sections` below.
+// Each section lives in its own file under scripts/bench/, named after it (envs.fsx, ppo.fsx,
+// ppo-cartpole.fsx, ppo-cartpole-gpu.fsx, dqn.fsx, grpo.fsx, profile.fsx, floor.fsx; modules
+// BenchEnvs, BenchPpo and so on), on the helpers of scripts/bench/common.fsx (the settings, the
+// steps/s clock, flops, one PPO run, the CleanRL peer runner). Add a section by writing
+// scripts/bench/<name>.fsx (a module that only defines functions, the section a `unit -> unit`
+// one), `#load`ing it below and listing it in `sections`.
 // Environment variables: RL_BENCH_SECONDS (seconds per case, default 2), RL_THREADS (torch
 // intra-op threads, default 1 so that figures are per core).
 // Build first: dotnet build src/Rl.fsproj -c Release
@@ -34,10 +39,6 @@
 #load "bench/floor.fsx"
 
 open System
-open System.Diagnostics
-open TorchSharp
-open Rl
-open BenchCommon
 
 let sections =
     [
