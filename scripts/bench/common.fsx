@@ -15,12 +15,14 @@ open Rl
 let configsDir =
     IO.Path.GetFullPath(IO.Path.Combine(__SOURCE_DIRECTORY__, "..", "configs"))
 
+/// Seconds per env-bench case (RL_BENCH_SECONDS, default 2).
 let secondsPerCase =
     match Environment.GetEnvironmentVariable "RL_BENCH_SECONDS" with
     | null
     | "" -> 2.0
     | s -> float s
 
+/// Torch intra-op threads (RL_THREADS, default 1, so that figures are per core).
 let threads =
     match Environment.GetEnvironmentVariable "RL_THREADS" with
     | null

@@ -46,6 +46,8 @@ let batchedRate (mode: string) (id: string) (n: int) =
         k <- k + 1
         n)
 
+/// The `envs` section: CartPole-v1 and Pendulum-v1, the single form, then the tensor-batched form
+/// (N = 1 to 16384) and SyncVectorEnv (N = 1 to 1024), each against the single form.
 let benchEnvs () =
     Native.setThreads threads
 
