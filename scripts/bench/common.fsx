@@ -121,11 +121,11 @@ let ppoRun (cfg: Ppo.PpoConfig) =
                             rss[i] <- rssMiB ())
         }
 
-    let r = Ppo.train cfg hooks None
+    let r = Ppo.Loop.train cfg hooks None
     let sum f = r.Metrics |> List.sumBy f
 
     let evals =
-        Ppo.evaluate (Ppo.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
+        Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) r.Agent r.Normalizers.Obs cfg.EvalEpisodes cfg.EvalSeed
 
     (r.Agent :> IDisposable).Dispose()
     let steps = float cfg.TotalTimesteps * float cfg.Run.NumSeeds

@@ -12,7 +12,7 @@ open BenchCommon
 /// kind (docs/peers.md), or runs 100k steps side by side when RL_CLEANRL_DIR is set.
 let benchDqn () =
     let cfg =
-        Config.load Dqn.fields Dqn.defaults (IO.Path.Combine("scripts", "configs", "dqn-cartpole.yaml"))
+        Config.load Dqn.DqnConfig.fields Dqn.DqnConfig.defaults (IO.Path.Combine(configsDir, "dqn-cartpole.yaml"))
 
     printfn "## dqn: CartPole-v1, 100k steps per seed (torch threads %d)" threads
 
@@ -41,7 +41,7 @@ let benchDqn () =
                 VectorizationMode = mode
             }
 
-        let r = Dqn.train c Dqn.noHooks None
+        let r = Dqn.Loop.train c Dqn.Loop.noHooks None
         (r.Agent :> IDisposable).Dispose()
         let sps = 100_000.0 / r.WallSeconds
 

@@ -16,7 +16,7 @@ let benchGrpo () =
         | s -> int s
 
     let cfg =
-        Config.load Grpo.fields Grpo.defaults (IO.Path.Combine(configsDir, "grpo-mnist.yaml"))
+        Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults (IO.Path.Combine(configsDir, "grpo-mnist.yaml"))
 
     printfn
         "## grpo: one epoch of GRPO on MNIST (batch %d, G = %d, %d inner epochs, torch threads %d)"
@@ -46,8 +46,8 @@ let benchGrpo () =
                     TestSize = 10000
                 }
 
-            use data = Grpo.loadData c
-            let r = Grpo.train data c Grpo.noHooks
+            use data = Grpo.Agent.loadData c
+            let r = Grpo.Loop.train data c Grpo.Loop.noHooks
             use _a = r.Agent
             let n = float (data.Train.Count / c.BatchSize * c.BatchSize * seeds)
 

@@ -76,7 +76,7 @@ let private printGoals (results: (int * float * float) list) (steps: int64) (cle
 /// RL_BENCH_CARTPOLE_STEPS shortens the per-seed budget (default 500000).
 let benchPpoCartPole () =
     let cfg0 =
-        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configsDir, "ppo-cartpole.yaml"))
+        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (IO.Path.Combine(configsDir, "ppo-cartpole.yaml"))
 
     let steps =
         match Environment.GetEnvironmentVariable "RL_BENCH_CARTPOLE_STEPS" with

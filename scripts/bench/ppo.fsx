@@ -80,7 +80,7 @@ let private printPeers (sps100: float, w100: float) (wFull: float) (wSeed: float
 /// then the peers' figures and the ratios.
 let benchPpo () =
     let load name =
-        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configsDir, name))
+        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (IO.Path.Combine(configsDir, name))
 
     let defaults = load "ppo-pendulum.yaml"
     let seedCfg = load "ppo-pendulum-seed.yaml"

@@ -76,7 +76,7 @@ let profiled (f: unit -> 'R) : 'R =
 /// updates (default 5).
 let benchProfile () =
     let load name =
-        Config.load Ppo.fields Ppo.seedDefaults (IO.Path.Combine(configsDir, name))
+        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (IO.Path.Combine(configsDir, name))
 
     let updates =
         match Environment.GetEnvironmentVariable "RL_BENCH_PROFILE_UPDATES" with
@@ -95,7 +95,7 @@ let benchProfile () =
                 Run.Threads = threads
             }
 
-        let r = profiled (fun () -> Ppo.train cfg Ppo.noHooks None)
+        let r = profiled (fun () -> Ppo.Loop.train cfg Ppo.Loop.noHooks None)
         (r.Agent :> IDisposable).Dispose()
         printProfile title r.WallSeconds (ppoLearnFlops cfg obsDim actDim) gflops
 
@@ -103,13 +103,13 @@ let benchProfile () =
     ppo "PPO CartPole-v1, the peers' config" (load "ppo-cartpole.yaml") 4 2
 
     let dqnCfg =
-        { Config.load Dqn.fields Dqn.defaults (IO.Path.Combine(configsDir, "dqn-cartpole.yaml")) with
+        { Config.load Dqn.DqnConfig.fields Dqn.DqnConfig.defaults (IO.Path.Combine(configsDir, "dqn-cartpole.yaml")) with
             TotalTimesteps = 30_000L
             LearningStarts = 10_000L
             Run.Threads = threads
         }
 
-    let r = profiled (fun () -> Dqn.train dqnCfg Dqn.noHooks None)
+    let r = profiled (fun () -> Dqn.Loop.train dqnCfg Dqn.Loop.noHooks None)
     (r.Agent :> IDisposable).Dispose()
 
     printProfile
