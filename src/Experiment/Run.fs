@@ -328,6 +328,114 @@ module Progress =
         ]
         |> String.concat " · "
 
+    /// `runWith` for `Plain(writer, interval)`: one line at each new tenth of the run and at least
+    /// every `interval`, and one at the end.
+    let internal runPlain
+        (writer: IO.TextWriter)
+        (interval: TimeSpan)
+        (label: string)
+        (start: int64)
+        (total: int64)
+        (clock: Stopwatch)
+        (body: (int64 -> float -> unit) -> 'T)
+        : 'T =
+        let lastPrint = ref TimeSpan.Zero
+        let lastDecile = ref (if total > 0L then start * 10L / total else 0L)
+        let lastStep = ref start
+        let lastReturn = ref nan
+        let printedStep = ref -1L
+
+        let print step =
+            writer.WriteLine(formatLine label start step total clock.Elapsed lastReturn.Value)
+            writer.Flush()
+            printedStep.Value <- step
+            lastPrint.Value <- clock.Elapsed
+
+        let report step ret =
+            lastStep.Value <- step
+
+            if not (Double.IsNaN ret) then
+                lastReturn.Value <- ret
+
+            let decile = if total > 0L then step * 10L / total else 0L
+
+            if decile > lastDecile.Value || clock.Elapsed - lastPrint.Value >= interval then
+                lastDecile.Value <- max lastDecile.Value decile
+                print step
+
+        let result = body report
+
+        if printedStep.Value <> lastStep.Value then
+            print lastStep.Value
+
+        result
+
+    /// `runWith` for `Live`: a Spectre.Console bar redrawn at most every 100 ms.
+    let internal runLive
+        (label: string)
+        (start: int64)
+        (total: int64)
+        (clock: Stopwatch)
+        (body: (int64 -> float -> unit) -> 'T)
+        : 'T =
+        let progress =
+            AnsiConsole
+                .Progress()
+                .AutoClear(false)
+                .HideCompleted(false)
+                .Columns(
+                    [|
+                        TaskDescriptionColumn(Alignment = Justify.Left) :> ProgressColumn
+                        ProgressBarColumn(Width = Nullable 20)
+                        PercentageColumn()
+                        RemainingTimeColumn()
+                    |]
+                )
+
+        progress.Start(fun ctx ->
+            let task = ctx.AddTask(Markup.Escape label, true, float (max 1L total))
+            task.Value <- float start
+            let lastDraw = ref (TimeSpan.FromSeconds -1.0)
+            let lastReturn = ref nan
+            let lastStep = ref start
+
+            let describe (step: int64) =
+                // The bar, percentage and remaining time take about 36 columns; the rest
+                // holds the description, cut to fit so narrow terminals do not lose it all.
+                let width =
+                    try
+                        max 20 (AnsiConsole.Profile.Width - 36)
+                    with _ ->
+                        40
+
+                let text = formatCompact label start step total clock.Elapsed lastReturn.Value
+
+                let text =
+                    if text.Length > width then
+                        text.Substring(0, width - 1) + "…"
+                    else
+                        text
+
+                task.Description <- Markup.Escape text
+                task.Value <- float step
+
+            let report (step: int64) (ret: float) =
+                lastStep.Value <- step
+
+                if not (Double.IsNaN ret) then
+                    lastReturn.Value <- ret
+
+                if
+                    clock.Elapsed - lastDraw.Value >= TimeSpan.FromMilliseconds 100.0
+                    || step >= total
+                then
+                    lastDraw.Value <- clock.Elapsed
+                    describe step
+
+            let result = body report
+            describe lastStep.Value
+            result)
+
     /// Runs `body` with a reporter `report step recentReturn` (steps done so far, and the recent
     /// mean episode return or NaN when none yet) and shows progress as `mode` says, starting at
     /// step `start` (0 for a new run; a resumed run's step, so the bar does not show 0 and jump).
@@ -352,95 +460,8 @@ module Progress =
 
         match mode with
         | Silent -> body (fun _ _ -> ())
-        | Plain(writer, interval) ->
-            let lastPrint = ref TimeSpan.Zero
-            let lastDecile = ref (if total > 0L then start * 10L / total else 0L)
-            let lastStep = ref start
-            let lastReturn = ref nan
-            let printedStep = ref -1L
-
-            let print step =
-                writer.WriteLine(formatLine label start step total clock.Elapsed lastReturn.Value)
-                writer.Flush()
-                printedStep.Value <- step
-                lastPrint.Value <- clock.Elapsed
-
-            let report step ret =
-                lastStep.Value <- step
-
-                if not (Double.IsNaN ret) then
-                    lastReturn.Value <- ret
-
-                let decile = if total > 0L then step * 10L / total else 0L
-
-                if decile > lastDecile.Value || clock.Elapsed - lastPrint.Value >= interval then
-                    lastDecile.Value <- max lastDecile.Value decile
-                    print step
-
-            let result = body report
-
-            if printedStep.Value <> lastStep.Value then
-                print lastStep.Value
-
-            result
-        | Live ->
-            let progress =
-                AnsiConsole
-                    .Progress()
-                    .AutoClear(false)
-                    .HideCompleted(false)
-                    .Columns(
-                        [|
-                            TaskDescriptionColumn(Alignment = Justify.Left) :> ProgressColumn
-                            ProgressBarColumn(Width = Nullable 20)
-                            PercentageColumn()
-                            RemainingTimeColumn()
-                        |]
-                    )
-
-            progress.Start(fun ctx ->
-                let task = ctx.AddTask(Markup.Escape label, true, float (max 1L total))
-                task.Value <- float start
-                let lastDraw = ref (TimeSpan.FromSeconds -1.0)
-                let lastReturn = ref nan
-                let lastStep = ref start
-
-                let describe (step: int64) =
-                    // The bar, percentage and remaining time take about 36 columns; the rest
-                    // holds the description, cut to fit so narrow terminals do not lose it all.
-                    let width =
-                        try
-                            max 20 (AnsiConsole.Profile.Width - 36)
-                        with _ ->
-                            40
-
-                    let text = formatCompact label start step total clock.Elapsed lastReturn.Value
-
-                    let text =
-                        if text.Length > width then
-                            text.Substring(0, width - 1) + "…"
-                        else
-                            text
-
-                    task.Description <- Markup.Escape text
-                    task.Value <- float step
-
-                let report (step: int64) (ret: float) =
-                    lastStep.Value <- step
-
-                    if not (Double.IsNaN ret) then
-                        lastReturn.Value <- ret
-
-                    if
-                        clock.Elapsed - lastDraw.Value >= TimeSpan.FromMilliseconds 100.0
-                        || step >= total
-                    then
-                        lastDraw.Value <- clock.Elapsed
-                        describe step
-
-                let result = body report
-                describe lastStep.Value
-                result)
+        | Plain(writer, interval) -> runPlain writer interval label start total clock body
+        | Live -> runLive label start total clock body
 
     /// `runWith (detectMode ())`: a live bar on a terminal, plain lines in logs and CI.
     let run (label: string) (start: int64) (total: int64) (body: (int64 -> float -> unit) -> 'T) : 'T =
