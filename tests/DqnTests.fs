@@ -211,6 +211,25 @@ let tests =
                     let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
                     Expect.equal (Metrics.count table) (rowsBefore + 4) "two more windows for two seeds"
                     Expect.equal (Array.max (Metrics.column "global_step" table)) 2500.0 "continued to 2500"
+                    // The folder knows its algorithm: resume and evaluate without algo=.
+                    Expect.equal (Run.algorithmOf dir) (Some "dqn") "config.yaml names the algorithm"
+                    Expect.equal (Cli.main [ $"resume={dir}"; "total_timesteps=3000" ]) 0 "resume without algo="
+
+                    Expect.equal
+                        (Array.max (Metrics.column "global_step" (Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile)))))
+                        3000.0
+                        "continued to 3000 as DQN"
+
+                    let evals = Cli.evaluate dir None (Some 1)
+                    Expect.equal (evals |> Array.map Array.length) [| 1; 1 |] "one greedy episode per seed"
+                    Expect.equal (Cli.evaluate dir (Some "dqn") (Some 1)) evals "same with algo=dqn"
+                    Expect.equal (Cli.main [ "algo=ppo"; $"resume={dir}" ]) 2 "algo= other than the folder's exits 2"
+
+                    try
+                        Cli.evaluate dir (Some "ppo") None |> ignore
+                        failtest "evaluate with another algorithm than the folder's is refused"
+                    with ConfigError _ as e ->
+                        Expect.stringContains e.Message "written by another algorithm" "says why"
                     Expect.equal (Cli.main [ "algo=dqn"; $"runs={runs}"; "learning_rat=0.1" ]) 2 "bad key exits 2"
                     Expect.equal (Directory.GetDirectories runs).Length 1 "nothing written for the bad key"
                 finally

@@ -500,6 +500,25 @@ let runTests =
                     Expect.equal (Directory.GetDirectories root |> Array.length) 3 "no staging folders left")
             }
 
+            test "a run folder names its algorithm: the config.yaml line, else the folder's prefix" {
+                withTempDir (fun root ->
+                    let time = DateTime(2025, 3, 4, 5, 6, 7)
+                    let yaml = Run.algorithmLine "dqn" + "gamma: 0.99\n"
+                    let a = Run.createAt time root "dqn" "CartPole-v1" yaml
+                    Expect.equal (Run.algorithmOf a) (Some "dqn") "from the line"
+
+                    let back =
+                        Config.load ConfigTests.fields ConfigTests.defaults (Path.Combine(a, "config.yaml"))
+
+                    Expect.equal back.Gamma 0.99 "the line is a comment: the config reads back"
+                    let renamed = Path.Combine(root, "my-favourite-run")
+                    Directory.Move(a, renamed)
+                    Expect.equal (Run.algorithmOf renamed) (Some "dqn") "the line wins over the name"
+                    let old = Run.createAt time root "grpo" "MNIST" "gamma: 0.99\n"
+                    Expect.equal (Run.algorithmOf old) (Some "grpo") "folders without the line: the prefix"
+                    Expect.equal (Run.algorithmOf (Path.Combine(root, "nothing-here"))) None "no config.yaml")
+            }
+
             test "a bad config is refused before the run folder exists" {
                 withTempDir (fun tmp ->
                     let root = Path.Combine(tmp, "runs")

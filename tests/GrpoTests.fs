@@ -256,6 +256,12 @@ let tests =
                     Expect.isTrue (Checkpoint.exists (Path.Combine(dir, Run.CheckpointDir))) "checkpoint written"
                     let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
                     Expect.equal (Metrics.bySeed table |> List.map fst) [ 0; 1 ] "two seeds in one run"
+
+                    try
+                        Cli.evaluate dir None None |> ignore
+                        failtest "a GRPO run folder cannot be evaluated from its folder"
+                    with ConfigError _ as e ->
+                        Expect.stringContains e.Message "grpo runs do not reload their policy" "says why"
                 finally
                     Directory.Delete(runs, true)
             }
