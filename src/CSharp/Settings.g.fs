@@ -13,7 +13,8 @@ open Rl
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type PpoSettings() =
-    inherit Settings<Ppo.PpoConfig>(Ppo.PpoConfig.fields, Ppo.PpoConfig.seedDefaults, Ppo.PpoConfig.validate, "PpoSettings")
+    inherit
+        Settings<Ppo.PpoConfig>(Ppo.PpoConfig.fields, Ppo.PpoConfig.seedDefaults, Ppo.PpoConfig.validate, "PpoSettings")
 
     /// Environment id.
     /// Config key `env_id`; allowed: one of: CartPole-v1, Pendulum-v1, MountainCar-v0, MountainCarContinuous-v0, Acrobot-v1, FrozenLake-v1, or an id registered with Envs.register; default: Pendulum-v1.
@@ -357,7 +358,13 @@ type DqnSettings() =
 /// `FromYaml(path)` reads a YAML config.
 [<Sealed; AllowNullLiteral>]
 type GrpoSettings() =
-    inherit Settings<Grpo.GrpoConfig>(Grpo.GrpoConfig.fields, Grpo.GrpoConfig.defaults, Grpo.GrpoConfig.validate, "GrpoSettings")
+    inherit
+        Settings<Grpo.GrpoConfig>(
+            Grpo.GrpoConfig.fields,
+            Grpo.GrpoConfig.defaults,
+            Grpo.GrpoConfig.validate,
+            "GrpoSettings"
+        )
 
     /// Training images per epoch (first N of 60,000); 0 = all.
     /// Config key `train_size`; allowed: integer >= 0; default: 0.
