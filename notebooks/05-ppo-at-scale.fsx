@@ -179,7 +179,7 @@ Charts.panels
 (**
 ## A small beta_1 sweep
 
-`Sweep.runPpo` is what `scripts/sweep.fsx` calls: one run per grid point (seeds batched inside
+`Sweep.Launcher.runPpo` is what `scripts/sweep.fsx` calls: one run per grid point (seeds batched inside
 each run), a summary table with the final return's mean, standard deviation and 95 % bootstrap
 interval across seeds, and the steps until the seed-mean return first reaches a threshold.
 Running it again on the same folder skips the finished points.
@@ -209,12 +209,12 @@ let sweepArgs =
         "eval_episodes=2"
     ]
 
-let _, sweepRows = Sweep.runPpo sweepArgs
+let _, sweepRows = Sweep.Launcher.runPpo sweepArgs
 
 let sweepTable =
     [
         for r in sweepRows ->
-            Sweep.pointName r.Point,
+            Sweep.Grid.pointName r.Point,
             $"{r.Mean:F1} +- {r.Std:F1}",
             $"[{r.CiLow:F1}, {r.CiHigh:F1}]",
             r.StepsToThreshold,
@@ -224,7 +224,7 @@ let sweepTable =
 printfn "%A" sweepTable
 (*** include-value: sweepTable ***)
 
-Sweep.finalReturnChart "beta_1" sweepRows |> Charts.toHtml
+Sweep.Summary.finalReturnChart "beta_1" sweepRows |> Charts.toHtml
 (*** include-it-raw ***)
 
 Charts.compareRuns
@@ -232,7 +232,7 @@ Charts.compareRuns
     "global_step"
     "episodic_return"
     [
-        for r in sweepRows -> Sweep.pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
+        for r in sweepRows -> Sweep.Grid.pointName r.Point, Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
     ]
 |> Charts.toHtml
 (*** include-it-raw ***)
@@ -241,11 +241,11 @@ Charts.compareRuns
 ### Reading the result
 
 Each point is the mean over seeds of the return over the last 10 % of updates, with its
-bootstrap interval. `Sweep.reading` states what the numbers of this run support (the sweep
+bootstrap interval. `Sweep.Summary.reading` states what the numbers of this run support (the sweep
 script prints the same and the sweep's `report.html` carries it):
 *)
 
-let sweepReading = Sweep.reading sweepRows
+let sweepReading = Sweep.Summary.reading sweepRows
 printfn "%s" sweepReading
 (*** include-value: sweepReading ***)
 

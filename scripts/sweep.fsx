@@ -51,32 +51,32 @@ let printRows (rows: Sweep.PointSummary list) =
     for r in rows do
         printfn
             "%-40s final return %8.1f +- %6.1f  (95%% CI %8.1f .. %8.1f)  %6.1f s"
-            (Sweep.pointName r.Point)
+            (Sweep.Grid.pointName r.Point)
             r.Mean
             r.Std
             r.CiLow
             r.CiHigh
             r.WallSeconds
 
-    printfn "%s" (Sweep.reading rows)
+    printfn "%s" (Sweep.Summary.reading rows)
 
 let code =
     try
         match args with
         | "point" :: rest ->
-            use stop = Sweep.stopOnTaskSignals ()
+            use stop = Sweep.Point.stopOnTaskSignals ()
             let cancel = stop.Token
             let index = required "index" rest
 
             match Int32.TryParse index with
             | true, i ->
-                Sweep.runPoint cancel (required "sweep_dir" rest) i |> ignore
+                Sweep.Point.runPoint cancel (required "sweep_dir" rest) i |> ignore
                 0
             | _ ->
                 raise (ConfigError("sweep point", "index", index, "a grid point's index (0, 1, ...)", "not a number"))
         | "status" :: rest ->
             let dir = required "sweep_dir" rest
-            let points = Sweep.status 5 dir
+            let points = Sweep.Status.status 5 dir
 
             for p in points do
                 match p.State with
@@ -102,7 +102,7 @@ let code =
             0
         | "collect" :: rest ->
             let dir = required "sweep_dir" rest
-            let rows, missing = Sweep.collect dir
+            let rows, missing = Sweep.Collect.collect dir
             printRows rows
 
             if not missing.IsEmpty then
@@ -119,7 +119,7 @@ let code =
             use stop = Train.stopOnSignals ()
             let cancel = stop.Token
 
-            match Sweep.sweep cancel command root rest with
+            match Sweep.Launcher.sweep cancel command root rest with
             | Sweep.Submitted _ -> 0
             | Sweep.Finished(dir, rows, missing) ->
                 printRows rows
@@ -131,6 +131,6 @@ let code =
         2
     | :? OperationCanceledException as e ->
         eprintfn "stopped: %s" e.Message
-        Sweep.StoppedExitCode
+        Sweep.Folder.StoppedExitCode
 
 exit code

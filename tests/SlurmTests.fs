@@ -252,7 +252,7 @@ type Cluster() =
             if not (idle ()) then
                 let logs =
                     [ "slurmctld.log"; "slurmd.log"; "slurmd.out"; "slurmctld.out"; "munged.out" ]
-                    |> List.collect (fun f -> Sweep.tailLines 10 (p3 (dir, "log", f)))
+                    |> List.collect (fun f -> Sweep.Folder.tailLines 10 (p3 (dir, "log", f)))
                     |> String.concat "\n"
 
                 failtest $"the one-node Slurm cluster in {dir} did not come up within 30 s; its logs:\n{logs}"
@@ -266,7 +266,7 @@ type Cluster() =
     /// The daemons' logs (for a failure message).
     member _.Logs() =
         [ "slurmctld.log"; "slurmd.log" ]
-        |> List.collect (fun f -> Sweep.tailLines 15 (Path.Combine(dir, "log", f)))
+        |> List.collect (fun f -> Sweep.Folder.tailLines 15 (Path.Combine(dir, "log", f)))
         |> String.concat "\n"
 
     interface IDisposable with
@@ -322,7 +322,7 @@ let tests =
                         let e =
                             Expect.throwsC
                                 (fun () ->
-                                    Sweep.sweep
+                                    Sweep.Launcher.sweep
                                         Threading.CancellationToken.None
                                         command
                                         repoRoot.Value
@@ -338,7 +338,7 @@ let tests =
                         // the reference: the same grid with launcher=local
                         let local =
                             match
-                                Sweep.sweep
+                                Sweep.Launcher.sweep
                                     Threading.CancellationToken.None
                                     command
                                     repoRoot.Value
@@ -351,7 +351,7 @@ let tests =
 
                         let jobId =
                             match
-                                Sweep.sweep
+                                Sweep.Launcher.sweep
                                     Threading.CancellationToken.None
                                     command
                                     repoRoot.Value
@@ -367,7 +367,7 @@ let tests =
                             | Sweep.Submitted(_, Some id, [ 0; 1; 2; 3 ]) -> id
                             | o -> failtest $"slurm sweep: {o}"
 
-                        let script = File.ReadAllText(Path.Combine(slurmDir, Sweep.ScriptFile))
+                        let script = File.ReadAllText(Path.Combine(slurmDir, Sweep.Folder.ScriptFile))
 
                         for l in
                             [
@@ -380,21 +380,21 @@ let tests =
                             ] do
                             Expect.stringContains script l "sweep.sbatch line"
 
-                        let spec = Sweep.readSpec slurmDir
+                        let spec = Sweep.Folder.readSpec slurmDir
 
                         diagnose <-
                             fun () ->
                                 let st =
-                                    Sweep.status 5 slurmDir
+                                    Sweep.Status.status 5 slurmDir
                                     |> List.map (fun p -> $"point {p.Index}: {p.State}")
                                     |> String.concat "\n"
 
                                 let _, queue = slurm "squeue" [ "-r"; "-o"; "%i %T %r %S" ]
                                 let _, job = slurm "scontrol" [ "show"; "job"; $"{jobId}_3" ]
-                                let log3 = Sweep.tailLines 30 (Sweep.logFile slurmDir 3) |> String.concat "\n"
+                                let log3 = Sweep.Folder.tailLines 30 (Sweep.Folder.logFile slurmDir 3) |> String.concat "\n"
                                 $"{st}\n{queue}\n{job}\n{log3}\n{cluster.Logs()}"
 
-                        let dir3 = Path.Combine(slurmDir, Sweep.pointName spec.Points[3])
+                        let dir3 = Path.Combine(slurmDir, Sweep.Grid.pointName spec.Points[3])
 
                         let rowsSoFar () =
                             if Directory.Exists dir3 then
@@ -423,11 +423,11 @@ let tests =
                         // the task checkpoints, exits 3 and requeues itself; Slurm holds the requeued
                         // task for the credential lifetime (cred_expire, 10 s here), then starts it
                         waitFor 60.0 "point 3 to be requeued" (fun () ->
-                            File.Exists(Sweep.logFile slurmDir 3)
-                            && (File.ReadAllText(Sweep.logFile slurmDir 3)).Contains "requeueing")
+                            File.Exists(Sweep.Folder.logFile slurmDir 3)
+                            && (File.ReadAllText(Sweep.Folder.logFile slurmDir 3)).Contains "requeueing")
 
                         waitFor 150.0 "every point to finish (sweep.fsx status)" (fun () ->
-                            let st = Sweep.status 5 slurmDir
+                            let st = Sweep.Status.status 5 slurmDir
 
                             match
                                 st
@@ -443,7 +443,7 @@ let tests =
 
                         printfn "slurm sweep done at %.1f s" clock.Elapsed.TotalSeconds
 
-                        let log3 = File.ReadAllText(Sweep.logFile slurmDir 3)
+                        let log3 = File.ReadAllText(Sweep.Folder.logFile slurmDir 3)
                         // the task's story, as its log tells it
                         for l in log3.Split('\n') do
                             if
@@ -459,7 +459,7 @@ let tests =
 
                         Expect.equal (Directory.GetDirectories dir3).Length 1 "one run folder: resumed, not restarted"
 
-                        let rows, missing = Sweep.collect slurmDir
+                        let rows, missing = Sweep.Collect.collect slurmDir
                         Expect.isEmpty missing "nothing missing"
 
                         Expect.equal
@@ -471,14 +471,14 @@ let tests =
                             SweepTests.expectSameMetrics
                                 (Path.Combine(l.RunDir, Metrics.CsvFile))
                                 (Path.Combine(r.RunDir, Metrics.CsvFile))
-                                (Sweep.pointName r.Point)
+                                (Sweep.Grid.pointName r.Point)
 
                         for f in [ "summary.csv"; "report.html" ] do
                             Expect.isTrue (File.Exists(Path.Combine(slurmDir, f))) $"{f} written"
 
                         // the folder again: nothing is left to submit
                         match
-                            Sweep.sweep
+                            Sweep.Launcher.sweep
                                 Threading.CancellationToken.None
                                 command
                                 repoRoot.Value
@@ -493,7 +493,7 @@ let tests =
 
                         let again =
                             match
-                                Sweep.sweep
+                                Sweep.Launcher.sweep
                                     Threading.CancellationToken.None
                                     command
                                     repoRoot.Value
@@ -503,22 +503,22 @@ let tests =
                             | o -> failtest $"resubmitting an unfinished point: {o}"
 
                         Expect.stringContains
-                            (File.ReadAllText(Path.Combine(slurmDir, Sweep.ScriptFile)))
+                            (File.ReadAllText(Path.Combine(slurmDir, Sweep.Folder.ScriptFile)))
                             "#SBATCH --array=1"
                             "the script names the one point"
 
                         waitFor 90.0 $"point 1 to finish again (job {again})" (fun () ->
-                            let st = Sweep.status 5 slurmDir
+                            let st = Sweep.Status.status 5 slurmDir
                             st[1].State.IsDone)
 
-                        let rows2, _ = Sweep.collect slurmDir
+                        let rows2, _ = Sweep.Collect.collect slurmDir
 
                         Expect.equal
                             (rows2 |> List.map SweepTests.summaryKey)
                             (local |> List.map SweepTests.summaryKey)
                             "the same summary after the resubmission"
 
-                        Expect.equal (Sweep.jobIds slurmDir) [ jobId; again ] "both jobs recorded in slurm-jobs.txt"
+                        Expect.equal (Sweep.Status.jobIds slurmDir) [ jobId; again ] "both jobs recorded in slurm-jobs.txt"
 
                         printfn "Slurm test: %.1f s" clock.Elapsed.TotalSeconds
                     finally

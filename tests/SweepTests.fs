@@ -12,7 +12,7 @@ let private cartpole () =
 
 let private expectConfigError (args: string list) (mentions: string list) =
     let e =
-        Expect.throwsC (fun () -> Sweep.parseGrid Ppo.PpoConfig.fields (cartpole ()) args |> ignore) id
+        Expect.throwsC (fun () -> Sweep.Grid.parseGrid Ppo.PpoConfig.fields (cartpole ()) args |> ignore) id
 
     match e with
     | ConfigError _ ->
@@ -58,7 +58,7 @@ let private sweepScript =
     ]
 
 let private sweepWith (args: string list) =
-    Sweep.sweep Threading.CancellationToken.None sweepScript repoRoot.Value args
+    Sweep.Launcher.sweep Threading.CancellationToken.None sweepScript repoRoot.Value args
 
 /// A bad sweep argument raises one ConfigError naming each of `mentions`, and leaves an existing
 /// sweep folder (holding one file) as it was.
@@ -93,19 +93,19 @@ let tests =
         [
             test "grid parsing: comma lists, cartesian product, point names" {
                 let axes =
-                    Sweep.parseGrid
+                    Sweep.Grid.parseGrid
                         Ppo.PpoConfig.fields
                         (cartpole ())
                         [ "beta_1=0.8,0.9, 0.95"; "num_seeds=4"; "activation=relu,tanh" ]
 
                 Expect.equal axes.Length 3 "three axes"
                 Expect.equal axes[0].Values [ "0.8"; "0.9"; "0.95" ] "values trimmed, in order"
-                let pts = Sweep.points axes
+                let pts = Sweep.Grid.points axes
                 Expect.equal pts.Length 6 "3 x 1 x 2 points"
                 Expect.equal pts[0] [ "beta_1", "0.8"; "num_seeds", "4"; "activation", "relu" ] "first axis slowest"
                 Expect.equal pts[1] [ "beta_1", "0.8"; "num_seeds", "4"; "activation", "tanh" ] "last axis fastest"
-                Expect.equal (Sweep.pointName pts[0]) "beta_1=0.8,num_seeds=4,activation=relu" "name"
-                Expect.equal (Sweep.points []) [ [] ] "no axes: one point"
+                Expect.equal (Sweep.Grid.pointName pts[0]) "beta_1=0.8,num_seeds=4,activation=relu" "name"
+                Expect.equal (Sweep.Grid.points []) [ [] ] "no axes: one point"
             }
 
             test "grid errors: unknown key, empty list, non-numeric value, repeated key" {
@@ -119,37 +119,37 @@ let tests =
 
             test "bootstrap CI of the mean: brackets the mean, degenerate cases, reproducible" {
                 let xs = [| 1.0; 2.0; 3.0; 4.0; 5.0; 6.0; 7.0; 8.0; 9.0; 10.0 |]
-                let lo, hi = Sweep.bootstrapCi 0.95 2000 0 xs
+                let lo, hi = Sweep.Stats.bootstrapCi 0.95 2000 0 xs
                 Expect.isTrue (lo < 5.5 && 5.5 < hi) $"contains the mean: {lo} .. {hi}"
                 // the mean's standard error is 2.87 / sqrt 10 = 0.91: a 95 % interval is about +-1.8
                 Expect.isTrue (hi - lo > 2.5 && hi - lo < 4.5) $"width {hi - lo}"
-                Expect.equal (Sweep.bootstrapCi 0.95 2000 0 xs) (lo, hi) "same seed, same interval"
-                Expect.equal (Sweep.bootstrapCi 0.95 100 0 [| 3.0; 3.0; 3.0 |]) (3.0, 3.0) "no spread"
-                Expect.equal (Sweep.bootstrapCi 0.95 100 0 [| 4.0 |]) (4.0, 4.0) "one value"
-                Expect.throwsT<ArgumentException> (fun () -> Sweep.bootstrapCi 1.5 100 0 xs |> ignore) "level"
+                Expect.equal (Sweep.Stats.bootstrapCi 0.95 2000 0 xs) (lo, hi) "same seed, same interval"
+                Expect.equal (Sweep.Stats.bootstrapCi 0.95 100 0 [| 3.0; 3.0; 3.0 |]) (3.0, 3.0) "no spread"
+                Expect.equal (Sweep.Stats.bootstrapCi 0.95 100 0 [| 4.0 |]) (4.0, 4.0) "one value"
+                Expect.throwsT<ArgumentException> (fun () -> Sweep.Stats.bootstrapCi 1.5 100 0 xs |> ignore) "level"
             }
 
             test "steps to threshold and final returns per seed" {
                 Expect.equal
-                    (Sweep.stepsToThreshold 100.0 [| 1.0; 2.0; 3.0 |] [| 50.0; nan; 120.0 |])
+                    (Sweep.Stats.stepsToThreshold 100.0 [| 1.0; 2.0; 3.0 |] [| 50.0; nan; 120.0 |])
                     (Some 3.0)
                     "first crossing"
 
-                Expect.equal (Sweep.stepsToThreshold 500.0 [| 1.0; 2.0 |] [| 50.0; 60.0 |]) None "never"
+                Expect.equal (Sweep.Stats.stepsToThreshold 500.0 [| 1.0; 2.0 |] [| 50.0; 60.0 |]) None "never"
                 let t = Metrics.empty [ "seed"; "episodic_return" ]
 
                 for s, r in [ 0.0, 1.0; 1.0, 10.0; 0.0, 3.0; 1.0, nan; 0.0, 5.0; 1.0, 30.0 ] do
                     Metrics.addRow [| s; r |] t
 
                 // three updates per seed; the last 50 % = 2 updates: seed 0 (3, 5), seed 1 (NaN, 30)
-                Expect.equal (Sweep.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
+                Expect.equal (Sweep.Stats.finalReturns 0.5 t) [| 4.0; 30.0 |] "per seed"
                 // with episode counts, updates weigh by the episodes that ended in them
                 let w = Metrics.empty [ "episodic_return"; "episodes" ]
 
                 for r, n in [ -200.0, 16.0; -90.0, 1.0; -120.0, 3.0; -100.0, 0.0 ] do
                     Metrics.addRow [| r; n |] w
 
-                let weighted = Sweep.finalReturns 0.75 w
+                let weighted = Sweep.Stats.finalReturns 0.75 w
 
                 Expect.floatClose
                     Accuracy.veryHigh
@@ -161,13 +161,13 @@ let tests =
             test "steps to threshold use each seed's recent episodes, not one lucky update" {
                 // update means and episode counts: window of at least 3 episodes, walking back
                 let r =
-                    Sweep.recentReturns 3 [| -90.0; nan; -200.0; -100.0; -110.0 |] [| 1.0; 0.0; 2.0; 4.0; 1.0 |]
+                    Sweep.Stats.recentReturns 3 [| -90.0; nan; -200.0; -100.0; -110.0 |] [| 1.0; 0.0; 2.0; 4.0; 1.0 |]
 
                 Expect.isTrue (Double.IsNaN r[0] && Double.IsNaN r[1]) "fewer than 3 episodes yet"
                 Expect.floatClose Accuracy.veryHigh r[2] ((-90.0 - 400.0) / 3.0) "updates 0-2 weighted"
                 Expect.equal r[3] -100.0 "update 3 alone holds 4 episodes"
                 Expect.floatClose Accuracy.veryHigh r[4] ((-110.0 - 400.0) / 5.0) "updates 3-4 weighted"
-                Expect.throwsT<ArgumentException> (fun () -> Sweep.recentReturns 0 [||] [||] |> ignore) "min 1"
+                Expect.throwsT<ArgumentException> (fun () -> Sweep.Stats.recentReturns 0 [||] [||] |> ignore) "min 1"
 
                 // a MountainCar-like start: in the first update only short, successful episodes end
                 // episode (-90); the per-update mean would cross -130 at step 100 already
@@ -182,11 +182,11 @@ let tests =
                     Metrics.addRow [| 1.0; step; r1; 20.0 |] t
 
                 Expect.equal
-                    (Sweep.thresholdStep -130.0 t)
+                    (Sweep.Stats.thresholdStep -130.0 t)
                     (Some 400.0)
                     "first step where both seeds' last 20 episodes average >= -130"
 
-                Expect.equal (Sweep.thresholdStep -50.0 t) None "never"
+                Expect.equal (Sweep.Stats.thresholdStep -50.0 t) None "never"
             }
 
             test "reading: best point, overlap or separation of intervals, fastest to threshold, all equal" {
@@ -210,12 +210,12 @@ let tests =
                 let a = row "0.8" 400.0 380.0 420.0 30000.0 [| 390.0; 410.0 |]
                 let b = row "0.9" 300.0 250.0 390.0 nan [| 260.0; 340.0 |]
                 let c = row "0.99" 100.0 50.0 150.0 nan [| 60.0; 140.0 |]
-                let overlap = Sweep.reading [ c; b; a ]
+                let overlap = Sweep.Summary.reading [ c; b; a ]
                 Expect.stringContains overlap "Highest mean final return: beta_1=0.8 (400" "best point"
                 Expect.stringContains overlap "overlaps those of beta_1=0.9:" "b's interval reaches a's"
                 Expect.isFalse (overlap.Contains "0.99:") "c's interval is clear"
                 Expect.stringContains overlap "beta_1=0.8 at 30000 steps; 1 of 3 points" "fastest"
-                let clear = Sweep.reading [ c; a ]
+                let clear = Sweep.Summary.reading [ c; a ]
                 Expect.stringContains clear "clear of every other point" "separated"
                 Expect.stringContains clear "1 of 2 points reached it" "fastest among the two"
 
@@ -224,8 +224,8 @@ let tests =
                         for v in [ "0.8"; "0.9" ] -> row v -200.0 -200.0 -200.0 nan [| -200.0; -200.0 |]
                     ]
 
-                Expect.stringContains (Sweep.reading flat) "same final return -200 on every seed" "all equal"
-                Expect.equal (Sweep.reading []) "" "no rows"
+                Expect.stringContains (Sweep.Summary.reading flat) "same final return -200 on every seed" "all equal"
+                Expect.equal (Sweep.Summary.reading []) "" "no rows"
             }
 
             test "launcher errors name the key, the value and what is allowed, before anything is written" {
@@ -265,20 +265,20 @@ let tests =
             }
 
             test "Slurm times and array specs" {
-                Expect.equal (Sweep.slurmTimeSeconds "30") 1800L "minutes"
-                Expect.equal (Sweep.slurmTimeSeconds "5:30") 330L "minutes:seconds"
-                Expect.equal (Sweep.slurmTimeSeconds "2:00:00") 7200L "hours:minutes:seconds"
-                Expect.equal (Sweep.slurmTimeSeconds "1-12") 129600L "days-hours"
-                Expect.equal (Sweep.slurmTimeSeconds "1-0:30") 88200L "days-hours:minutes"
-                Expect.equal (Sweep.slurmTimeSeconds "0-1:00:10") 3610L "days-hours:minutes:seconds"
-                Expect.equal (Sweep.arraySpec [ 0; 1; 2; 3 ]) "0-3" "one range"
-                Expect.equal (Sweep.arraySpec [ 5; 0; 1; 3 ]) "0-1,3,5" "ranges and singles, sorted"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "30") 1800L "minutes"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "5:30") 330L "minutes:seconds"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "2:00:00") 7200L "hours:minutes:seconds"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "1-12") 129600L "days-hours"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "1-0:30") 88200L "days-hours:minutes"
+                Expect.equal (Sweep.Launch.slurmTimeSeconds "0-1:00:10") 3610L "days-hours:minutes:seconds"
+                Expect.equal (Sweep.Slurm.arraySpec [ 0; 1; 2; 3 ]) "0-3" "one range"
+                Expect.equal (Sweep.Slurm.arraySpec [ 5; 0; 1; 3 ]) "0-1,3,5" "ranges and singles, sorted"
             }
 
             test
                 "the array script: one task per point, the launcher's #SBATCH lines, SIGTERM forwarded, requeue on a stop" {
                 let launch =
-                    Sweep.parseLaunch (fun k ->
+                    Sweep.Launch.parseLaunch (fun k ->
                         Map.tryFind
                             k
                             (Map.ofList
@@ -293,7 +293,7 @@ let tests =
                                 ]))
 
                 let script =
-                    Sweep.sbatchScript
+                    Sweep.Slurm.sbatchScript
                         launch
                         [ "dotnet"; "fsi"; "/repo/scripts/sweep.fsx" ]
                         "/repo"
@@ -324,18 +324,18 @@ let tests =
                     Expect.contains lines l $"script line {l}"
 
                 Expect.equal
-                    (Sweep.taskOverrides launch [ [ "beta_1", "0.9" ] ])
+                    (Sweep.Slurm.taskOverrides launch [ [ "beta_1", "0.9" ] ])
                     [ "device=cuda"; "threads=4" ]
                     "a gpu gres runs on cuda, threads follow the CPUs per task"
 
                 Expect.equal
-                    (Sweep.taskOverrides launch [ [ "threads", "2" ] ])
+                    (Sweep.Slurm.taskOverrides launch [ [ "threads", "2" ] ])
                     [ "device=cuda" ]
                     "a swept threads wins"
 
                 let noRequeue = { launch with Requeue = false }
 
-                let s2 = Sweep.sbatchScript noRequeue [ "dotnet" ] "/repo" "/runs/s1" [ 0 ]
+                let s2 = Sweep.Slurm.sbatchScript noRequeue [ "dotnet" ] "/repo" "/runs/s1" [ 0 ]
                 Expect.stringContains s2 "#SBATCH --no-requeue" "requeue=false"
                 Expect.isFalse (s2.Contains "scontrol requeue") "no self-requeue"
             }
@@ -386,7 +386,7 @@ let tests =
                     let err = sweepProcess.StandardError.ReadToEndAsync()
 
                     let rowsOf (i: int) =
-                        let point = Path.Combine(two, Sweep.pointName a[i].Point)
+                        let point = Path.Combine(two, Sweep.Grid.pointName a[i].Point)
 
                         if Directory.Exists point then
                             Directory.GetFiles(point, Metrics.CsvFile, SearchOption.AllDirectories)
@@ -405,17 +405,17 @@ let tests =
                     kill (sweepProcess.Id, 15) |> ignore
                     sweepProcess.WaitForExit()
                     let output = out.Result + err.Result
-                    Expect.equal sweepProcess.ExitCode Sweep.StoppedExitCode $"exit code 3 after a stop: {output}"
+                    Expect.equal sweepProcess.ExitCode Sweep.Folder.StoppedExitCode $"exit code 3 after a stop: {output}"
                     Expect.stringContains output "stopped after writing its checkpoint" "the workers stopped"
 
                     for i in 0..1 do
-                        Expect.stringContains (File.ReadAllText(Sweep.stateFile two i)) "stopped" $"point {i} stopped"
+                        Expect.stringContains (File.ReadAllText(Sweep.Folder.stateFile two i)) "stopped" $"point {i} stopped"
 
                     // the same sweep again: both points resume from their checkpoints
                     let b = rows (sweepWith ([ $"sweep_dir={two}"; "workers=2" ] @ args))
 
                     for i in 0..1 do
-                        Expect.stringContains (File.ReadAllText(Sweep.logFile two i)) "resuming" $"point {i} resumed"
+                        Expect.stringContains (File.ReadAllText(Sweep.Folder.logFile two i)) "resuming" $"point {i} resumed"
 
                     Expect.equal (b |> List.map summaryKey) (a |> List.map summaryKey) "same summary"
 
@@ -423,28 +423,28 @@ let tests =
                         expectSameMetrics
                             (Path.Combine(x.RunDir, Metrics.CsvFile))
                             (Path.Combine(y.RunDir, Metrics.CsvFile))
-                            (Sweep.pointName x.Point)
+                            (Sweep.Grid.pointName x.Point)
 
                     for i in 0..1 do
                         Expect.stringContains
-                            (File.ReadAllText(Sweep.logFile two i))
+                            (File.ReadAllText(Sweep.Folder.logFile two i))
                             "wrote metrics.csv"
                             "each worker's output is in its point's log"
 
                     // point 1 interrupted after its last checkpoint: pending, missing from collect
                     let run1 = b[1].RunDir
                     File.Delete(Path.Combine(run1, Run.SummaryFile))
-                    File.Delete(Sweep.stateFile two 1)
-                    let st = Sweep.status 5 two
+                    File.Delete(Sweep.Folder.stateFile two 1)
+                    let st = Sweep.Status.status 5 two
                     Expect.isTrue st[0].State.IsDone "point 0 done"
 
                     match st[1].State with
                     | Sweep.Pending why -> Expect.stringContains why "checkpoint" "point 1 can resume"
                     | s -> failtest $"point 1: {s}"
 
-                    let rows1, missing = Sweep.collect two
+                    let rows1, missing = Sweep.Collect.collect two
                     Expect.equal (rows1 |> List.map summaryKey) [ summaryKey a[0] ] "collect: the finished point"
-                    Expect.equal missing [ Sweep.pointName b[1].Point ] "and names the missing one"
+                    Expect.equal missing [ Sweep.Grid.pointName b[1].Point ] "and names the missing one"
 
                     Expect.stringContains
                         (File.ReadAllText(Path.Combine(two, "report.html")))
@@ -452,10 +452,10 @@ let tests =
                         "report says so"
 
                     // a failed point shows the last lines of its log
-                    File.WriteAllText(Sweep.stateFile two 1, "failed IOException: disk full\n")
-                    File.AppendAllText(Sweep.logFile two 1, "line a\nline b\nUnhandled exception: disk full\n")
+                    File.WriteAllText(Sweep.Folder.stateFile two 1, "failed IOException: disk full\n")
+                    File.AppendAllText(Sweep.Folder.logFile two 1, "line a\nline b\nUnhandled exception: disk full\n")
 
-                    let failedNow = Sweep.status 2 two
+                    let failedNow = Sweep.Status.status 2 two
 
                     match failedNow[1].State with
                     | Sweep.Failed(why, log) ->
@@ -474,7 +474,7 @@ let tests =
                         (Path.Combine(run1, Metrics.CsvFile))
                         "resumed point"
 
-                    Expect.isTrue (Sweep.status 5 two |> List.forall (fun p -> p.State.IsDone)) "all done"
+                    Expect.isTrue (Sweep.Status.status 5 two |> List.forall (fun p -> p.State.IsDone)) "all done"
 
                     // another grid in the same folder is refused
                     let e =
@@ -515,7 +515,7 @@ let tests =
                             "eval_episodes=1"
                         ]
 
-                    let _, rows = Sweep.runPpo args
+                    let _, rows = Sweep.Launcher.runPpo args
                     Expect.equal rows.Length 2 "two points"
 
                     for r in rows do
@@ -531,7 +531,7 @@ let tests =
                     let report = File.ReadAllText(Path.Combine(dir, "report.html"))
                     // every point's line and the plain-language reading, in that order
                     let rowAt (name: string) = report.IndexOf $"<tr><th>{name}</th>"
-                    let pointRows = rows |> List.map (fun r -> rowAt (Sweep.pointName r.Point))
+                    let pointRows = rows |> List.map (fun r -> rowAt (Sweep.Grid.pointName r.Point))
 
                     for at in pointRows do
                         Expect.isGreaterThan at 0 "a line per point in the report"
@@ -560,7 +560,7 @@ let tests =
 
                     let stamp = File.GetLastWriteTimeUtc(Path.Combine(rows[0].RunDir, "metrics.csv"))
                     // an interrupted third point: a folder without a finished run is redone
-                    let _, again = Sweep.runPpo args
+                    let _, again = Sweep.Launcher.runPpo args
 
                     Expect.equal
                         (again |> List.map (fun r -> r.RunDir))
