@@ -101,8 +101,8 @@ module DqnConfig =
             VectorizationMode = "vector"
         }
 
-    /// The config keys of `DqnConfig` (snake_case, as CleanRL's `dqn.py` arguments).
-    let fields: Field<DqnConfig> list =
+    /// Keys of the environment, the replay buffer, the TD target and the target network.
+    let private learningFields: Field<DqnConfig> list =
         [
             Field.envId "Environment id (discrete actions)." (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
             Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
@@ -135,6 +135,11 @@ module DqnConfig =
                 (Allow.ge 1)
                 (fun c -> c.TargetNetworkFrequency)
                 (fun c v -> { c with TargetNetworkFrequency = v })
+        ]
+
+    /// Keys of epsilon-greedy exploration, the gradient steps and the Q-network.
+    let private explorationFields: Field<DqnConfig> list =
+        [
             Field.int "batch_size" "Minibatch size per seed." (Allow.ge 1) (fun c -> c.BatchSize) (fun c v ->
                 { c with BatchSize = v })
             Field.float "start_e" "Initial epsilon." (Allow.between 0.0 1.0) (fun c -> c.StartE) (fun c v ->
@@ -186,6 +191,11 @@ module DqnConfig =
                 [ "default"; "orthogonal" ]
                 (fun c -> c.Init)
                 (fun c v -> { c with Init = v })
+        ]
+
+    /// Keys of the run (seeds, device, checkpoints, logging) and of the final evaluation.
+    let private runFields: Field<DqnConfig> list =
+        [
             yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
             Field.int "log_every" "Environment steps per metrics row." (Allow.ge 1) (fun c -> c.LogEvery) (fun c v ->
                 { c with LogEvery = v })
@@ -203,6 +213,9 @@ module DqnConfig =
                 (fun c v -> { c with EvalSeed = v })
             Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
         ]
+
+    /// The config keys of `DqnConfig` (snake_case, as CleanRL's `dqn.py` arguments).
+    let fields: Field<DqnConfig> list = learningFields @ explorationFields @ runFields
 
     /// Cross-field checks of a DQN config; raises `ConfigError`.
     let validate (c: DqnConfig) =

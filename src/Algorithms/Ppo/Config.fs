@@ -186,9 +186,8 @@ module PpoConfig =
             FixedSigma = 0.5
         }
 
-    /// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
-    /// allowed values.
-    let fields: Field<PpoConfig> list =
+    /// Keys of the environment, the rollout and the minibatches.
+    let private budgetFields: Field<PpoConfig> list =
         [
             Field.envId "Environment id." (fun c -> c.EnvId) (fun c v -> { c with EnvId = v })
             Field.int "num_envs" "Parallel environments per seed." (Allow.ge 1) (fun c -> c.NumEnvs) (fun c v ->
@@ -219,6 +218,11 @@ module PpoConfig =
                 (Allow.ge 0)
                 (fun c -> c.NumMinibatches)
                 (fun c v -> { c with NumMinibatches = v })
+        ]
+
+    /// Keys of the returns, the clipped objective and its optimisation (PPO paper eq. 7, 9, 11).
+    let private objectiveFields: Field<PpoConfig> list =
+        [
             Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v ->
                 { c with Gamma = v })
             Field.float
@@ -251,6 +255,11 @@ module PpoConfig =
                 (Allow.ge 0.0)
                 (fun c -> c.ClipVloss)
                 (fun c v -> { c with ClipVloss = v })
+        ]
+
+    /// Keys of the networks and of observation and reward normalisation.
+    let private networkFields: Field<PpoConfig> list =
+        [
             Field.intList
                 "hidden"
                 "Hidden layer sizes of actor and critic."
@@ -291,6 +300,11 @@ module PpoConfig =
                 "Scale rewards by the running std of the discounted return (Gymnasium NormalizeReward)."
                 (fun c -> c.NormReward)
                 (fun c v -> { c with NormReward = v })
+        ]
+
+    /// Keys of the run (seeds, device, checkpoints, logging) and of the final evaluation.
+    let private runFields: Field<PpoConfig> list =
+        [
             yield! Field.runSettings (fun c -> c.Run) (fun c v -> { c with Run = v })
             Field.int
                 "eval_episodes"
@@ -304,6 +318,11 @@ module PpoConfig =
                 (Allow.ge 0L)
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
+        ]
+
+    /// Keys of the variants: one shared network, the optimizer, the KL-penalty loss (PPO paper section 4).
+    let private variantFields: Field<PpoConfig> list =
+        [
             Field.bool
                 "shared_network"
                 "One network with policy and value heads trained by one optimizer on the total loss (seed 001; CleanRL, PureJaxRL with share_trunk: false); false: separate actor and critic with their own optimizers (seed 002)."
@@ -363,6 +382,11 @@ module PpoConfig =
                 (fun c -> c.KlTarget)
                 (fun c v -> { c with KlTarget = v })
         ]
+
+    /// The config keys of `PpoConfig` (snake_case, as in the YAML files), with documentation and
+    /// allowed values.
+    let fields: Field<PpoConfig> list =
+        budgetFields @ objectiveFields @ networkFields @ runFields @ variantFields
 
     /// Cross-field checks of a PPO config; raises `ConfigError`.
     let validate (c: PpoConfig) =
