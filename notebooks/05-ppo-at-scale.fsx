@@ -59,11 +59,14 @@ let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "scripts", "configs")
 let mountainCar =
     Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(configs, "ppo-mountaincar.yaml"))
 
-/// PureJaxRL's CartPole config with seed 001's network: one trunk shared by policy and value
-/// (the peers' config has two MLPs; seed 001 studies the shared trunk, so this notebook keeps it).
+/// The peers' CartPole config (CleanRL's and PureJaxRL's) with seed 001's network and value loss:
+/// one trunk shared by policy and value, the value loss unclipped (the peers have two MLPs and
+/// clip the value loss; seed 001 studies the shared trunk and does not clip, so this notebook
+/// keeps both, and its figures below are those of this config).
 let cartPole =
     { Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(configs, "ppo-cartpole.yaml")) with
         ShareTrunk = true
+        ClipVloss = 0.0
     }
 
 let relations (c: Ppo.PpoConfig) =
@@ -193,7 +196,8 @@ if Directory.Exists sweepDir then
 let sweepArgs =
     [
         "config=" + Path.Combine(configs, "ppo-cartpole.yaml")
-        "share_trunk=true" // seed 001's network, as above
+        "share_trunk=true" // seed 001's network and value loss, as above
+        "clip_vloss=0"
         $"sweep_dir={sweepDir}"
         "threshold=150"
         "lr=1e-3"

@@ -69,7 +69,7 @@ let private printGoals (results: (int * float * float) list) (steps: int64) (cle
          else
              "not met")
 
-/// PPO on CartPole-v1 with PureJaxRL's default config key for key (4 envs x 128 steps, 5e5 steps
+/// PPO on CartPole-v1 with CleanRL's and PureJaxRL's default config key for key (4 envs x 128 steps, 5e5 steps
 /// per seed, two 64-64 tanh MLPs in one network with one Adam and one clip, as CleanRL's agent:
 /// scripts/configs/ppo-cartpole.yaml) for S = 1 and 16 seeds batched, beside CleanRL `ppo.py` run
 /// side by side (RL_CLEANRL_DIR), else its anchor (5637 steps/s, 1 seed, docs/peers.md).
@@ -85,7 +85,7 @@ let benchPpoCartPole () =
         | s -> int64 s
 
     printfn
-        "## ppo-cartpole: PPO on CartPole-v1, PureJaxRL default config, %d steps per seed (CPU, %d thread(s))"
+        "## ppo-cartpole: PPO on CartPole-v1, the peers' default config (CleanRL = PureJaxRL), %d steps per seed (CPU, %d thread(s))"
         steps
         threads
 
