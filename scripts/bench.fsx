@@ -15,10 +15,14 @@
 //   dotnet fsi scripts/bench.fsx floor     the eager-call floor: one libtorch call on tiny tensors, and
 //                                          an MLP's gradients by autograd, by hand, and as one custom
 //                                          autograd function; the clip loss eager vs TorchScript
+//   dotnet fsi scripts/bench.fsx learning  every shipped main config over untuned seeds (1000..):
+//                                          success rate against the seed's bar, mean final eval with
+//                                          a 95 % bootstrap CI, median steps to the bar, wall time,
+//                                          a report with learning curves (RL_LEARNING_QUICK=1: smoke test)
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Each section lives in its own file under scripts/bench/, named after it (envs.fsx, ppo.fsx,
-// ppo-cartpole.fsx, ppo-cartpole-gpu.fsx, dqn.fsx, grpo.fsx, profile.fsx, floor.fsx; modules
+// ppo-cartpole.fsx, ppo-cartpole-gpu.fsx, dqn.fsx, grpo.fsx, profile.fsx, floor.fsx, learning.fsx; modules
 // BenchEnvs, BenchPpo and so on), on the helpers of scripts/bench/common.fsx (the settings, the
 // steps/s clock, flops, one PPO run, the CleanRL peer runner). Add a section by writing
 // scripts/bench/<name>.fsx (a module that only defines functions, the section a `unit -> unit`
@@ -37,6 +41,7 @@
 #load "bench/grpo.fsx"
 #load "bench/profile.fsx"
 #load "bench/floor.fsx"
+#load "bench/learning.fsx"
 
 open System
 
@@ -50,6 +55,7 @@ let sections =
         ("grpo", BenchGrpo.benchGrpo)
         ("profile", BenchProfile.benchProfile)
         ("floor", BenchFloor.benchFloor)
+        ("learning", BenchLearning.benchLearning)
     ]
 
 match fsi.CommandLineArgs |> Array.tail with

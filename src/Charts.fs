@@ -36,6 +36,9 @@ type SeedView =
     | MeanStd
     /// The mean over seeds with a band from the minimum to the maximum.
     | MeanMinMax
+    /// The median over seeds with a band from the first to the third quartile (rl-baselines3-zoo
+    /// and Open RL Benchmark style; robust to one seed that fails).
+    | MedianQuartiles
 
 /// Statistics of one metric across seeds at each x value (see `Charts.seedStats`).
 type SeedStats =
@@ -52,6 +55,13 @@ type SeedStats =
         Max: float[]
         /// How many seeds had a finite value at that x.
         Count: int[]
+        /// Median over the same seeds.
+        Median: float[]
+        /// First quartile (25th percentile, linear interpolation between order statistics as
+        /// numpy's default `percentile`) over the same seeds.
+        Q1: float[]
+        /// Third quartile (75th percentile, likewise).
+        Q3: float[]
     }
 
 /// Chart builders. Every function returns a new chart and leaves its inputs untouched.
@@ -85,6 +95,22 @@ module Charts =
 
         if short = "global_step" then "environment steps" else short
 
+    /// The `p` quantile (0..1) of `values` by linear interpolation between order statistics
+    /// (numpy's default `percentile`, method "linear"): position p * (n - 1) in the sorted values.
+    /// Raises `ArgumentException` for no values or `p` outside [0, 1].
+    let percentile (p: float) (values: float[]) : float =
+        if values.Length = 0 then
+            invalidArg "values" "percentile of no values"
+
+        if not (p >= 0.0 && p <= 1.0) then
+            invalidArg "p" $"percentile {p}: allowed 0..1"
+
+        let v = Array.sort values
+        let pos = p * float (v.Length - 1)
+        let i = int (floor pos)
+        let j = min (v.Length - 1) (i + 1)
+        v[i] + (pos - float i) * (v[j] - v[i])
+
     /// Per-x statistics of column `y` across the seeds of `table` (grouped by its `seed`
     /// column; a table without one is a single seed), at every x value of column `x` where at
     /// least one seed has a finite y. Non-finite y values are ignored. Raises
@@ -115,6 +141,9 @@ module Charts =
             Min = stat Array.min
             Max = stat Array.max
             Count = stat Array.length
+            Median = stat (percentile 0.5)
+            Q1 = stat (percentile 0.25)
+            Q3 = stat (percentile 0.75)
         }
 
     let private line (name: string) (color: string) (group: string) (showLegend: bool) (xs: float[]) (ys: float[]) =
@@ -177,13 +206,15 @@ module Charts =
 
                 line lineName color group (showLegend && (i = 0 || name = "")) (Array.map fst pts) (Array.map snd pts))
         | MeanStd
-        | MeanMinMax ->
+        | MeanMinMax
+        | MedianQuartiles ->
             let s = seedStats x y table
 
-            let lo, hi, what =
+            let centre, lo, hi, what =
                 match view with
-                | MeanStd -> Array.map2 (-) s.Mean s.Std, Array.map2 (+) s.Mean s.Std, "mean ± std"
-                | _ -> s.Min, s.Max, "mean, min–max"
+                | MeanStd -> s.Mean, Array.map2 (-) s.Mean s.Std, Array.map2 (+) s.Mean s.Std, "mean ± std"
+                | MedianQuartiles -> s.Median, s.Q1, s.Q3, "median, quartiles"
+                | _ -> s.Mean, s.Min, s.Max, "mean, min–max"
 
             let seeds = Metrics.bySeed table |> List.length
             let prefix = if name = "" then "" else name + ": "
@@ -192,7 +223,7 @@ module Charts =
             [
                 edge s.X lo group None
                 edge s.X hi group (Some(rgba color 0.2))
-                line (sprintf "%s%s (%d seeds)" prefix what seeds) color group showLegend s.X s.Mean
+                line (sprintf "%s%s (%d seeds)" prefix what seeds) color group showLegend s.X centre
             ]
 
     let private styled (title: string) (xLabel: string) (yLabel: string) (chart: GenericChart) =

@@ -702,6 +702,21 @@ let chartTests =
                 Expect.equal s.Max [| 2.0; 4.0; 5.0; 6.0 |] "max"
                 Expect.floatClose Accuracy.veryHigh s.Std[0] 0.5 "population std of {1, 2}"
                 Expect.floatClose Accuracy.veryHigh s.Std[1] (sqrt (2.0 / 3.0)) "population std of {2, 3, 4}"
+                Expect.equal s.Median [| 1.5; 3.0; 4.0; 5.0 |] "median"
+                Expect.equal s.Q1 [| 1.25; 2.5; 3.5; 4.5 |] "first quartile (numpy: percentile([1, 2], 25) = 1.25)"
+                Expect.equal s.Q3 [| 1.75; 3.5; 4.5; 5.5 |] "third quartile"
+            }
+
+            test "percentile interpolates between order statistics as numpy does, and refuses bad input" {
+                let xs = [| 7.0; 1.0; 3.0; 10.0 |]
+                // numpy.percentile([7, 1, 3, 10], [0, 25, 50, 75, 100]) = [1, 2.5, 5, 7.75, 10]
+                let got =
+                    [ 0.0; 0.25; 0.5; 0.75; 1.0 ] |> List.map (fun p -> Charts.percentile p xs)
+
+                Expect.equal got [ 1.0; 2.5; 5.0; 7.75; 10.0 ] "quantiles"
+                Expect.equal xs [| 7.0; 1.0; 3.0; 10.0 |] "input untouched"
+                Expect.throwsT<ArgumentException> (fun () -> Charts.percentile 0.5 [||] |> ignore) "no values"
+                Expect.throwsT<ArgumentException> (fun () -> Charts.percentile 1.5 xs |> ignore) "p outside 0..1"
             }
 
             test "learning curves, panels and heatmaps render to Plotly HTML fragments" {
@@ -726,6 +741,13 @@ let chartTests =
                     |> Charts.toHtml
 
                 Expect.stringContains minmax "[1.0,2.0,3.0,4.0]" "min edge"
+
+                let quartiles =
+                    Charts.learningCurve MedianQuartiles "global_step" "episodic_return" t
+                    |> Charts.toHtml
+
+                Expect.stringContains quartiles "median, quartiles (3 seeds)" "legend"
+                Expect.stringContains quartiles "[1.25,2.5,3.5,4.5]" "first-quartile edge"
 
                 let p =
                     Charts.panels PerSeed "global_step" [ "episodic_return"; "approx_kl" ] t

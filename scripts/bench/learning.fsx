@@ -1,0 +1,336 @@
+// The learning bench (`bench.fsx learning`): every shipped main config trained over a block of
+// seeds that no one tuned on (batched in one process, as `num_seeds=` does), judged the way
+// rl-baselines3-zoo's benchmark.md and CleanRL's Open RL Benchmark judge: per config, the success
+// rate against the seed document's bar, the mean final evaluation with a 95 % bootstrap interval,
+// the median steps until the training return first reaches the bar, and the wall time; a report
+// (table and learning curves, median and quartiles over seeds) in runs/bench-learning/report.html.
+//
+// The seeds: 1000 .. 1000+S-1 for every config (chosen before any run was looked at; tune on
+// others). RL_LEARNING_SEEDS=<n> caps S, RL_LEARNING_QUICK=1 shortens every budget to a smoke test,
+// RL_LEARNING_ONLY=<name,name> runs only those rows.
+module BenchLearning
+
+open System
+open System.IO
+open System.Text.Json
+open Plotly.NET
+open Rl
+open BenchCommon
+
+/// One row of the table: a shipped config, its seeds, and the bar it must clear.
+type LearningJob =
+    {
+        /// Row name.
+        Name: string
+        /// `algo=` of train.fsx.
+        Algo: string
+        /// File under scripts/configs.
+        Config: string
+        /// Seeds in the block (from `FirstSeed`).
+        Seeds: int
+        /// The bar and what it is (the seed document's success criterion).
+        Bar: float
+        BarText: string
+        /// The summary.json key of the final evaluation (without `_seed_<s>`).
+        EvalKey: string
+        /// Curve columns in metrics.csv.
+        X: string
+        Y: string
+        /// Overrides for quick mode.
+        Quick: string list
+    }
+
+let FirstSeed = 1000L
+
+let jobs =
+    [
+        {
+            Name = "PPO Pendulum (default)"
+            Algo = "ppo"
+            Config = "ppo-pendulum.yaml"
+            Seeds = 10
+            Bar = -200.0
+            BarText = "eval >= -200 (seed 002)"
+            EvalKey = "eval_return_mean"
+            X = "global_step"
+            Y = "episodic_return"
+            Quick = [ "total_timesteps=8192" ]
+        }
+        {
+            Name = "PPO Pendulum (seed 002's table)"
+            Algo = "ppo"
+            Config = "ppo-pendulum-seed.yaml"
+            Seeds = 10
+            Bar = -200.0
+            BarText = "eval >= -200 (seed 002)"
+            EvalKey = "eval_return_mean"
+            X = "global_step"
+            Y = "episodic_return"
+            Quick = [ "total_timesteps=4096" ]
+        }
+        {
+            Name = "PPO CartPole (CleanRL's config)"
+            Algo = "ppo"
+            Config = "ppo-cartpole.yaml"
+            Seeds = 16
+            Bar = 500.0
+            BarText = "eval = 500 (CartPole-v1's maximum)"
+            EvalKey = "eval_return_mean"
+            X = "global_step"
+            Y = "episodic_return"
+            Quick = [ "total_timesteps=2048" ]
+        }
+        {
+            Name = "DQN CartPole (CleanRL's config)"
+            Algo = "dqn"
+            Config = "dqn-cartpole.yaml"
+            Seeds = 10
+            Bar = 475.0
+            BarText = "greedy eval >= 475 (CartPole-v1's reward_threshold)"
+            EvalKey = "eval_return_mean"
+            X = "global_step"
+            Y = "episodic_return"
+            Quick = [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500" ]
+        }
+        {
+            Name = "REINFORCE CartPole (baseline)"
+            Algo = "reinforce"
+            Config = "reinforce-cartpole.yaml"
+            Seeds = 10
+            Bar = 475.0
+            BarText = "eval >= 475 (CartPole-v1's reward_threshold)"
+            EvalKey = "eval_return_mean"
+            X = "global_step"
+            Y = "episodic_return"
+            Quick = [ "iterations=3" ]
+        }
+        {
+            Name = "GRPO MNIST"
+            Algo = "grpo"
+            Config = "grpo-mnist.yaml"
+            Seeds = 3
+            Bar = 0.95
+            BarText = "test accuracy >= 0.95 (seed 004)"
+            EvalKey = "test_accuracy"
+            X = "epoch"
+            Y = "test_accuracy"
+            Quick = [ "epochs=1"; "train_size=512"; "test_size=256" ]
+        }
+    ]
+
+/// What one row measured.
+type LearningRow =
+    {
+        Job: LearningJob
+        Seeds: int64[]
+        /// Final evaluation per seed.
+        Finals: float[]
+        /// Steps (or epochs) at which each seed's training curve first reached the bar.
+        Reached: float option[]
+        WallSeconds: float
+        RunDir: string
+    }
+
+let private envInt (name: string) =
+    match Environment.GetEnvironmentVariable name with
+    | null
+    | "" -> None
+    | s -> Some(int s)
+
+let private quick = Environment.GetEnvironmentVariable "RL_LEARNING_QUICK" = "1"
+
+/// The training curve of one seed as (x, y), y smoothed as `Sweep.Stats.recentReturns` (the last
+/// 20 episodes) when the table counts episodes, else as logged.
+let private curve (job: LearningJob) (t: MetricsTable) =
+    let xs = Metrics.column job.X t
+    let ys = Metrics.column job.Y t
+
+    if Metrics.hasColumn "episodes" t then
+        xs, Sweep.Stats.recentReturns Sweep.Stats.ThresholdEpisodes ys (Metrics.column "episodes" t)
+    else
+        xs, ys
+
+/// Trains one job through the CLI (as `train.fsx algo=... config=... num_seeds=S seed=1000`
+/// would) under `root`, then reads the run folder's summary.json and metrics.csv.
+let runJob (root: string) (job: LearningJob) : LearningRow =
+    let seeds = min job.Seeds (defaultArg (envInt "RL_LEARNING_SEEDS") job.Seeds)
+    let runs = Path.Combine(root, job.Config.Replace(".yaml", ""))
+
+    let args =
+        [
+            $"algo={job.Algo}"
+            "config=" + Path.Combine(configsDir, job.Config)
+            $"num_seeds={seeds}"
+            $"seed={FirstSeed}"
+            $"runs={runs}"
+        ]
+        @ (if quick then job.Quick else [])
+
+    printfn "### %s: dotnet fsi scripts/train.fsx %s" job.Name (String.Join(" ", args))
+    let clock = Diagnostics.Stopwatch.StartNew()
+    let code = Cli.main args
+
+    if code <> 0 then
+        failwith $"{job.Name}: train exited {code}"
+
+    let wall = clock.Elapsed.TotalSeconds
+
+    let dir =
+        Directory.GetDirectories runs
+        |> Array.sortBy (fun d -> Directory.GetLastWriteTimeUtc d)
+        |> Array.last
+
+    let summary =
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Run.SummaryFile))).RootElement
+
+    let seedIds = Array.init seeds (fun k -> FirstSeed + int64 k)
+
+    let finals =
+        seedIds
+        |> Array.map (fun s ->
+            let key = if seeds = 1 then job.EvalKey else $"{job.EvalKey}_seed_{s}"
+            summary.GetProperty(key).GetDouble())
+
+    let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
+
+    let reached =
+        Metrics.bySeed table
+        |> List.map (fun (_, t) ->
+            let xs, ys = curve job t
+            Sweep.Stats.stepsToThreshold job.Bar xs ys)
+        |> Array.ofList
+
+    {
+        Job = job
+        Seeds = seedIds
+        Finals = finals
+        Reached = reached
+        WallSeconds = wall
+        RunDir = dir
+    }
+
+/// The table's cells of one row: success rate, mean [95 % CI], median steps to the bar (and how
+/// many seeds reached it), wall time, seeds.
+let cells (r: LearningRow) =
+    let n = r.Finals.Length
+
+    let passed =
+        r.Finals |> Array.filter (fun v -> v >= r.Job.Bar - 1e-9) |> Array.length
+
+    let mean = Array.average r.Finals
+    let lo, hi = Sweep.Stats.bootstrapCi 0.95 10_000 0 r.Finals
+    let hits = r.Reached |> Array.choose id
+
+    let median =
+        if hits.Length = 0 then
+            "never"
+        else
+            (Charts.percentile 0.5 hits).ToString("N0")
+
+    let per = if r.Job.X = "epoch" then "epochs" else "steps"
+
+    [
+        r.Job.Name
+        r.Job.BarText
+        $"{passed}/{n}"
+        $"{mean:F3} [{lo:F3}, {hi:F3}]"
+        (if hits.Length = 0 then
+             $"never ({hits.Length}/{n} reach it in training)"
+         else
+             $"{median} {per} ({hits.Length}/{n} reach it in training)")
+        $"{r.WallSeconds:F0} s"
+        $"{r.Seeds[0]}-{r.Seeds[n - 1]}"
+    ]
+
+let private header =
+    [
+        "config"
+        "bar"
+        "success"
+        "mean final eval [95 % CI]"
+        "median to the bar"
+        "wall"
+        "seeds"
+    ]
+
+/// The markdown table of all rows.
+let markdown (rows: LearningRow list) =
+    let line (cs: string list) = "| " + String.Join(" | ", cs) + " |"
+
+    [
+        yield line header
+        yield line (header |> List.map (fun _ -> "---"))
+        for r in rows do
+            yield line (cells r)
+    ]
+    |> String.concat "\n"
+
+/// Writes report.html under `root` (`Report.write`: offline, plotly.js inline): one summary line
+/// per row, then each row's learning curves (median and quartiles over seeds) beside the bar.
+let writeReport (root: string) (rows: LearningRow list) =
+    let summary =
+        [
+            for r in rows ->
+                match cells r with
+                | name :: rest -> name, String.Join("; ", List.map2 (fun h c -> $"{h}: {c}") (List.tail header) rest)
+                | [] -> "", ""
+        ]
+
+    let sections =
+        rows
+        |> List.map (fun r ->
+            let t = Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
+            let xs = Metrics.column r.Job.X t |> Array.filter Double.IsFinite
+
+            let bar =
+                if xs.Length = 0 then
+                    []
+                else
+                    [
+                        Charts.lines
+                            ""
+                            r.Job.X
+                            r.Job.Y
+                            [ "bar", [| Array.min xs; Array.max xs |], [| r.Job.Bar; r.Job.Bar |] ]
+                    ]
+
+            let chart =
+                Chart.combine (Charts.learningCurve MedianQuartiles r.Job.X r.Job.Y t :: bar)
+                |> Chart.withTitle $"{r.Job.Name} ({r.RunDir})"
+
+            r.Job.Name, [ chart ])
+
+    let path = Path.Combine(root, "report.html")
+    Report.write path $"Learning bench: seeds from {FirstSeed}, untuned" summary sections
+    path
+
+/// The section: runs every job (or those in RL_LEARNING_ONLY), prints the table, writes the report.
+let benchLearning () =
+    let root = Path.GetFullPath(Path.Combine("runs", "bench-learning"))
+    Directory.CreateDirectory root |> ignore
+
+    let only =
+        match Environment.GetEnvironmentVariable "RL_LEARNING_ONLY" with
+        | null
+        | "" -> None
+        | s -> Some(s.Split(',') |> Array.map (fun x -> x.Trim()) |> Set.ofArray)
+
+    let selected =
+        jobs
+        |> List.filter (fun j ->
+            match only with
+            | None -> true
+            | Some names -> names.Contains(j.Config.Replace(".yaml", "")) || names.Contains j.Name)
+
+    printfn
+        "## learning: %d configs, seeds from %d (untuned)%s"
+        selected.Length
+        FirstSeed
+        (if quick then
+             ", QUICK budgets (a smoke test, not results)"
+         else
+             "")
+
+    let rows = selected |> List.map (runJob root)
+    printfn "\n%s\n" (markdown rows)
+    printfn "report: %s" (writeReport root rows)
