@@ -172,28 +172,18 @@ let tests =
             testList
                 "seeds 0..3 in one batch learn to the bit what each learns alone (CPU)"
                 [
-                    // Every metrics field but the timings, as bits (NaN-safe), and every parameter.
+                    // Every metrics.csv column but the timings, as bits (NaN-safe), and every parameter.
+                    let compared =
+                        Ppo.Diagnostics.metricColumns
+                        |> List.map fst
+                        |> List.indexed
+                        |> List.filter (fun (_, name) -> not (Metrics.isTimingColumn name))
+
                     let fields (m: Ppo.UpdateMetrics) =
-                        [|
-                            float m.Update
-                            float m.Step
-                            m.EpisodicReturn
-                            m.EpisodicLength
-                            float m.Episodes
-                            m.ActorLoss
-                            m.CriticLoss
-                            m.Entropy
-                            m.ApproxKl
-                            m.ClipFraction
-                            m.ExplainedVariance
-                            m.GradNorm
-                            m.SigmaMean
-                            m.Lr
-                            m.AdamMNorm
-                            m.AdamVNorm
-                            m.GradCosPrev
-                        |]
-                        |> Array.map BitConverter.DoubleToInt64Bits
+                        let values = Ppo.Diagnostics.metricValues m
+
+                        compared
+                        |> List.map (fun (i, name) -> name, BitConverter.DoubleToInt64Bits values[i])
 
                     let parameters (a: Ppo.Agent) =
                         [
