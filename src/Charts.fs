@@ -95,21 +95,24 @@ module Charts =
 
         if short = "global_step" then "environment steps" else short
 
-    /// The `p` quantile (0..1) of `values` by linear interpolation between order statistics
-    /// (numpy's default `percentile`, method "linear"): position p * (n - 1) in the sorted values.
-    /// Raises `ArgumentException` for no values or `p` outside [0, 1].
-    let percentile (p: float) (values: float[]) : float =
-        if values.Length = 0 then
-            invalidArg "values" "percentile of no values"
+    /// The `p` quantile (0..1) of `sorted` (ascending) by linear interpolation between order
+    /// statistics (numpy's default `percentile`, method "linear"): position p * (n - 1). Raises
+    /// `ArgumentException` for no values or `p` outside [0, 1].
+    let percentileOfSorted (p: float) (sorted: float[]) : float =
+        if sorted.Length = 0 then
+            invalidArg "sorted" "percentile of no values"
 
         if not (p >= 0.0 && p <= 1.0) then
             invalidArg "p" $"percentile {p}: allowed 0..1"
 
-        let v = Array.sort values
-        let pos = p * float (v.Length - 1)
+        let pos = p * float (sorted.Length - 1)
         let i = int (floor pos)
-        let j = min (v.Length - 1) (i + 1)
-        v[i] + (pos - float i) * (v[j] - v[i])
+        let j = min (sorted.Length - 1) (i + 1)
+        sorted[i] + (pos - float i) * (sorted[j] - sorted[i])
+
+    /// `percentileOfSorted p` of `values` in any order (a sorted copy; `values` is left as it is).
+    let percentile (p: float) (values: float[]) : float =
+        percentileOfSorted p (Array.sort values)
 
     /// Per-x statistics of column `y` across the seeds of `table` (grouped by its `seed`
     /// column; a table without one is a single seed), at every x value of column `x` where at
@@ -128,6 +131,7 @@ module Charts =
             |> Array.ofList
 
         let stat f = points |> Array.map (snd >> f)
+        let sorted = stat Array.sort
         let mean (v: float[]) = Array.average v
 
         let std (v: float[]) =
@@ -141,9 +145,9 @@ module Charts =
             Min = stat Array.min
             Max = stat Array.max
             Count = stat Array.length
-            Median = stat (percentile 0.5)
-            Q1 = stat (percentile 0.25)
-            Q3 = stat (percentile 0.75)
+            Median = sorted |> Array.map (percentileOfSorted 0.5)
+            Q1 = sorted |> Array.map (percentileOfSorted 0.25)
+            Q3 = sorted |> Array.map (percentileOfSorted 0.75)
         }
 
     let private line (name: string) (color: string) (group: string) (showLegend: bool) (xs: float[]) (ys: float[]) =

@@ -188,7 +188,7 @@ let tests =
                     let parameters (a: Ppo.Agent) =
                         [
                             for _, m in a.Modules do
-                                for p in m.parameters () -> p.detach().clone()
+                                for p in m.parameters () -> p.detach ()
                         ]
 
                     let peers =

@@ -42,79 +42,74 @@ type LearningJob =
 
 let FirstSeed = 1000L
 
+/// A job judged on its final evaluation return, its training curve the episodic return per step.
+let private returnJob name algo config seeds bar barText quick =
+    {
+        Name = name
+        Algo = algo
+        Config = config
+        Seeds = seeds
+        Bar = bar
+        BarText = barText
+        EvalKey = "eval_return_mean"
+        X = "global_step"
+        Y = "episodic_return"
+        Quick = quick
+    }
+
 let jobs =
     [
-        {
-            Name = "PPO Pendulum (default)"
-            Algo = "ppo"
-            Config = "ppo-pendulum.yaml"
-            Seeds = 10
-            Bar = -200.0
-            BarText = "eval >= -200 (seed 002)"
-            EvalKey = "eval_return_mean"
-            X = "global_step"
-            Y = "episodic_return"
-            Quick = [ "total_timesteps=8192" ]
-        }
-        {
-            Name = "PPO Pendulum (seed 002's table)"
-            Algo = "ppo"
-            Config = "ppo-pendulum-seed.yaml"
-            Seeds = 10
-            Bar = -200.0
-            BarText = "eval >= -200 (seed 002)"
-            EvalKey = "eval_return_mean"
-            X = "global_step"
-            Y = "episodic_return"
-            Quick = [ "total_timesteps=4096" ]
-        }
-        {
-            Name = "PPO CartPole (CleanRL's config)"
-            Algo = "ppo"
-            Config = "ppo-cartpole.yaml"
-            Seeds = 16
-            Bar = 500.0
-            BarText = "eval = 500 (CartPole-v1's maximum)"
-            EvalKey = "eval_return_mean"
-            X = "global_step"
-            Y = "episodic_return"
-            Quick = [ "total_timesteps=2048" ]
-        }
-        {
-            Name = "DQN CartPole (CleanRL's config)"
-            Algo = "dqn"
-            Config = "dqn-cartpole.yaml"
-            Seeds = 10
-            Bar = 475.0
-            BarText = "greedy eval >= 475 (CartPole-v1's reward_threshold)"
-            EvalKey = "eval_return_mean"
-            X = "global_step"
-            Y = "episodic_return"
-            Quick = [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500" ]
-        }
-        {
-            Name = "REINFORCE CartPole (baseline)"
-            Algo = "reinforce"
-            Config = "reinforce-cartpole.yaml"
-            Seeds = 10
-            Bar = 475.0
-            BarText = "eval >= 475 (CartPole-v1's reward_threshold)"
-            EvalKey = "eval_return_mean"
-            X = "global_step"
-            Y = "episodic_return"
-            Quick = [ "iterations=3" ]
-        }
-        {
-            Name = "GRPO MNIST"
-            Algo = "grpo"
-            Config = "grpo-mnist.yaml"
-            Seeds = 3
-            Bar = 0.95
-            BarText = "test accuracy >= 0.95 (seed 004)"
+        returnJob
+            "PPO Pendulum (default)"
+            "ppo"
+            "ppo-pendulum.yaml"
+            10
+            -200.0
+            "eval >= -200 (seed 002)"
+            [ "total_timesteps=8192" ]
+        returnJob
+            "PPO Pendulum (seed 002's table)"
+            "ppo"
+            "ppo-pendulum-seed.yaml"
+            10
+            -200.0
+            "eval >= -200 (seed 002)"
+            [ "total_timesteps=4096" ]
+        returnJob
+            "PPO CartPole (CleanRL's config)"
+            "ppo"
+            "ppo-cartpole.yaml"
+            16
+            500.0
+            "eval = 500 (CartPole-v1's maximum)"
+            [ "total_timesteps=2048" ]
+        returnJob
+            "DQN CartPole (CleanRL's config)"
+            "dqn"
+            "dqn-cartpole.yaml"
+            10
+            475.0
+            "greedy eval >= 475 (CartPole-v1's reward_threshold)"
+            [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500" ]
+        returnJob
+            "REINFORCE CartPole (baseline)"
+            "reinforce"
+            "reinforce-cartpole.yaml"
+            10
+            475.0
+            "eval >= 475 (CartPole-v1's reward_threshold)"
+            [ "iterations=3" ]
+        { returnJob
+              "GRPO MNIST"
+              "grpo"
+              "grpo-mnist.yaml"
+              3
+              0.95
+              "test accuracy >= 0.95 (seed 004)"
+              [ "epochs=1"; "train_size=512"; "test_size=256" ] with
             EvalKey = "test_accuracy"
             X = "epoch"
             Y = "test_accuracy"
-            Quick = [ "epochs=1"; "train_size=512"; "test_size=256" ]
         }
     ]
 
@@ -129,6 +124,8 @@ type LearningRow =
         Reached: float option[]
         WallSeconds: float
         RunDir: string
+        /// The run's metrics.csv.
+        Table: MetricsTable
     }
 
 let private envInt (name: string) =
@@ -158,7 +155,6 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
 
     let args =
         [
-            $"algo={job.Algo}"
             "config=" + Path.Combine(configsDir, job.Config)
             $"num_seeds={seeds}"
             $"seed={FirstSeed}"
@@ -166,19 +162,15 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
         ]
         @ (if quick then job.Quick else [])
 
-    printfn "### %s: dotnet fsi scripts/train.fsx %s" job.Name (String.Join(" ", args))
+    let algo =
+        match Cli.tryFind job.Algo with
+        | Some a -> a
+        | None -> failwithf "%s: algo %s is not one of %s" job.Name job.Algo (String.Join(", ", Cli.names))
+
+    printfn "### %s: dotnet fsi scripts/train.fsx algo=%s %s" job.Name job.Algo (String.Join(" ", args))
     let clock = Diagnostics.Stopwatch.StartNew()
-    let code = Cli.main args
-
-    if code <> 0 then
-        failwith $"{job.Name}: train exited {code}"
-
+    let dir = algo.DriveWith Threading.CancellationToken.None args
     let wall = clock.Elapsed.TotalSeconds
-
-    let dir =
-        Directory.GetDirectories runs
-        |> Array.sortBy (fun d -> Directory.GetLastWriteTimeUtc d)
-        |> Array.last
 
     let summary =
         JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Run.SummaryFile))).RootElement
@@ -207,6 +199,7 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
         Reached = reached
         WallSeconds = wall
         RunDir = dir
+        Table = table
     }
 
 /// The table's cells of one row: success rate, mean [95 % CI], median steps to the bar (and how
@@ -221,23 +214,21 @@ let cells (r: LearningRow) =
     let lo, hi = Sweep.Stats.bootstrapCi 0.95 10_000 0 r.Finals
     let hits = r.Reached |> Array.choose id
 
+    let per = if r.Job.X = "epoch" then "epochs" else "steps"
+
     let median =
         if hits.Length = 0 then
             "never"
         else
-            (Charts.percentile 0.5 hits).ToString("N0")
-
-    let per = if r.Job.X = "epoch" then "epochs" else "steps"
+            let m = Charts.percentile 0.5 hits
+            $"{m:N0} {per}"
 
     [
         r.Job.Name
         r.Job.BarText
         $"{passed}/{n}"
         $"{mean:F3} [{lo:F3}, {hi:F3}]"
-        (if hits.Length = 0 then
-             $"never ({hits.Length}/{n} reach it in training)"
-         else
-             $"{median} {per} ({hits.Length}/{n} reach it in training)")
+        $"{median} ({hits.Length}/{n} reach it in training)"
         $"{r.WallSeconds:F0} s"
         $"{r.Seeds[0]}-{r.Seeds[n - 1]}"
     ]
@@ -253,33 +244,33 @@ let private header =
         "seeds"
     ]
 
-/// The markdown table of all rows.
-let markdown (rows: LearningRow list) =
+/// The markdown table of all rows, from their `cells`.
+let markdown (rows: string list list) =
     let line (cs: string list) = "| " + String.Join(" | ", cs) + " |"
 
     [
         yield line header
         yield line (header |> List.map (fun _ -> "---"))
-        for r in rows do
-            yield line (cells r)
+        for cs in rows do
+            yield line cs
     ]
     |> String.concat "\n"
 
 /// Writes report.html under `root` (`Report.write`: offline, plotly.js inline): one summary line
 /// per row, then each row's learning curves (median and quartiles over seeds) beside the bar.
-let writeReport (root: string) (rows: LearningRow list) =
+let writeReport (root: string) (rows: (LearningRow * string list) list) =
     let summary =
         [
-            for r in rows ->
-                match cells r with
+            for _, cs in rows ->
+                match cs with
                 | name :: rest -> name, String.Join("; ", List.map2 (fun h c -> $"{h}: {c}") (List.tail header) rest)
                 | [] -> "", ""
         ]
 
     let sections =
         rows
-        |> List.map (fun r ->
-            let t = Metrics.readCsv (Path.Combine(r.RunDir, Metrics.CsvFile))
+        |> List.map (fun (r, _) ->
+            let t = r.Table
             let xs = Metrics.column r.Job.X t |> Array.filter Double.IsFinite
 
             let bar =
@@ -331,6 +322,11 @@ let benchLearning () =
          else
              "")
 
-    let rows = selected |> List.map (runJob root)
-    printfn "\n%s\n" (markdown rows)
+    let rows =
+        selected
+        |> List.map (fun job ->
+            let r = runJob root job
+            r, cells r)
+
+    printfn "\n%s\n" (markdown (List.map snd rows))
     printfn "report: %s" (writeReport root rows)

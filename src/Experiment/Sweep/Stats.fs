@@ -36,15 +36,8 @@ module Stats =
                     s / float n)
                 |> Array.sort
 
-            let q (p: float) =
-                // linear interpolation between order statistics (numpy's default percentile)
-                let pos = p * float (resamples - 1)
-                let i = int (floor pos)
-                let j = min (resamples - 1) (i + 1)
-                means[i] + (pos - float i) * (means[j] - means[i])
-
             let alpha = (1.0 - level) / 2.0
-            q alpha, q (1.0 - alpha)
+            Charts.percentileOfSorted alpha means, Charts.percentileOfSorted (1.0 - alpha) means
 
     /// The first x at which `ys` reaches `threshold` (ys and xs in step order); None if never.
     /// Non-finite ys are skipped. Raises `ArgumentException` when the lengths differ.
