@@ -53,7 +53,9 @@ let tests =
                     (fun c -> DqnSettings.FromConfig c)
                     Dqn.DqnConfig.fields
                     Dqn.DqnConfig.defaults
-                    { Dqn.DqnConfig.defaults with EnvId = Acrobot.Id }
+                    { Dqn.DqnConfig.defaults with
+                        EnvId = Acrobot.Id
+                    }
 
                 agrees
                     "GrpoSettings"
@@ -61,7 +63,9 @@ let tests =
                     (fun c -> GrpoSettings.FromConfig c)
                     Grpo.GrpoConfig.fields
                     Grpo.GrpoConfig.defaults
-                    { Grpo.GrpoConfig.defaults with GroupSize = 3 }
+                    { Grpo.GrpoConfig.defaults with
+                        GroupSize = 3
+                    }
 
                 agrees
                     "ReinforceSettings"

@@ -66,7 +66,8 @@ let tests =
                     use b = Envs.makeBatched "Raw-v0" 3 TorchSharp.torch.CPU
                     Expect.equal b.NumEnvs 3 "batched through SyncVectorEnv"
 
-                    let cfg = Config.withOverrides Ppo.PpoConfig.fields [ "env_id=Raw-v0" ] Ppo.PpoConfig.seedDefaults
+                    let cfg =
+                        Config.withOverrides Ppo.PpoConfig.fields [ "env_id=Raw-v0" ] Ppo.PpoConfig.seedDefaults
 
                     Expect.equal cfg.EnvId "Raw-v0" "env_id accepts it"
 
@@ -78,7 +79,9 @@ let tests =
                 Expect.isFalse (Envs.isKnown "Raw-v0") "unregistered"
 
                 Expect.throwsC
-                    (fun () -> Config.withOverrides Ppo.PpoConfig.fields [ "env_id=Raw-v0" ] Ppo.PpoConfig.seedDefaults |> ignore)
+                    (fun () ->
+                        Config.withOverrides Ppo.PpoConfig.fields [ "env_id=Raw-v0" ] Ppo.PpoConfig.seedDefaults
+                        |> ignore)
                     (fun e -> Expect.stringContains e.Message "not a registered environment" "refused again")
             }
         ]

@@ -122,11 +122,18 @@ let tests =
 
                 for f in files do
                     match Path.GetFileName f with
-                    | n when n.StartsWith "ppo-" -> Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults f |> Ppo.PpoConfig.validate
-                    | n when n.StartsWith "dqn-" -> Config.load Dqn.DqnConfig.fields Dqn.DqnConfig.defaults f |> Dqn.DqnConfig.validate
-                    | n when n.StartsWith "grpo-" -> Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults f |> Grpo.GrpoConfig.validate
+                    | n when n.StartsWith "ppo-" ->
+                        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults f
+                        |> Ppo.PpoConfig.validate
+                    | n when n.StartsWith "dqn-" ->
+                        Config.load Dqn.DqnConfig.fields Dqn.DqnConfig.defaults f
+                        |> Dqn.DqnConfig.validate
+                    | n when n.StartsWith "grpo-" ->
+                        Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults f
+                        |> Grpo.GrpoConfig.validate
                     | n when n.StartsWith "reinforce-" ->
-                        Config.load Reinforce.ReinforceConfig.fields Reinforce.ReinforceConfig.defaults f |> Reinforce.ReinforceConfig.validate
+                        Config.load Reinforce.ReinforceConfig.fields Reinforce.ReinforceConfig.defaults f
+                        |> Reinforce.ReinforceConfig.validate
                     | n -> failtest $"{n}: a config name starts with its algorithm (ppo-, dqn-, grpo-, reinforce-)"
             }
 

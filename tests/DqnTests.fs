@@ -171,7 +171,9 @@ let tests =
             test "a short seeded DQN run beats a random policy on CartPole" {
                 let r = Dqn.Loop.train quickCfg Dqn.Loop.noHooks None
                 use _a = r.Agent
-                let evals = Dqn.Agent.evaluate (Dqn.DqnConfig.makeEnv quickCfg) r.Agent 10 1_000_000L
+
+                let evals =
+                    Dqn.Agent.evaluate (Dqn.DqnConfig.makeEnv quickCfg) r.Agent 10 1_000_000L
                 // A random policy averages about 22; a collapsed one (always one side) about 9.
                 for k in 0..1 do
                     Expect.isGreaterThan
@@ -230,6 +232,7 @@ let tests =
                         failtest "evaluate with another algorithm than the folder's is refused"
                     with ConfigError _ as e ->
                         Expect.stringContains e.Message "written by another algorithm" "says why"
+
                     Expect.equal (Cli.main [ "algo=dqn"; $"runs={runs}"; "learning_rat=0.1" ]) 2 "bad key exits 2"
                     Expect.equal (Directory.GetDirectories runs).Length 1 "nothing written for the bad key"
                 finally

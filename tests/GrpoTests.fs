@@ -131,7 +131,10 @@ let tests =
 
                 let kl = Losses.klToReference (flat gathered) (flat logProbRef)
                 let ent = -(logProbs.exp () * logProbs).sum(-1L).mean([| 1L |])
-                let withKl = Grpo.Learn.loss 0.2 0.04 0.01 logProbs actions logProbOld logProbRef adv
+
+                let withKl =
+                    Grpo.Learn.loss 0.2 0.04 0.01 logProbs actions logProbOld logProbRef adv
+
                 close (Tensor.toArray withKl.Loss) (Tensor.toArray (ppo + 0.04 * kl - 0.01 * ent)) "PPO + beta KL - c H"
             }
 
@@ -202,7 +205,9 @@ let tests =
             test "bad GRPO config values are refused naming key, value and what is allowed" {
                 let e =
                     Expect.throwsC
-                        (fun () -> Grpo.Runner.run [ "group_size=1"; "config=" + config "grpo-mnist.yaml" ] |> ignore)
+                        (fun () ->
+                            Grpo.Runner.run [ "group_size=1"; "config=" + config "grpo-mnist.yaml" ]
+                            |> ignore)
                         id
 
                 Expect.stringContains e.Message "group_size" "key"

@@ -144,7 +144,8 @@ let tests =
                 let make n =
                     new NanRewardEnv(Envs.makeBatched cfg.EnvId n torch.CPU, 300) :> IBatchedEnv
 
-                let e = Expect.throwsC (fun () -> Ppo.Loop.trainWith make cfg hooks None |> ignore) id
+                let e =
+                    Expect.throwsC (fun () -> Ppo.Loop.trainWith make cfg hooks None |> ignore) id
 
                 match e with
                 | Train.TrainingDivergedException(update, quantity, _) ->
@@ -188,7 +189,9 @@ let tests =
                         ] do
                         Expect.isTrue (File.Exists(Path.Combine(dir, f))) $"{f} written"
 
-                    let cfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(dir, "config.yaml"))
+                    let cfg =
+                        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(dir, "config.yaml"))
+
                     let a1, p1, n1 = Ppo.Runner.load cfg dir
                     let a2, p2, n2 = Ppo.Runner.load cfg dir
                     Expect.equal p1.Update 2 "two updates of 256 steps"
@@ -224,7 +227,8 @@ let tests =
             }
 
             test "a short seeded run (2 seeds x 20k steps) beats a random policy on Pendulum" {
-                let defaults = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum.yaml")
+                let defaults =
+                    Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum.yaml")
 
                 let cfg =
                     { defaults with
@@ -240,7 +244,8 @@ let tests =
                 for m in r.Metrics do
                     Expect.isTrue (Double.IsFinite m.ActorLoss && Double.IsFinite m.CriticLoss) "finite losses"
 
-                let evals = Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
+                let evals =
+                    Ppo.Evaluate.evaluate (Ppo.PpoConfig.makeEnv cfg) r.Agent r.Normalizers.Obs 10 cfg.EvalSeed
 
                 for k in 0 .. cfg.Run.NumSeeds - 1 do
                     let trained = Array.average evals[k]
@@ -302,7 +307,9 @@ let tests =
 
                     let extra = Checkpoint.readExtra (Path.Combine(dir, "checkpoint"))
                     Expect.equal extra["update"] "4" "checkpoint at the last update"
-                    let cfg = Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum-seed.yaml")
+
+                    let cfg =
+                        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (config "ppo-pendulum-seed.yaml")
 
                     let agent = Ppo.Agent.makeFor cfg 3 Pendulum.actionSpace torch.CPU
                     let p = agent.Actor.parameters () |> Seq.sumBy (fun t -> t.numel ())

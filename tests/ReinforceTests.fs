@@ -103,7 +103,10 @@ let tests =
 
                     // the same config and seeds give the same metrics as Reinforce.Loop.train itself
                     let cfg =
-                        { Config.load Reinforce.ReinforceConfig.fields Reinforce.ReinforceConfig.defaults (config "reinforce-cartpole.yaml") with
+                        { Config.load
+                              Reinforce.ReinforceConfig.fields
+                              Reinforce.ReinforceConfig.defaults
+                              (config "reinforce-cartpole.yaml") with
                             Iterations = 3
                             Run.NumSeeds = 2
                         }

@@ -391,7 +391,11 @@ let tests =
 
                                 let _, queue = slurm "squeue" [ "-r"; "-o"; "%i %T %r %S" ]
                                 let _, job = slurm "scontrol" [ "show"; "job"; $"{jobId}_3" ]
-                                let log3 = Sweep.Folder.tailLines 30 (Sweep.Folder.logFile slurmDir 3) |> String.concat "\n"
+
+                                let log3 =
+                                    Sweep.Folder.tailLines 30 (Sweep.Folder.logFile slurmDir 3)
+                                    |> String.concat "\n"
+
                                 $"{st}\n{queue}\n{job}\n{log3}\n{cluster.Logs()}"
 
                         let dir3 = Path.Combine(slurmDir, Sweep.Grid.pointName spec.Points[3])
@@ -518,7 +522,10 @@ let tests =
                             (local |> List.map SweepTests.summaryKey)
                             "the same summary after the resubmission"
 
-                        Expect.equal (Sweep.Status.jobIds slurmDir) [ jobId; again ] "both jobs recorded in slurm-jobs.txt"
+                        Expect.equal
+                            (Sweep.Status.jobIds slurmDir)
+                            [ jobId; again ]
+                            "both jobs recorded in slurm-jobs.txt"
 
                         printfn "Slurm test: %.1f s" clock.Elapsed.TotalSeconds
                     finally

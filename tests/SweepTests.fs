@@ -405,17 +405,28 @@ let tests =
                     kill (sweepProcess.Id, 15) |> ignore
                     sweepProcess.WaitForExit()
                     let output = out.Result + err.Result
-                    Expect.equal sweepProcess.ExitCode Sweep.Folder.StoppedExitCode $"exit code 3 after a stop: {output}"
+
+                    Expect.equal
+                        sweepProcess.ExitCode
+                        Sweep.Folder.StoppedExitCode
+                        $"exit code 3 after a stop: {output}"
+
                     Expect.stringContains output "stopped after writing its checkpoint" "the workers stopped"
 
                     for i in 0..1 do
-                        Expect.stringContains (File.ReadAllText(Sweep.Folder.stateFile two i)) "stopped" $"point {i} stopped"
+                        Expect.stringContains
+                            (File.ReadAllText(Sweep.Folder.stateFile two i))
+                            "stopped"
+                            $"point {i} stopped"
 
                     // the same sweep again: both points resume from their checkpoints
                     let b = rows (sweepWith ([ $"sweep_dir={two}"; "workers=2" ] @ args))
 
                     for i in 0..1 do
-                        Expect.stringContains (File.ReadAllText(Sweep.Folder.logFile two i)) "resuming" $"point {i} resumed"
+                        Expect.stringContains
+                            (File.ReadAllText(Sweep.Folder.logFile two i))
+                            "resuming"
+                            $"point {i} resumed"
 
                     Expect.equal (b |> List.map summaryKey) (a |> List.map summaryKey) "same summary"
 

@@ -17,7 +17,10 @@ let benchPpoCartPoleGpu () =
         printfn "(no CUDA libtorch here: set RL_LIBTORCH to a CUDA libtorch or PyTorch's torch/lib; see README)"
     else
         let cfg0 =
-            Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (IO.Path.Combine(configsDir, "ppo-cartpole.yaml"))
+            Config.load
+                Ppo.PpoConfig.fields
+                Ppo.PpoConfig.seedDefaults
+                (IO.Path.Combine(configsDir, "ppo-cartpole.yaml"))
 
         // PureJaxRL ppo.py on an H100: (seeds, train s, env steps/s all seeds, final return)
         let peers =

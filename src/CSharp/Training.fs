@@ -194,7 +194,14 @@ type Ppo =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.train Rl.Ppo.Runner.algorithm (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
+        Runner.train
+            Rl.Ppo.Runner.algorithm
+            (fun c -> c.Seeds)
+            settings
+            runsDir
+            checkpointEvery
+            progress
+            cancellationToken
 
     /// Continues the PPO run in `runDir` from its checkpoint with its own config: exactly as if it
     /// had never stopped (see README, "Stopping and resuming is exact for PPO"). Raises
@@ -223,7 +230,14 @@ type Dqn =
             [<Optional; DefaultParameterValue("runs")>] runsDir: string,
             [<Optional; DefaultParameterValue(10)>] checkpointEvery: int
         ) : TrainResult =
-        Runner.train Rl.Dqn.Runner.algorithm (fun c -> c.Seeds) settings runsDir checkpointEvery progress cancellationToken
+        Runner.train
+            Rl.Dqn.Runner.algorithm
+            (fun c -> c.Seeds)
+            settings
+            runsDir
+            checkpointEvery
+            progress
+            cancellationToken
 
     /// Continues the DQN run in `runDir` from its checkpoint with its own config, exactly as if
     /// it had never stopped (replay buffer, environments, observations and generators restored).
