@@ -151,6 +151,16 @@ type Dist =
     /// Categorical over n actions: log-probabilities [S; B; n] (normalised log-softmax).
     | Categorical of logProbs: Tensor
 
+/// Random numbers of `shape` (leading axis S) drawn per seed: `gens[k]` draws seed k's slice, so
+/// seed k gets the same numbers alone or in a batch (one generator draws all when `gens` has
+/// length 1). `draw shape gen` makes one slice.
+let perSeedNoise (gens: torch.Generator[]) (shape: int64[]) (draw: int64[] -> torch.Generator -> Tensor) : Tensor =
+    if gens.Length = 1 then
+        draw shape gens[0]
+    else
+        let per = Array.append [| 1L |] shape[1..]
+        torch.cat ([| for g in gens -> draw per g |], 0L)
+
 /// Functions over `Dist`. Log-probabilities and entropies sum over the action dimension, as
 /// CleanRL's `ppo_continuous_action.py` does (`logprob.sum(1)`).
 module Dist =
@@ -200,22 +210,15 @@ module Dist =
     /// when `gens` has length 1), so seed k draws the same numbers alone or in a batch.
     /// Normal: mean + std * N(0,1); Categorical: Gumbel-max (argmax of logits + Gumbel noise).
     let sample (gens: torch.Generator[]) (dist: Dist) : Tensor =
-        let noise (shape: int64[]) (draw: int64[] -> torch.Generator -> Tensor) =
-            if gens.Length = 1 then
-                draw shape gens[0]
-            else
-                let per = Array.append [| 1L |] shape[1..]
-                torch.cat ([| for g in gens -> draw per g |], 0L)
-
         match dist with
         | Normal(mean, std) ->
             let eps =
-                noise (sizes mean) (fun s g -> torch.randn (s, generator = g, device = mean.device))
+                perSeedNoise gens (sizes mean) (fun s g -> torch.randn (s, generator = g, device = mean.device))
 
             mean + std * eps
         | Categorical lp ->
             let u =
-                noise (sizes lp) (fun s g -> torch.rand (s, generator = g, device = lp.device))
+                perSeedNoise gens (sizes lp) (fun s g -> torch.rand (s, generator = g, device = lp.device))
 
             let gumbel = -torch.log(-torch.log(u.clamp_min ((1e-20).ToScalar())))
             (lp + gumbel).argmax(-1L)
@@ -235,16 +238,59 @@ type Sigma =
     /// (seed 003's "fixed": for tasks where the right amount of exploration is known in advance).
     /// Must be > 0.
     | Fixed of sigma: float
+    /// Generalized state-dependent exploration (gSDE; Raffin, Kober and Stulp, CoRL 2021, eq. 3-4;
+    /// SB3 `StateDependentNoiseDistribution` with `full_std`, `learn_features = false`): the
+    /// exploration noise is h W for the policy's last hidden features h [F] (detached) and a
+    /// matrix W [F; actDim] with W_ij ~ N(0, sigma_ij^2), held fixed over several steps (see
+    /// `Sde`). Its marginal per state is the diagonal Gaussian with
+    /// std_j = sqrt(sum_i h_i^2 sigma_ij^2 + 1e-6); sigma = exp(logSigma) is a learned
+    /// [F; actDim] matrix per seed, starting at exp(initLogStd) everywhere.
+    | StateDependent of initLogStd: float
 
-    /// Parses "softplus", "logstd" (starting at `initLogStd`) or "fixed" (at `fixedSigma`, which
-    /// must be > 0); raises `ArgumentException` otherwise.
+    /// Parses "softplus", "logstd" (starting at `initLogStd`), "fixed" (at `fixedSigma`, which
+    /// must be > 0) or "sde" (gSDE, starting at `initLogStd`); raises `ArgumentException` otherwise.
     static member Parse(s: string, initLogStd, fixedSigma) =
         match s.Trim().ToLowerInvariant() with
         | "softplus" -> Softplus
         | "logstd" -> LogStd initLogStd
         | "fixed" when fixedSigma > 0.0 -> Fixed fixedSigma
         | "fixed" -> invalidArg "fixedSigma" $"sigma 'fixed' needs a standard deviation > 0, got {fixedSigma}"
-        | _ -> invalidArg "sigma" $"unknown sigma parameterisation '{s}'; allowed: softplus, logstd, fixed"
+        | "sde" -> StateDependent initLogStd
+        | _ -> invalidArg "sigma" $"unknown sigma parameterisation '{s}'; allowed: softplus, logstd, fixed, sde"
+
+/// Generalized state-dependent exploration (gSDE; Raffin, Kober and Stulp, CoRL 2021; SB3
+/// `StateDependentNoiseDistribution`): exploration matrices W and the noise h W they give.
+/// Every product is written as a broadcast multiply and a sum over the feature axis, so that seed
+/// k's numbers are the same alone or in a batch (a batched matmul with one output column takes a
+/// different libtorch kernel at S = 1, see `SeededLinear`).
+module Sde =
+    /// The added variance constant of SB3's gSDE (`epsilon = 1e-6`).
+    let epsilon = 1e-6
+
+    /// The per-state standard deviation of the noise h W, [S; B; actDim]:
+    /// sqrt(sum_i h_i^2 exp(logSigma)_ij^2 + 1e-6) for features `h` [S; B; F] (detached here,
+    /// SB3's `learn_features = false`) and `logSigma` [S; F; actDim].
+    let std (h: Tensor) (logSigma: Tensor) : Tensor =
+        let h2 = h.detach().square().unsqueeze(-1L) // [S; B; F; 1]
+        let s2 = torch.exp(logSigma * 2.0).unsqueeze 1 // [S; 1; F; A]
+        torch.sqrt ((h2 * s2).sum(-2L) + epsilon)
+
+    /// Draws one exploration matrix per environment, W [S; N; F; actDim] with
+    /// W_ij ~ N(0, exp(logSigma)_ij^2), `gens[k]` driving seed k's draws (SB3 `sample_weights`
+    /// with `batch_size = N`). No gradient is recorded.
+    let sampleMatrices (gens: torch.Generator[]) (logSigma: Tensor) (n: int) : Tensor =
+        use _ng = torch.no_grad ()
+        let sz = sizes logSigma // [S; F; A]
+        let shape = [| sz[0]; int64 n; sz[1]; sz[2] |]
+
+        let eps =
+            perSeedNoise gens shape (fun s g -> torch.randn (s, generator = g, device = logSigma.device))
+
+        eps * torch.exp(logSigma).unsqueeze 1
+
+    /// The exploration noise h W, [S; N; actDim], for features `h` [S; N; F] and matrices `w`
+    /// [S; N; F; actDim] (SB3 `get_noise`, one matrix per environment).
+    let noise (h: Tensor) (w: Tensor) : Tensor = (h.unsqueeze (-1L) * w).sum(-2L)
 
 /// What kind of action distribution a policy outputs.
 type Head =
@@ -277,6 +323,8 @@ type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
         match head with
         | GaussianHead(d, _, LogStd init) ->
             Some(new Parameter(torch.full ([| int64 seeds; 1L; int64 d |], init.ToScalar())))
+        | GaussianHead(d, _, StateDependent init) ->
+            Some(new Parameter(torch.full ([| int64 seeds; int64 featureDim; int64 d |], init.ToScalar())))
         | _ -> None
 
     do
@@ -291,10 +339,18 @@ type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
         sigmaLayer |> Option.iter (fun m -> m.Initialise(init, gens))
 
         match head, logStd with
-        | GaussianHead(_, _, LogStd init), Some p ->
+        | GaussianHead(_, _, LogStd init), Some p
+        | GaussianHead(_, _, StateDependent init), Some p ->
             use _ng = torch.no_grad ()
             p.fill_ init |> ignore
         | _ -> ()
+
+    /// gSDE's log sigma matrix [S; featureDim; actDim] (the parameter "log_std") when the head is
+    /// `StateDependent`, else None.
+    member _.SdeLogSigma: Tensor option =
+        match head with
+        | GaussianHead(_, _, StateDependent _) -> logStd |> Option.map (fun p -> p :> Tensor)
+        | _ -> None
 
     /// The action distribution for trunk features [S; B; featureDim].
     member _.Dist(h: Tensor) : Dist =
@@ -313,6 +369,7 @@ type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
                 | Softplus -> torch.nn.functional.softplus (sigmaLayer.Value.forward h) + 1e-5
                 | LogStd _ -> torch.exp(logStd.Value).expand_as mean
                 | Fixed s -> torch.ones_like mean * s
+                | StateDependent _ -> Sde.std h logStd.Value
 
             Normal(mean, std)
 
@@ -339,6 +396,15 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
 
     /// The action distribution for observations [S; B; obsDim].
     member _.Dist(obs: Tensor) : Dist = policy.Dist(trunk.forward obs)
+
+    /// The action distribution and the trunk's last hidden features [S; B; F] (what gSDE's noise
+    /// reads) for observations [S; B; obsDim].
+    member _.DistFeatures(obs: Tensor) : Dist * Tensor =
+        let h = trunk.forward obs
+        policy.Dist h, h
+
+    /// gSDE's log sigma matrix [S; F; actDim] when sigma is `StateDependent`, else None.
+    member _.SdeLogSigma = policy.SdeLogSigma
 
 /// A state-value network V(s): trunk, then a linear output. `forward` maps [S; B; obsDim] to
 /// [S; B].
@@ -473,6 +539,15 @@ type ActorCritic
 
     /// The action distribution for observations [S; B; obsDim].
     member this.Dist(obs: Tensor) : Dist = fst (this.DistValue obs)
+
+    /// The action distribution and the policy's trunk features [S; B; F] (what gSDE's noise
+    /// reads) for observations [S; B; obsDim]; no value is computed.
+    member _.DistFeatures(obs: Tensor) : Dist * Tensor =
+        let h = trunk.forward obs
+        policy.Dist h, h
+
+    /// gSDE's log sigma matrix [S; F; actDim] when sigma is `StateDependent`, else None.
+    member _.SdeLogSigma = policy.SdeLogSigma
 
     /// The state values [S; B] for observations [S; B; obsDim].
     member _.Value(obs: Tensor) : Tensor =

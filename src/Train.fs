@@ -116,6 +116,8 @@ type RunContext<'C> =
         CheckpointEvery: int
         /// Cancelled to stop the run at the next update boundary (see `stopAtBoundary`).
         Cancel: Threading.CancellationToken
+        /// The periodic evaluation (`eval_every`) and its `evals.csv` (see `evalAtBoundary`).
+        Evals: PeriodicEval.Log
     }
 
 /// Called by an algorithm after each logged update: when the run's token is cancelled and the run
@@ -140,6 +142,32 @@ let checkpointAtBoundary (ctx: RunContext<'C>) (count: int) (finished: bool) (st
         save ()
 
     stopAtBoundary ctx finished step due (Some save)
+
+/// Called by an algorithm after each logged update, before `checkpointAtBoundary`: when the
+/// periodic evaluation is due at `step` (see `PeriodicEval.Log.Due`; `finished` after the last
+/// update), evaluates the current policy with `evaluate` (per seed, the returns of the
+/// deterministic episodes), records it in `evals.csv`, and calls `saveBest k checkpointDir` for
+/// every seed index k that beat its best (None: the algorithm keeps no checkpoint, only the log).
+/// The evaluation must not touch the training's random streams, so that a run's metrics are the
+/// same with and without it.
+let evalAtBoundary
+    (ctx: RunContext<'C>)
+    (seeds: int64[])
+    (step: int64)
+    (finished: bool)
+    (evaluate: unit -> float[][])
+    (saveBest: (int -> string -> unit) option)
+    =
+    if ctx.Evals.Due(step, finished) then
+        let improved = ctx.Evals.Record(step, evaluate ())
+
+        match saveBest with
+        | Some save ->
+            improved
+            |> Array.iteri (fun k better ->
+                if better then
+                    save k (PeriodicEval.bestDir ctx.Dir seeds k))
+        | None -> ()
 
 /// SIGTERM and SIGINT (Ctrl+C) handled for a run instead of ending the process: the first
 /// cancels `Token`, so a run given it checkpoints at the next update boundary and stops (Slurm
@@ -259,6 +287,10 @@ type Algorithm<'C, 'S, 'R> =
         Columns: 'C -> Column list
         /// The progress bar's total and label.
         Total: 'C -> int64
+        /// `eval_every` of a config: environment steps per seed between periodic evaluations
+        /// (0: none; see `evalAtBoundary`), and the seed values of the run.
+        EvalEvery: 'C -> int64
+        Seeds: 'C -> int64[]
         Label: 'C -> string
         Train: RunContext<'C> -> 'S option -> 'R
         /// After training (wall seconds given): evaluates, prints the results, returns summary.json's
@@ -362,6 +394,7 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
         }
 
     use log = Metrics.openWith metricsOptions
+    let evals = PeriodicEval.Log(dir, algo.Seeds cfg, algo.EvalEvery cfg, resumedAt)
     let clock = Diagnostics.Stopwatch.StartNew()
 
     let result =
@@ -378,6 +411,7 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
                                 options.OnProgress step total recent
                         CheckpointEvery = every
                         Cancel = options.Cancel
+                        Evals = evals
                     }
                     resume)
         with
@@ -395,6 +429,23 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
             reraise ()
 
     let summary = algo.Summarize cfg result clock.Elapsed.TotalSeconds
+
+    let summary =
+        { summary with
+            Pairs = summary.Pairs @ evals.Pairs
+        }
+
+    if evals.Rows.Length > 0 then
+        let seeds = algo.Seeds cfg
+
+        for k in 0 .. seeds.Length - 1 do
+            printfn
+                "seed %d: best periodic eval %.1f at step %d (checkpoint in %s)"
+                seeds[k]
+                evals.Best[k]
+                evals.BestStep[k]
+                (PeriodicEval.bestDir dir seeds k)
+
     Run.writeSummary dir summary.Pairs
     (log :> IDisposable).Dispose()
     algo.WriteReport dir cfg summary.Pairs
@@ -457,12 +508,34 @@ let evalSummary (evals: float[][]) (seeds: int64[]) (wall: float) (steps: int64)
                 $"eval_return_mean_seed_{seeds[k]}", Number(Array.average evals[k])
     ]
 
-/// The run folder of `path`: `path` itself, or its parent when `path` is a checkpoint folder.
+/// The run folder of `path`: `path` itself, or, when `path` is a checkpoint folder
+/// (`checkpoint/`, `best/`, `best/seed_<s>/`), the nearest folder above it holding `config.yaml`
+/// (its parent when none does).
 let runDirOf (path: string) =
     if File.Exists(Path.Combine(path, Checkpoint.ManifestFile)) then
-        Path.GetDirectoryName(Path.GetFullPath path)
+        let full = Path.GetFullPath path
+        let parent = Path.GetDirectoryName full
+
+        Seq.unfold (fun (d: string) -> if isNull d then None else Some(d, Path.GetDirectoryName d)) parent
+        |> Seq.truncate 2
+        |> Seq.tryFind (fun d -> File.Exists(Path.Combine(d, Run.ConfigFile)))
+        |> Option.defaultValue parent
     else
         path
+
+/// The seed a best-checkpoint folder `best/seed_<s>` was kept for (see `PeriodicEval.bestDir`),
+/// or None for any other folder.
+let bestSeedOf (path: string) : int64 option =
+    let full = Path.TrimEndingDirectorySeparator(Path.GetFullPath path)
+    let name = Path.GetFileName full
+    let parent = Path.GetFileName(Path.GetDirectoryName full)
+
+    if parent = PeriodicEval.BestDir && name.StartsWith "seed_" then
+        match Int64.TryParse(name.Substring 5) with
+        | true, s -> Some s
+        | _ -> None
+    else
+        None
 
 /// Evaluates the saved policy of run folder (or checkpoint folder) `path` written by `algo`:
 /// its own config, its checkpoint, `episodes` deterministic episodes per seed (None: the config's
@@ -484,7 +557,17 @@ let evaluateRun (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int opti
     match algo.Load, algo.Evaluate with
     | Some load, Some evaluate ->
         let cfg = Config.load algo.Fields algo.Defaults configPath
-        evaluate cfg (load cfg runDir) episodes
+        // a checkpoint folder is loaded as given (`checkpoint/`, `best/`, `best/seed_<s>/`)
+        let source = if path = runDir then runDir else path
+        let returns = evaluate cfg (load cfg source) episodes
+
+        // best/seed_<s> holds the batched checkpoint of the moment seed s peaked: only s is meant
+        match bestSeedOf path with
+        | Some s ->
+            match Array.tryFindIndex ((=) s) (algo.Seeds cfg) with
+            | Some k -> [| returns[k] |]
+            | None -> returns
+        | None -> returns
     | _ ->
         raise (
             ConfigError(

@@ -24,6 +24,47 @@ let tests =
                     Expect.isTrue (close y[k] expected 1e-6) $"seed {k}"
             }
 
+            test "gSDE's std per state is the std of the noise h W over exploration matrices" {
+                let g = Seed.generator torch.CPU 3L
+                let h = torch.randn ([| 1L; 3L; 8L |], generator = g) // three states, F = 8
+                let logSigma = torch.randn ([| 1L; 8L; 2L |], generator = g) * 0.5
+                let n = 40000
+                let w = Sde.sampleMatrices [| g |] logSigma n // [1; n; 8; 2]
+                let std = Sde.std h logSigma // [1; 3; 2]
+
+                for b in 0L .. 2L do
+                    let hb = h[0L, b].expand(int64 n, -1L).unsqueeze 0 // the state b in every env
+                    let noise = Sde.noise hb w // [1; n; 2]
+                    let empirical = noise.std(1L).squeeze 0
+
+                    Expect.isTrue
+                        (close (empirical / std[0L, b] - 1.0) (torch.zeros 2L) 0.02)
+                        $"state {b}: empirical {Tensor.toArray empirical} vs {Tensor.toArray std[0L, b]}"
+
+                    Expect.isTrue
+                        (close (noise.mean [| 1L |]) (torch.zeros 2L) (0.03 * Tensor.item (std[0L, b].max())))
+                        "zero mean"
+            }
+
+            test "gSDE's std is the same for seed k alone or in a batch, and trains only sigma" {
+                let g = Seed.generator torch.CPU 4L
+                let h = torch.randn ([| 3L; 5L; 64L |], generator = g)
+
+                let logSigma =
+                    (torch.randn ([| 3L; 64L; 1L |], generator = g) * 0.3).requires_grad_ true
+
+                let batch = Sde.std h logSigma
+
+                for k in 0L .. 2L do
+                    let alone = Sde.std (h[k].unsqueeze 0) (logSigma[k].unsqueeze 0)
+                    Expect.sequenceEqual (Tensor.toArray alone) (Tensor.toArray batch[k]) $"seed {k} to the bit"
+
+                let hg = h.requires_grad_ true
+                (Sde.std hg logSigma).sum().backward()
+                Expect.isNull hg.grad "no gradient reaches the features (learn_features = false)"
+                Expect.isNotNull logSigma.grad "sigma gets a gradient"
+            }
+
             test "seed k's initial weights are the same alone or inside a batch of seeds" {
                 let head = GaussianHead(1, Some 2.0, Softplus)
                 use batch = new Actor("actor", 3, 3, [ 64; 64 ], Relu, head)

@@ -7,6 +7,8 @@ open TorchSharp
 open Rl
 open Rl.Tests.TestPaths
 
+let private close (a: torch.Tensor) (b: torch.Tensor) tol = Tensor.item ((a - b).abs().max()) < tol
+
 /// A small, fast PPO config on Pendulum-v1 for tests.
 let small =
     { Ppo.PpoConfig.seedDefaults with
@@ -449,6 +451,79 @@ let tests =
                     |> Seq.filter (fun struct (n, _) -> n.Contains "log_std")
 
                 Expect.isEmpty logStd "no learned std parameter"
+            }
+
+            test
+                "sigma sde: actions are mean + h W with W redrawn every sde_sample_freq steps from the policy generator" {
+                let cfg =
+                    { small with
+                        Sigma = "sde"
+                        InitLogStd = -1.0
+                        SdeSampleFreq = 4
+                        NumEnvs = 2
+                        NumSteps = 8
+                        NormObs = false
+                        NormReward = false
+                    }
+
+                let cpu = torch.CPU
+                use envs = new Ppo.SeedEnvs(Ppo.PpoConfig.makeEnv cfg, 1, cfg.NumEnvs, cpu)
+                use agent = Ppo.Agent.make cfg envs.ObservationSpace.FlatSize envs.ActionSpace cpu
+                let normalizers = Ppo.Normalizers.create cfg envs.ObservationSpace.FlatSize cpu
+
+                use state: Ppo.RolloutState =
+                    {
+                        Obs = envs.Reset(5L, fun n -> 5L + int64 n)
+                        Discounted = torch.zeros ([| 1L; 2L |], dtype = torch.float64)
+                    }
+
+                let r =
+                    Ppo.Rollout.collect cfg agent normalizers envs [| Seed.generator cpu 7L |] state
+
+                let logSigma = agent.SdeLogSigma.Value
+                Expect.sequenceEqual (Tensor.sizes logSigma) [| 1L; 64L; 1L |] "sigma matrix [S; F; actDim]"
+                // The same generator, replayed: the rollout draws from it only for the matrices.
+                let replay = [| Seed.generator cpu 7L |]
+                let w0 = Nn.Sde.sampleMatrices replay logSigma 2
+                let w4 = Nn.Sde.sampleMatrices replay logSigma 2
+                use _ng = torch.no_grad ()
+
+                let predicted (t: int64) (w: torch.Tensor) =
+                    let dist, h =
+                        agent.DistFeatures(r.Obs[torch.TensorIndex.Colon, torch.TensorIndex.Single t].contiguous())
+
+                    match dist with
+                    | Nn.Normal(mean, _) -> mean + Nn.Sde.noise h w
+                    | Nn.Categorical _ -> failwith "Gaussian expected"
+
+                let taken (t: int64) =
+                    r.Action[torch.TensorIndex.Colon, torch.TensorIndex.Single t]
+
+                for t in 0L .. 7L do
+                    let w = if t < 4L then w0 else w4
+                    Expect.isTrue (close (predicted t w) (taken t) 1e-6) $"step {t}: mean + h W"
+
+                for t in 4L .. 7L do
+                    Expect.isFalse (close (predicted t w0) (taken t) 1e-3) $"step {t}: the matrix was redrawn"
+            }
+
+            test "sigma sde: a short run learns its sigma matrix and reports the std gSDE gives" {
+                let cfg =
+                    { small with
+                        Sigma = "sde"
+                        InitLogStd = -1.0
+                        SdeSampleFreq = 4
+                    }
+
+                let r = Ppo.Loop.train cfg Ppo.Loop.noHooks None
+                let logSigma = r.Agent.SdeLogSigma.Value
+
+                Expect.isFalse
+                    (close logSigma (torch.full_like (logSigma, (-1.0).ToScalar())) 1e-6)
+                    "sigma matrix trained"
+
+                for m in r.Metrics do
+                    Expect.isTrue (Double.IsFinite m.SigmaMean && m.SigmaMean > 0.0) $"sigma_mean {m.SigmaMean}"
             }
 
             test "a resumed kl_penalty run continues with the checkpointed beta" {

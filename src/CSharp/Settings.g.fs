@@ -92,13 +92,17 @@ type PpoSettings() =
     /// Config key `activation`; allowed: one of: relu, tanh; default: relu.
     member val Activation: string = "relu" with get, set
 
-    /// Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter) or fixed (the constant fixed_sigma, seed 003).
-    /// Config key `sigma`; allowed: one of: softplus, logstd, fixed; default: softplus.
+    /// Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter), fixed (the constant fixed_sigma, seed 003) or sde (generalized state-dependent exploration, Raffin et al. 2021, SB3 use_sde).
+    /// Config key `sigma`; allowed: one of: softplus, logstd, fixed, sde; default: softplus.
     member val Sigma: string = "softplus" with get, set
 
-    /// Initial log std when sigma = logstd.
+    /// Initial log std when sigma = logstd; with sigma = sde, of every entry of the exploration matrix's std.
     /// Config key `init_log_std`; allowed: any float; default: 0.0.
     member val InitLogStd: float = 0.0 with get, set
+
+    /// With sigma = sde: draw new exploration matrices every n rollout steps (SB3 sde_sample_freq); -1: once per rollout.
+    /// Config key `sde_sample_freq`; allowed: integer -1 or >= 1; default: -1.
+    member val SdeSampleFreq: int = -1 with get, set
 
     /// Squash the Gaussian mean to the action bound with high * tanh (seed 002).
     /// Config key `mean_tanh`; allowed: true or false; default: true.
@@ -151,6 +155,10 @@ type PpoSettings() =
     /// Base seed of the evaluation environments; training seed s uses eval_seed + s.
     /// Config key `eval_seed`; allowed: integer >= 0; default: 1000000.
     member val EvalSeed: int64 = 1000000L with get, set
+
+    /// Evaluate the deterministic policy every this many environment steps per seed (at the first boundary at or past each multiple, and at the end) on eval_episodes episodes, log it to evals.csv and keep each seed's best policy in best/ (SB3 EvalCallback); 0: only the final evaluation.
+    /// Config key `eval_every`; allowed: integer >= 0; default: 0.
+    member val EvalEvery: int64 = 0L with get, set
 
     /// One network with policy and value heads trained by one optimizer on the total loss (seed 001; CleanRL, PureJaxRL with share_trunk: false); false: separate actor and critic with their own optimizers (seed 002).
     /// Config key `shared_network`; allowed: true or false; default: false.
@@ -333,6 +341,10 @@ type DqnSettings() =
     /// Seed of the evaluation environments.
     /// Config key `eval_seed`; allowed: integer >= 0; default: 1000000.
     member val EvalSeed: int64 = 1000000L with get, set
+
+    /// Evaluate the deterministic policy every this many environment steps per seed (at the first boundary at or past each multiple, and at the end) on eval_episodes episodes, log it to evals.csv and keep each seed's best policy in best/ (SB3 EvalCallback); 0: only the final evaluation.
+    /// Config key `eval_every`; allowed: integer >= 0; default: 0.
+    member val EvalEvery: int64 = 0L with get, set
 
     /// How the copies are stepped: vector (tensor-batched form, on the device) or sync (single forms on the host, Gymnasium's SyncVectorEnv; fastest on the CPU for few copies, not for cuda).
     /// Config key `vectorization_mode`; allowed: one of: vector, sync; default: vector.
@@ -565,6 +577,10 @@ type ReinforceSettings() =
     /// Base seed of the evaluation environments.
     /// Config key `eval_seed`; allowed: integer >= 0; default: 1000000.
     member val EvalSeed: int64 = 1000000L with get, set
+
+    /// Evaluate the deterministic policy every this many iterations (updates) (at the first boundary at or past each multiple, and at the end) on eval_episodes episodes, log it to evals.csv and keep each seed's best policy in best/ (SB3 EvalCallback); 0: only the final evaluation.
+    /// Config key `eval_every`; allowed: integer >= 0; default: 0.
+    member val EvalEvery: int64 = 0L with get, set
 
     /// Reads a YAML config file (the format of `scripts/configs`) over the library defaults.
     /// Raises `FileNotFoundException` for a missing file and `ArgumentException` naming the key,

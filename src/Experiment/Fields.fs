@@ -160,6 +160,16 @@ module Field =
         float "adam_eps" "Adam epsilon." (Allow.gt 0.0) get set
 
     /// `seed`: the base seed (seeds seed .. seed + num_seeds - 1 are trained), >= 0.
+    /// `eval_every`: the periodic evaluation's interval in `unit` (e.g. "environment steps per
+    /// seed"), >= 0, 0 = only the final evaluation (see `PeriodicEval`).
+    let evalEvery (unit: string) (get: 'C -> int64) (set: 'C -> int64 -> 'C) =
+        int64
+            "eval_every"
+            $"Evaluate the deterministic policy every this many {unit} (at the first boundary at or past each multiple, and at the end) on eval_episodes episodes, log it to evals.csv and keep each seed's best policy in best/ (SB3 EvalCallback); 0: only the final evaluation."
+            (Allow.ge 0L)
+            get
+            set
+
     let seed (get: 'C -> int64) (set: 'C -> int64 -> 'C) =
         int64 "seed" "Base seed; seeds seed .. seed + num_seeds - 1 are trained." (Allow.ge 0L) get set
 

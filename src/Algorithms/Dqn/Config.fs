@@ -59,6 +59,8 @@ type DqnConfig =
         EvalEpisodes: int
         /// Seed of the evaluation environments.
         EvalSeed: int64
+        /// Periodic evaluation interval in environment steps per seed (0: only the final evaluation; `PeriodicEval`).
+        EvalEvery: int64
         /// How the copies are stepped: "vector" (tensor-batched form) or "sync"
         /// (`SyncVectorEnv`); see `Envs.makeVec`.
         VectorizationMode: string
@@ -98,6 +100,7 @@ module DqnConfig =
             LogEvery = 5000
             EvalEpisodes = 10
             EvalSeed = 1_000_000L
+            EvalEvery = 0L
             VectorizationMode = "vector"
         }
 
@@ -211,6 +214,7 @@ module DqnConfig =
                 (Allow.ge 0L)
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
+            Field.evalEvery "environment steps per seed" (fun c -> c.EvalEvery) (fun c v -> { c with EvalEvery = v })
             Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
         ]
 

@@ -32,8 +32,8 @@ module Runner =
         ]
 
     /// Saves a DQN checkpoint (online and target networks, replay buffer, optimizer, step counter,
-    /// buffer counters and the finished episodes) into `dir/checkpoint` atomically.
-    let saveCheckpoint (dir: string) (agent: Agent) (progress: Progress) =
+    /// buffer counters and the finished episodes) as the checkpoint folder `ckptDir` atomically.
+    let saveCheckpointTo (ckptDir: string) (agent: Agent) (progress: Progress) =
         let extra =
             [
                 "global_step", string progress.GlobalStep
@@ -56,10 +56,14 @@ module Runner =
             |> Map.ofList
 
         Checkpoint.save
-            (Path.Combine(dir, Run.CheckpointDir))
+            ckptDir
             (modules agent)
             [ "opt", agent.Opt.Optimizer :?> TorchSharp.Modules.OptimizerHelper ]
             extra
+
+    /// `saveCheckpointTo` the run folder's `dir/checkpoint`.
+    let saveCheckpoint (dir: string) (agent: Agent) (progress: Progress) =
+        saveCheckpointTo (Path.Combine(dir, Run.CheckpointDir)) agent progress
 
     /// Builds a DQN agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
     /// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
@@ -141,6 +145,8 @@ module Runner =
             Describe = fun (_, p) -> $"step {p.GlobalStep}", p.GlobalStep
             Columns = fun c -> columns c.Run.NumSeeds
             Total = fun c -> c.TotalTimesteps
+            EvalEvery = fun c -> c.EvalEvery
+            Seeds = fun c -> c.Seeds
             Label = fun c -> $"dqn {c.EnvId}"
             Train =
                 fun ctx resume ->
@@ -159,6 +165,16 @@ module Runner =
                                         (rows |> Seq.map (fun r -> r.ReturnLast20) |> recentMean)
 
                                     windows <- windows + 1
+                                    let finished = progress.GlobalStep >= cfg.TotalTimesteps
+
+                                    evalAtBoundary
+                                        ctx
+                                        cfg.Seeds
+                                        progress.GlobalStep
+                                        finished
+                                        (fun () ->
+                                            Agent.evaluate (DqnConfig.makeEnv cfg) agent cfg.EvalEpisodes cfg.EvalSeed)
+                                        (Some(fun _ ckptDir -> saveCheckpointTo ckptDir agent progress))
 
                                     checkpointAtBoundary
                                         ctx

@@ -104,6 +104,9 @@ module Runner =
             Describe = fun () -> "", 0L
             Columns = fun c -> columnsFor c.Run.NumSeeds Loop.metricColumns
             Total = fun c -> int64 c.Epochs * int64 (imagesPerEpoch c)
+            // GRPO reports test accuracy per epoch in its metrics; it has no periodic episode evaluation.
+            EvalEvery = fun _ -> 0L
+            Seeds = fun c -> c.Run.Seeds
             Label = fun c -> $"grpo MNIST (G={c.GroupSize}, {c.Run.NumSeeds} seed(s))"
             Train =
                 fun ctx _ ->

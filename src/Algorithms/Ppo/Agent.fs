@@ -36,6 +36,19 @@ type Agent =
         | Some net -> net.Dist obs
         | None -> a.Actor.Dist obs
 
+    /// The action distribution and the policy trunk's last hidden features [S; B; F] (what
+    /// gSDE's noise reads) for observations [S; B; obsDim].
+    member a.DistFeatures(obs: Tensor) : Dist * Tensor =
+        match a.Shared with
+        | Some net -> net.DistFeatures obs
+        | None -> a.Actor.DistFeatures obs
+
+    /// gSDE's log sigma matrix [S; F; actDim] when the config's sigma is "sde", else None.
+    member a.SdeLogSigma: Tensor option =
+        match a.Shared with
+        | Some net -> net.SdeLogSigma
+        | None -> a.Actor.SdeLogSigma
+
     /// State values [S; B] for observations [S; B; obsDim].
     member a.Value(obs: Tensor) : Tensor =
         match a.Shared with

@@ -55,14 +55,21 @@ type PpoConfig =
         Hidden: int list
         /// Hidden activation.
         Activation: Activation
-        /// Gaussian standard deviation parameterisation (seed 003's three kinds): "softplus"
-        /// (state-conditioned, seed 002), "logstd" (a state-independent learned parameter) or
-        /// "fixed" (the constant `FixedSigma`, not learned).
+        /// Gaussian standard deviation parameterisation (seed 003's three kinds and gSDE): "softplus"
+        /// (state-conditioned, seed 002), "logstd" (a state-independent learned parameter),
+        /// "fixed" (the constant `FixedSigma`, not learned) or "sde" (generalized state-dependent
+        /// exploration, Raffin, Kober and Stulp 2021: noise h W from the policy's last hidden
+        /// features h and a learned-variance matrix W redrawn every `SdeSampleFreq` steps; see
+        /// `Nn.Sigma.StateDependent`).
         Sigma: string
         /// The standard deviation when Sigma = "fixed" (action units, > 0).
         FixedSigma: float
-        /// Initial log standard deviation for Sigma = "logstd".
+        /// Initial log standard deviation for Sigma = "logstd" (and of every entry of gSDE's sigma
+        /// matrix for Sigma = "sde").
         InitLogStd: float
+        /// With Sigma = "sde": draw new exploration matrices every this many rollout steps
+        /// (SB3 `sde_sample_freq`); -1 draws them once per rollout.
+        SdeSampleFreq: int
         /// Squash the Gaussian mean with high * tanh(.) (seed 002) instead of leaving it linear.
         MeanTanh: bool
         /// Weight initialisation: "orthogonal" (CleanRL) or "default" (PyTorch nn.Linear).
@@ -78,6 +85,8 @@ type PpoConfig =
         /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
         /// from EvalSeed + s (kept apart from the training streams).
         EvalSeed: int64
+        /// Periodic evaluation interval in environment steps per seed (0: only the final evaluation; `PeriodicEval`).
+        EvalEvery: int64
         /// One network with a shared trunk and policy/value heads (seed 001), trained with the
         /// total loss surrogate + VfCoef * value loss - EntCoef * entropy by one optimizer at
         /// learning rate `Lr`; false: separate actor and critic (seed 002).
@@ -166,6 +175,7 @@ module PpoConfig =
             Activation = Relu
             Sigma = "softplus"
             InitLogStd = 0.0
+            SdeSampleFreq = -1
             MeanTanh = true
             Init = "default"
             NormObs = false
@@ -173,6 +183,7 @@ module PpoConfig =
             Run = RunSettings.Defaults
             EvalEpisodes = 10
             EvalSeed = 1_000_000L
+            EvalEvery = 0L
             SharedNetwork = false
             ShareTrunk = true
             VfCoef = 0.5
@@ -269,16 +280,22 @@ module PpoConfig =
             Field.activation (fun c -> c.Activation) (fun c v -> { c with Activation = v })
             Field.choice
                 "sigma"
-                "Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter) or fixed (the constant fixed_sigma, seed 003)."
-                [ "softplus"; "logstd"; "fixed" ]
+                "Gaussian std: softplus (state-conditioned, seed 002), logstd (state-independent learned parameter), fixed (the constant fixed_sigma, seed 003) or sde (generalized state-dependent exploration, Raffin et al. 2021, SB3 use_sde)."
+                [ "softplus"; "logstd"; "fixed"; "sde" ]
                 (fun c -> c.Sigma)
                 (fun c v -> { c with Sigma = v })
             Field.float
                 "init_log_std"
-                "Initial log std when sigma = logstd."
+                "Initial log std when sigma = logstd; with sigma = sde, of every entry of the exploration matrix's std."
                 Allow.any
                 (fun c -> c.InitLogStd)
                 (fun c v -> { c with InitLogStd = v })
+            Field.int
+                "sde_sample_freq"
+                "With sigma = sde: draw new exploration matrices every n rollout steps (SB3 sde_sample_freq); -1: once per rollout."
+                ("-1 or >= 1", (fun v -> v = -1 || v >= 1))
+                (fun c -> c.SdeSampleFreq)
+                (fun c v -> { c with SdeSampleFreq = v })
             Field.bool
                 "mean_tanh"
                 "Squash the Gaussian mean to the action bound with high * tanh (seed 002)."
@@ -318,6 +335,7 @@ module PpoConfig =
                 (Allow.ge 0L)
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
+            Field.evalEvery "environment steps per seed" (fun c -> c.EvalEvery) (fun c v -> { c with EvalEvery = v })
         ]
 
     /// Keys of the variants: one shared network, the optimizer, the KL-penalty loss (PPO paper section 4).

@@ -97,16 +97,41 @@ module Rollout =
         let obsSteps, actSteps, rewSteps, termSteps = steps (), steps (), steps (), steps ()
         let truncSteps, finalObsSteps, epReturnSteps = steps (), steps (), steps ()
         let epLengthSteps, sigmaSteps = steps (), steps ()
+        // gSDE: one exploration matrix per env, drawn at the rollout's start and every
+        // `SdeSampleFreq` steps (SB3 `collect_rollouts`), held outside the step scopes.
+        let mutable sdeMatrices: Tensor = null
 
-        for _ in 0 .. T - 1 do
+        for t in 0 .. T - 1 do
             use _ng = torch.no_grad ()
             use stepScope = torch.NewDisposeScope()
 
             let dist, action =
                 Profile.section "rollout.policy" (fun () ->
                     normalizers.Obs |> Option.iter (fun s -> s.Update state.Obs)
-                    let dist = agent.Dist(Normalizers.preprocess normalizers.Obs state.Obs)
-                    dist, Dist.sample sampleGens dist)
+                    let x = Normalizers.preprocess normalizers.Obs state.Obs
+
+                    match agent.SdeLogSigma with
+                    | None ->
+                        let dist = agent.Dist x
+                        dist, Dist.sample sampleGens dist
+                    | Some logSigma ->
+                        let dist, h = agent.DistFeatures x
+
+                        if t = 0 || (cfg.SdeSampleFreq > 0 && t % cfg.SdeSampleFreq = 0) then
+                            if not (isNull sdeMatrices) then
+                                sdeMatrices.Dispose()
+
+                            sdeMatrices <-
+                                (Sde.sampleMatrices sampleGens logSigma cfg.NumEnvs)
+                                    .MoveToOuterDisposeScope()
+                                    .DetachFromDisposeScope()
+
+                        let mean =
+                            match dist with
+                            | Normal(mean, _) -> mean
+                            | Categorical _ -> invalidOp "gSDE needs a Gaussian policy"
+
+                        dist, mean + Sde.noise h sdeMatrices)
 
             match dist with
             | Normal(_, std) -> sigmaSteps.Add(keep (std.mean [| 1L; 2L |]))
@@ -129,6 +154,9 @@ module Rollout =
             epReturnSteps.Add(keep step.EpisodeReturn)
             epLengthSteps.Add(keep step.EpisodeLength)
             state.Obs <- step.Obs.MoveToOuterDisposeScope().DetachFromDisposeScope()
+
+        if not (isNull sdeMatrices) then
+            sdeMatrices.Dispose()
 
         let stack (xs: ResizeArray<Tensor>) = torch.stack (xs, 1L)
         let obs = stack obsSteps

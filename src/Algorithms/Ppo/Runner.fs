@@ -24,9 +24,9 @@ module Runner =
     let private gradHistoryKey = "grad_history"
 
     /// Saves a PPO agent, its optimizers, progress (with the gradient history behind the cosine
-    /// diagnostics, when there is one) and normalisation statistics as the checkpoint
-    /// `dir/checkpoint` atomically.
-    let saveCheckpoint (dir: string) (agent: Agent) (progress: Progress) (norm: Normalizers) =
+    /// diagnostics, when there is one) and normalisation statistics as the checkpoint folder
+    /// `ckptDir` atomically.
+    let saveCheckpointTo (ckptDir: string) (agent: Agent) (progress: Progress) (norm: Normalizers) =
         let extra =
             [
                 "update", string progress.Update
@@ -55,12 +55,16 @@ module Runner =
                 ]
 
         Checkpoint.save
-            (Path.Combine(dir, Run.CheckpointDir))
+            ckptDir
             (agent.Modules @ history)
             [
                 for name, o in agent.Optimizers -> name, o :?> TorchSharp.Modules.OptimizerHelper
             ]
             extra
+
+    /// `saveCheckpointTo` the run folder's `dir/checkpoint`.
+    let saveCheckpoint (dir: string) (agent: Agent) (progress: Progress) (norm: Normalizers) =
+        saveCheckpointTo (Path.Combine(dir, Run.CheckpointDir)) agent progress norm
 
     /// Builds a PPO agent for `cfg` and loads the checkpoint of run folder (or checkpoint folder)
     /// `path` into it. Raises `CheckpointError` for a missing or damaged checkpoint.
@@ -180,6 +184,8 @@ module Runner =
                     $"update {p.Update} (step {p.GlobalStep}){how}", p.GlobalStep
             Columns = fun c -> columns c.Run.NumSeeds
             Total = fun c -> c.TotalTimesteps
+            EvalEvery = fun c -> c.EvalEvery
+            Seeds = fun c -> c.Seeds
             Label = fun c -> $"ppo {c.EnvId}"
             Train =
                 fun ctx resume ->
@@ -195,6 +201,20 @@ module Runner =
                                     ctx.Report
                                         progress.GlobalStep
                                         (rows |> Seq.map (fun r -> r.EpisodicReturn) |> recentMean)
+
+                                    evalAtBoundary
+                                        ctx
+                                        cfg.Seeds
+                                        progress.GlobalStep
+                                        (progress.Update = cfg.NumUpdates)
+                                        (fun () ->
+                                            Evaluate.evaluate
+                                                (PpoConfig.makeEnv cfg)
+                                                agent
+                                                norm.Obs
+                                                cfg.EvalEpisodes
+                                                cfg.EvalSeed)
+                                        (Some(fun _ ckptDir -> saveCheckpointTo ckptDir agent progress norm))
 
                                     checkpointAtBoundary
                                         ctx

@@ -40,6 +40,8 @@ type ReinforceConfig =
         /// Base seed of the evaluation environments: training seed s evaluates on starts drawn
         /// from EvalSeed + s.
         EvalSeed: int64
+        /// Periodic evaluation interval in iterations (updates) (0: only the final evaluation; `PeriodicEval`).
+        EvalEvery: int64
     }
 
     /// The seed values trained: `Run.Seeds`.
@@ -64,6 +66,7 @@ module ReinforceConfig =
             Run = RunSettings.Defaults
             EvalEpisodes = 10
             EvalSeed = 1_000_000L
+            EvalEvery = 0L
         }
 
     /// The config keys of `ReinforceConfig` (snake_case, as in the YAML files).
@@ -119,6 +122,7 @@ module ReinforceConfig =
                 (Allow.ge 0L)
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
+            Field.evalEvery "iterations (updates)" (fun c -> c.EvalEvery) (fun c v -> { c with EvalEvery = v })
         ]
 
     /// Cross-field checks of a REINFORCE config (discrete actions); raises `ConfigError`.

@@ -33,6 +33,8 @@ module Runner =
             Describe = fun () -> "", 0L
             Columns = fun c -> columnsFor c.Run.NumSeeds Loop.metricColumns
             Total = fun c -> int64 c.Iterations
+            EvalEvery = fun c -> c.EvalEvery
+            Seeds = fun c -> c.Seeds
             Label = fun c -> $"reinforce {c.EnvId} (updates)"
             Train =
                 fun ctx _ ->
@@ -41,9 +43,18 @@ module Runner =
                     let hooks: Hooks =
                         {
                             OnIteration =
-                                fun _ rows ->
+                                fun agent rows ->
                                     for r in rows do
                                         ctx.Log(row cfg.Run.NumSeeds r)
+
+                                    // REINFORCE keeps no checkpoint: its periodic evaluation is the log only.
+                                    evalAtBoundary
+                                        ctx
+                                        cfg.Seeds
+                                        (int64 rows[0].Iteration)
+                                        (rows[0].Iteration >= cfg.Iterations)
+                                        (fun () -> Agent.evaluate cfg agent cfg.EvalEpisodes cfg.EvalSeed)
+                                        None
 
                                     ctx.Report
                                         (int64 rows[0].Iteration)
