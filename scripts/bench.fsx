@@ -19,10 +19,12 @@
 //                                          success rate against the seed's bar, mean final eval with
 //                                          a 95 % bootstrap CI, median steps to the bar, wall time,
 //                                          a report with learning curves (RL_LEARNING_QUICK=1: smoke test)
+//   dotnet fsi scripts/bench.fsx solve     wall time to a solved policy, ours beside CleanRL's on
+//                                          Pendulum-v1 and CartPole-v1, one seed per process (RL_CLEANRL_DIR)
 //   dotnet fsi scripts/bench.fsx all       every section
 //
 // Each section lives in its own file under scripts/bench/, named after it (envs.fsx, ppo.fsx,
-// ppo-cartpole.fsx, ppo-cartpole-gpu.fsx, dqn.fsx, grpo.fsx, profile.fsx, floor.fsx, learning.fsx; modules
+// ppo-cartpole.fsx, ppo-cartpole-gpu.fsx, dqn.fsx, grpo.fsx, profile.fsx, floor.fsx, learning.fsx, solve.fsx; modules
 // BenchEnvs, BenchPpo and so on), on the helpers of scripts/bench/common.fsx (the settings, the
 // steps/s clock, flops, one PPO run, the CleanRL peer runner). Add a section by writing
 // scripts/bench/<name>.fsx (a module that only defines functions, the section a `unit -> unit`
@@ -42,6 +44,7 @@
 #load "bench/profile.fsx"
 #load "bench/floor.fsx"
 #load "bench/learning.fsx"
+#load "bench/solve.fsx"
 
 open System
 
@@ -56,6 +59,7 @@ let sections =
         ("profile", BenchProfile.benchProfile)
         ("floor", BenchFloor.benchFloor)
         ("learning", BenchLearning.benchLearning)
+        ("solve", BenchSolve.benchSolve)
     ]
 
 match fsi.CommandLineArgs |> Array.tail with

@@ -439,12 +439,17 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
         let seeds = algo.Seeds cfg
 
         for k in 0 .. seeds.Length - 1 do
+            let folder = PeriodicEval.bestDir dir seeds k
+
             printfn
-                "seed %d: best periodic eval %.1f at step %d (checkpoint in %s)"
+                "seed %d: best periodic eval %.1f at step %d%s"
                 seeds[k]
                 evals.Best[k]
                 evals.BestStep[k]
-                (PeriodicEval.bestDir dir seeds k)
+                (if Directory.Exists folder then
+                     $" (checkpoint in {folder})"
+                 else
+                     "")
 
     Run.writeSummary dir summary.Pairs
     (log :> IDisposable).Dispose()

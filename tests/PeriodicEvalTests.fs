@@ -10,16 +10,7 @@ open Expecto
 open Rl
 open Rl.Tests.TestPaths
 
-let private smallPendulum =
-    [
-        "num_envs=2"
-        "num_steps=64"
-        "minibatch_size=64"
-        "update_epochs=1"
-        "total_timesteps=640"
-        "eval_episodes=2"
-        "threads=1"
-    ]
+let private smallPendulum = ResumeTests.smallPendulum @ [ "eval_episodes=2" ]
 
 let private evalsOf (dir: string) =
     PeriodicEval.read (Path.Combine(dir, PeriodicEval.File))
@@ -49,7 +40,7 @@ let tests =
                 let runs = tempDir "rl-evals"
 
                 try
-                    let plain = Ppo.Runner.run ("runs=" + runs :: smallPendulum)
+                    let plain = Ppo.Runner.run ("runs=" + runs :: "eval_every=0" :: smallPendulum)
                     let dir = Ppo.Runner.run ("runs=" + runs :: "eval_every=256" :: smallPendulum)
 
                     Expect.isEmpty (Metrics.differences (metrics plain) (metrics dir)) "training unchanged"

@@ -86,7 +86,8 @@ let private smallCartPole =
         "threads=1"
     ]
 
-let private smallPendulum =
+/// A short Pendulum run (5 updates of 2 x 64 steps), for tests that resume or evaluate.
+let smallPendulum =
     [
         "num_envs=2"
         "num_steps=64"

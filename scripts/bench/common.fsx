@@ -141,7 +141,10 @@ let ppoRun (cfg: Ppo.PpoConfig) =
 /// default /usr/bin/python3). Returns Some (steps/s as the script prints it last, wall seconds of
 /// the process, last-20 mean training return), or None when RL_CLEANRL_DIR is unset. Fails with
 /// the script's output when the run fails.
-let cleanRl (script: string) (args: string) =
+/// Starts a CleanRL script (`script args --cuda false`, one torch thread) in the folder named by
+/// RL_CLEANRL_DIR with RL_CLEANRL_PYTHON (default /usr/bin/python3), its output redirected;
+/// returns the process, its folder and a clock started with it, or None when RL_CLEANRL_DIR is unset.
+let startCleanRl (script: string) (args: string) =
     match Environment.GetEnvironmentVariable "RL_CLEANRL_DIR" with
     | null
     | "" -> None
@@ -164,7 +167,13 @@ let cleanRl (script: string) (args: string) =
         psi.Environment["OMP_NUM_THREADS"] <- "1"
         psi.Environment["MKL_NUM_THREADS"] <- "1"
         let sw = Stopwatch.StartNew()
-        use p = Process.Start psi
+        Some(Process.Start psi, dir, sw)
+
+let cleanRl (script: string) (args: string) =
+    match startCleanRl script args with
+    | None -> None
+    | Some(p, dir, sw) ->
+        use p = p
         let err = p.StandardError.ReadToEndAsync()
         let out = p.StandardOutput.ReadToEnd()
         p.WaitForExit()

@@ -2,8 +2,10 @@
 // seeds that no one tuned on (batched in one process, as `num_seeds=` does), judged the way
 // rl-baselines3-zoo's benchmark.md and CleanRL's Open RL Benchmark judge: per config, the success
 // rate against the seed document's bar, the mean final evaluation with a 95 % bootstrap interval,
-// the median steps until the training return first reaches the bar, and the wall time; a report
-// (table and learning curves, median and quartiles over seeds) in runs/bench-learning/report.html.
+// the median steps until the periodic deterministic evaluation (`eval_every`, evals.csv) first
+// reaches the bar (the training return for GRPO, which has none), how many seeds stayed at the
+// bar in every later evaluation, and the wall time; a report (table and learning curves, median
+// and quartiles over seeds) in runs/bench-learning/report.html.
 //
 // The seeds: 1000 .. 1000+S-1 for every config (chosen before any run was looked at; tune on
 // others). RL_LEARNING_SEEDS=<n> caps S, RL_LEARNING_QUICK=1 shortens every budget to a smoke test,
@@ -38,12 +40,14 @@ type LearningJob =
         Y: string
         /// Overrides for quick mode.
         Quick: string list
+        /// Overrides always given: the periodic evaluation (`eval_every`) when the config has none.
+        Extra: string list
     }
 
 let FirstSeed = 1000L
 
 /// A job judged on its final evaluation return, its training curve the episodic return per step.
-let private returnJob name algo config seeds bar barText quick =
+let private returnJob name algo config seeds bar barText quick extra =
     {
         Name = name
         Algo = algo
@@ -55,6 +59,7 @@ let private returnJob name algo config seeds bar barText quick =
         X = "global_step"
         Y = "episodic_return"
         Quick = quick
+        Extra = extra
     }
 
 let jobs =
@@ -66,7 +71,8 @@ let jobs =
             10
             -200.0
             "eval >= -200 (seed 002)"
-            [ "total_timesteps=8192" ]
+            [ "total_timesteps=8192"; "eval_every=4096" ]
+            []
         returnJob
             "PPO Pendulum (seed 002's table)"
             "ppo"
@@ -74,7 +80,8 @@ let jobs =
             10
             -200.0
             "eval >= -200 (seed 002)"
-            [ "total_timesteps=4096" ]
+            [ "total_timesteps=4096"; "eval_every=2048" ]
+            [ "eval_every=10000" ]
         returnJob
             "PPO CartPole (CleanRL's config)"
             "ppo"
@@ -82,7 +89,8 @@ let jobs =
             16
             500.0
             "eval = 500 (CartPole-v1's maximum)"
-            [ "total_timesteps=2048" ]
+            [ "total_timesteps=2048"; "eval_every=1024" ]
+            [ "eval_every=25000" ]
         returnJob
             "DQN CartPole (CleanRL's config)"
             "dqn"
@@ -90,7 +98,8 @@ let jobs =
             10
             475.0
             "greedy eval >= 475 (CartPole-v1's reward_threshold)"
-            [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500" ]
+            [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500"; "eval_every=1500" ]
+            [ "eval_every=25000" ]
         returnJob
             "REINFORCE CartPole (baseline)"
             "reinforce"
@@ -98,7 +107,8 @@ let jobs =
             10
             475.0
             "eval >= 475 (CartPole-v1's reward_threshold)"
-            [ "iterations=3" ]
+            [ "iterations=3"; "eval_every=2" ]
+            [ "eval_every=10" ]
         { returnJob
               "GRPO MNIST"
               "grpo"
@@ -106,7 +116,8 @@ let jobs =
               3
               0.95
               "test accuracy >= 0.95 (seed 004)"
-              [ "epochs=1"; "train_size=512"; "test_size=256" ] with
+              [ "epochs=1"; "train_size=512"; "test_size=256" ]
+              [] with
             EvalKey = "test_accuracy"
             X = "epoch"
             Y = "test_accuracy"
@@ -120,8 +131,15 @@ type LearningRow =
         Seeds: int64[]
         /// Final evaluation per seed.
         Finals: float[]
-        /// Steps (or epochs) at which each seed's training curve first reached the bar.
+        /// Steps (or epochs) at which each seed's periodic evaluation (else its training curve)
+        /// first reached the bar.
         Reached: float option[]
+        /// Per seed, with periodic evaluations: whether every evaluation after the first at the
+        /// bar stayed at it, and whether every evaluation in the last fifth of the run's steps was
+        /// at it (late drift); None without them.
+        Held: (bool * bool) option[]
+        /// Whether `Reached` comes from periodic evaluations (evals.csv).
+        FromEvals: bool
         WallSeconds: float
         RunDir: string
         /// The run's metrics.csv.
@@ -160,6 +178,7 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
             $"seed={FirstSeed}"
             $"runs={runs}"
         ]
+        @ job.Extra
         @ (if quick then job.Quick else [])
 
     let algo =
@@ -185,25 +204,48 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
 
     let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
 
-    let reached =
-        Metrics.bySeed table
-        |> List.map (fun (_, t) ->
-            let xs, ys = curve job t
-            Sweep.Stats.stepsToThreshold job.Bar xs ys)
-        |> Array.ofList
+    let evalsPath = Path.Combine(dir, PeriodicEval.File)
+    let fromEvals = File.Exists evalsPath
+
+    let reached, held =
+        if fromEvals then
+            let rows = PeriodicEval.read evalsPath
+
+            let atBar (r: PeriodicEval.Row) = r.Mean >= job.Bar - 1e-9
+            let last = rows |> List.map (fun r -> r.Step) |> List.max
+
+            seedIds
+            |> Array.map (fun s ->
+                let mine = rows |> List.filter (fun r -> r.Seed = s)
+                let late = mine |> List.filter (fun r -> float r.Step >= 0.8 * float last) |> List.forall atBar
+
+                match mine |> List.tryFindIndex atBar with
+                | Some i -> Some(float mine[i].Step), Some(mine |> List.skip i |> List.forall atBar, late)
+                | None -> None, Some(false, late))
+            |> Array.unzip
+        else
+            Metrics.bySeed table
+            |> List.map (fun (_, t) ->
+                let xs, ys = curve job t
+                Sweep.Stats.stepsToThreshold job.Bar xs ys)
+            |> Array.ofList,
+            Array.create seeds None
 
     {
         Job = job
         Seeds = seedIds
         Finals = finals
         Reached = reached
+        Held = held
+        FromEvals = fromEvals
         WallSeconds = wall
         RunDir = dir
         Table = table
     }
 
 /// The table's cells of one row: success rate, mean [95 % CI], median steps to the bar (and how
-/// many seeds reached it), wall time, seeds.
+/// many seeds reached it, in the periodic evaluation or in training), how many held it in every
+/// later evaluation, wall time, seeds.
 let cells (r: LearningRow) =
     let n = r.Finals.Length
 
@@ -214,7 +256,11 @@ let cells (r: LearningRow) =
     let lo, hi = Sweep.Stats.bootstrapCi 0.95 10_000 0 r.Finals
     let hits = r.Reached |> Array.choose id
 
-    let per = if r.Job.X = "epoch" then "epochs" else "steps"
+    // REINFORCE's evaluations count updates (its eval_every unit), GRPO's curve epochs
+    let per =
+        if r.Job.X = "epoch" then "epochs"
+        elif r.FromEvals && r.Job.Algo = "reinforce" then "updates"
+        else "steps"
 
     let median =
         if hits.Length = 0 then
@@ -228,7 +274,12 @@ let cells (r: LearningRow) =
         r.Job.BarText
         $"{passed}/{n}"
         $"{mean:F3} [{lo:F3}, {hi:F3}]"
-        $"{median} ({hits.Length}/{n} reach it in training)"
+        $"""{median} ({hits.Length}/{n} reach it in {(if r.FromEvals then "eval" else "training")})"""
+        (match r.Held |> Array.choose id with
+         | [||] -> "-"
+         | hs ->
+             let count f = hs |> Array.filter f |> Array.length
+             $"{count fst}/{n} from the first, {count snd}/{n} over the last fifth")
         $"{r.WallSeconds:F0} s"
         $"{r.Seeds[0]}-{r.Seeds[n - 1]}"
     ]
@@ -240,6 +291,7 @@ let private header =
         "success"
         "mean final eval [95 % CI]"
         "median to the bar"
+        "held to the end"
         "wall"
         "seeds"
     ]
