@@ -173,28 +173,45 @@ let packageChecks () =
 /// root on a host with apt-get, after an `apt-get update` when the first try fails (a clean
 /// machine has no package lists); otherwise one line saying the Slurm tests will be skipped and
 /// the command that installs them. Never fails the build: the tests skip without Slurm.
-let setupSlurm () =
-    let programs = [ "munged"; "slurmctld"; "slurmd"; "sbatch"; "squeue"; "scontrol"; "scancel"; "sinfo" ]
-    let onPath (p: string) =
-        [ "/usr/sbin"; "/usr/bin" ] @ List.ofArray ((Environment.GetEnvironmentVariable "PATH" |> Option.ofObj |> Option.defaultValue "").Split(':'))
-        |> List.exists (fun d -> d <> "" && File.Exists(Path.Combine(d, p)))
-    let missing = programs |> List.filter (onPath >> not)
-    if not missing.IsEmpty then
-        let names = String.Join(", ", missing)
+/// Installs Debian `packages` with apt-get when `missing` (a description of what is absent, or
+/// None) says something is absent and this is root; otherwise says what will be skipped and the
+/// one command that installs them.
+let aptEnsure (missing: string option) (packages: string list) (purpose: string) =
+    match missing with
+    | None -> ()
+    | Some what ->
+        let names = String.Join(" ", packages)
         let isRoot =
             try
                 let code, out = capture root "id" [ "-u" ]
                 code = 0 && out.Trim() = "0"
             with _ -> false
         if isRoot && File.Exists "/usr/bin/apt-get" then
-            printfn "Setup: %s missing; installing slurm-wlm and munge with apt-get (for the Slurm sweep tests)" names
+            printfn "Setup: %s missing; installing %s with apt-get (%s)" what names purpose
             let env = [ "DEBIAN_FRONTEND", "noninteractive" ]
-            let install () = exec env "apt-get" [ "install"; "-y"; "-q"; "slurm-wlm"; "munge" ] = 0
+            let install () = exec env "apt-get" ([ "install"; "-y"; "-q" ] @ packages) = 0
             let ok = install () || (exec env "apt-get" [ "update"; "-q" ] = 0 && install ())
             if not ok then
-                eprintfn "Setup: apt-get could not install slurm-wlm and munge; the Slurm sweep tests will be skipped"
+                eprintfn "Setup: apt-get could not install %s; %s will be skipped" names purpose
         else
-            printfn "Setup: %s missing, so the Slurm sweep tests will be skipped; to run them: sudo apt-get install -y slurm-wlm munge" names
+            printfn "Setup: %s missing, so %s will be skipped; to run them: sudo apt-get install -y %s" what purpose names
+
+let setupSlurm () =
+    let programs = [ "munged"; "slurmctld"; "slurmd"; "sbatch"; "squeue"; "scontrol"; "scancel"; "sinfo" ]
+    let onPath (p: string) =
+        [ "/usr/sbin"; "/usr/bin" ] @ List.ofArray ((Environment.GetEnvironmentVariable "PATH" |> Option.ofObj |> Option.defaultValue "").Split(':'))
+        |> List.exists (fun d -> d <> "" && File.Exists(Path.Combine(d, p)))
+    let missing = programs |> List.filter (onPath >> not)
+    aptEnsure (if missing.IsEmpty then None else Some(String.Join(", ", missing))) [ "slurm-wlm"; "munge" ] "the Slurm sweep tests"
+
+/// Debian's python3 with torch and numpy, for the test that loads `export.fsx format=pytorch`
+/// files in Python (tests/python/check_pytorch_export.py).
+let setupPythonTorch () =
+    let ok =
+        try
+            File.Exists "/usr/bin/python3" && fst (capture root "/usr/bin/python3" [ "-c"; "import torch, numpy" ]) = 0
+        with _ -> false
+    aptEnsure (if ok then None else Some "python3 with torch") [ "python3-torch"; "python3-numpy" ] "the PyTorch export test"
 
 /// Test: Expecto suite (writes its counts to a file), the conformance tool over the
 /// repository's reference files (tests/data/gymnasium), the C# face's xUnit tests (tests/csharp)
@@ -203,6 +220,7 @@ let setupSlurm () =
 let test () =
     setup ()
     setupSlurm ()
+    setupPythonTorch ()
     let summary = Path.Combine(Path.GetTempPath(), $"rl-tests-{Environment.ProcessId}.txt")
     // Sequenced: TorchSharp scalars and dispose scopes misbehave when tests run on several
     // threads at once ("Unknown scalar type"); the suite is CPU-bound on 2 cores anyway.
@@ -305,7 +323,8 @@ let targets =
     [ "Setup",
       (fun () ->
           setup ()
-          setupSlurm ())
+          setupSlurm ()
+          setupPythonTorch ())
       "Build", (fun () -> restore (); build ())
       "Test", test
       "Train",

@@ -10,6 +10,11 @@
 #r "../src/bin/Release/net10.0/YamlDotNet.dll"
 #r "../src/bin/Release/net10.0/Spectre.Console.dll"
 #r "../src/bin/Release/net10.0/Spectre.Console.Ansi.dll"
+#r "../src/bin/Release/net10.0/Google.Protobuf.dll"
+#r "../src/bin/Release/net10.0/OnnxSharp.dll"
+#r "../src/bin/Release/net10.0/Razorvine.Pickle.dll"
+#r "../src/bin/Release/net10.0/TqdmSharp.dll"
+#r "../src/bin/Release/net10.0/TorchSharp.PyBridge.dll"
 #r "../src/bin/Release/net10.0/Rl.dll"
 
 // Load libtorch now (making the native repair where the host needs it); a problem it cannot fix

@@ -127,6 +127,8 @@ type Trunk(name: string, seeds: int, sizes: int list, activation: Activation) as
 
     member _.Layers = layers
     member _.OutDim = List.last sizes
+    /// The activation after every layer.
+    member _.Activation = activation
 
     member _.Initialise(init: Init, gens) =
         for l in layers do
@@ -345,6 +347,10 @@ type PolicyHead(name: string, seeds: int, featureDim: int, head: Head) as this =
             p.fill_ init |> ignore
         | _ -> ()
 
+    /// The linear layer from the trunk's features to the logits (Categorical) or the raw means
+    /// (Gaussian, before `meanScale * tanh`), [S; B; featureDim] -> [S; B; outDim].
+    member _.OutLayer = outLayer
+
     /// gSDE's log sigma matrix [S; featureDim; actDim] (the parameter "log_std") when the head is
     /// `StateDependent`, else None.
     member _.SdeLogSigma: Tensor option =
@@ -385,6 +391,8 @@ type Actor(name: string, seeds: int, obsDim: int, hidden: int list, activation: 
     member _.Head = head
     member _.Seeds = seeds
     member _.Trunk = trunk
+    /// The policy head on top of the trunk.
+    member _.Policy = policy
 
     /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): hidden layers with
     /// `hiddenInit`, the output layer(s) with `outInit`; the log-std parameter is reset to its
@@ -439,6 +447,10 @@ type QNetwork(name: string, seeds: int, obsDim: int, hidden: int list, activatio
     member _.Seeds = seeds
     /// Number of actions (the output width).
     member _.NumActions = nActions
+    /// The hidden layers (input [S; B; obsDim]).
+    member _.Trunk = trunk
+    /// The linear layer from the trunk's features to the Q-values [S; B; nActions].
+    member _.OutLayer = outLayer
 
     /// Re-initialises all weights per seed (see `SeededLinear.Initialise`); with the same
     /// `seedValues` (and `name`) two networks get identical weights.
@@ -509,6 +521,8 @@ type ActorCritic
     member _.Seeds = seeds
     /// The shared trunk (input [S; B; obsDim], output [S; B; last hidden size]).
     member _.Trunk = trunk
+    /// The policy head on top of the trunk.
+    member _.Policy = policy
 
     /// Re-initialises all weights per seed (see `SeededLinear.Initialise`): the trunk with
     /// `hiddenInit`, the policy (and sigma) layer with `policyInit`, the value layer with

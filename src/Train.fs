@@ -305,6 +305,10 @@ type Algorithm<'C, 'S, 'R> =
         /// per seed the episode returns and releases the state. None when the algorithm does not
         /// reload its policy.
         Evaluate: ('C -> 'S -> int option -> float[][]) option
+        /// The deterministic policy of a state restored by `Load` (`export.fsx`, the C# face's
+        /// `Policy.Load`); the policy owns the state and releases it. None when the algorithm keeps
+        /// no policy to export.
+        Policy: ('C -> 'S -> PolicyExport.LoadedPolicy) option
     }
 
 /// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
@@ -542,47 +546,78 @@ let bestSeedOf (path: string) : int64 option =
     else
         None
 
-/// Evaluates the saved policy of run folder (or checkpoint folder) `path` written by `algo`:
-/// its own config, its checkpoint, `episodes` deterministic episodes per seed (None: the config's
-/// `eval_episodes`) on the run's evaluation seeds. Returns per seed the episode returns. Raises
-/// `FileNotFoundException` without `config.yaml`, `CheckpointError` for a missing or damaged
-/// checkpoint, `ConfigError` when the algorithm does not reload its policy.
-let evaluateRun (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int option) : float[][] =
+/// The config and restored state of run folder (or checkpoint folder: `checkpoint/`, `best/`,
+/// `best/seed_<s>/`) `path` written by `algo`, when `usable` (the algorithm has what the caller
+/// needs); else `ConfigError` naming the folder, `allowed` and `problem`. Raises
+/// `FileNotFoundException` (its message after `prefix`) without `config.yaml`, and the loader's
+/// `CheckpointError` for a missing or damaged checkpoint.
+let private restoreSaved
+    (algo: Algorithm<'C, 'S, 'R>)
+    (path: string)
+    (prefix: string)
+    (usable: bool)
+    (allowed: string)
+    (problem: string)
+    : 'C * 'S =
     let runDir = runDirOf path
     let configPath = Path.Combine(runDir, Run.ConfigFile)
 
     if not (File.Exists configPath) then
         raise (
             FileNotFoundException(
-                $"evaluate: {configPath} not found; give a run folder or its checkpoint folder",
+                $"{prefix}{configPath} not found; give a run folder or its checkpoint folder",
                 configPath
             )
         )
 
-    match algo.Load, algo.Evaluate with
-    | Some load, Some evaluate ->
+    match algo.Load with
+    | Some load when usable ->
         let cfg = Config.load algo.Fields algo.Defaults configPath
         // a checkpoint folder is loaded as given (`checkpoint/`, `best/`, `best/seed_<s>/`)
         let source = if path = runDir then runDir else path
-        let returns = evaluate cfg (load cfg source) episodes
+        cfg, load cfg source
+    | _ -> raise (ConfigError("arguments", "run", runDir, allowed, problem))
 
-        // best/seed_<s> holds the batched checkpoint of the moment seed s peaked: only s is meant
-        match bestSeedOf path with
-        | Some s ->
-            match Array.tryFindIndex ((=) s) (algo.Seeds cfg) with
-            | Some k -> [| returns[k] |]
-            | None -> returns
+/// Evaluates the saved policy of run folder (or checkpoint folder) `path` written by `algo`:
+/// its own config, its checkpoint, `episodes` deterministic episodes per seed (None: the config's
+/// `eval_episodes`) on the run's evaluation seeds. Returns per seed the episode returns. Raises
+/// `FileNotFoundException` without `config.yaml`, `CheckpointError` for a missing or damaged
+/// checkpoint, `ConfigError` when the algorithm does not reload its policy.
+let evaluateRun (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int option) : float[][] =
+    let cfg, state =
+        restoreSaved
+            algo
+            path
+            "evaluate: "
+            algo.Evaluate.IsSome
+            "a run folder whose algorithm reloads its policy"
+            $"{algo.Name} runs do not reload their policy; the final evaluation is in {Run.SummaryFile}"
+
+    let returns = algo.Evaluate.Value cfg state episodes
+
+    // best/seed_<s> holds the batched checkpoint of the moment seed s peaked: only s is meant
+    match bestSeedOf path with
+    | Some s ->
+        match Array.tryFindIndex ((=) s) (algo.Seeds cfg) with
+        | Some k -> [| returns[k] |]
         | None -> returns
-    | _ ->
-        raise (
-            ConfigError(
-                "arguments",
-                "run",
-                runDir,
-                "a run folder whose algorithm reloads its policy",
-                $"{algo.Name} runs do not reload their policy; the final evaluation is in {Run.SummaryFile}"
-            )
-        )
+    | None -> returns
+
+/// The deterministic policy saved in run folder (or checkpoint folder: `checkpoint/`, `best/`,
+/// `best/seed_<s>/`) `path`, restored with the run's own config. Raises `FileNotFoundException`
+/// without `config.yaml`, `CheckpointError` for a missing or damaged checkpoint, `ConfigError` when
+/// the algorithm keeps no policy to export.
+let loadPolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) : PolicyExport.LoadedPolicy =
+    let cfg, state =
+        restoreSaved
+            algo
+            path
+            ""
+            algo.Policy.IsSome
+            "a run folder of an algorithm that keeps a policy (ppo, dqn)"
+            $"{algo.Name} runs keep no policy to export"
+
+    algo.Policy.Value cfg state
 
 /// An algorithm as the command line lists it, whatever its config and state types (`Cli`
 /// dispatches `algo=` and run folders through a list of these).
@@ -595,6 +630,8 @@ type Entry =
         DriveWith: Threading.CancellationToken -> string list -> string
         /// `evaluateRun` this algorithm: a run or checkpoint folder and an episode count.
         EvaluateRun: string -> int option -> float[][]
+        /// `loadPolicy` this algorithm: a run or checkpoint folder.
+        LoadPolicy: string -> PolicyExport.LoadedPolicy
     }
 
 /// The `Entry` of an algorithm.
@@ -603,4 +640,5 @@ let entry (algo: Algorithm<'C, 'S, 'R>) : Entry =
         Name = algo.Name
         DriveWith = fun cancel args -> driveWith cancel algo args
         EvaluateRun = evaluateRun algo
+        LoadPolicy = loadPolicy algo
     }

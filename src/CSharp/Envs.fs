@@ -305,6 +305,14 @@ type Env internal (env: IEnv) =
     member this.Step(action: double[]) : EnvStep =
         this.Convert(env.Step(Action.Continuous action))
 
+    /// Releases the environment (its native tensors, for the batched forms behind it), so that
+    /// `using var env = Envs.Make(...)` works; the built-in single environments hold none.
+    interface IDisposable with
+        member _.Dispose() =
+            match env with
+            | :? IDisposable as d -> d.Dispose()
+            | _ -> ()
+
 /// One step of a vector of environments as arrays (copy i at index i).
 [<Sealed; AllowNullLiteral>]
 type VectorStep internal (step: BatchStep) =
@@ -406,7 +414,7 @@ type Envs =
             else
                 [ for kv in options -> kv.Key, kv.Value ]
 
-        Env(Rl.Envs.makeWith id opts)
+        new Env(Rl.Envs.makeWith id opts)
 
     /// `numEnvs` copies of `id`: `mode` "vector" (tensor-batched, the default; custom envs step
     /// their single forms) or "sync" (`SyncVectorEnv`), on `device` ("cpu", "cuda", "auto").

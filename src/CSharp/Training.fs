@@ -9,6 +9,21 @@ open System.Threading
 open TorchSharp
 open Rl
 
+/// Thrown by `Ppo.Train`, `Dqn.Train` and the other training calls when their
+/// `CancellationToken` stopped the run: the update in progress finished, was logged and, when
+/// `Resumable`, checkpointed, so `Ppo.Resume(e.RunDir)` (or `Dqn.Resume`) continues it exactly.
+/// An `OperationCanceledException`, so `catch (OperationCanceledException)` catches it too; the
+/// library's own `Rl.Train.RunStoppedException` is its `InnerException`.
+[<Sealed>]
+type TrainingStoppedException(runDir: string, step: int64, resumable: bool, inner: exn) =
+    inherit OperationCanceledException(inner.Message, inner)
+    /// The run folder, for `Resume`.
+    member _.RunDir = runDir
+    /// The environment step (or iteration) the run reached.
+    member _.Step = step
+    /// Whether a checkpoint was written, so that `Resume` continues the run.
+    member _.Resumable = resumable
+
 /// Where a training run stands, reported through `IProgress<TrainProgress>` whenever the
 /// progress bar moves (about once per update).
 [<Sealed; AllowNullLiteral>]
@@ -103,7 +118,7 @@ module internal Runner =
 
     /// Runs `algo` from `start` through the run driver, reporting to `progress` (may be null) and
     /// stopping at the next update boundary when `cancel` is cancelled (then the driver raises
-    /// `Train.RunStoppedException`, an `OperationCanceledException`).
+    /// `Train.RunStoppedException`, rethrown as the face's `TrainingStoppedException`).
     let run
         (algo: Train.Algorithm<'C, 'S, 'R>)
         (seedsOf: 'C -> int64[])
@@ -122,7 +137,11 @@ module internal Runner =
                             progress.Report(TrainProgress(step, total, recent, clock.Elapsed))
             }
 
-        let outcome = Train.run options algo start
+        let outcome =
+            try
+                Train.run options algo start
+            with :? Train.RunStoppedException as e ->
+                raise (TrainingStoppedException(e.RunDir, e.Step, e.Resumable, e))
 
         let cfg =
             Config.load algo.Fields algo.Defaults (Path.Combine(outcome.Dir, Run.ConfigFile))
@@ -183,8 +202,8 @@ type Ppo =
     /// the console progress bar (`RL_PROGRESS=off` silences it), metrics, checkpoints every
     /// `checkpointEvery` updates, the final evaluation and the report. `progress` (optional)
     /// receives a `TrainProgress` per update. When `cancellationToken` is cancelled, the run
-    /// finishes the current update, writes its checkpoint and throws `OperationCanceledException`
-    /// (`Rl.Train.RunStoppedException`, whose `RunDir` `Resume` continues exactly). Raises
+    /// finishes the current update, writes its checkpoint and throws `TrainingStoppedException`
+    /// (an `OperationCanceledException` whose `RunDir` `Resume` continues exactly). Raises
     /// `ArgumentException` naming the property, value and what is allowed before anything is written.
     static member Train
         (

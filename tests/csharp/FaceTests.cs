@@ -142,7 +142,7 @@ public class TrainingTests
             var progress = new CancelAt(cts, 128);
             var stop = Assert.ThrowsAny<OperationCanceledException>(() =>
                 Ppo.Train(Temp.SmallCartPole(), progress, cts.Token, runsDir: Path.Combine(runs, "cut")));
-            var stopped = Assert.IsType<Rl.Train.RunStoppedException>(stop);
+            var stopped = Assert.IsType<TrainingStoppedException>(stop);
             Assert.Equal(128, stopped.Step);
             Assert.True(stopped.Resumable);
             Assert.Equal(new long[] { 64, 128 }, progress.Steps);
@@ -307,5 +307,101 @@ public class SignatureTests
                     if (IsFSharpOnly(p.ParameterType)) bad.Add($"{t.Name}..ctor: {p.ParameterType}");
         }
         Assert.True(bad.Count == 0, "F#-only types in the C# face:\n" + string.Join("\n", bad));
+    }
+}
+
+public class PolicyTests
+{
+    /// A short PPO Pendulum run of the shipped config (2 updates of 4 x 256 steps).
+    static TrainResult SmallPendulum(string runs)
+    {
+        var s = PpoSettings.FromYaml(Temp.RepoConfig("ppo-pendulum.yaml"));
+        s.TotalTimesteps = 2048;
+        s.EvalEpisodes = 2;
+        s.EvalEvery = 0;
+        return Ppo.Train(s, runsDir: runs);
+    }
+
+    [Fact]
+    public void PolicyActsAsTheRunsEvaluationAndTheOnnxSampleAgrees()
+    {
+        var runs = Temp.Dir("rl-cs-policy");
+        try
+        {
+            var result = SmallPendulum(runs);
+            using var policy = Policy.Load(result.RunDir);
+            Assert.Equal("Pendulum-v1", policy.EnvId);
+            Assert.Equal(3, policy.ObservationSize);
+            Assert.Equal(1, policy.ActionSize);
+            Assert.False(policy.IsDiscrete);
+
+            // the policy's greedy episodes on the evaluation's start states score the run's evaluation
+            var evalSeed = 1_000_000L; // the config's eval_seed, plus seed 0
+            using (var env = Envs.MakeVector("Pendulum-v1", 2))
+            {
+                var obs = env.ResetArrays(evalSeed);
+                var returns = new double[2];
+                var done = new bool[2];
+                for (int t = 0; t < env.MaxEpisodeSteps && !done.All(d => d); t++)
+                {
+                    var step = env.Step(policy.ActBatch(obs).Select(a => a.Select(x => (double)x).ToArray()).ToArray());
+                    for (int i = 0; i < 2; i++)
+                        if (!done[i] && (step.Terminated[i] || step.Truncated[i])) { returns[i] = step.EpisodeReturn[i]; done[i] = true; }
+                    obs = step.Obs;
+                }
+                Assert.Equal(result.EvalReturns[0].Average(), returns.Average(), 6);
+            }
+
+            // the ONNX sample (ONNX Runtime alone) prints the actions Policy.Act computes
+            var file = policy.ExportOnnx(Path.Combine(runs, "export"));
+            var states = new[] { new[] { 1f, 0f, 0f }, new[] { 0f, 1f, 0f }, new[] { -1f, 0f, 0f }, new[] { -0.96f, 0.28f, 1.5f }, new[] { 0.6f, -0.8f, -8f } };
+            var project = Path.Combine(Path.GetDirectoryName(Temp.RepoConfig("ppo-pendulum.yaml"))!, "..", "..", "samples", "csharp-onnx");
+            var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            foreach (var a in new[] { "run", "-c", "Release", "--project", project, "--", file })
+                psi.ArgumentList.Add(a);
+            foreach (var o in states)
+                psi.ArgumentList.Add(string.Join(",", o.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture))));
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var err = p.StandardError.ReadToEndAsync();
+            var lines = p.StandardOutput.ReadToEnd().Split('\n').Where(l => l.StartsWith("obs ")).ToArray();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, $"samples/csharp-onnx failed: {err.Result}");
+            Assert.Equal(states.Length, lines.Length);
+            for (int i = 0; i < states.Length; i++)
+            {
+                var onnx = double.Parse(lines[i].Split("-> action ")[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                Assert.True(Math.Abs(onnx - policy.Act(states[i])[0]) <= 1e-5, $"state {i}: ONNX {onnx}, Policy.Act {policy.Act(states[i])[0]}");
+            }
+        }
+        finally { Directory.Delete(runs, true); }
+    }
+
+    [Fact]
+    public void PolicyRefusesWhatItCannotLoad()
+    {
+        var runs = Temp.Dir("rl-cs-policy");
+        try
+        {
+            var result = SmallPendulum(runs);
+            var e = Assert.Throws<ArgumentException>(() => Policy.Load(result.RunDir, 3));
+            Assert.Equal("seed", e.ParamName);
+            Assert.Contains("one of the run's seeds: 0", e.Message);
+            Assert.Throws<FileNotFoundException>(() => Policy.Load(runs));
+            using var policy = Policy.Load(result.RunDir);
+            Assert.Throws<ArgumentException>(() => policy.Act(new float[2]));
+            Assert.Throws<InvalidOperationException>(() => policy.ActIndex(new float[3]));
+        }
+        finally { Directory.Delete(runs, true); }
+    }
+
+    [Fact]
+    public void EnvIsDisposable()
+    {
+        using var env = Envs.Make("CartPole-v1");
+        Assert.Equal(4, env.Reset(1).Length);
     }
 }

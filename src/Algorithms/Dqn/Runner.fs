@@ -128,6 +128,38 @@ module Runner =
                 ]
             ]
 
+    /// The greedy policy of a restored DQN state (`Train.Algorithm.Policy`): the index of the
+    /// largest Q-value, as `Agent.evaluate` computes it; per seed the online Q-network as numbers.
+    let policy (cfg: DqnConfig) (agent: Agent, _: Progress) : PolicyExport.LoadedPolicy =
+        use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
+        let space = env.ActionSpace
+
+        {
+            Algo = "dqn"
+            EnvId = cfg.EnvId
+            Seeds = agent.Seeds
+            ObservationSpace = env.ObservationSpace
+            ObsDim = env.ObservationSpace.FlatSize
+            ActionSpace = space
+            ScoresName = "q_values"
+            Act =
+                fun obs ->
+                    use _ng = TorchSharp.torch.no_grad ()
+                    agent.QNet.forward(obs).argmax(-1L)
+            Outputs =
+                fun obs ->
+                    use _ng = TorchSharp.torch.no_grad ()
+                    agent.QNet.forward obs
+            Network =
+                PolicyExport.network
+                    agent.Seeds
+                    agent.QNet.Trunk
+                    agent.QNet.OutLayer
+                    None
+                    (PolicyExport.outputFor space None false)
+            Release = fun () -> (agent :> IDisposable).Dispose()
+        }
+
     /// DQN for the run driver (`train.fsx algo=dqn`): checkpoints every `checkpoint_every` log
     /// windows; summary.json adds, per seed, the first step where the mean of 20 training episodes
     /// reached 475 (CartPole's bar) and the mean of the last 20.
@@ -232,6 +264,7 @@ module Runner =
                     use _a = agent
                     let n = defaultArg episodes cfg.EvalEpisodes
                     Agent.evaluate (DqnConfig.makeEnv cfg) agent n cfg.EvalSeed)
+            Policy = Some policy
         }
 
     /// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`

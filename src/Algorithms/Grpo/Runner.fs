@@ -172,6 +172,7 @@ module Runner =
             WriteReport = fun dir cfg summary -> writeReport dir $"GRPO on MNIST (G = {cfg.GroupSize})" summary
             Release = fun (r, _, _) -> (r.Agent :> IDisposable).Dispose()
             Evaluate = None
+            Policy = None
         }
 
     /// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)

@@ -126,6 +126,58 @@ module Runner =
 
         { agent with Device = device }, progress, norm
 
+    /// The deterministic policy of a restored PPO state (`Train.Algorithm.Policy`): the mean action
+    /// (clipped into the action box) or the most likely action, on observations normalised with
+    /// the run's statistics, as `Evaluate.evaluate` computes it; per seed the actor's (or the
+    /// shared network's) trunk and policy layer as numbers.
+    let policy (cfg: PpoConfig) (agent: Agent, _: Progress, norm: Normalizers) : PolicyExport.LoadedPolicy =
+        use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
+        let space = env.ActionSpace
+
+        let trunk, head =
+            match agent.Shared with
+            | Some net -> net.Trunk, net.Policy
+            | None -> agent.Actor.Trunk, agent.Actor.Policy
+
+        let scale =
+            match Agent.head cfg space with
+            | Nn.GaussianHead(_, s, _) -> s
+            | Nn.CategoricalHead _ -> None
+
+        let output = PolicyExport.outputFor space scale true
+
+        let dist obs =
+            agent.Dist(Normalizers.preprocess norm.Obs obs)
+
+        {
+            Algo = "ppo"
+            EnvId = cfg.EnvId
+            Seeds = agent.Seeds
+            ObservationSpace = env.ObservationSpace
+            ObsDim = env.ObservationSpace.FlatSize
+            ActionSpace = space
+            ScoresName = (if space.IsDiscrete then "log_probs" else null)
+            Act =
+                fun obs ->
+                    use _ng = TorchSharp.torch.no_grad ()
+                    PolicyExport.clipToBox space (Nn.Dist.mode (dist obs))
+            Outputs =
+                fun obs ->
+                    use _ng = TorchSharp.torch.no_grad ()
+
+                    match dist obs with
+                    | Nn.Normal(mean, _) -> mean
+                    | Nn.Categorical lp -> lp
+            Network =
+                PolicyExport.network
+                    agent.Seeds
+                    trunk
+                    head.OutLayer
+                    (norm.Obs |> Option.map (fun s -> PolicyExport.obsNorm s Normalizers.obsClip))
+                    output
+            Release = fun () -> (agent :> IDisposable).Dispose()
+        }
+
     /// Writes `report.html` for a PPO run folder from its `metrics.csv` and summary pairs.
     let writeReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
         let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
@@ -248,6 +300,7 @@ module Runner =
                     use _a = agent
                     let n = defaultArg episodes cfg.EvalEpisodes
                     Evaluate.evaluate (PpoConfig.makeEnv cfg) agent norm.Obs n cfg.EvalSeed)
+            Policy = Some policy
         }
 
     /// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`

@@ -107,6 +107,7 @@ module Runner =
                         ]
             Release = fun r -> (r.Agent :> IDisposable).Dispose()
             Evaluate = None
+            Policy = None
         }
 
     /// Trains REINFORCE from command-line arguments (`config=`, `runs=` and config overrides)
