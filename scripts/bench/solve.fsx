@@ -3,12 +3,14 @@
 // (ppo-cartpole.yaml, CleanRL's own config, against CleanRL's ppo.py at its defaults, 500k steps),
 // one seed per process on one thread each, the wall seconds until
 //   - ours: the periodic deterministic evaluation (eval_every, evals.csv) first reaches the bar
-//     (Pendulum >= -200 over the config's 100 episodes, CartPole = 500 over 10), and until the
-//     mean training return of the last 20 episodes first reaches the training bar;
+//     (Pendulum >= -200 over the config's 100 episodes, CartPole = 500 over 10), in a run with
+//     periodic evaluation (its cost included); and the mean training return of the last 20
+//     episodes first reaches the training bar, in a second run without periodic evaluation (the
+//     work CleanRL does). Both clocks start with the run (the F# script is already compiled);
 //   - CleanRL: the mean training return of its last 20 episodes first reaches the training bar
 //     (CleanRL evaluates only after training, so this is the one criterion both have; our
-//     scripts/peers/cleanrl/tbstub.py prints each episode's time). CleanRL's process is stopped
-//     as soon as it is there.
+//     scripts/peers/cleanrl/tbstub.py prints each episode's time, counted from its SummaryWriter,
+//     made after Python's imports). CleanRL's process is stopped as soon as it is there.
 // Training bars: Pendulum -200, CartPole 475 (CartPole-v1's reward_threshold). Seeds 1000..
 // (untuned; RL_SOLVE_SEEDS=<n>, default 2). Needs RL_CLEANRL_DIR (scripts/peers/cleanrl/setup.sh);
 // without it only our side runs. RL_SOLVE_ONLY=pendulum|cartpole runs one task.
@@ -74,9 +76,10 @@ let firstLast20 (bar: float) (events: ('k * float) seq) : 'k option =
         else
             None)
 
-/// Our run of one seed: the wall seconds to the first deterministic eval at the bar, to the
-/// training bar, and in all, with the steps of the first two.
-let ours (task: SolveTask) (seed: int64) =
+/// Our run of one seed with `overrides` after the task's config: the wall seconds to the first
+/// deterministic eval at the bar (None without periodic evaluation), to the training bar, and in
+/// all, with the steps of the first two.
+let oursWith (task: SolveTask) (seed: int64) (overrides: string list) =
     let runs = Path.GetFullPath(Path.Combine("runs", "bench-solve", task.Name))
     let clock = Stopwatch.StartNew()
     let times = Collections.Generic.List<int64 * float>()
@@ -93,7 +96,7 @@ let ours (task: SolveTask) (seed: int64) =
             $"runs={runs}"
             $"threads={threads}"
         ]
-        @ task.Overrides
+        @ overrides
 
     let outcome = Train.run options Ppo.Runner.algorithm (Train.FromArgs args)
     let total = clock.Elapsed.TotalSeconds
@@ -104,12 +107,15 @@ let ours (task: SolveTask) (seed: int64) =
         |> Option.map snd
         |> Option.defaultValue total
 
-    let evals = PeriodicEval.read (Path.Combine(outcome.Dir, PeriodicEval.File))
+    let evalsFile = Path.Combine(outcome.Dir, PeriodicEval.File)
 
     let evalHit =
-        evals
-        |> List.tryFind (fun r -> r.Mean >= task.EvalBar - 1e-9)
-        |> Option.map (fun r -> r.Step, timeAfter r.Step)
+        if File.Exists evalsFile then
+            PeriodicEval.read evalsFile
+            |> List.tryFind (fun r -> r.Mean >= task.EvalBar - 1e-9)
+            |> Option.map (fun r -> r.Step, timeAfter r.Step)
+        else
+            None
 
     // training episodes: each update's mean return over its `episodes`, expanded per episode
     let table = Metrics.readCsv (Path.Combine(outcome.Dir, Metrics.CsvFile))
@@ -128,6 +134,15 @@ let ours (task: SolveTask) (seed: int64) =
         |> Option.map (fun s -> s, timeAfter (s - 1L))
 
     evalHit, trainHit, total
+
+/// Our two runs of one seed: with the task's periodic evaluation (the time to the eval bar, its
+/// evaluations' cost included) and without it (`eval_every=0`: the time to the training bar at the
+/// work CleanRL does, which evaluates nothing while training). Returns the eval bar's hit, the
+/// training bar's hit (of the second run) and both runs' wall seconds.
+let ours (task: SolveTask) (seed: int64) =
+    let evalHit, _, evalRun = oursWith task seed task.Overrides
+    let _, trainHit, trainRun = oursWith task seed [ "eval_every=0" ]
+    evalHit, trainHit, evalRun + trainRun
 
 /// CleanRL's run of one seed: stopped once its last-20 training mean reaches the bar. Returns the
 /// (seconds, global step) of that moment (None if its whole budget passed first) and the wall
@@ -189,7 +204,7 @@ let benchSolve () =
                     let evalHit, trainHit, total = ours task seed
 
                     printfn
-                        "seed %d ours: eval >= %g at %s; last-20 training >= %g at %s; run %.1f s"
+                        "seed %d ours: eval >= %g at %s (run with eval_every); last-20 training >= %g at %s (run without periodic evaluation); both runs %.1f s"
                         seed
                         task.EvalBar
                         (show evalHit)
