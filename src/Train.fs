@@ -314,6 +314,19 @@ type Algorithm<'C, 'S, 'R> =
 /// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
 /// to its `config.yaml`). Raises `ConfigError` when the algorithm does not resume, or the
 /// loader's errors.
+/// Checks that the config's device exists on this machine before anything is written or loaded:
+/// raises `ConfigError` on `device` (one line from the command line, exit code 2) where
+/// `Native.device` refuses it (CUDA asked for on a machine without it, an unknown name).
+let private checkDevice (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) =
+    let name = algo.Device cfg
+
+    try
+        Native.device name |> ignore
+    with
+    | :? InvalidOperationException
+    | :? ArgumentException as e ->
+        raise (ConfigError("config", "device", name, "cpu, auto, or cuda / cuda:N where CUDA is available", e.Message))
+
 let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides: string list) =
     match algo.Load with
     | None ->
@@ -330,6 +343,7 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
         let cfg, configPath =
             resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides
 
+        checkDevice algo cfg
         let state = load cfg runDir
         printfn "resuming %s at %s" runDir (fst (algo.Describe state))
         Files.writeTextAtomic configPath (Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg)
@@ -338,7 +352,7 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
 /// A fresh run folder under `runs` for a valid config, after the device (and the algorithm's
 /// data) are checked.
 let private freshRun (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (runs: string) =
-    Native.device (algo.Device cfg) |> ignore
+    checkDevice algo cfg
     algo.Check cfg
     let yaml = Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg
     cfg, Run.create runs algo.Name (algo.Target cfg) yaml, None

@@ -117,21 +117,27 @@ let tests =
                 expectConfigError [ "sigma=fixed"; "fixed_sigma=-1" ] [ "fixed_sigma"; "-1"; "> 0" ]
             }
 
-            test "asking for CUDA without it fails before a run folder exists" {
-                if not (Native.cudaAvailable ()) then
-                    let runs = tempDir "rl-runs"
+            test "asking for CUDA without it is one config error before a run folder exists" {
+                if Native.cudaAvailable () then
+                    skiptest "CUDA is available here"
 
-                    try
-                        Expect.throwsT<InvalidOperationException>
-                            (fun () ->
-                                Ppo.Runner.run
-                                    [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]
-                                |> ignore)
-                            "no CUDA here"
+                let runs = tempDir "rl-runs"
 
-                        Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing written"
-                    finally
-                        Directory.Delete(runs, true)
+                try
+                    let args =
+                        [ "device=cuda"; $"runs={runs}"; "config=" + config "ppo-pendulum-seed.yaml" ]
+
+                    Expect.throwsC (fun () -> Ppo.Runner.run args |> ignore) (function
+                        | ConfigError(_, key, value, _, problem) ->
+                            Expect.equal (key, value) ("device", "cuda") "the key and value named"
+                            Expect.stringContains problem "CUDA is not available" "the reason"
+                        | e -> failtest $"expected a ConfigError, got {e.GetType().Name}: {e.Message}")
+
+                    // the command line: exit code 2 (a config error), like every other refusal
+                    Expect.equal (Cli.main args) 2 "train.fsx exit code"
+                    Expect.isEmpty (Directory.GetFileSystemEntries runs) "nothing written"
+                finally
+                    Directory.Delete(runs, true)
             }
 
             test "a NaN loss stops training with the update number and quantity" {

@@ -8,7 +8,7 @@
 // the environment receives ("action": float32 [batch; actDim], or int64 [batch] indices for a
 // discrete policy); observation normalisation and the action rule are inside it. Its metadata
 // says the same in words. Without observations on the command line, Pendulum-v1 policies are shown
-// five states (hanging down, horizontal, upright, ...); give others as "x1,x2,..." arguments.
+// five states (upright, horizontal, hanging down, ...); give others as "x1,x2,..." arguments.
 using System;
 using System.Globalization;
 using System.Linq;
@@ -32,7 +32,8 @@ int obsDim = session.InputMetadata["obs"].Dimensions[1];
 float[][] observations = args.Length > 1
     ? args.Skip(1).Select(a => a.Split(',').Select(x => float.Parse(x, CultureInfo.InvariantCulture)).ToArray()).ToArray()
     : meta["rl.env_id"] == "Pendulum-v1"
-        // [cos theta, sin theta, theta dot]: hanging down at rest, horizontal, upright, upright and falling, swinging
+        // [cos theta, sin theta, theta dot], theta = 0 upright: upright at rest, horizontal, hanging
+        // down at rest, near the bottom and swinging, past horizontal and falling fast
         ? new[] { 0.0, Math.PI / 2, Math.PI, Math.PI - 0.3, 2.5 }
             .Zip(new[] { 0f, 0f, 0f, 1.5f, -4f }, (th, thDot) => new[] { (float)Math.Cos(th), (float)Math.Sin(th), thDot })
             .ToArray()

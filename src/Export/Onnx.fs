@@ -105,7 +105,8 @@ let metadata (policy: LoadedPolicy) (net: PolicyNetwork) : (string * string) lis
                 | Some s -> $"{s} * tanh(network output)"
                 | None -> "the network output"
 
-            $"float32 [batch; {low.Length}]: {scaled}, clipped into the action box low %A{low} high %A{high}"
+            let show (xs: float[]) = "[" + String.Join(", ", xs) + "]"
+            $"float32 [batch; {low.Length}]: {scaled}, clipped into the action box from {show low} to {show high}"
         | Discrete _ ->
             $"int64 [batch]: the index of the largest {policy.ScoresName} (0 .. {net.Out.Out - 1}), as the environment's step takes it"
 
