@@ -66,15 +66,13 @@ let private observations (policy: PolicyExport.LoadedPolicy) =
     let n = 4
     use env = Envs.makeBatched policy.EnvId n torch.CPU
     let d = policy.ObsDim
-    let S = int64 policy.Seeds.Length
     let real = ResizeArray<float32>()
     use scope = torch.NewDisposeScope()
     let mutable obs = env.Reset 123L
 
     for _ in 1..250 do
         real.AddRange(Tensor.toArray32 obs)
-        let action = policy.Act(obs.unsqueeze(0L).expand(S, int64 n, int64 d))
-        obs <- (env.Step action[0]).Obs
+        obs <- (env.Step(policy.ActOn(0, obs))).Obs
 
     let rng = Random 7
 
@@ -106,16 +104,7 @@ let private compareOn (policy: PolicyExport.LoadedPolicy) (k: int) (file: string
     let d = policy.ObsDim
     let B = obs.Length / d
     let onnx = runOnnx file obs B d
-    use scope = torch.NewDisposeScope()
-    let S = int64 policy.Seeds.Length
-
-    let t =
-        torch.tensor(obs).reshape(1L, int64 B, int64 d).expand(S, int64 B, int64 d).contiguous()
-
-    let actions = policy.Act t
-    let outputs = policy.Outputs t
-    let libAction = Tensor.toArray actions[k]
-    let libScores = outputs[k]
+    let libAction = policy.ActFor(k, obs)
 
     let maxDiff (a: float[]) (b: float[]) =
         Array.map2 (fun x y -> abs (x - y)) a b |> Array.max
@@ -123,7 +112,7 @@ let private compareOn (policy: PolicyExport.LoadedPolicy) (k: int) (file: string
     match policy.ActionSpace with
     | Space.Box _ -> maxDiff onnx[Onnx.ActionName] libAction, 0, 0
     | _ ->
-        let scores = Tensor.toArray libScores
+        let scores = policy.OutputsFor(k, obs)
         let n = scores.Length / B
         let differ = Array.map2 (<>) onnx[Onnx.ActionName] libAction
 
@@ -187,7 +176,7 @@ let private policyIsDiscrete (dir: string) =
 let private exportAndCompare (runs: string) (name: string) (run: string list -> string) (args: string list) =
     let dir = run ("runs=" + runs :: args)
     let files = Export.export dir "onnx" None None
-    use policy = (Cli.tryFind (Cli.resolve None (Some dir))).Value.LoadPolicy dir
+    use policy = Export.load dir
     Expect.equal files.Length policy.Seeds.Length "one file per seed"
     let obs = observations policy
     Expect.isGreaterThanOrEqual (obs.Length / policy.ObsDim) 1000 "observations compared"
@@ -326,21 +315,14 @@ let tests =
                     for name, run, args in [ heads[0]; heads[5]; heads[7]; heads[8] ] do
                         let dir = run ("runs=" + runs :: args)
                         let files = Export.export dir "pytorch" None None
-                        use policy = (Cli.tryFind (Cli.resolve None (Some dir))).Value.LoadPolicy dir
+                        use policy = Export.load dir
                         Expect.equal files.Length (3 * policy.Seeds.Length) "three files per seed"
                         let obs = observations policy
                         let d = policy.ObsDim
                         let B = obs.Length / d
-                        use scope = torch.NewDisposeScope()
-                        let S = int64 policy.Seeds.Length
-
-                        let t =
-                            torch.tensor(obs).reshape(1L, int64 B, int64 d).expand(S, int64 B, int64 d).contiguous()
-
-                        let actions = policy.Act t
 
                         for k in 0 .. policy.Seeds.Length - 1 do
-                            let act = Tensor.toArray actions[k]
+                            let act = policy.ActFor(k, obs)
                             let n = act.Length / B
 
                             let cases =

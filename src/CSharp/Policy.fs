@@ -1,10 +1,8 @@
 namespace Rl.CSharp
 
 open System
-open System.Collections.Generic
 open System.IO
 open System.Runtime.InteropServices
-open TorchSharp
 open Rl
 
 /// A trained deterministic policy loaded from a run folder, for use inside an application with
@@ -14,7 +12,7 @@ open Rl
 /// Without the library (no TorchSharp), export the run to ONNX (`ExportOnnx`, `scripts/export.fsx`)
 /// and run it with Microsoft.ML.OnnxRuntime (samples/csharp-onnx). Dispose it to free the networks.
 [<Sealed>]
-type Policy private (loaded: PolicyExport.LoadedPolicy, index: int, path: string) =
+type Policy private (loaded: PolicyExport.LoadedPolicy, index: int, runDir: string) =
     let mutable disposed = false
 
     let check () =
@@ -30,24 +28,17 @@ type Policy private (loaded: PolicyExport.LoadedPolicy, index: int, path: string
         if String.IsNullOrWhiteSpace runDir then
             nullArg "runDir"
 
-        let full = Path.GetFullPath(runDir.TrimEnd('/', '\\'))
+        let full = Export.fullPath runDir
 
         try
-            let name = Cli.resolve None (Some(Train.runDirOf full))
+            let loaded = Export.load full
 
-            match Cli.tryFind name with
-            | None ->
-                let names = String.Join(", ", Cli.names)
-                invalidArg "runDir" $"the run's algorithm '{name}' is not one of {names}"
-            | Some entry ->
-                let loaded = entry.LoadPolicy full
-
-                try
-                    let k = Export.seedIndices loaded full (Option.ofNullable seed) |> List.head
-                    new Policy(loaded, k, full)
-                with _ ->
-                    loaded.Release()
-                    reraise ()
+            try
+                let k = Export.seedIndices loaded full (Option.ofNullable seed) |> List.head
+                new Policy(loaded, k, Train.runDirOf full)
+            with _ ->
+                loaded.Release()
+                reraise ()
         with ConfigError(_, key, _, allowed, problem) ->
             raise (ArgumentException($"{problem}; allowed: {allowed}", key))
 
@@ -76,20 +67,9 @@ type Policy private (loaded: PolicyExport.LoadedPolicy, index: int, path: string
                 let got = if isNull o then "null" else $"{o.Length} values"
                 invalidArg "observation" $"an observation of {loaded.EnvId} has {loaded.ObsDim} values, got {got}"
 
-        use scope = torch.NewDisposeScope()
-        let B = observations.Length
-        let S = int64 loaded.Seeds.Length
-
-        let obs =
-            torch
-                .tensor(Array.concat observations)
-                .reshape(1L, int64 B, int64 loaded.ObsDim)
-                .expand(S, int64 B, int64 loaded.ObsDim)
-
-        let actions = loaded.Act obs
-        let action = Tensor.toArray actions[index]
-        let n = action.Length / B
-        Array.init B (fun i -> action[i * n .. i * n + n - 1])
+        let action = loaded.ActFor(index, Array.concat observations)
+        let n = action.Length / observations.Length
+        Array.init observations.Length (fun i -> action[i * n .. i * n + n - 1])
 
     /// The deterministic action for one observation: the action's values (continuous), or a
     /// one-element array holding the index (discrete). Raises `ArgumentException` for an
@@ -113,13 +93,13 @@ type Policy private (loaded: PolicyExport.LoadedPolicy, index: int, path: string
     member this.ExportOnnx([<Optional>] folder: string) : string =
         check ()
 
-        let out =
+        let folder =
             if String.IsNullOrWhiteSpace folder then
-                None
+                Path.Combine(runDir, Export.DefaultFolder)
             else
-                Some folder
+                folder
 
-        (Export.export path "onnx" (Some this.Seed) out).Head
+        (Export.write loaded [ index ] "onnx" folder).Head
 
     interface IDisposable with
         member _.Dispose() =

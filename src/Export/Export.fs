@@ -37,21 +37,27 @@ let seedIndices (policy: PolicyExport.LoadedPolicy) (path: string) (seed: int64 
     | None, Some s -> [ indexOf s "run" ]
     | None, None -> List.init policy.Seeds.Length id
 
-/// Exports the policy saved in run (or checkpoint) folder `path` in `format` into folder `out`
-/// (None: `<run dir>/export/`) per exported seed (`stem`): `<stem>.onnx` (`Onnx.model`), or
-/// `<stem>.pt`, `.safetensors` and `.json` (`PyTorchExport.write`); each file written atomically
-/// (a temporary file renamed into place, so no half-written file is ever left under the final
-/// name). Returns the files written. Raises `ConfigError` for an unknown format or seed, or an
-/// algorithm without a policy (GRPO's classifier, REINFORCE, which keeps no checkpoint);
-/// `FileNotFoundException` without `config.yaml`; `CheckpointError` for a missing or damaged
-/// checkpoint. Nothing is written before the policy has loaded.
-let export (path: string) (format: string) (seed: int64 option) (out: string option) : string list =
+/// `format` in lower case when it is one of `formats`; else `ConfigError` naming them.
+let checkFormat (format: string) =
     let format = format.Trim().ToLowerInvariant()
 
     if not (List.contains format formats) then
         raise (ConfigError("arguments", "format", format, String.Join(", ", formats), "unknown export format"))
 
-    let path = Path.GetFullPath(path.TrimEnd('/', '\\'))
+    format
+
+/// A run or checkpoint folder's absolute path without a trailing separator (so `Train.runDirOf`
+/// and `Train.bestSeedOf` read it).
+let fullPath (path: string) =
+    Path.GetFullPath(path.TrimEnd('/', '\\'))
+
+/// The policy saved in run (or checkpoint) folder `path`, by the run's own algorithm
+/// (`Train.loadPolicy`). Raises `FileNotFoundException` for a path that is not a folder or a
+/// folder without `config.yaml`, `ConfigError` for an algorithm without a policy (GRPO's
+/// classifier, REINFORCE, which keeps no checkpoint), `CheckpointError` for a missing or damaged
+/// checkpoint.
+let load (path: string) : PolicyExport.LoadedPolicy =
+    let path = fullPath path
 
     if not (Directory.Exists path) then
         raise (
@@ -61,14 +67,18 @@ let export (path: string) (format: string) (seed: int64 option) (out: string opt
     let runDir = Train.runDirOf path
     let name = Cli.resolve None (Some runDir)
 
-    let entry =
-        match Cli.tryFind name with
-        | Some e -> e
-        | None -> raise (ConfigError("arguments", "run", runDir, String.Join(", ", Cli.names), "unknown algorithm"))
+    match Cli.tryFind name with
+    | Some e -> e.LoadPolicy path
+    | None -> raise (ConfigError("arguments", "run", runDir, String.Join(", ", Cli.names), "unknown algorithm"))
 
-    use policy = entry.LoadPolicy path
-    let indices = seedIndices policy path seed
-    let folder = defaultArg out (Path.Combine(runDir, DefaultFolder))
+/// Writes seed indices `indices` of `policy` in `format` into `folder` per seed (`stem`):
+/// `<stem>.onnx` (`Onnx.model`), or `<stem>.pt`, `.safetensors` and `.json`
+/// (`PyTorchExport.write`); each file written atomically (a temporary file renamed into place,
+/// so no half-written file is ever left under the final name). Returns the files written. Raises
+/// `ConfigError` for an unknown format.
+let write (policy: PolicyExport.LoadedPolicy) (indices: int list) (format: string) (folder: string) : string list =
+    let format = checkFormat format
+
     Directory.CreateDirectory folder |> ignore
 
     [
@@ -83,6 +93,18 @@ let export (path: string) (format: string) (seed: int64 option) (out: string opt
                 yield file
             | _ -> yield! PyTorchExport.write folder name policy net
     ]
+
+/// Exports the policy saved in run (or checkpoint) folder `path` (`load`) in `format` into folder
+/// `out` (None: `<run dir>/export/`), the seeds of `seedIndices` (`write`). Returns the files
+/// written. Raises `ConfigError` for an unknown format (before loading) or seed, and `load`'s
+/// errors. Nothing is written before the policy has loaded.
+let export (path: string) (format: string) (seed: int64 option) (out: string option) : string list =
+    let format = checkFormat format
+
+    use policy = load path
+    let full = fullPath path
+    let folder = defaultArg out (Path.Combine(Train.runDirOf full, DefaultFolder))
+    write policy (seedIndices policy full seed) format folder
 
 /// `export.fsx`'s arguments: `run=<dir>` (required), `format=onnx` (default), `seed=<s>`,
 /// `out=<folder>`. Returns the files written, or the one line (`export: ...`) naming what was

@@ -67,17 +67,17 @@ type LoadedPolicy =
         Seeds: int64[]
         /// The environment's observation space; `ObsDim` is its flat size.
         ObservationSpace: Rl.Space
-        ObsDim: int
         ActionSpace: Rl.Space
         /// What the outputs of a discrete policy are: "log_probs" (PPO) or "q_values" (DQN); null
         /// for a continuous policy.
         ScoresName: string
         /// The library's deterministic action for observations [S; B; ObsDim] float32 (raw, as the
         /// environment returns them): [S; B; actDim] float32 clipped into the action box, or [S; B]
-        /// int64 indices; computed by the same calls as the run's evaluation. No gradient.
+        /// int64 indices; computed by the same calls as the run's evaluation. Call it through
+        /// `ActOn`/`ActFor`, which record no gradient.
         Act: torch.Tensor -> torch.Tensor
         /// The network's outputs that the action is read from, [S; B; n] float32: the mean before
-        /// clipping (continuous), or the log-probabilities / Q-values (discrete).
+        /// clipping (continuous), or the log-probabilities / Q-values (discrete); see `OutputsFor`.
         Outputs: torch.Tensor -> torch.Tensor
         /// Seed index k's network as numbers.
         Network: int -> PolicyNetwork
@@ -85,16 +85,45 @@ type LoadedPolicy =
         Release: unit -> unit
     }
 
+    /// Values per observation (the observation space's flat size).
+    member p.ObsDim = p.ObservationSpace.FlatSize
+
+    /// `f` of observations [B; ObsDim] given to every seed at once ([S; B; ObsDim]), seed index
+    /// k's slice of the result; no gradient recorded.
+    member private p.ForSeed(f: torch.Tensor -> torch.Tensor, k: int, obs: torch.Tensor) =
+        use _ng = torch.no_grad ()
+        let sz = Rl.Tensor.sizes obs
+        let S = int64 p.Seeds.Length
+        (f (obs.unsqueeze(0L).expand(S, sz[0], sz[1]))).[k]
+
+    /// Seed index k's deterministic action (see `Act`) for observations [B; ObsDim]: [B; actDim]
+    /// float32 or [B] int64.
+    member p.ActOn(k: int, obs: torch.Tensor) = p.ForSeed(p.Act, k, obs)
+
+    /// `ActOn` for observations as B * ObsDim floats, row after row: the actions flattened
+    /// (B * actDim values, or B indices).
+    member p.ActFor(k: int, obs: float32[]) : float[] =
+        use scope = torch.NewDisposeScope()
+        toArray (p.ActOn(k, torch.tensor(obs).reshape(-1L, int64 p.ObsDim)))
+
+    /// Seed index k's `Outputs` for observations as B * ObsDim floats: B * n values.
+    member p.OutputsFor(k: int, obs: float32[]) : float[] =
+        use scope = torch.NewDisposeScope()
+        toArray (p.ForSeed(p.Outputs, k, torch.tensor(obs).reshape(-1L, int64 p.ObsDim)))
+
     interface IDisposable with
         member p.Dispose() = p.Release()
 
+/// The observation and action spaces of environment `envId` (one copy made and freed).
+let spacesOf (envId: string) : Rl.Space * Rl.Space =
+    use env = Rl.Envs.makeBatched envId 1 torch.CPU
+    env.ObservationSpace, env.ActionSpace
+
 /// Seed index `k` of a seeded linear layer as a `Dense`.
 let dense (layer: SeededLinear) (k: int) : Dense =
-    use _ng = torch.no_grad ()
-
     {
-        Weight = layer.Weight[k].contiguous().cpu().data<float32>().ToArray()
-        Bias = layer.Bias[k].contiguous().cpu().data<float32>().ToArray()
+        Weight = toArray32 layer.Weight[k]
+        Bias = toArray32 layer.Bias[k]
         In = layer.InDim
         Out = layer.OutDim
     }

@@ -131,25 +131,17 @@ module Runner =
     /// The greedy policy of a restored DQN state (`Train.Algorithm.Policy`): the index of the
     /// largest Q-value, as `Agent.evaluate` computes it; per seed the online Q-network as numbers.
     let policy (cfg: DqnConfig) (agent: Agent, _: Progress) : PolicyExport.LoadedPolicy =
-        use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
-        let space = env.ActionSpace
+        let obsSpace, space = PolicyExport.spacesOf cfg.EnvId
 
         {
             Algo = "dqn"
             EnvId = cfg.EnvId
             Seeds = agent.Seeds
-            ObservationSpace = env.ObservationSpace
-            ObsDim = env.ObservationSpace.FlatSize
+            ObservationSpace = obsSpace
             ActionSpace = space
             ScoresName = "q_values"
-            Act =
-                fun obs ->
-                    use _ng = TorchSharp.torch.no_grad ()
-                    agent.QNet.forward(obs).argmax(-1L)
-            Outputs =
-                fun obs ->
-                    use _ng = TorchSharp.torch.no_grad ()
-                    agent.QNet.forward obs
+            Act = fun obs -> agent.QNet.forward(obs).argmax(-1L)
+            Outputs = agent.QNet.forward
             Network =
                 PolicyExport.network
                     agent.Seeds

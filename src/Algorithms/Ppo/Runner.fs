@@ -131,8 +131,7 @@ module Runner =
     /// the run's statistics, as `Evaluate.evaluate` computes it; per seed the actor's (or the
     /// shared network's) trunk and policy layer as numbers.
     let policy (cfg: PpoConfig) (agent: Agent, _: Progress, norm: Normalizers) : PolicyExport.LoadedPolicy =
-        use env = Envs.makeBatched cfg.EnvId 1 TorchSharp.torch.CPU
-        let space = env.ActionSpace
+        let obsSpace, space = PolicyExport.spacesOf cfg.EnvId
 
         let trunk, head =
             match agent.Shared with
@@ -144,8 +143,6 @@ module Runner =
             | Nn.GaussianHead(_, s, _) -> s
             | Nn.CategoricalHead _ -> None
 
-        let output = PolicyExport.outputFor space scale true
-
         let dist obs =
             agent.Dist(Normalizers.preprocess norm.Obs obs)
 
@@ -153,18 +150,12 @@ module Runner =
             Algo = "ppo"
             EnvId = cfg.EnvId
             Seeds = agent.Seeds
-            ObservationSpace = env.ObservationSpace
-            ObsDim = env.ObservationSpace.FlatSize
+            ObservationSpace = obsSpace
             ActionSpace = space
             ScoresName = (if space.IsDiscrete then "log_probs" else null)
-            Act =
-                fun obs ->
-                    use _ng = TorchSharp.torch.no_grad ()
-                    PolicyExport.clipToBox space (Nn.Dist.mode (dist obs))
+            Act = fun obs -> PolicyExport.clipToBox space (Nn.Dist.mode (dist obs))
             Outputs =
                 fun obs ->
-                    use _ng = TorchSharp.torch.no_grad ()
-
                     match dist obs with
                     | Nn.Normal(mean, _) -> mean
                     | Nn.Categorical lp -> lp
@@ -174,7 +165,7 @@ module Runner =
                     trunk
                     head.OutLayer
                     (norm.Obs |> Option.map (fun s -> PolicyExport.obsNorm s Normalizers.obsClip))
-                    output
+                    (PolicyExport.outputFor space scale true)
             Release = fun () -> (agent :> IDisposable).Dispose()
         }
 
