@@ -15,6 +15,13 @@ open Rl
 let configsDir =
     IO.Path.GetFullPath(IO.Path.Combine(__SOURCE_DIRECTORY__, "..", "configs"))
 
+/// The integer in environment variable `name`, or None when it is unset or empty.
+let envInt (name: string) =
+    match Environment.GetEnvironmentVariable name with
+    | null
+    | "" -> None
+    | s -> Some(int s)
+
 /// Seconds per env-bench case (RL_BENCH_SECONDS, default 2).
 let secondsPerCase =
     match Environment.GetEnvironmentVariable "RL_BENCH_SECONDS" with
@@ -23,11 +30,7 @@ let secondsPerCase =
     | s -> float s
 
 /// Torch intra-op threads (RL_THREADS, default 1, so that figures are per core).
-let threads =
-    match Environment.GetEnvironmentVariable "RL_THREADS" with
-    | null
-    | "" -> 1
-    | s -> int s
+let threads = defaultArg (envInt "RL_THREADS") 1
 
 /// Runs `step` (which returns the env steps it did) repeatedly for about `seconds` after a short
 /// warm-up; returns env steps per second.

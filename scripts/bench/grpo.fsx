@@ -9,11 +9,7 @@ open BenchCommon
 /// One GRPO epoch on MNIST (60,000 images, the default config, one seed and three batched
 /// seeds) on the CPU, and on CUDA when available. RL_BENCH_GRPO_IMAGES shrinks the epoch.
 let benchGrpo () =
-    let images =
-        match Environment.GetEnvironmentVariable "RL_BENCH_GRPO_IMAGES" with
-        | null
-        | "" -> 0
-        | s -> int s
+    let images = defaultArg (envInt "RL_BENCH_GRPO_IMAGES") 0
 
     let cfg =
         Config.load Grpo.GrpoConfig.fields Grpo.GrpoConfig.defaults (IO.Path.Combine(configsDir, "grpo-mnist.yaml"))

@@ -98,7 +98,12 @@ let jobs =
             10
             475.0
             "greedy eval >= 475 (CartPole-v1's reward_threshold)"
-            [ "total_timesteps=3000"; "learning_starts=500"; "log_every=500"; "eval_every=1500" ]
+            [
+                "total_timesteps=3000"
+                "learning_starts=500"
+                "log_every=500"
+                "eval_every=1500"
+            ]
             [ "eval_every=25000" ]
         returnJob
             "REINFORCE CartPole (baseline)"
@@ -145,12 +150,6 @@ type LearningRow =
         /// The run's metrics.csv.
         Table: MetricsTable
     }
-
-let private envInt (name: string) =
-    match Environment.GetEnvironmentVariable name with
-    | null
-    | "" -> None
-    | s -> Some(int s)
 
 let private quick = Environment.GetEnvironmentVariable "RL_LEARNING_QUICK" = "1"
 
@@ -217,7 +216,11 @@ let runJob (root: string) (job: LearningJob) : LearningRow =
             seedIds
             |> Array.map (fun s ->
                 let mine = rows |> List.filter (fun r -> r.Seed = s)
-                let late = mine |> List.filter (fun r -> float r.Step >= 0.8 * float last) |> List.forall atBar
+
+                let late =
+                    mine
+                    |> List.filter (fun r -> float r.Step >= 0.8 * float last)
+                    |> List.forall atBar
 
                 match mine |> List.tryFindIndex atBar with
                 | Some i -> Some(float mine[i].Step), Some(mine |> List.skip i |> List.forall atBar, late)

@@ -181,11 +181,7 @@ let cleanRlRun (task: SolveTask) (seed: int64) =
 
 /// The section: every task (or RL_SOLVE_ONLY), RL_SOLVE_SEEDS seeds from 1000, a table per task.
 let benchSolve () =
-    let seeds =
-        match Environment.GetEnvironmentVariable "RL_SOLVE_SEEDS" with
-        | null
-        | "" -> 2
-        | s -> int s
+    let seeds = defaultArg (envInt "RL_SOLVE_SEEDS") 2
 
     let only = Environment.GetEnvironmentVariable "RL_SOLVE_ONLY"
 
@@ -235,9 +231,7 @@ let benchSolve () =
             match peer with
             | Some(Some(tPeer, _), _) ->
                 let ratio (hit: (int64 * float) option) =
-                    hit
-                    |> Option.map (fun (_, t) -> $"{tPeer / t:F1}x")
-                    |> Option.defaultValue "-"
+                    hit |> Option.map (fun (_, t) -> $"{tPeer / t:F1}x") |> Option.defaultValue "-"
 
                 printfn
                     "seed %d: CleanRL's time to the training bar / ours: %s (same criterion); / ours to the eval bar: %s"
