@@ -15,6 +15,7 @@
 #r "../src/bin/Release/net10.0/Razorvine.Pickle.dll"
 #r "../src/bin/Release/net10.0/TqdmSharp.dll"
 #r "../src/bin/Release/net10.0/TorchSharp.PyBridge.dll"
+#r "../src/bin/Release/net10.0/SkiaSharp.dll"
 #r "../src/bin/Release/net10.0/Rl.dll"
 
 // Load libtorch now (making the native repair where the host needs it); a problem it cannot fix

@@ -370,9 +370,27 @@ table.summary th{background:#f4f4f4;font-weight:600}
 h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 footer{margin-top:3em;color:#777;font-size:.85em}"""
 
+    /// An HTML `<video>` element that plays the MP4 file `path` offline: the file embedded as a
+    /// base64 `data:` URI, with controls, looping, muted (so that browsers autoplay it) and
+    /// `caption` under it. Raises `IOException` when the file cannot be read.
+    let videoHtml (path: string) (caption: string) : string =
+        let data = Convert.ToBase64String(File.ReadAllBytes path)
+
+        sprintf
+            "<figure class=\"rl-video\" style=\"margin:0\"><video controls loop muted autoplay playsinline style=\"max-width:100%%;border:1px solid #ddd\" src=\"data:video/mp4;base64,%s\"></video><figcaption style=\"font-size:90%%;color:#555\">%s</figcaption></figure>"
+            data
+            (enc caption)
+
     /// The report page as text: `title`, a two-column table of `summary` pairs (HTML-escaped),
-    /// then each `(heading, charts)` section. plotly.js is embedded inline.
-    let html (title: string) (summary: (string * string) list) (sections: (string * GenericChart list) list) : string =
+    /// then each `(heading, charts)` section. plotly.js is embedded inline. `videos` (HTML of
+    /// `videoHtml`, may be empty) appear side by side in a section "The trained policy" before the
+    /// charts.
+    let htmlWith
+        (title: string)
+        (summary: (string * string) list)
+        (videos: string list)
+        (sections: (string * GenericChart list) list)
+        : string =
         let sb = StringBuilder()
 
         let add (s: string) = sb.Append(s) |> ignore
@@ -398,6 +416,15 @@ footer{margin-top:3em;color:#777;font-size:.85em}"""
 
             add "</table>\n"
 
+        if not videos.IsEmpty then
+            add "<h2>The trained policy</h2>\n<div style=\"display:flex;flex-wrap:wrap;gap:1em\">\n"
+
+            for v in videos do
+                add v
+                add "\n"
+
+            add "</div>\n"
+
         for heading, charts in sections do
             add (sprintf "<h2>%s</h2>\n" (enc heading))
 
@@ -415,6 +442,24 @@ footer{margin-top:3em;color:#777;font-size:.85em}"""
         add "</body>\n</html>\n"
         sb.ToString()
 
+    /// `htmlWith` without videos.
+    let html (title: string) (summary: (string * string) list) (sections: (string * GenericChart list) list) : string =
+        htmlWith title summary [] sections
+
+    /// The videos a run report shows from run folder `dir`: `videos/*-episode-0.mp4` (each seed's
+    /// first recorded episode), at most `most`, captioned by `captionOf` of the file name.
+    let runVideos (dir: string) (most: int) (captionOf: string -> string) : string list =
+        let videos = Path.Combine(dir, "videos")
+
+        if Directory.Exists videos then
+            Directory.GetFiles(videos, "*-episode-0.mp4")
+            |> Array.sort
+            |> Array.truncate most
+            |> Array.map (fun p -> videoHtml p (captionOf (Path.GetFileName p)))
+            |> List.ofArray
+        else
+            []
+
     /// Writes `html title summary sections` to `path` atomically (temp file then rename),
     /// creating the folder if needed.
     let write
@@ -424,3 +469,13 @@ footer{margin-top:3em;color:#777;font-size:.85em}"""
         (sections: (string * GenericChart list) list)
         =
         Files.writeTextAtomic path (html title summary sections)
+
+    /// `write` with `videos` (see `htmlWith`).
+    let writeWith
+        (path: string)
+        (title: string)
+        (summary: (string * string) list)
+        (videos: string list)
+        (sections: (string * GenericChart list) list)
+        =
+        Files.writeTextAtomic path (htmlWith title summary videos sections)

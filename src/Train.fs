@@ -309,7 +309,78 @@ type Algorithm<'C, 'S, 'R> =
         /// `Policy.Load`); the policy owns the state and releases it. None when the algorithm keeps
         /// no policy to export.
         Policy: ('C -> 'S -> PolicyExport.LoadedPolicy) option
+        /// `capture_video`: record each seed's first evaluation start as a video after training
+        /// (needs `Policy`; see `recordVideosOf`). Always false for an algorithm without one.
+        CaptureVideo: 'C -> bool
+        /// `eval_seed`: training seed s evaluates (and is recorded) on starts drawn from
+        /// `EvalSeed + s`.
+        EvalSeed: 'C -> int64
     }
+
+/// Records `episodes` deterministic episodes per seed of `policy` (a run's policy, see
+/// `Algorithm.Policy`) on single envs of the run's env: seed s's first episode starts from reset
+/// seed `eval_seed + s`, the next ones continue that env's stream. Writes
+/// `<runDir>/videos/rl-video[-seed-<s>]-episode-<i>.mp4` (PNG frames without ffmpeg, see
+/// `Video.save`) and a row per episode in `videos/episodes.csv`; prints one line per video.
+/// Returns the paths written. Raises `Video.VideoError` when ffmpeg fails, and `Envs.frame`'s
+/// errors for an env that does not draw itself.
+let recordVideosOf
+    (algo: Algorithm<'C, 'S, 'R>)
+    (cfg: 'C)
+    (policy: PolicyExport.LoadedPolicy)
+    (runDir: string)
+    (episodes: int)
+    =
+    let seeds = algo.Seeds cfg
+    let envId = algo.Target cfg
+    let dir = Path.Combine(runDir, Video.VideosDir)
+    let fps = Video.fpsOf envId
+    let clock = Diagnostics.Stopwatch.StartNew()
+
+    let written =
+        [
+            for k in 0 .. seeds.Length - 1 do
+                let env = Envs.make envId
+
+                for e in 0 .. episodes - 1 do
+                    let resetSeed = if e = 0 then Some(algo.EvalSeed cfg + seeds[k]) else None
+                    let episode = Video.recordEpisode env resetSeed (Video.actionOf policy k)
+                    let path = Video.save dir (Video.prefixFor seeds k) e fps episode
+                    Video.appendIndex dir (Path.GetFileName path) seeds[k] e resetSeed episode
+
+                    printfn
+                        "video: %s (seed %d, return %.1f over %d steps)"
+                        (Path.GetRelativePath(runDir, path))
+                        seeds[k]
+                        episode.Return
+                        episode.Length
+
+                    yield path
+        ]
+
+    printfn "videos recorded in %.1f s" clock.Elapsed.TotalSeconds
+    written
+
+/// After training with `capture_video`: each seed's first evaluation start as a video, from the
+/// run's final checkpoint. A failure (ffmpeg, an env that does not draw itself) is printed as one
+/// line and the run goes on: its metrics and checkpoint are already written and stay intact.
+let private captureVideos (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (dir: string) =
+    match algo.Load, algo.Policy with
+    | Some load, Some policyOf when algo.CaptureVideo cfg ->
+        try
+            let policy = policyOf cfg (load cfg dir)
+
+            try
+                recordVideosOf algo cfg policy dir 1 |> ignore
+            finally
+                policy.Release()
+        with
+        | Video.VideoError _
+        | :? NotSupportedException
+        | :? InvalidOperationException
+        | :? IOException as e ->
+            eprintfn "capture_video: %s; the run, its metrics and its checkpoint in %s are intact" e.Message dir
+    | _ -> ()
 
 /// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
 /// to its `config.yaml`). Raises `ConfigError` when the algorithm does not resume, or the
@@ -471,6 +542,7 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
 
     Run.writeSummary dir summary.Pairs
     (log :> IDisposable).Dispose()
+    captureVideos algo cfg dir
     algo.WriteReport dir cfg summary.Pairs
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile
     algo.Release result
@@ -633,6 +705,26 @@ let loadPolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) : PolicyExport.Loade
 
     algo.Policy.Value cfg state
 
+/// `evaluate.fsx video=true`: records `episodes` deterministic episodes per seed of the policy
+/// saved in run folder (or checkpoint folder) `path` (see `recordVideosOf`) into the run folder's
+/// `videos/`; returns the paths written. Raises as `loadPolicy`, and `Video.VideoError`.
+let recordVideos (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int) : string list =
+    let cfg, state =
+        restoreSaved
+            algo
+            path
+            ""
+            algo.Policy.IsSome
+            "a run folder of an algorithm that keeps a policy (ppo, dqn)"
+            $"{algo.Name} runs keep no policy to record"
+
+    let policy = algo.Policy.Value cfg state
+
+    try
+        recordVideosOf algo cfg policy (runDirOf path) episodes
+    finally
+        policy.Release()
+
 /// An algorithm as the command line lists it, whatever its config and state types (`Cli`
 /// dispatches `algo=` and run folders through a list of these).
 type Entry =
@@ -646,6 +738,8 @@ type Entry =
         EvaluateRun: string -> int option -> float[][]
         /// `loadPolicy` this algorithm: a run or checkpoint folder.
         LoadPolicy: string -> PolicyExport.LoadedPolicy
+        /// `recordVideos` this algorithm: a run or checkpoint folder and episodes per seed.
+        RecordVideos: string -> int -> string list
     }
 
 /// The `Entry` of an algorithm.
@@ -655,4 +749,5 @@ let entry (algo: Algorithm<'C, 'S, 'R>) : Entry =
         DriveWith = fun cancel args -> driveWith cancel algo args
         EvaluateRun = evaluateRun algo
         LoadPolicy = loadPolicy algo
+        RecordVideos = recordVideos algo
     }

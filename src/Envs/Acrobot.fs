@@ -149,6 +149,9 @@ type Env(?maxSteps: int) =
 
     override _.Observe() = observe state
 
+    /// `Render.acrobot` of the two joint angles.
+    override _.Draw() = Render.acrobot state[0] state[1]
+
     override _.Advance action =
         match action with
         | Action.Discrete a ->

@@ -204,6 +204,25 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         with get () = [||]
         and set _ = ()
 
+    /// Draws the current state as Gymnasium's `rgb_array` renderer does (see `Render`); every
+    /// built-in env overrides it. Raises `NotSupportedException` by default.
+    abstract Draw: unit -> Frame
+
+    default _.Draw() =
+        raise (NotSupportedException $"{id} does not draw itself (no rgb_array renderer)")
+
+    /// The render mode given to `Envs.makeWith` (`render_mode`), None when none was given;
+    /// `Envs.render` answers in this mode (rgb_array when None).
+    member val RenderMode: string option = None with get, set
+
+    /// The current state as a frame (`Draw`), Gymnasium's `env.render()` in `rgb_array` mode.
+    /// Reads the state only. Raises `InvalidOperationException` before the first `Reset`.
+    member this.Render() : Frame =
+        if not clock.Started then
+            invalidOp $"{id}: Render was called before Reset; call Reset first (there is no state to draw)"
+
+        this.Draw()
+
     /// Registered id, e.g. `Pendulum-v1`.
     member _.Id = id
     member _.ObservationSpace = observationSpace
@@ -217,6 +236,9 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
     member _.ElapsedSteps
         with get () = clock.Elapsed
         and set v = clock.Elapsed <- v
+
+    /// True once `Reset` was called (a state exists to step and draw).
+    member _.EpisodeStarted = clock.Started
 
     /// True once a step of the current episode returned terminated or truncated (cleared by `Reset`,
     /// settable for tests).
@@ -301,3 +323,6 @@ type ClassicEnv(id: string, observationSpace: Space, actionSpace: Space, maxEpis
         member _.CanSaveState = true
         member this.SaveState() = this.SaveState()
         member this.LoadState text = this.LoadState text
+
+    interface IRenderable with
+        member this.Render() = this.Render()

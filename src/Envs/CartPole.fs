@@ -116,6 +116,9 @@ type Env(?maxSteps: int) =
 
     override _.Observe() = Array.map float32 state
 
+    /// `Render.cartPole` of the cart position and pole angle.
+    override _.Draw() = Render.cartPole state[0] state[2]
+
     /// Reward logic of `cartpole.py:205-220`.
     override _.Advance action =
         match action with

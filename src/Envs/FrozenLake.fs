@@ -225,6 +225,7 @@ type Env
     let mutable s = 0
     let mutable lastProb = 1.0
     let mutable lastIndex = 0
+    let mutable lastAction: int option = None
     let mutable uniformSource: (unit -> float) option = uniformSource
 
     /// The map.
@@ -254,7 +255,27 @@ type Env
     /// Index in `P[s][a]` of the entry taken by the last step.
     member _.LastTransitionIndex = lastIndex
 
-    member private this.Draw() =
+    /// The last step's action (0 left, 1 down, 2 right, 3 up), None after `Reset` (Gymnasium's
+    /// `lastaction`; settable to draw a given state). Not part of the snapshot.
+    member _.LastAction
+        with get () = lastAction
+        and set (v: int option) =
+            match v with
+            | Some a when a < 0 || a > 3 -> invalidArg "LastAction" $"{Id}: action {a} is outside 0..3"
+            | _ -> lastAction <- v
+
+    /// `Render.frozenLake` of the map, the tile and the last action.
+    override _.Draw() = Render.frozenLake desc s lastAction
+
+    /// Gymnasium's `render_mode="ansi"` text (`Render.frozenLakeAnsi`). Raises
+    /// `InvalidOperationException` before the first `Reset`.
+    member this.RenderAnsi() : string =
+        if not this.EpisodeStarted then
+            invalidOp $"{Id}: RenderAnsi was called before Reset; call Reset first (there is no state to draw)"
+
+        Render.frozenLakeAnsi desc s lastAction
+
+    member private this.Uniform() =
         match uniformSource with
         | Some f -> f ()
         | None -> this.Rng.NextDouble()
@@ -269,8 +290,9 @@ type Env
 
     /// `s = categorical_sample(initial_state_distrib)` (`frozen_lake.py:343`): one draw.
     override this.ResetState _ =
-        s <- categoricalSample initial (this.Draw())
+        s <- categoricalSample initial (this.Uniform())
         lastProb <- 1.0
+        lastAction <- None
 
     override _.Observe() = [| float32 s |]
 
@@ -279,7 +301,8 @@ type Env
         match action with
         | Action.Discrete a ->
             let entries = p[s][a]
-            let i = categoricalSample (entries |> Array.map (fun t -> t.Prob)) (this.Draw())
+            let i = categoricalSample (entries |> Array.map (fun t -> t.Prob)) (this.Uniform())
+            lastAction <- Some a
             let t = entries[i]
             s <- t.NextState
             lastProb <- t.Prob

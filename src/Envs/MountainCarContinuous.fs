@@ -79,6 +79,9 @@ type Env(?maxSteps: int) =
         position <- EnvUtil.uniform rng -0.6 -0.4
         velocity <- 0.0
 
+    /// `Render.mountainCar` of the position, with this env's flag.
+    override _.Draw() = Render.mountainCar goalPosition position
+
     override _.Observe() =
         [| float32 position; float32 velocity |]
 

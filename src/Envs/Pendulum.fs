@@ -71,9 +71,19 @@ type Env(?g: float, ?maxSteps: int) =
     let g = defaultArg g defaultG
     let mutable th = 0.0
     let mutable thdot = 0.0
+    let mutable lastU: float option = None
 
     /// Gravity used by this instance.
     member _.G = g
+
+    /// The last step's clipped torque (N m), None after `Reset` (Gymnasium's `last_u`, drawn as
+    /// the torque arrow; settable to draw a given state). Not part of the snapshot.
+    member _.LastU
+        with get () = lastU
+        and set v = lastU <- v
+
+    /// `Render.pendulum` of the angle and the last torque.
+    override _.Draw() = Render.pendulum th lastU
 
     override _.State
         with get () = [| th; thdot |]
@@ -88,6 +98,7 @@ type Env(?g: float, ?maxSteps: int) =
     override _.ResetState rng =
         th <- EnvUtil.uniform rng -Math.PI Math.PI
         thdot <- EnvUtil.uniform rng -1.0 1.0
+        lastU <- None
 
     override _.Observe() = observe th thdot
 
@@ -95,6 +106,7 @@ type Env(?g: float, ?maxSteps: int) =
         match action with
         | Action.Continuous a ->
             let nth, nthdot, reward = transition g th thdot a[0]
+            lastU <- Some(EnvUtil.clip -maxTorque maxTorque a[0])
             th <- nth
             thdot <- nthdot
             reward, false

@@ -4,6 +4,7 @@
 ///
 /// Options are given as `(key, value)` pairs with Gymnasium's kwarg names:
 /// * every env: `"max_episode_steps"` (int, overrides the registered time limit);
+/// * single forms: `"render_mode"` (`"rgb_array"`, or `"ansi"` for FrozenLake-v1; see `render`);
 /// * batched forms: `"dtype"` (`torch.ScalarType`, float32 (default) or float64; not FrozenLake);
 /// * Pendulum-v1: `"g"` (float, gravity in m/s^2, default 10.0);
 /// * FrozenLake-v1: `"is_slippery"` (bool, default true), `"map_name"` (`"4x4"` default or
@@ -112,10 +113,87 @@ type private Opts(id: string, allowed: string list, options: (string * obj) list
 
 let private common = [ "max_episode_steps" ]
 
-/// Creates the single form of `id` with options (see the module comment). Raises
-/// `ArgumentException` for an unknown id (listing the valid ids), an unknown option key (listing
-/// the allowed keys) or a value of the wrong type.
-let makeWith (id: string) (options: (string * obj) list) : IEnv =
+/// The render modes `id` offers (`render_mode`): `rgb_array` for every env (a custom env must
+/// implement `IRenderable` to use it), and `ansi` too for FrozenLake-v1.
+let renderModesOf (id: string) : string list =
+    if id = FrozenLake.Id then Render.modes else [ "rgb_array" ]
+
+/// The frame of a single env's current state (`IRenderable.Render`, Gymnasium's `render()` in
+/// `rgb_array` mode). Raises `NotSupportedException` for an env that does not draw itself (a custom
+/// env that does not implement `IRenderable`, or a C# `CustomEnv` that does not override
+/// `Render`), `InvalidOperationException` when it draws nothing (null) or before `Reset`.
+let frame (env: IEnv) : Frame =
+    match box env with
+    | :? IRenderable as r ->
+        match r.Render() with
+        | null ->
+            invalidOp
+                $"{env.Id}: Render returned no frame; a custom env must draw its state (return a Frame) to be rendered or recorded"
+        | f -> f
+    | _ ->
+        raise (
+            NotSupportedException(
+                $"{env.Id} does not draw itself: implement IRenderable (C#: override CustomEnv.Render) to render it or record videos"
+            )
+        )
+
+/// What `render` returns, as Gymnasium's `env.render()` per render mode.
+[<RequireQualifiedAccess>]
+type Rendered =
+    /// `rgb_array`: the frame.
+    | Rgb of Frame
+    /// `ansi`: the text (FrozenLake-v1).
+    | Ansi of string
+
+/// Gymnasium's `env.render()`: in the env's `render_mode` (given to `makeWith`; `rgb_array` when
+/// none was given), the frame or the text. Raises as `frame`.
+let render (env: IEnv) : Rendered =
+    match box env with
+    | :? FrozenLake.Env as lake when lake.RenderMode = Some "ansi" -> Rendered.Ansi(lake.RenderAnsi())
+    | _ -> Rendered.Rgb(frame env)
+
+/// Checks `render_mode` for `id` (a string among `renderModesOf id`). Raises `ArgumentException`
+/// listing the allowed values.
+let private checkRenderMode (id: string) (value: obj) : string =
+    let allowed = renderModesOf id
+    let valid = String.Join(", ", allowed)
+
+    match value with
+    | :? string as m when List.contains m allowed -> m
+    | :? string as "human" ->
+        raise (
+            ArgumentException(
+                $"{id}: render_mode 'human' (a window) is not offered; allowed values: {valid} (record a video with capture_video=true or evaluate.fsx video=true)",
+                "options"
+            )
+        )
+    | v -> raise (ArgumentException($"{id}: unknown render_mode '{v}'; allowed values: {valid}", "options"))
+
+/// Creates the single form of `id` with options (see the module comment) and `render_mode`
+/// (`renderModesOf`). Raises `ArgumentException` for an unknown id (listing the valid ids), an
+/// unknown option key (listing the allowed keys), a value of the wrong type, or a render mode the
+/// env does not offer (listing the allowed values; a custom env must implement `IRenderable`).
+let rec makeWith (id: string) (options: (string * obj) list) : IEnv =
+    match options |> List.partition (fun (k, _) -> k = "render_mode") with
+    | [], _ -> makeCore id options
+    | modes, rest ->
+        let mode = checkRenderMode id (snd (List.last modes))
+        let env = makeCore id rest
+
+        match box env with
+        | :? ClassicEnv as c -> c.RenderMode <- Some mode
+        | :? IRenderable -> ()
+        | _ ->
+            raise (
+                ArgumentException(
+                    $"{id}: render_mode '{mode}' needs an env that draws itself; this custom env does not implement IRenderable (C#: override CustomEnv.Render)",
+                    "options"
+                )
+            )
+
+        env
+
+and private makeCore (id: string) (options: (string * obj) list) : IEnv =
     match id with
     | Pendulum.Id ->
         let o = Opts(id, common @ [ "g" ], options)

@@ -159,6 +159,15 @@ module Field =
     let adamEps (get: 'C -> float) (set: 'C -> float -> 'C) =
         float "adam_eps" "Adam epsilon." (Allow.gt 0.0) get set
 
+    /// `capture_video` (CleanRL's key): after training, record each seed's first evaluation start
+    /// as a video in the run folder's `videos/` (see `Train.recordVideosOf`).
+    let captureVideo (get: 'C -> bool) (set: 'C -> bool -> 'C) =
+        bool
+            "capture_video"
+            "After training, record each seed's first evaluation episode (deterministic policy) as a video in videos/ (MP4 through ffmpeg, PNG frames without it), shown in report.html."
+            get
+            set
+
     /// `seed`: the base seed (seeds seed .. seed + num_seeds - 1 are trained), >= 0.
     /// `eval_every`: the periodic evaluation's interval in `unit` (e.g. "environment steps per
     /// seed"), >= 0, 0 = only the final evaluation (see `PeriodicEval`).

@@ -60,6 +60,8 @@ type DqnConfig =
         /// Seed of the evaluation environments.
         EvalSeed: int64
         /// Periodic evaluation interval in environment steps per seed (0: only the final evaluation; `PeriodicEval`).
+        /// `capture_video`: record each seed's first evaluation episode as a video after training.
+        CaptureVideo: bool
         EvalEvery: int64
         /// How the copies are stepped: "vector" (tensor-batched form) or "sync"
         /// (`SyncVectorEnv`); see `Envs.makeVec`.
@@ -101,6 +103,7 @@ module DqnConfig =
             EvalEpisodes = 10
             EvalSeed = 1_000_000L
             EvalEvery = 0L
+            CaptureVideo = false
             VectorizationMode = "vector"
         }
 
@@ -215,6 +218,7 @@ module DqnConfig =
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
             Field.evalEvery "environment steps per seed" (fun c -> c.EvalEvery) (fun c v -> { c with EvalEvery = v })
+            Field.captureVideo (fun c -> c.CaptureVideo) (fun c v -> { c with CaptureVideo = v })
             Field.vectorizationMode (fun c -> c.VectorizationMode) (fun c v -> { c with VectorizationMode = v })
         ]
 

@@ -112,10 +112,11 @@ module Runner =
     let writeReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
         let table = Metrics.readCsv (Path.Combine(dir, Metrics.CsvFile))
 
-        Report.write
+        Report.writeWith
             (Path.Combine(dir, Run.ReportFile))
             title
             (Run.summaryText summary)
+            (Report.runVideos dir 4 (Video.captionIn dir))
             [
                 "Learning curve", [ Charts.learningCurve SeedView.MeanStd "global_step" "return_last20" table ]
                 "Losses and diagnostics",
@@ -257,6 +258,8 @@ module Runner =
                     let n = defaultArg episodes cfg.EvalEpisodes
                     Agent.evaluate (DqnConfig.makeEnv cfg) agent n cfg.EvalSeed)
             Policy = Some policy
+            CaptureVideo = fun c -> c.CaptureVideo
+            EvalSeed = fun c -> c.EvalSeed
         }
 
     /// Trains DQN from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`

@@ -173,6 +173,8 @@ module Runner =
             Release = fun (r, _, _) -> (r.Agent :> IDisposable).Dispose()
             Evaluate = None
             Policy = None
+            CaptureVideo = fun _ -> false
+            EvalSeed = fun _ -> 0L
         }
 
     /// Trains GRPO on MNIST from command-line arguments (`config=`, `runs=` and config overrides)

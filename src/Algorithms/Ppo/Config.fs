@@ -86,6 +86,8 @@ type PpoConfig =
         /// from EvalSeed + s (kept apart from the training streams).
         EvalSeed: int64
         /// Periodic evaluation interval in environment steps per seed (0: only the final evaluation; `PeriodicEval`).
+        /// `capture_video`: record each seed's first evaluation episode as a video after training.
+        CaptureVideo: bool
         EvalEvery: int64
         /// One network with a shared trunk and policy/value heads (seed 001), trained with the
         /// total loss surrogate + VfCoef * value loss - EntCoef * entropy by one optimizer at
@@ -184,6 +186,7 @@ module PpoConfig =
             EvalEpisodes = 10
             EvalSeed = 1_000_000L
             EvalEvery = 0L
+            CaptureVideo = false
             SharedNetwork = false
             ShareTrunk = true
             VfCoef = 0.5
@@ -336,6 +339,7 @@ module PpoConfig =
                 (fun c -> c.EvalSeed)
                 (fun c v -> { c with EvalSeed = v })
             Field.evalEvery "environment steps per seed" (fun c -> c.EvalEvery) (fun c v -> { c with EvalEvery = v })
+            Field.captureVideo (fun c -> c.CaptureVideo) (fun c v -> { c with CaptureVideo = v })
         ]
 
     /// Keys of the variants: one shared network, the optimizer, the KL-penalty loss (PPO paper section 4).

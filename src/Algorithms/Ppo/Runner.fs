@@ -194,10 +194,11 @@ module Runner =
                 Metrics.hasColumn c table
                 && (Metrics.column c table |> Array.exists Double.IsFinite))
 
-        Report.write
+        Report.writeWith
             (Path.Combine(dir, Run.ReportFile))
             title
             (Run.summaryText summary)
+            (Report.runVideos dir 4 (Video.captionIn dir))
             [
                 "Learning curve", [ Charts.learningCurve view "global_step" "episodic_return" table ]
                 "Losses and diagnostics", [ Charts.panels view "global_step" panelsFor table ]
@@ -292,6 +293,8 @@ module Runner =
                     let n = defaultArg episodes cfg.EvalEpisodes
                     Evaluate.evaluate (PpoConfig.makeEnv cfg) agent norm.Obs n cfg.EvalSeed)
             Policy = Some policy
+            CaptureVideo = fun c -> c.CaptureVideo
+            EvalSeed = fun c -> c.EvalSeed
         }
 
     /// Trains PPO from command-line arguments (`config=`, `resume=`, `runs=`, `checkpoint_every=`

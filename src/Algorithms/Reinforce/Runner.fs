@@ -108,6 +108,8 @@ module Runner =
             Release = fun r -> (r.Agent :> IDisposable).Dispose()
             Evaluate = None
             Policy = None
+            CaptureVideo = fun _ -> false
+            EvalSeed = fun _ -> 0L
         }
 
     /// Trains REINFORCE from command-line arguments (`config=`, `runs=` and config overrides)
