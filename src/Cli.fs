@@ -104,3 +104,13 @@ let evaluate (path: string) (algo: string option) (episodes: int option) : float
     match tryFind name with
     | Some a -> a.EvaluateRun path episodes
     | None -> raise (ConfigError("arguments", "algo", name, String.Join(", ", names), "unknown algorithm"))
+
+/// `evaluate.fsx video=true`: records `episodes` deterministic episodes per seed of the policy saved
+/// in run folder (or checkpoint folder) `path` into the run folder's `videos/` (see
+/// `Train.recordVideos`); returns the paths written. Raises as `evaluate`, and `Video.VideoError`.
+let recordVideos (path: string) (algo: string option) (episodes: int) : string list =
+    let name = resolve algo (Some(Train.runDirOf path))
+
+    match tryFind name with
+    | Some a -> a.RecordVideos path episodes
+    | None -> raise (ConfigError("arguments", "algo", name, String.Join(", ", names), "unknown algorithm"))

@@ -167,6 +167,13 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
     default _.RestoreState _ =
         raise (NotSupportedException $"{id}: override CaptureState and RestoreState to save this env's state")
 
+    /// Draws the current state as a frame (`new Frame(width, height, rgbBytes)`, RGB rows top to
+    /// bottom, one size for the whole episode) for `Env.Render` and videos (`capture_video`,
+    /// `evaluate.fsx video=true`). The default draws nothing (null): rendering or recording such an
+    /// env stops with a message saying to override this.
+    abstract Render: unit -> Frame
+    default _.Render() = null
+
     /// Registered id, e.g. `MyGrid-v0`.
     member _.Id = id
     /// What `OnReset` and `OnStep` must return: `Size` values inside the space.
@@ -255,6 +262,13 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
         member this.Reset seed = this.Reset(Option.toNullable seed)
         member this.Step action = this.StepAction action
 
+    interface IRenderable with
+        member this.Render() =
+            if not clock.Started then
+                invalidOp $"{id}: Render was called before Reset; call Reset first (there is no state to draw)"
+
+            this.Render()
+
     interface IEnvSnapshot with
         member this.CanSaveState = not (isNull (this.CaptureState()))
 
@@ -304,6 +318,24 @@ type Env internal (env: IEnv) =
     /// One step with a continuous action of `ActionSpace.Size` values (clipped to the box by the env).
     member this.Step(action: double[]) : EnvStep =
         this.Convert(env.Step(Action.Continuous action))
+
+    /// The current state as a frame (Gymnasium's `render()` in `rgb_array` mode): `Width`,
+    /// `Height` and `Pixels` (RGB bytes, rows top to bottom); `Frame.SavePng(path)` writes it.
+    /// Raises `InvalidOperationException` before `Reset` or when a custom env draws nothing, and
+    /// `NotSupportedException` for an env that does not draw itself.
+    member _.Render() : Frame = Envs.frame env
+
+    /// FrozenLake-v1's text form (Gymnasium's `render_mode="ansi"`): the last action, then the
+    /// map with the agent's tile on a red background (ANSI escape codes). Raises
+    /// `NotSupportedException` for other envs and `InvalidOperationException` before `Reset`.
+    member _.RenderAnsi() : string =
+        match env with
+        | :? FrozenLake.Env as lake -> lake.RenderAnsi()
+        | _ ->
+            raise (
+                NotSupportedException
+                    $"{env.Id} has no ansi render mode; only FrozenLake-v1 does (use Render for a frame)"
+            )
 
     /// Releases the environment (its native tensors, for the batched forms behind it), so that
     /// `using var env = Envs.Make(...)` works; the built-in single environments hold none.

@@ -160,6 +160,10 @@ type PpoSettings() =
     /// Config key `eval_every`; allowed: integer >= 0; default: 0.
     member val EvalEvery: int64 = 0L with get, set
 
+    /// After training, record each seed's first evaluation episode (deterministic policy) as a video in videos/ (MP4 through ffmpeg, PNG frames without it), shown in report.html.
+    /// Config key `capture_video`; allowed: true or false; default: false.
+    member val CaptureVideo: bool = false with get, set
+
     /// One network with policy and value heads trained by one optimizer on the total loss (seed 001; CleanRL, PureJaxRL with share_trunk: false); false: separate actor and critic with their own optimizers (seed 002).
     /// Config key `shared_network`; allowed: true or false; default: false.
     member val SharedNetwork: bool = false with get, set
@@ -345,6 +349,10 @@ type DqnSettings() =
     /// Evaluate the deterministic policy every this many environment steps per seed (at the first boundary at or past each multiple, and at the end) on eval_episodes episodes, log it to evals.csv and keep each seed's best policy in best/ (SB3 EvalCallback); 0: only the final evaluation.
     /// Config key `eval_every`; allowed: integer >= 0; default: 0.
     member val EvalEvery: int64 = 0L with get, set
+
+    /// After training, record each seed's first evaluation episode (deterministic policy) as a video in videos/ (MP4 through ffmpeg, PNG frames without it), shown in report.html.
+    /// Config key `capture_video`; allowed: true or false; default: false.
+    member val CaptureVideo: bool = false with get, set
 
     /// How the copies are stepped: vector (tensor-batched form, on the device) or sync (single forms on the host, Gymnasium's SyncVectorEnv; fastest on the CPU for few copies, not for cuda).
     /// Config key `vectorization_mode`; allowed: one of: vector, sync; default: vector.

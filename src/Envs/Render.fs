@@ -13,49 +13,8 @@ namespace Rl
 open System
 open SkiaSharp
 
-/// One rendered frame: `[Height; Width; 3]` uint8 RGB, rows top to bottom (Gymnasium's
-/// `rgb_array` layout).
-[<AllowNullLiteral>]
-type Frame(width: int, height: int, pixels: byte[]) =
-    do
-        if width <= 0 || height <= 0 then
-            invalidArg "width" $"a frame needs a positive size, got {width} x {height}"
-
-        if isNull pixels || pixels.Length <> width * height * 3 then
-            invalidArg
-                "pixels"
-                $"a {width} x {height} RGB frame needs {width * height * 3} bytes, got {(if isNull pixels then 0 else pixels.Length)}"
-
-    /// Width in pixels.
-    member _.Width = width
-    /// Height in pixels.
-    member _.Height = height
-    /// RGB bytes, row-major `[Height; Width; 3]`.
-    member _.Pixels = pixels
-
-    /// The (r, g, b) of pixel (x, y), y counted from the top. Raises `ArgumentOutOfRangeException`
-    /// outside the frame.
-    member _.Pixel(x: int, y: int) =
-        if x < 0 || x >= width || y < 0 || y >= height then
-            raise (ArgumentOutOfRangeException("x", $"pixel ({x}, {y}) is outside the {width} x {height} frame"))
-
-        let i = (y * width + x) * 3
-        pixels[i], pixels[i + 1], pixels[i + 2]
-
-/// An environment that draws itself: Gymnasium's `env.render()` in `rgb_array` mode. Every
-/// built-in single-form env implements it; a custom env may (the video recorder and
-/// `Envs.render` then take its frames).
-type IRenderable =
-    /// The current state as a frame. Raises `InvalidOperationException` before the first `Reset`.
-    abstract Render: unit -> Frame
-
-/// Drawing and encoding frames.
-module Render =
-    /// The render modes `Envs.makeWith`'s `render_mode` accepts: `rgb_array` for every built-in env
-    /// and custom envs that implement `IRenderable`, `ansi` for FrozenLake-v1 only. (`human`, a
-    /// window, is not offered: record a video instead.)
-    let modes = [ "rgb_array"; "ansi" ]
-
+/// SkiaSharp plumbing shared by `Frame` and `Render`.
+module internal Skia =
     /// Where libSkiaSharp.so is found when the host did not resolve it from the app's deps.json
     /// (F# Interactive: scripts and notebooks): next to Rl.dll or SkiaSharp.dll, their
     /// `runtimes/linux-x64/native`, and the NuGet package folder.
@@ -64,7 +23,7 @@ module Render =
             (try
                 let dirs =
                     [
-                        for asm in [ typeof<Frame>.Assembly; typeof<SKBitmap>.Assembly ] do
+                        for asm in [ typeof<Action>.Assembly; typeof<SKBitmap>.Assembly ] do
                             let d = IO.Path.GetDirectoryName asm.Location
 
                             if not (String.IsNullOrEmpty d) then
@@ -106,11 +65,11 @@ module Render =
                  // the host set its own resolver for SkiaSharp first: leave it to that one
                  ())
 
-    let private paintOf (r: byte, g: byte, b: byte) (antialias: bool) =
-        new SKPaint(Color = SKColor(r, g, b), IsAntialias = antialias, Style = SKPaintStyle.Fill)
+    /// Makes sure libSkiaSharp.so can be found (see `nativeResolver`); idempotent.
+    let ensureNative () = nativeResolver.Force()
 
     /// RGB bytes of an `Rgba8888` bitmap.
-    let private rgbOf (bitmap: SKBitmap) =
+    let rgbOf (bitmap: SKBitmap) =
         let w, h = bitmap.Width, bitmap.Height
         let rgba = bitmap.Bytes
         let out = Array.zeroCreate<byte>(w * h * 3)
@@ -122,12 +81,85 @@ module Render =
 
         out
 
+    /// PNG bytes of `width` x `height` RGB `pixels`.
+    let encodePng (width: int) (height: int) (pixels: byte[]) : byte[] =
+        ensureNative ()
+        let info = SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque)
+        use bitmap = new SKBitmap(info)
+        let rgba = Array.zeroCreate<byte>(width * height * 4)
+
+        for i in 0 .. width * height - 1 do
+            rgba[4 * i] <- pixels[3 * i]
+            rgba[4 * i + 1] <- pixels[3 * i + 1]
+            rgba[4 * i + 2] <- pixels[3 * i + 2]
+            rgba[4 * i + 3] <- 255uy
+
+        Runtime.InteropServices.Marshal.Copy(rgba, 0, bitmap.GetPixels(), rgba.Length)
+        use image = SKImage.FromBitmap bitmap
+        use data = image.Encode(SKEncodedImageFormat.Png, 100)
+        data.ToArray()
+
+/// One rendered frame: `[Height; Width; 3]` uint8 RGB, rows top to bottom (Gymnasium's
+/// `rgb_array` layout).
+[<AllowNullLiteral>]
+type Frame(width: int, height: int, pixels: byte[]) =
+    do
+        if width <= 0 || height <= 0 then
+            invalidArg "width" $"a frame needs a positive size, got {width} x {height}"
+
+        if isNull pixels || pixels.Length <> width * height * 3 then
+            invalidArg
+                "pixels"
+                $"a {width} x {height} RGB frame needs {width * height * 3} bytes, got {(if isNull pixels then 0 else pixels.Length)}"
+
+    /// Width in pixels.
+    member _.Width = width
+    /// Height in pixels.
+    member _.Height = height
+    /// RGB bytes, row-major `[Height; Width; 3]`.
+    member _.Pixels = pixels
+
+    /// The (r, g, b) of pixel (x, y), y counted from the top. Raises `ArgumentOutOfRangeException`
+    /// outside the frame.
+    member _.Pixel(x: int, y: int) =
+        if x < 0 || x >= width || y < 0 || y >= height then
+            raise (ArgumentOutOfRangeException("x", $"pixel ({x}, {y}) is outside the {width} x {height} frame"))
+
+        let i = (y * width + x) * 3
+        pixels[i], pixels[i + 1], pixels[i + 2]
+
+    /// The frame as PNG bytes (lossless, 8-bit RGB).
+    member _.ToPng() : byte[] = Skia.encodePng width height pixels
+
+    /// Writes the frame as a PNG file at `path` (creating its folder).
+    member this.SavePng(path: string) =
+        let full = IO.Path.GetFullPath path
+        IO.Directory.CreateDirectory(IO.Path.GetDirectoryName full) |> ignore
+        IO.File.WriteAllBytes(full, this.ToPng())
+
+/// An environment that draws itself: Gymnasium's `env.render()` in `rgb_array` mode. Every
+/// built-in single-form env implements it; a custom env may (the video recorder and
+/// `Envs.render` then take its frames).
+type IRenderable =
+    /// The current state as a frame. Raises `InvalidOperationException` before the first `Reset`.
+    abstract Render: unit -> Frame
+
+/// Drawing and encoding frames.
+module Render =
+    /// The render modes `Envs.makeWith`'s `render_mode` accepts: `rgb_array` for every built-in env
+    /// and custom envs that implement `IRenderable`, `ansi` for FrozenLake-v1 only. (`human`, a
+    /// window, is not offered: record a video instead.)
+    let modes = [ "rgb_array"; "ansi" ]
+
+    let private paintOf (r: byte, g: byte, b: byte) (antialias: bool) =
+        new SKPaint(Color = SKColor(r, g, b), IsAntialias = antialias, Style = SKPaintStyle.Fill)
+
     /// A pygame-style surface of `width` x `height` pixels on white, drawn into a Skia canvas.
     /// `yUp`: classic control's convention (pygame draws with y down, then
     /// `pygame.transform.flip(surf, False, True)` turns it over): pixel row y of the drawing ends
     /// as row `height - 1 - y` of the frame.
     type Surface(width: int, height: int, yUp: bool) =
-        do nativeResolver.Force()
+        do Skia.ensureNative ()
 
         let bitmap =
             new SKBitmap(SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul))
@@ -198,7 +230,7 @@ module Render =
         /// The finished frame.
         member _.ToFrame() =
             canvas.Flush()
-            Frame(width, height, rgbOf bitmap)
+            Frame(width, height, Skia.rgbOf bitmap)
 
         interface IDisposable with
             member _.Dispose() =
@@ -568,31 +600,12 @@ module Render =
         sb.ToString()
 
     /// The frame as PNG bytes (lossless, 8-bit RGB).
-    let toPng (frame: Frame) : byte[] =
-        nativeResolver.Force()
-
-        let info =
-            SKImageInfo(frame.Width, frame.Height, SKColorType.Rgba8888, SKAlphaType.Opaque)
-
-        use bitmap = new SKBitmap(info)
-        let rgba = Array.zeroCreate<byte>(frame.Width * frame.Height * 4)
-        let px = frame.Pixels
-
-        for i in 0 .. frame.Width * frame.Height - 1 do
-            rgba[4 * i] <- px[3 * i]
-            rgba[4 * i + 1] <- px[3 * i + 1]
-            rgba[4 * i + 2] <- px[3 * i + 2]
-            rgba[4 * i + 3] <- 255uy
-
-        Runtime.InteropServices.Marshal.Copy(rgba, 0, bitmap.GetPixels(), rgba.Length)
-        use image = SKImage.FromBitmap bitmap
-        use data = image.Encode(SKEncodedImageFormat.Png, 100)
-        data.ToArray()
+    let toPng (frame: Frame) : byte[] = frame.ToPng()
 
     /// A frame decoded from PNG (or any image Skia reads). Raises `FormatException` for bytes that
     /// are not an image.
     let ofPng (bytes: byte[]) : Frame =
-        nativeResolver.Force()
+        Skia.ensureNative ()
         use decoded = SKBitmap.Decode bytes
 
         if isNull decoded then
@@ -600,4 +613,4 @@ module Render =
 
         use rgba = decoded.Copy SKColorType.Rgba8888
 
-        Frame(rgba.Width, rgba.Height, rgbOf rgba)
+        Frame(rgba.Width, rgba.Height, Skia.rgbOf rgba)
