@@ -1,14 +1,16 @@
 // Tasks of the Rl workspace: `dotnet fsi build.fsx <Target> [key=value ...]`.
 //   Setup      restore tools and packages, build, check libtorch loads (making the TorchSharp
 //              native repair where needed, installing g++/patchelf with apt-get when root), fetch data,
-//              and install Slurm and munge (apt-get, when root and missing) for the Slurm sweep tests
+//              and install Slurm and munge (apt-get, when root and missing) for the Slurm sweep tests,
+//              Chromium and ffmpeg for the headless-browser tests
 //   Build      build the library and the tests (Release)
 //   Test       Expecto suite, the conformance tool, every notebook in quick mode, and the package
 //              (Pack, then fresh F# and C# console projects that use it); ends with one line
 //              "N passed, N failed"
 //   Train      (default) PPO on Pendulum-v1 with scripts/configs/ppo-pendulum.yaml; extra
 //              key=value arguments are passed to scripts/train.fsx as overrides
-//   Notebooks  render notebooks/*.fsx with fsdocs (executed) to output/ as HTML
+//   Notebooks  render notebooks/*.fsx with fsdocs (executed) to output/ as HTML pages that open
+//              styled from disk and offline (notebooks/_template.html, see fsdocsArgs)
 //   Pack       output/Rl.<version>.nupkg (the library as a NuGet package)
 //   PackTest   Pack, then the F# and C# consumer projects of Test alone
 //   Bench      scripts/bench.fsx all
@@ -213,6 +215,32 @@ let setupPythonTorch () =
         with _ -> false
     aptEnsure (if ok then None else Some "python3 with torch") [ "python3-torch"; "python3-numpy" ] "the PyTorch export test"
 
+/// Debian's Chromium (and a font for it), for the headless-browser tests of tests/BrowserTests.fs
+/// (videos that play, notebook pages that open styled from disk); RL_CHROMIUM may name another
+/// Chromium instead. Never fails the build: those tests skip without it.
+let setupBrowser () =
+    let given = Environment.GetEnvironmentVariable "RL_CHROMIUM"
+    let ok = File.Exists "/usr/bin/chromium" || (not (String.IsNullOrWhiteSpace given) && File.Exists given)
+    aptEnsure (if ok then None else Some "chromium") [ "chromium"; "fonts-dejavu-core" ] "the headless-browser tests"
+
+/// Debian's ffmpeg: episode videos (`capture_video`, `evaluate.fsx video=true`, the notebooks)
+/// and the test videos of tests/BrowserTests.fs and tests/RenderTests.fs. Never fails the build:
+/// without it videos are written as PNG frames and the video tests skip.
+let setupFfmpeg () =
+    aptEnsure (if File.Exists "/usr/bin/ffmpeg" then None else Some "ffmpeg") [ "ffmpeg" ] "the browser video tests"
+
+/// The `dotnet fsdocs` arguments that render the literate notebooks of `input` to `output` as
+/// HTML pages that open styled from disk and work offline: `root` "./" makes the links to
+/// fsdocs' content/ folder relative (the default, "/<folder>/", only works on a web server), and
+/// notebooks/_template.html (fsdocs takes _template.html from its input folder) references
+/// nothing but those local files (fsdocs' default template loads Google Fonts, iconify and, from
+/// ES modules that browsers refuse on file:// pages, lit and fuse.js from CDNs).
+/// `--ignoreprojects`: the notebooks need no API docs, so no project cracking (msbuild).
+/// tests/BrowserTests.fs repeats this list: keep the two in step.
+let fsdocsArgs (input: string) (output: string) =
+    [ "fsdocs"; "build"; "--eval"; "--clean"; "--input"; input; "--output"; output; "--noapidocs"; "--ignoreprojects"
+      "--parameters"; "root"; "./"; "fsdocs-collection-name"; "Rl notebooks" ]
+
 /// Test: Expecto suite (writes its counts to a file), the conformance tool over the
 /// repository's reference files (tests/data/gymnasium), the C# face's xUnit tests (tests/csharp)
 /// and samples (samples/csharp, quick mode), every notebook in quick mode and the package
@@ -221,6 +249,8 @@ let test () =
     setup ()
     setupSlurm ()
     setupPythonTorch ()
+    setupBrowser ()
+    setupFfmpeg ()
     let summary = Path.Combine(Path.GetTempPath(), $"rl-tests-{Environment.ProcessId}.txt")
     // Sequenced: TorchSharp scalars and dispose scopes misbehave when tests run on several
     // threads at once ("Unknown scalar type"); the suite is CPU-bound on 2 cores anyway.
@@ -324,18 +354,21 @@ let targets =
       (fun () ->
           setup ()
           setupSlurm ()
-          setupPythonTorch ())
+          setupPythonTorch ()
+          setupBrowser ()
+          setupFfmpeg ())
       "Build", (fun () -> restore (); build ())
       "Test", test
       "Train",
       (fun () ->
           setup ()
+          setupFfmpeg ()
           let code = fsi [] "scripts/train.fsx" rest
           if code <> 0 then exit code)
       "Notebooks",
       (fun () ->
           setup ()
-          run "dotnet" [ "fsdocs"; "build"; "--eval"; "--clean"; "--input"; "notebooks"; "--output"; "output"; "--noapidocs" ]
+          run "dotnet" (fsdocsArgs "notebooks" "output")
           for nb in notebooks () do
               let target = Path.Combine(root, "output", Path.ChangeExtension(Path.GetFileName nb, ".ipynb"))
               toIpynb nb target

@@ -77,7 +77,8 @@ type Env(?maxSteps: int) =
         velocity <- 0.0
 
     /// `Render.mountainCar` of the position, with this env's flag.
-    override _.Draw() = Render.mountainCar goalPosition position
+    override _.Draw() =
+        Render.mountainCar goalPosition position
 
     override _.Observe() =
         [| float32 position; float32 velocity |]

@@ -182,18 +182,23 @@ module Render =
         member _.Height = height
         member _.Canvas = canvas
 
-        /// gfxdraw `aapolygon` + `filled_polygon`: a filled, anti-aliased polygon through the
-        /// points (drawing coordinates).
+        /// gfxdraw `aapolygon` + `filled_polygon` through the points (drawing coordinates): pygame
+        /// truncates each vertex to an integer pixel and SDL_gfx fills every scanline from pixel to
+        /// pixel inclusive, so the shape is the polygon through those pixel centres grown by half
+        /// a pixel all round (here: filled, then stroked 1 px wide, anti-aliased).
         member _.Polygon(points: (float * float) list, colour) =
             use paint = paintOf colour true
             use path = new SKPath()
 
             points
             |> List.iteri (fun i (x, y) ->
-                let p = SKPoint(float32 x, dy y)
+                let p = SKPoint(float32 (truncate x) + 0.5f, dy (truncate y) - 0.5f)
                 if i = 0 then path.MoveTo p else path.LineTo p)
 
             path.Close()
+            canvas.DrawPath(path, paint)
+            paint.Style <- SKPaintStyle.Stroke
+            paint.StrokeWidth <- 1.0f
             canvas.DrawPath(path, paint)
 
         /// gfxdraw `aacircle` + `filled_circle` at integer pixel (x, y), radius r: SDL_gfx fills
@@ -290,7 +295,7 @@ module Render =
             let oval = SKRect(cx - r, cy - r, cx + r, cy + r)
             let sign = if counterClockwise then -1.0f else 1.0f
             // Skia's angles are clockwise from 3 o'clock; start at 12 o'clock (-90 degrees)
-            let sweep = 290.0f
+            let sweep = 250.0f
             use arc = new SKPath()
             arc.AddArc(oval, -90.0f, sign * sweep)
             canvas.DrawPath(arc, paint)
@@ -301,7 +306,7 @@ module Render =
             // the tangent of travel at the arc's end
             let tx, ty = -float32(Math.Sin endAngle) * sign, float32 (Math.Cos endAngle) * sign
 
-            let head = max 3.0f (float32 side * 0.12f)
+            let head = max 3.0f (float32 side * 0.14f)
             let nx, ny = -ty, tx
 
             use fill =
@@ -606,7 +611,12 @@ module Render =
     /// are not an image.
     let ofPng (bytes: byte[]) : Frame =
         Skia.ensureNative ()
-        use decoded = SKBitmap.Decode bytes
+
+        use decoded =
+            try
+                SKBitmap.Decode bytes
+            with :? ArgumentException ->
+                null
 
         if isNull decoded then
             raise (FormatException "not an image Skia can decode (PNG, JPEG, WebP, ...)")
