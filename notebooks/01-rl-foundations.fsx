@@ -435,6 +435,42 @@ qTableChart "Deterministic lake: learned Q-table and greedy actions" FrozenLake.
 (*** include-it-raw ***)
 
 (**
+### Watch it
+
+An episode before learning (uniformly random actions) and after (the greedy action of the learned
+table: its path from S to G), drawn with Gymnasium's FrozenLake renderer (`Envs.frame`) at its
+4 frames per second. `Envs.render` with `render_mode = "ansi"` gives Gymnasium's text form
+instead; the last frame of the greedy episode is printed below as text.
+*)
+
+let deterministicLake () =
+    Envs.makeWith FrozenLake.Id [ "is_slippery", box false ]
+
+let greedyAct (obs: float32[]) =
+    Action.Discrete(QLearning.greedy det.Q (int obs[0]))
+
+Video.sideBySide
+    (Video.episodeHtml (deterministicLake ()) (Some 0L) (Video.randomAct (Space.Discrete(4, 0)) (Random 1)) "before learning (random actions)")
+    (Video.episodeHtml (deterministicLake ()) (Some 0L) greedyAct "after learning (greedy)")
+(*** include-it-raw ***)
+
+let greedyText =
+    let env = Envs.makeWith FrozenLake.Id [ "is_slippery", box false; "render_mode", box "ansi" ]
+    let mutable obs = env.Reset(Some 0L)
+    let mutable finished = false
+
+    while not finished do
+        let r = env.Step(greedyAct obs)
+        obs <- r.Obs
+        finished <- r.Terminated || r.Truncated
+
+    match Envs.render env with
+    | Envs.Rendered.Ansi text -> text.Replace("\u001b[41m", "[").Replace("\u001b[0m", "]")
+    | Envs.Rendered.Rgb _ -> ""
+
+(*** include-value: greedyText ***)
+
+(**
 On the deterministic lake $Q^*(s, a) = \gamma^{d-1}$ where $d$ is the number of steps to the
 goal, so the values fall by a factor 0.99 per tile away from it. Q-learning only needs the
 greedy *ranking* to be right on the tiles it visits, and it finds a shortest path.

@@ -145,6 +145,25 @@ let evalSummary =
 evalSummary |> Array.iter (printfn "%s")
 
 (**
+## Watch it
+
+The first evaluation start before training (uniformly random pushes) and after (the greedy action
+of the first seed's Q-network), drawn with Gymnasium's CartPole renderer (`Envs.frame`) at its 50
+frames per second:
+*)
+
+let watchSeed = Some(cfg.EvalSeed + cfg.Seeds[0])
+
+Video.sideBySide
+    (Video.episodeHtml (Envs.make CartPole.Id) watchSeed (Video.randomAct CartPole.actionSpace (Random 0)) "before training (random pushes)")
+    (Video.episodeHtml
+        (Envs.make CartPole.Id)
+        watchSeed
+        (Video.actionOf (Dqn.Runner.policyOf cfg result.Agent) 0)
+        $"after training (seed {cfg.Seeds[0]}, greedy)")
+(*** include-it-raw ***)
+
+(**
 ## Do the Q-values mean anything?
 
 A Q-value is a prediction: the discounted return the agent expects from here on. We can check

@@ -156,7 +156,28 @@ In the full-mode run (150 updates of 8 episodes, 3 seeds) the baseline run reach
 return of about 497 over its last 10 updates, while plain REINFORCE stood at about 184 with a
 spread across seeds as large as its mean: same data budget, same learning rate, only the
 noise of the gradient differs.
+
+### Watch it
+
+One CartPole start before training (uniformly random pushes) and after, for the first seed of each
+run (the most likely action of its policy), drawn with Gymnasium's renderer at 50 frames per
+second:
 *)
+
+let watchSeed = Some(baseCfg.EvalSeed + baseCfg.Seeds[0])
+
+/// The first seed's most likely action of a trained REINFORCE agent.
+let reinforceAct (run: Reinforce.TrainResult) =
+    Video.actOfSeeds run.Agent.Seeds.Length 0 (fun obs -> Nn.Dist.mode (run.Agent.Actor.Dist obs))
+
+String.Join(
+    "",
+    [ Video.episodeHtml (Envs.make CartPole.Id) watchSeed (Video.randomAct CartPole.actionSpace (Random 0)) "before training (random pushes)"
+      Video.episodeHtml (Envs.make CartPole.Id) watchSeed (reinforceAct noBaseline) "REINFORCE, no baseline"
+      Video.episodeHtml (Envs.make CartPole.Id) watchSeed (reinforceAct withBaseline) "REINFORCE with the baseline" ]
+)
+|> fun videos -> $"<div style=\"display:flex;flex-wrap:wrap;gap:1em\">{videos}</div>"
+(*** include-it-raw ***)
 
 (**
 ## The variance problem, measured

@@ -233,6 +233,29 @@ let evalSummary =
 (*** include-value: evalSummary ***)
 
 (**
+## Watch it
+
+Seed 002 ends by watching the agent: "the pendulum can quickly rotate to the top and stay
+stable". The same start (the first evaluation seed) before training (uniformly random torques)
+and after (the trained policy's mean action): `Video.episodeHtml` draws every state with
+Gymnasium's renderer (`Envs.frame`) and plays it at Pendulum's 30 frames per second. The arrow is
+the torque of the last step. (`capture_video: true` records the same after a `train.fsx` run, into
+the run folder's `videos/` and its report.)
+*)
+
+let watchSeed = Some(cfg.EvalSeed + cfg.Seeds[0])
+
+let before =
+    Video.episodeHtml (Envs.make Pendulum.Id) watchSeed (Video.randomAct Pendulum.actionSpace (Random 0)) "before training (random torques)"
+
+let after =
+    let policy = Ppo.Runner.policyOf cfg result.Agent result.Normalizers
+    Video.episodeHtml (Envs.make Pendulum.Id) watchSeed (Video.actionOf policy 0) $"after training (seed {cfg.Seeds[0]})"
+
+Video.sideBySide before after
+(*** include-it-raw ***)
+
+(**
 ## What the networks learned
 
 Pendulum's state is two numbers, so we can look at the whole function. The critic V(θ, θ̇)

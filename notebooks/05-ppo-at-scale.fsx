@@ -139,6 +139,39 @@ Charts.learningCurve SeedView.MeanStd "global_step" "episodic_return" table
 (*** include-it-raw ***)
 
 (**
+### Watch it: MountainCar reaching the flag
+
+CartPole's trained poles just stand still; MountainCar shows what the zoo config learned above:
+rock back and forth to build momentum, then drive up to the flag. One seed of
+`ppo-mountaincar-zoo.yaml` (1e6 steps here, about a minute and a half; a few thousand in quick
+mode, which does not reach the flag), its first evaluation start before training (random pushes)
+and after (the mean action of the policy), drawn with Gymnasium's renderer at 30 frames per
+second.
+*)
+
+let zoo =
+    let c =
+        Config.load Ppo.PpoConfig.fields Ppo.PpoConfig.seedDefaults (Path.Combine(configs, "ppo-mountaincar-zoo.yaml"))
+
+    { c with
+        Run.NumSeeds = 1
+        TotalTimesteps = (if quick then 2048L else c.TotalTimesteps)
+        EvalEpisodes = (if quick then 1 else c.EvalEpisodes)
+    }
+
+let zooRun = Ppo.Loop.train zoo Ppo.Loop.noHooks None
+let zooStart = Some(zoo.EvalSeed + zoo.Seeds[0])
+
+Video.sideBySide
+    (Video.episodeHtml (Envs.make MountainCar.Id) zooStart (Video.randomAct MountainCar.actionSpace (Random 0)) "before training (random pushes)")
+    (Video.episodeHtml
+        (Envs.make MountainCar.Id)
+        zooStart
+        (Video.actionOf (Ppo.Runner.policyOf zoo zooRun.Agent zooRun.Normalizers) 0)
+        $"after {zoo.TotalTimesteps} steps (seed {zoo.Seeds[0]})")
+(*** include-it-raw ***)
+
+(**
 ## The diagnostics panels
 
 Seed 001's table, with CleanRL's names where they exist: losses, entropy, approx KL (k3

@@ -112,8 +112,23 @@ let private expectPlays (what: string) (checks: Browser.VideoCheck list) =
     | _ -> failtestf "%s: expected one video, got %A" what checks
 
 /// The tiny literate notebook of the fsdocs test: front matter as in notebooks/*.fsx, one
-/// markdown block and one evaluated value, no project scripts.
-let private tinyNotebook =
+/// markdown block, one evaluated value, and (with the library loaded as the notebooks load it)
+/// an episode video and a chart as the notebooks show them.
+let private tinyNotebook (scripts: string) =
+    let lib =
+        $"""(*** hide ***)
+#load "{scripts}/prepare.fsx"
+#load "{scripts}/load.fsx"
+open Rl
+Charts.plotlyScript ()
+(*** include-it-raw ***)
+(** An episode as the notebooks show one: *)
+Video.episodeHtml (Envs.make CartPole.Id) (Some 1L) (Video.randomAct CartPole.actionSpace (System.Random 0)) "random pushes"
+(*** include-it-raw ***)
+Charts.lines "a chart" "x" "y" [ "line", [| 0.0; 1.0 |], [| 0.0; 1.0 |] ] |> Charts.toHtml
+(*** include-it-raw ***)
+"""
+
     """(**
 ---
 title: Browser check
@@ -130,6 +145,7 @@ This page was rendered by `fsdocs build --eval` for tests/BrowserTests.fs.
 1 + 1
 (*** include-it ***)
 """
+    + lib
 
 /// The arguments of build.fsx's `fsdocsArgs` (the Notebooks target): keep the two in step.
 let private fsdocsArgs (input: string) (output: string) =
@@ -264,7 +280,8 @@ let tests =
                 let output = tempDir "rl-fsdocs-out"
 
                 try
-                    File.WriteAllText(Path.Combine(input, "browser-check.fsx"), tinyNotebook)
+                    let scripts = Path.Combine(repoRoot.Value, "scripts").Replace('\\', '/')
+                    File.WriteAllText(Path.Combine(input, "browser-check.fsx"), tinyNotebook scripts)
 
                     File.Copy(
                         Path.Combine(repoRoot.Value, "notebooks", "_template.html"),
@@ -283,6 +300,17 @@ let tests =
                     Expect.isEmpty p.ExternalRequests "no request leaves the machine"
                     Expect.isEmpty p.FailedRequests "every local file loads"
                     Expect.isEmpty p.ScriptErrors "no script error"
+                    Expect.equal p.PlotlyCharts 1 "the chart renders"
+                    // the episode video plays (needs ffmpeg; without it the page shows PNG frames)
+                    if Video.ffmpeg().IsSome then
+                        match Browser.checkVideosFile page with
+                        | [ v ] ->
+                            Expect.isTrue v.Loaded $"the episode video loads ({v})"
+                            Expect.isTrue v.Played "and plays"
+                            Expect.isGreaterThan v.Duration 0.1 "for the episode's length"
+                        | other -> failtest $"expected one video, got {other}"
+                    else
+                        Expect.stringContains html "data:image/png;base64," "frames as images without ffmpeg"
                 finally
                     Directory.Delete(input, true)
                     Directory.Delete(output, true)

@@ -107,6 +107,38 @@ let actionOf (policy: PolicyExport.LoadedPolicy) (k: int) (obs: float32[]) : Act
     | Space.Discrete _ -> Action.Discrete(int a[0])
     | _ -> Action.Continuous a
 
+/// Seed index `k`'s deterministic action as a single env takes it, from `act`, which maps
+/// observations [S; B; obsDim] float32 (S = `seeds`) to actions: [S; B] int64 indices (discrete)
+/// or [S; B; actDim] (continuous). No gradient is recorded. For the in-memory agents of the
+/// notebooks (e.g. `fun obs -> Nn.Dist.mode (agent.Actor.Dist obs)`).
+let actOfSeeds
+    (seeds: int)
+    (k: int)
+    (act: TorchSharp.torch.Tensor -> TorchSharp.torch.Tensor)
+    (obs: float32[])
+    : Action =
+    use _ng = TorchSharp.torch.no_grad ()
+    use scope = TorchSharp.torch.NewDisposeScope()
+
+    let x =
+        TorchSharp.torch.tensor(obs).reshape(1L, 1L, int64 obs.Length).expand(int64 seeds, 1L, int64 obs.Length)
+
+    let a = act x
+    let row = a[int64 k, 0L]
+
+    if row.dtype = TorchSharp.torch.int64 || row.dtype = TorchSharp.torch.int32 then
+        Action.Discrete(int (row.item<int64>()))
+    else
+        Action.Continuous(row.``to``(TorchSharp.torch.float64).data<float>().ToArray())
+
+/// A uniformly random action of `space` drawn from `rng` (the "before training" episodes).
+let randomAct (space: Space) (rng: Random) (_: float32[]) : Action =
+    match space with
+    | Space.Discrete(n, start) -> Action.Discrete(start + rng.Next n)
+    | Space.Box(low, high, _) ->
+        Action.Continuous(Array.init low.Length (fun i -> low[i] + (high[i] - low[i]) * rng.NextDouble()))
+    | s -> invalidArg "space" $"no random action for the space {s}"
+
 /// Raised when a video cannot be written: names the file and what failed (ffmpeg's own message).
 exception VideoError of path: string * reason: string with
     override e.Message = $"could not write the video {e.path}: {e.reason}"
@@ -301,3 +333,41 @@ let captionIn (runDir: string) (file: string) : string =
         let start = if c[3] = "" then "" else $", start seed {c[3]}"
         $"seed {c[1]}, deterministic episode {c[2]}{start}: return {ret:F1} over {c[5]} steps"
     | None -> file
+
+/// HTML showing one episode of `act` on `env` (reset with `seed`), for notebooks and pages: the
+/// episode as an MP4 `<video>` that plays offline (see `Report.videoHtml`) with `caption` and the
+/// episode's return; without ffmpeg, its first, middle and last frames as images and one line
+/// saying how to get ffmpeg. Raises `VideoError` when ffmpeg fails, `Envs.frame`'s errors for an
+/// env that does not draw itself.
+let episodeHtml (env: IEnv) (seed: int64 option) (act: float32[] -> Action) (caption: string) : string =
+    let e = recordEpisode env seed act
+    let caption = $"{caption}: return {e.Return:F1} over {e.Length} steps"
+
+    match ffmpeg () with
+    | Some program ->
+        let dir = Path.Combine(Path.GetTempPath(), $"rl-video-{Guid.NewGuid():N}")
+        let path = Path.Combine(dir, fileName NamePrefix 0)
+
+        try
+            writeMp4 program (fpsOf env.Id) path e.Frames
+            Report.videoHtml path caption
+        finally
+            try
+                Directory.Delete(dir, true)
+            with _ ->
+                ()
+    | None ->
+        let pick = [ List.head e.Frames; e.Frames[e.Frames.Length / 2]; List.last e.Frames ]
+
+        let images =
+            pick
+            |> List.map (fun f ->
+                $"<img style=\"max-width:32%%;border:1px solid #ddd\" src=\"data:image/png;base64,{Convert.ToBase64String(f.ToPng())}\">")
+
+        let note = Net.WebUtility.HtmlEncode howToGetFfmpeg
+
+        $"<figure class=\"rl-video\" style=\"margin:0\">{String.Join(String.Empty, images)}<figcaption style=\"font-size:90%%;color:#555\">{Net.WebUtility.HtmlEncode caption} (first, middle and last frame; {note})</figcaption></figure>"
+
+/// Two episodes side by side (e.g. before and after training), each as `episodeHtml` gives it.
+let sideBySide (left: string) (right: string) : string =
+    $"<div style=\"display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start\">{left}{right}</div>"

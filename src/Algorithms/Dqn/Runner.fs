@@ -131,7 +131,9 @@ module Runner =
 
     /// The greedy policy of a restored DQN state (`Train.Algorithm.Policy`): the index of the
     /// largest Q-value, as `Agent.evaluate` computes it; per seed the online Q-network as numbers.
-    let policy (cfg: DqnConfig) (agent: Agent, _: Progress) : PolicyExport.LoadedPolicy =
+    /// The greedy policy of a trained agent (what `policy` restores from a checkpoint; e.g.
+    /// `Loop.train`'s result in a notebook). `Release` disposes the agent.
+    let policyOf (cfg: DqnConfig) (agent: Agent) : PolicyExport.LoadedPolicy =
         let obsSpace, space = PolicyExport.spacesOf cfg.EnvId
 
         {
@@ -152,6 +154,9 @@ module Runner =
                     (PolicyExport.outputFor space None false)
             Release = fun () -> (agent :> IDisposable).Dispose()
         }
+
+    /// `policyOf` of a state restored from a checkpoint.
+    let policy (cfg: DqnConfig) (agent: Agent, _: Progress) = policyOf cfg agent
 
     /// DQN for the run driver (`train.fsx algo=dqn`): checkpoints every `checkpoint_every` log
     /// windows; summary.json adds, per seed, the first step where the mean of 20 training episodes

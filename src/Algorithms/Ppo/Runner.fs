@@ -130,7 +130,9 @@ module Runner =
     /// (clipped into the action box) or the most likely action, on observations normalised with
     /// the run's statistics, as `Evaluate.evaluate` computes it; per seed the actor's (or the
     /// shared network's) trunk and policy layer as numbers.
-    let policy (cfg: PpoConfig) (agent: Agent, _: Progress, norm: Normalizers) : PolicyExport.LoadedPolicy =
+    /// The deterministic policy of a trained agent and its normalizers (what `policy` restores
+    /// from a checkpoint; e.g. `Loop.train`'s result in a notebook). `Release` disposes the agent.
+    let policyOf (cfg: PpoConfig) (agent: Agent) (norm: Normalizers) : PolicyExport.LoadedPolicy =
         let obsSpace, space = PolicyExport.spacesOf cfg.EnvId
 
         let trunk, head =
@@ -168,6 +170,9 @@ module Runner =
                     (PolicyExport.outputFor space scale true)
             Release = fun () -> (agent :> IDisposable).Dispose()
         }
+
+    /// `policyOf` of a state restored from a checkpoint.
+    let policy (cfg: PpoConfig) (agent: Agent, _: Progress, norm: Normalizers) = policyOf cfg agent norm
 
     /// Writes `report.html` for a PPO run folder from its `metrics.csv` and summary pairs.
     let writeReport (dir: string) (title: string) (summary: (string * SummaryValue) list) =
