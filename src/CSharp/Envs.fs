@@ -325,6 +325,31 @@ type Env internal (env: IEnv) =
     /// `NotSupportedException` for an env that does not draw itself.
     member _.Render() : Frame = Envs.frame env
 
+    member private _.Record(path: string, seed: Nullable<int64>, act: float32[] -> Action) : string =
+        if String.IsNullOrWhiteSpace path then
+            invalidArg "path" "give the video's file path, e.g. videos/cartpole.mp4"
+
+        let episode = Video.recordEpisode env (Option.ofNullable seed) act
+        Video.saveAs path (Video.fpsOf env.Id) episode
+
+    /// Plays one episode with `act` (observation -> discrete action) from `Reset(seed)` and writes
+    /// it as the MP4 video `path` at the env's frames per second (ffmpeg; without it, PNG frames in
+    /// the folder `path` without its extension). Returns the path written. Every state is drawn
+    /// with `Render` (a custom env's override too). Raises `Video.VideoError` when ffmpeg fails,
+    /// and `Render`'s errors.
+    member this.RecordVideo(path: string, act: Func<float32[], int>, [<Optional>] seed: Nullable<int64>) : string =
+        if isNull act then
+            nullArg "act"
+
+        this.Record(path, seed, fun obs -> Action.Discrete(act.Invoke obs))
+
+    /// `RecordVideo` for a continuous action space: `act` returns `ActionSpace.Size` values.
+    member this.RecordVideo(path: string, act: Func<float32[], double[]>, [<Optional>] seed: Nullable<int64>) : string =
+        if isNull act then
+            nullArg "act"
+
+        this.Record(path, seed, fun obs -> Action.Continuous(act.Invoke obs))
+
     /// FrozenLake-v1's text form (Gymnasium's `render_mode="ansi"`): the last action, then the
     /// map with the agent's tile on a red background (ANSI escape codes). Raises
     /// `NotSupportedException` for other envs and `InvalidOperationException` before `Reset`.

@@ -265,9 +265,13 @@ let writePngs (dir: string) (frames: Frame list) =
 /// Saves an episode as `dir/{prefix}-episode-{episode}.mp4` with ffmpeg, or, without ffmpeg, as
 /// PNG frames in the folder `dir/{prefix}-episode-{episode}/` (printing `howToGetFfmpeg` once per
 /// call). Returns the path written. Raises `VideoError` when ffmpeg fails.
-let save (dir: string) (prefix: string) (episodeId: int) (fps: int) (episode: Episode) : string =
-    let path = Path.Combine(dir, fileName prefix episodeId)
+let rec save (dir: string) (prefix: string) (episodeId: int) (fps: int) (episode: Episode) : string =
+    saveAs (Path.Combine(dir, fileName prefix episodeId)) fps episode
 
+/// Saves an episode as the MP4 file `path` with ffmpeg, or, without ffmpeg, as PNG frames in the
+/// folder `path` without its extension (printing `howToGetFfmpeg`). Returns the path written.
+/// Raises `VideoError` when ffmpeg fails.
+and saveAs (path: string) (fps: int) (episode: Episode) : string =
     match ffmpeg () with
     | Some program ->
         writeMp4 program fps path episode.Frames

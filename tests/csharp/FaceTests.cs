@@ -404,4 +404,77 @@ public class PolicyTests
         using var env = Envs.Make("CartPole-v1");
         Assert.Equal(4, env.Reset(1).Length);
     }
+
+    [Fact]
+    public void RenderGivesGymnasiumSizedFramesAndFrozenLakeText()
+    {
+        using var env = Envs.Make("CartPole-v1");
+        Assert.Throws<InvalidOperationException>(() => env.Render());
+        env.Reset(1);
+        var frame = env.Render();
+        Assert.Equal(600, frame.Width);
+        Assert.Equal(400, frame.Height);
+        Assert.Equal(600 * 400 * 3, frame.Pixels.Length);
+        Assert.Equal((255, 255, 255), (frame.Pixels[0], frame.Pixels[1], frame.Pixels[2]));
+        Assert.Throws<NotSupportedException>(() => env.RenderAnsi());
+
+        using var lake = Envs.Make("FrozenLake-v1");
+        lake.Reset(0);
+        Assert.Equal("\n\u001b[41mS\u001b[0mFFF\nFHFH\nFFFH\nHFFG\n", lake.RenderAnsi());
+        Assert.Equal((256, 256), (lake.Render().Width, lake.Render().Height));
+    }
+
+    /// A custom env that draws its own frames: a 4 x 2 strip, the agent's cell red.
+    sealed class Strip : CustomEnv
+    {
+        public const string EnvId = "Strip-v0";
+        int pos;
+        public Strip() : base(EnvId, SpaceSpec.Box(new[] { 0.0 }, new[] { 3.0 }), SpaceSpec.Discrete(2), 6) { }
+        public override float[] OnReset(Random random) { pos = 0; return new[] { 0f }; }
+        public override EnvStep OnStep(EnvAction action)
+        {
+            pos = Math.Clamp(pos + (action.Index == 1 ? 1 : -1), 0, 3);
+            return new(new[] { (float)pos }, pos == 3 ? 1 : 0, pos == 3);
+        }
+        public override Rl.Frame Render()
+        {
+            var pixels = new byte[4 * 2 * 3];
+            for (var x = 0; x < 4; x++)
+                for (var y = 0; y < 2; y++)
+                {
+                    var i = (y * 4 + x) * 3;
+                    pixels[i] = x == pos ? (byte)255 : (byte)0;
+                }
+            return new Rl.Frame(4, 2, pixels);
+        }
+    }
+
+    [Fact]
+    public void ACustomEnvDrawsItsOwnFramesAndTheRecorderTakesThem()
+    {
+        Envs.Register(Strip.EnvId, () => new Strip(), replace: true);
+        var dir = Temp.Dir("rl-cs-video");
+        try
+        {
+            using var env = Envs.Make(Strip.EnvId);
+            env.Reset(0);
+            env.Step(1);
+            Assert.Equal(255, env.Render().Pixels[3]);
+            var written = env.RecordVideo(Path.Combine(dir, "strip.mp4"), obs => 1, seed: 0);
+            // an MP4 with ffmpeg, else the frames as PNG files in a folder named as the video
+            Assert.True(File.Exists(written) || Directory.GetFiles(written, "*.png").Length == 4, written);
+
+            // a custom env that does not override Render draws nothing: a clear refusal
+            Envs.Register(GridWalk.EnvId, () => new GridWalk(), replace: true);
+            using var walk = Envs.Make(GridWalk.EnvId);
+            walk.Reset(0);
+            var e = Assert.Throws<InvalidOperationException>(() => walk.Render());
+            Assert.Contains("Render returned no frame", e.Message);
+        }
+        finally
+        {
+            Envs.Unregister(Strip.EnvId);
+            Directory.Delete(dir, true);
+        }
+    }
 }
