@@ -188,14 +188,15 @@ module Render =
         /// a pixel all round (here: filled, then stroked 1 px wide, anti-aliased).
         member _.Polygon(points: (float * float) list, colour) =
             use paint = paintOf colour true
-            use path = new SKPath()
+            use builder = new SKPathBuilder()
 
             points
             |> List.iteri (fun i (x, y) ->
                 let p = SKPoint(float32 (truncate x) + 0.5f, dy (truncate y) - 0.5f)
-                if i = 0 then path.MoveTo p else path.LineTo p)
+                if i = 0 then builder.MoveTo p else builder.LineTo p)
 
-            path.Close()
+            builder.Close()
+            use path = builder.Detach()
             canvas.DrawPath(path, paint)
             paint.Style <- SKPaintStyle.Stroke
             paint.StrokeWidth <- 1.0f
@@ -223,13 +224,14 @@ module Render =
             use paint = paintOf colour true
             paint.Style <- SKPaintStyle.Stroke
             paint.StrokeWidth <- 1.0f
-            use path = new SKPath()
+            use builder = new SKPathBuilder()
 
             points
             |> List.iteri (fun i (x, y) ->
                 let p = SKPoint(float32 x + 0.5f, dy y - 0.5f)
-                if i = 0 then path.MoveTo p else path.LineTo p)
+                if i = 0 then builder.MoveTo p else builder.LineTo p)
 
+            use path = builder.Detach()
             canvas.DrawPath(path, paint)
 
         /// The finished frame.
@@ -296,8 +298,9 @@ module Render =
             let sign = if counterClockwise then -1.0f else 1.0f
             // Skia's angles are clockwise from 3 o'clock; start at 12 o'clock (-90 degrees)
             let sweep = 250.0f
-            use arc = new SKPath()
-            arc.AddArc(oval, -90.0f, sign * sweep)
+            use arcBuilder = new SKPathBuilder()
+            arcBuilder.AddArc(oval, -90.0f, sign * sweep)
+            use arc = arcBuilder.Detach()
             canvas.DrawPath(arc, paint)
             let endAngle = float (-90.0f + sign * sweep) * Math.PI / 180.0
 
@@ -312,11 +315,12 @@ module Render =
             use fill =
                 new SKPaint(Color = SKColors.Black, IsAntialias = true, Style = SKPaintStyle.Fill)
 
-            use tri = new SKPath()
-            tri.MoveTo(ex + tx * head, ey + ty * head)
-            tri.LineTo(ex - tx * head * 0.3f + nx * head * 0.55f, ey - ty * head * 0.3f + ny * head * 0.55f)
-            tri.LineTo(ex - tx * head * 0.3f - nx * head * 0.55f, ey - ty * head * 0.3f - ny * head * 0.55f)
-            tri.Close()
+            use triBuilder = new SKPathBuilder()
+            triBuilder.MoveTo(ex + tx * head, ey + ty * head)
+            triBuilder.LineTo(ex - tx * head * 0.3f + nx * head * 0.55f, ey - ty * head * 0.3f + ny * head * 0.55f)
+            triBuilder.LineTo(ex - tx * head * 0.3f - nx * head * 0.55f, ey - ty * head * 0.3f - ny * head * 0.55f)
+            triBuilder.Close()
+            use tri = triBuilder.Detach()
             canvas.DrawPath(tri, fill)
 
     /// Pendulum-v1 (`pendulum.py:181-268`): 500 x 500; `theta` (rad, 0 upright, counter-clockwise
@@ -499,11 +503,12 @@ module Render =
         fill.Color <- SKColor(46uy, 125uy, 50uy)
         canvas.DrawRect(SKRect(x + w * 0.34f, y + h * 0.48f, x + w * 0.66f, y + h * 0.8f), fill)
         fill.Color <- SKColor(200uy, 40uy, 40uy)
-        use hat = new SKPath()
-        hat.MoveTo(x + w * 0.32f, y + h * 0.3f)
-        hat.LineTo(x + w * 0.68f, y + h * 0.3f)
-        hat.LineTo(x + w * 0.5f, y + h * 0.1f)
-        hat.Close()
+        use hatBuilder = new SKPathBuilder()
+        hatBuilder.MoveTo(x + w * 0.32f, y + h * 0.3f)
+        hatBuilder.LineTo(x + w * 0.68f, y + h * 0.3f)
+        hatBuilder.LineTo(x + w * 0.5f, y + h * 0.1f)
+        hatBuilder.Close()
+        use hat = hatBuilder.Detach()
         canvas.DrawPath(hat, fill)
         // face
         fill.Color <- SKColor(240uy, 200uy, 160uy)

@@ -137,7 +137,6 @@ let randomAct (space: Space) (rng: Random) (_: float32[]) : Action =
     | Space.Discrete(n, start) -> Action.Discrete(start + rng.Next n)
     | Space.Box(low, high, _) ->
         Action.Continuous(Array.init low.Length (fun i -> low[i] + (high[i] - low[i]) * rng.NextDouble()))
-    | s -> invalidArg "space" $"no random action for the space {s}"
 
 /// Raised when a video cannot be written: names the file and what failed (ffmpeg's own message).
 exception VideoError of path: string * reason: string with
