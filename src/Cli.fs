@@ -59,7 +59,8 @@ let resolve (algo: string option) (runDir: string option) : string =
 /// folder's own algorithm); SIGTERM/SIGINT stop the run at the next update boundary
 /// (`Train.stopOnSignals`). Returns an exit code: 0 on success, 2 for a bad config or arguments,
 /// 1 for a failed run, 3 for a run stopped by a signal (after its checkpoint, when the algorithm
-/// resumes).
+/// resumes), 4 for a write or read that failed (a full disk: one line naming the file and the
+/// cause).
 let main (args: string list) : int =
     try
         let special, _ = Train.splitArgs args
@@ -92,6 +93,17 @@ let main (args: string list) : int =
         2
     | Train.TrainingDivergedException _ -> 1
     | :? Train.RunStoppedException -> 3
+    | :? InvalidDataException as e ->
+        eprintfn "damaged file: %s" e.Message
+        2
+    | :? IOException as e ->
+        // a full disk, a file-size limit, a failing device: the checkpoints are written atomically,
+        // so the last complete one is intact; metrics.csv may end in a half row, dropped on resume
+        eprintfn
+            "I/O error: %s (the last complete checkpoint is intact: free space and resume the run with resume=<run folder>)"
+            e.Message
+
+        4
 
 /// `evaluate.fsx`: the saved policy of run folder (or checkpoint folder) `path`, with the
 /// algorithm `algo` (None: the folder's own, see `resolve`), `episodes` deterministic episodes

@@ -382,9 +382,6 @@ let private captureVideos (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (dir: string) 
             eprintfn "capture_video: %s; the run, its metrics and its checkpoint in %s are intact" e.Message dir
     | _ -> ()
 
-/// Loads the run folder `runDir` for resuming with its own config and `overrides` (written back
-/// to its `config.yaml`). Raises `ConfigError` when the algorithm does not resume, or the
-/// loader's errors.
 /// Checks that the config's device exists on this machine before anything is written or loaded:
 /// raises `ConfigError` on `device` (one line from the command line, exit code 2) where
 /// `Native.device` refuses it (CUDA asked for on a machine without it, an unknown name).
@@ -398,6 +395,13 @@ let private checkDevice (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) =
     | :? ArgumentException as e ->
         raise (ConfigError("config", "device", name, "cpu, auto, or cuda / cuda:N where CUDA is available", e.Message))
 
+/// Loads run folder `runDir` for resuming: takes its lock (`RunLock.acquire`) before anything else
+/// is read or written, so a folder that another live process trains into is refused with the
+/// folder untouched; then its own config with `overrides` (written back to its `config.yaml`),
+/// the device and the state. Returns the config, the folder, the state and the held lock; on any
+/// error the lock is released and the error raised. Raises `ConfigError` when the algorithm does
+/// not resume or a config value is bad, and with source "run lock" when the folder is in use;
+/// `FileNotFoundException` without `config.yaml`; or the loader's errors.
 let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides: string list) =
     match algo.Load with
     | None ->
@@ -411,37 +415,56 @@ let private resumeRun (algo: Algorithm<'C, 'S, 'R>) (runDir: string) (overrides:
             )
         )
     | Some load ->
-        let cfg, configPath =
-            resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides
+        // a folder without config.yaml is no run folder: refused before a lock file is put in it
+        if not (File.Exists(Path.Combine(runDir, Run.ConfigFile))) then
+            resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides |> ignore
 
-        checkDevice algo cfg
-        let state = load cfg runDir
-        printfn "resuming %s at %s" runDir (fst (algo.Describe state))
-        Files.writeTextAtomic configPath (Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg)
-        cfg, Path.GetFullPath runDir, Some state
+        let lock = RunLock.acquire runDir
+
+        try
+            let cfg, configPath =
+                resumeConfig algo.Fields algo.Defaults algo.Validate runDir overrides
+
+            checkDevice algo cfg
+            let state = load cfg runDir
+            printfn "resuming %s at %s" runDir (fst (algo.Describe state))
+            Files.writeTextAtomic configPath (Config.seal (Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg))
+            cfg, Path.GetFullPath runDir, Some state, lock
+        with _ ->
+            lock.Release()
+            reraise ()
 
 /// A fresh run folder under `runs` for a valid config, after the device (and the algorithm's
-/// data) are checked.
+/// data) are checked, and its lock (`RunLock.acquire`), held from the moment the folder exists.
 let private freshRun (algo: Algorithm<'C, 'S, 'R>) (cfg: 'C) (runs: string) =
     checkDevice algo cfg
     algo.Check cfg
-    let yaml = Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg
-    cfg, Run.create runs algo.Name (algo.Target cfg) yaml, None
+    let yaml = Config.seal (Run.algorithmLine algo.Name + Config.toYaml algo.Fields cfg)
+    let dir = Run.create runs algo.Name (algo.Target cfg) yaml
+    cfg, dir, None, RunLock.acquire dir
 
-/// The config, run folder, restored state and checkpoint interval of a start: `FromArgs` with
+/// The config, run folder, restored state, checkpoint interval and the run folder's held lock
+/// (`RunLock`; the caller releases it when the run ends) of a start: `FromArgs` with
 /// `resume=<run dir>` resumes (the run's own config with the overrides applied); otherwise the
 /// config file (`config=`, default `algo.DefaultConfig`) with the overrides, in a fresh folder
 /// under `runs=` (default `runs`). Raises `ConfigError` (also for resuming an algorithm that does
-/// not resume) or the loader's errors before anything new is written.
+/// not resume, and, source "run lock", for a folder another live process trains into) or the
+/// loader's errors before anything new is written.
 let private beginRun (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>) =
     match start with
     | FromArgs args ->
         let special, overrides = splitArgs args
 
         let every =
-            special.TryFind "checkpoint_every" |> Option.map int |> Option.defaultValue 10
+            match special.TryFind "checkpoint_every" with
+            | None -> 10
+            | Some v ->
+                match Int32.TryParse v with
+                | true, n when n >= 1 -> n
+                | _ ->
+                    raise (ConfigError("arguments", "checkpoint_every", v, "an integer >= 1", "not a valid interval"))
 
-        let cfg, dir, state =
+        let cfg, dir, state, lock =
             match special.TryFind "resume" with
             | Some runDir -> resumeRun algo runDir overrides
             | None ->
@@ -452,22 +475,26 @@ let private beginRun (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>) =
 
                 freshRun algo cfg (special.TryFind "runs" |> Option.defaultValue "runs")
 
-        cfg, dir, state, every
+        cfg, dir, state, every, lock
     | FromConfig(cfg, runs, every) ->
         algo.Validate cfg
-        let cfg, dir, state = freshRun algo cfg runs
-        cfg, dir, state, every
+        let cfg, dir, state, lock = freshRun algo cfg runs
+        cfg, dir, state, every, lock
     | FromRunDir(runDir, every) ->
-        let cfg, dir, state = resumeRun algo runDir []
-        cfg, dir, state, every
+        let cfg, dir, state, lock = resumeRun algo runDir []
+        cfg, dir, state, every, lock
 
 /// The one skeleton of every run: config -> run folder -> progress bar -> per-update metrics
 /// (CSV + TensorBoard) -> the algorithm's periodic checkpoints -> evaluation -> `summary.json` +
 /// `report.html`. Writes nothing before the config is valid; when PPO diverges, says where the
 /// metrics and the last checkpoint are; when `options.Cancel` is cancelled, stops at the next
-/// update boundary after a checkpoint and raises `RunStoppedException`.
+/// update boundary after a checkpoint and raises `RunStoppedException`. One process at a time
+/// trains into a run folder: its lock (`RunLock`, `run.lock`) is held from the start until the run
+/// ends, however it ends; a resume of a folder that another live process holds raises
+/// `ConfigError` (source "run lock") and writes nothing.
 let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>) : Outcome =
-    let cfg, dir, resume, every = beginRun algo start
+    let cfg, dir, resume, every, lock = beginRun algo start
+    use _lock = lock
 
     printfn "run folder: %s" dir
 

@@ -44,9 +44,15 @@ let private retryScalarRace (name: string) (code: TestCode) : Test =
 /// failure, see `retryScalarRace`). When RL_TEST_SUMMARY names a file, the
 /// counts "passed failed ignored" are written there (build.fsx prints them as the final
 /// "N passed, N failed" line).
+/// `--train <args>`: instead of the tests, one training run as `scripts/train.fsx <args>` does it
+/// (`Cli.main`), exiting with its code: the child process that tests/FaultTests.fs kills (it
+/// starts in about a second, where `dotnet fsi` takes several).
 [<EntryPoint>]
 let main argv =
     Rl.Native.init ()
+
+    if argv.Length > 0 && argv[0] = "--train" then
+        exit (Rl.Cli.main (List.ofArray argv[1..]))
     let summaryFile = Environment.GetEnvironmentVariable "RL_TEST_SUMMARY"
     let printer = defaultConfig.printer
 

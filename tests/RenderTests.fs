@@ -202,12 +202,7 @@ let private episode (id: string) (draw: bool) =
     let mutable finished = false
 
     while not finished do
-        let action =
-            match env.ActionSpace with
-            | Space.Discrete(n, start) -> Action.Discrete(start + rng.Next n)
-            | Space.Box(low, high, _) ->
-                Action.Continuous(Array.init low.Length (fun i -> low[i] + (high[i] - low[i]) * rng.NextDouble()))
-            | s -> failtest $"unexpected space {s}"
+        let action = Video.randomAct env.ActionSpace rng [||]
 
         let r = env.Step action
         obs.Add r.Obs

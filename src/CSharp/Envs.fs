@@ -140,8 +140,10 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
 
     let clock = EpisodeClock maxEpisodeSteps
 
-    let broken (rule: string) (detail: string) =
-        raise (EnvContractException(id, clock.Elapsed, rule, detail))
+    let brokenAt (step: int) (rule: string) (detail: string) =
+        raise (EnvContractException(id, step, rule, detail))
+
+    let broken (rule: string) (detail: string) = brokenAt clock.Elapsed rule detail
 
     let checkObs (what: string) (obs: float32[]) =
         match EnvChecker.observationProblem observationSpace.Space obs with
@@ -205,8 +207,9 @@ type CustomEnv(id: string, observationSpace: SpaceSpec, actionSpace: SpaceSpec, 
 
         let r = this.OnStep action
 
+        // the step that returned nothing is the next one: the clock counts only returned steps
         if isNull r then
-            broken "OnStep must return an EnvStep" "it returned null"
+            brokenAt (clock.Elapsed + 1) "OnStep must return an EnvStep" "it returned null"
 
         let truncated = clock.Count(r.Terminated, r.Truncated)
         let obs = checkObs "every observation" r.Obs

@@ -40,7 +40,10 @@ module EnvUtil =
         else x
 
     let private fmt (xs: float[]) =
-        "[" + String.Join(", ", xs |> Array.map (fun x -> x.ToString "R")) + "]"
+        if isNull xs then
+            "null"
+        else
+            "[" + String.Join(", ", xs |> Array.map (fun x -> x.ToString "R")) + "]"
 
     /// Checks a single-env action against a `Space.Discrete` and returns the index.
     /// Raises `ArgumentException` naming the env, the action and the valid range when the index is
@@ -69,11 +72,20 @@ module EnvUtil =
     /// Checks a single-env action against a `Space.Box`: it must be `Action.Continuous` of the
     /// box's flat size with no NaN (infinities are allowed; the env clips them). Returns the values
     /// unclipped (some envs, e.g. MountainCarContinuous, use the unclipped action in the reward).
-    /// Raises `ArgumentException` naming the env, the action and the box otherwise.
+    /// Raises `ArgumentException` naming the env, the action and the box otherwise, also for a null
+    /// array (`ArgumentNullException`; a C# caller's `Step(null)`), instead of a
+    /// `NullReferenceException` from inside the env.
     let boxAction (envId: string) (space: Space) (action: Action) : float[] =
         match space with
         | Space.Box(low, high, _) ->
             match action with
+            | Action.Continuous null ->
+                raise (
+                    ArgumentNullException(
+                        "action",
+                        $"{envId}: the action is null; the action space {space} needs {low.Length} values in {fmt low}..{fmt high}"
+                    )
+                )
             | Action.Continuous xs when xs.Length <> low.Length ->
                 raise (
                     ArgumentException(

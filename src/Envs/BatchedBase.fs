@@ -73,7 +73,8 @@ type BatchedClassicEnv
     abstract Dynamics: state: torch.Tensor * action: torch.Tensor -> torch.Tensor * torch.Tensor * torch.Tensor
 
     /// Checks and converts an action tensor: discrete spaces take [N] of an integer dtype
-    /// (returned as int64), boxes take [N; actDim] of a floating dtype (returned in the state dtype,
+    /// (returned as int64; floating, complex and bool tensors are refused), boxes take [N; actDim]
+    /// of a floating dtype (returned in the state dtype,
     /// unclipped). Moves it to the env's device. Raises `ArgumentException` naming the env, the
     /// shape or offending value and the valid range. The value checks (range, NaN) read one
     /// scalar back from the device; `ValidateActions <- false` skips them.
@@ -86,7 +87,12 @@ type BatchedClassicEnv
                 fail
                     $"{id}: expected a discrete action tensor of shape [{n}] (one index in {start}..{start + k - 1} per copy), got shape {action.shape |> Array.toList}"
 
-            if action.is_floating_point () || action.dtype = torch.ScalarType.Bool then
+            // complex tensors too: converting one to int64 would silently drop its imaginary part
+            if
+                action.is_floating_point ()
+                || action.is_complex ()
+                || action.dtype = torch.ScalarType.Bool
+            then
                 fail $"{id}: expected an integer action tensor (int64), got dtype {action.dtype}"
 
             let a = action.``to`` (torch.int64, device)

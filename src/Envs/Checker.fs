@@ -39,7 +39,9 @@ let private spaceProblems (name: string) (space: Space) =
 let private fmt (xs: float32[]) =
     "[" + String.Join(", ", xs |> Array.map (fun x -> x.ToString "R")) + "]"
 
-/// The observation rule broken by `obs`, if any: its length, then containment in `space`.
+/// The observation rule broken by `obs`, if any: its length, then containment in `space`, then
+/// finiteness: an infinity lies in a Box whose bound is infinite (as Gymnasium's `Box.contains`
+/// says), but no network can take it, so it is refused as Gymnasium's passive checker warns of it.
 let observationProblem (space: Space) (obs: float32[]) : string option =
     if isNull obs then
         Some "the observation is null"
@@ -47,6 +49,9 @@ let observationProblem (space: Space) (obs: float32[]) : string option =
         Some $"observation {fmt obs} has {obs.Length} values, the observation space {space} needs {space.FlatSize}"
     elif not (space.Contains(Array.map float obs)) then
         Some $"observation {fmt obs} is outside the observation space {space}"
+    elif not (Array.forall Single.IsFinite obs) then
+        Some
+            $"observation {fmt obs} is not finite; observations must be finite numbers, also in the unbounded space {space}"
     else
         None
 

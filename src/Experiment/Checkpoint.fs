@@ -58,6 +58,11 @@ module Checkpoint =
     [<Literal>]
     let private ExtraFile = "extra.json"
 
+    /// The manifest's own SHA-256 (hex), written beside it (checkpoints from before it existed
+    /// have none and are read as before).
+    [<Literal>]
+    let ManifestChecksumFile = ManifestFile + ".sha256"
+
     let private fail path problem = raise (CheckpointError(path, problem))
 
     let private validName = Regex(@"^[A-Za-z0-9_\-]+\z")
@@ -109,9 +114,18 @@ module Checkpoint =
     /// `manifest.json` last; then an existing `dir` is renamed aside, the new folder renamed to
     /// `dir`, and the old one deleted. If the process dies in between, `load` recovers the newest
     /// complete copy. One writer per checkpoint folder at a time. Names must be letters, digits,
-    /// `_` or `-` and unique per kind (`ArgumentException`); IO errors propagate after the
-    /// temporary folder is removed, leaving an older checkpoint untouched.
-    let save
+    /// `_` or `-` and unique per kind (`ArgumentException`); a failed write (a full disk) raises
+    /// `Files.WriteFailedException` naming the checkpoint after the temporary folder is removed,
+    /// leaving an older checkpoint untouched.
+    let rec save
+        (dir: string)
+        (modules: (string * torch.nn.Module) list)
+        (optimizers: (string * Modules.OptimizerHelper) list)
+        (extra: Map<string, string>)
+        : unit =
+        Files.writing dir (fun () -> saveUnchecked dir modules optimizers extra)
+
+    and private saveUnchecked
         (dir: string)
         (modules: (string * torch.nn.Module) list)
         (optimizers: (string * Modules.OptimizerHelper) list)
@@ -170,6 +184,9 @@ module Checkpoint =
 
                 w.WriteEndArray()
                 w.WriteEndObject())
+
+            // the manifest's own checksum, so that a damaged manifest is refused as such
+            Files.writeChecksum (Path.Combine(tmp, ManifestFile))
         with _ ->
             (try
                 Directory.Delete(tmp, true)
@@ -200,6 +217,11 @@ module Checkpoint =
             fail
                 dir
                 (sprintf "no %s: the checkpoint is incomplete (interrupted save?) or not a checkpoint" ManifestFile)
+
+        // checkpoints written before the manifest had its own checksum have no such file
+        match Files.checksumProblem path with
+        | Some problem -> fail dir problem
+        | None -> ()
 
         try
             use doc = JsonDocument.Parse(File.ReadAllText path)

@@ -19,7 +19,9 @@ open YamlDotNet.RepresentationModel
 /// that does not parse or is out of range, or a failed cross-field check.
 /// `Source` is where it came from (a file path, `override 'k=v'`, `yaml` or `check`); `Key` and
 /// `Value` are the offending key and its text (empty for a syntax error); `Allowed` says what is
-/// accepted; `Problem` says what is wrong.
+/// accepted; `Problem` says what is wrong. The message is `Source: Problem` when there is neither
+/// a key nor `Allowed` (a syntax error), else it names the key (also an empty one, a YAML `: v`),
+/// the value and what is allowed.
 exception ConfigError of Source: string * Key: string * Value: string * Allowed: string * Problem: string with
     override this.Message =
         let where =
@@ -28,7 +30,7 @@ exception ConfigError of Source: string * Key: string * Value: string * Allowed:
             else
                 this.Source + ": "
 
-        if String.IsNullOrEmpty this.Key then
+        if String.IsNullOrEmpty this.Key && String.IsNullOrEmpty this.Allowed then
             where + this.Problem
         else
             let allowed =
@@ -330,6 +332,27 @@ module Config =
             | Ok c -> c
             | Error problem -> fail source key value f.Allowed problem
 
+    /// A YAML node as text for an error message: YamlDotNet's rendering cut to 80 characters (an
+    /// alias can make a node contain itself, `a: &x [*x]`, which renders as thousands of brackets).
+    let private nodeText (node: YamlNode) =
+        let s = string node
+        if s.Length <= 80 then s else s.Substring(0, 80) + "..."
+
+    /// The start of the last YAML event that parses in `yaml`: where YamlDotNet stopped when it
+    /// fails without saying where (it raises `InvalidOperationException` for a flow list left
+    /// open before more lines, `a: [1` then `b: 2`, and `ArgumentException` for an empty tag `!<>`).
+    let private lastParsedMark (yaml: string) =
+        let parser = Parser(new StringReader(yaml))
+        let mutable mark = Mark.Empty
+
+        try
+            while parser.MoveNext() do
+                mark <- parser.Current.Start
+        with _ ->
+            ()
+
+        mark
+
     let private scalarText (source: string) (key: string) (node: YamlNode) =
         match node with
         | :? YamlScalarNode as s -> if isNull s.Value then "" else s.Value
@@ -343,12 +366,12 @@ module Config =
                         fail
                             source
                             key
-                            (string n)
+                            (nodeText n)
                             "a list of plain values"
                             "nested lists or mappings are not supported")
 
             ConfigText.formatList items
-        | _ -> fail source key (string node) "a plain value or a list" "nested mappings are not supported"
+        | _ -> fail source key (nodeText node) "a plain value or a list" "nested mappings are not supported"
 
     /// Reads `yaml` (a mapping of keys to plain values or flow/block lists; comments allowed; an
     /// empty document gives `defaults`) into a record starting from `defaults`. `source` names
@@ -374,8 +397,17 @@ module Config =
                     inner
 
             fail source "" "" "" (sprintf "YAML error at line %d, column %d: %s" e.Start.Line e.Start.Column problem)
-        | :? ArgumentException as e -> fail source "" "" "" ("YAML error (duplicate key?): " + e.Message)
-        | e -> fail source "" "" "" ("YAML error (unterminated list or quote?): " + e.Message)
+        | e ->
+            // YamlDotNet raises these without a position: name where parsing stopped
+            let at = lastParsedMark yaml
+
+            let problem =
+                match e with
+                | :? ArgumentException as a when a.Message.Contains "same key" -> "duplicate key in the YAML mapping"
+                | :? ArgumentException as a -> a.Message
+                | _ -> "the text from here on does not parse (an unterminated list, mapping or quote?)"
+
+            fail source "" "" "" (sprintf "YAML error at line %d, column %d: %s" at.Line at.Column problem)
 
         match List.ofSeq stream.Documents with
         | [] -> defaults
@@ -388,7 +420,13 @@ module Config =
                         let key =
                             match kv.Key with
                             | :? YamlScalarNode as k -> k.Value
-                            | k -> fail source (string k) "" "" "keys must be plain text"
+                            | k ->
+                                fail
+                                    source
+                                    (nodeText k)
+                                    ""
+                                    ("one of the keys " + validKeys fields)
+                                    "keys must be plain text"
 
                         set source fields key (scalarText source key kv.Value) cfg)
                     defaults
@@ -399,13 +437,70 @@ module Config =
     /// `parseFrom "yaml"`: reads a YAML mapping into a record; see `parseFrom`.
     let parse (fields: Field<'C> list) (defaults: 'C) (yaml: string) : 'C = parseFrom "yaml" fields defaults yaml
 
+    /// The first line of a sealed config (see `seal`).
+    [<Literal>]
+    let SealedMarker =
+        "# sealed: the last line is a SHA-256 checksum of this file; to edit the file by hand, delete this line and the last"
+
+    /// The prefix of a sealed config's last line.
+    [<Literal>]
+    let ChecksumPrefix = "# sha256: "
+
+    let private sha256 (text: string) =
+        Convert.ToHexString(Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes text)).ToLowerInvariant()
+
+    /// A config text as run folders keep it (`config.yaml`): `SealedMarker` first, then `text`,
+    /// then `# sha256: <hex>` of everything before that line, so that `load` refuses a damaged
+    /// or truncated file instead of reading other values than the run was trained with.
+    let seal (text: string) : string =
+        let body = SealedMarker + "\n" + text + (if text.EndsWith "\n" then "" else "\n")
+        body + ChecksumPrefix + sha256 body + "\n"
+
+    /// Checks a sealed config text (`seal`); unsealed texts (config files written by hand, run
+    /// folders from before sealing) pass. Raises `ConfigError` naming `source` for a sealed text
+    /// whose checksum line is missing (truncated) or does not match (damaged or edited).
+    let checkSeal (source: string) (text: string) =
+        let text = text.Replace("\r\n", "\n")
+
+        let sealedStart =
+            text.StartsWith SealedMarker
+            || text.Split('\n')
+               |> Array.truncate 3
+               |> Array.exists (fun l -> l.StartsWith "# sealed:")
+
+        if sealedStart then
+            let trimmed = text.TrimEnd '\n'
+            let cut = trimmed.LastIndexOf '\n'
+            let last = if cut < 0 then trimmed else trimmed.Substring(cut + 1)
+
+            if not (last.StartsWith ChecksumPrefix) then
+                fail
+                    source
+                    ""
+                    ""
+                    ""
+                    "the file is sealed but its checksum line is missing: it was truncated or damaged (give resume= the key=value overrides you need instead of editing the file)"
+
+            let body = trimmed.Substring(0, cut + 1)
+
+            if last.Substring(ChecksumPrefix.Length).Trim() <> sha256 body then
+                fail
+                    source
+                    ""
+                    ""
+                    ""
+                    "the file does not match its checksum line: it was damaged or edited by hand (change keys with key=value overrides on resume=, or delete the first and last lines to accept a hand edit)"
+
     /// Reads the YAML file at `path` into a record (see `parseFrom`); errors name the file.
-    /// Raises `ConfigError` also when the file does not exist.
+    /// Raises `ConfigError` also when the file does not exist, and for a sealed file that was
+    /// damaged (`checkSeal`).
     let load (fields: Field<'C> list) (defaults: 'C) (path: string) : 'C =
         if not (File.Exists path) then
             fail path "" "" "" "config file not found"
 
-        parseFrom path fields defaults (File.ReadAllText path)
+        let text = File.ReadAllText path
+        checkSeal path text
+        parseFrom path fields defaults text
 
     /// Splits one `key=value` override at the first `=` (the value may contain `=`); the key is
     /// trimmed. Raises `ConfigError` for text without `=` or with an empty key.

@@ -43,10 +43,23 @@ module Field =
         else
             kind + " " + allowed
 
+    /// `ConfigText.parseFloat` for config values, which the runs compute with in float32 tensors:
+    /// refuses NaN (no setting means "not a number", also where any float is allowed) and finite
+    /// values beyond float32's range (|x| > 3.4e38), on which libtorch raises an
+    /// `ExternalException` ("value cannot be converted to type float without overflow") in the
+    /// middle of a run, after its folder was written; infinities are left to the field's range.
+    let private parseSetting (text: string) : Result<float, string> =
+        match ConfigText.parseFloat text with
+        | Ok x when Double.IsNaN x -> Error "not a number (NaN)"
+        | Ok x when Double.IsFinite x && abs x > double Single.MaxValue ->
+            Error "too large for the float32 tensors a run computes with (|x| <= 3.4e38, or .inf)"
+        | r -> r
+
     /// A 64-bit float field with a range, e.g.
     /// `Field.float "gamma" "Discount factor." (Allow.openClosed 0.0 1.0) (fun c -> c.Gamma) (fun c v -> { c with Gamma = v })`.
+    /// NaN and finite values beyond float32's range are refused whatever the range (see `parseSetting`).
     let float key doc (allowed: string, check: float -> bool) (get: 'C -> float) (set: 'C -> float -> 'C) =
-        custom key doc (describe "float" allowed) ConfigText.formatFloat (inRange ConfigText.parseFloat check) get set
+        custom key doc (describe "float" allowed) ConfigText.formatFloat (inRange parseSetting check) get set
 
     /// A 32-bit integer field with a range; accepts `100_000`, `1e5` and other whole-valued notations.
     let int key doc (allowed: string, check: int -> bool) (get: 'C -> int) (set: 'C -> int -> 'C) =
@@ -231,7 +244,7 @@ module Field =
             | "~"
             | "null"
             | "none" -> Ok None
-            | _ -> inRange ConfigText.parseFloat check s |> Result.map Some
+            | _ -> inRange parseSetting check s |> Result.map Some
 
         let format =
             function
@@ -274,7 +287,7 @@ module Field =
         (get: 'C -> float list)
         (set: 'C -> float list -> 'C)
         =
-        list "float" (inRange ConfigText.parseFloat check) ConfigText.formatFloat key doc allowed get set
+        list "float" (inRange parseSetting check) ConfigText.formatFloat key doc allowed get set
 
     /// A list of 32-bit integers (e.g. hidden layer sizes `[64, 64]`); each item must pass the range.
     let intList key doc (allowed: string, check: int -> bool) (get: 'C -> int list) (set: 'C -> int list -> 'C) =

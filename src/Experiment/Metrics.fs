@@ -368,7 +368,8 @@ module Metrics =
     /// Opens a metrics log as `options` says. A fresh log creates `metrics.csv` with the header
     /// (raising `IOException` if one exists and `Append` is false); an appending log checks the
     /// existing header (raising `InvalidDataException` if it differs), loads its rows into the
-    /// table, and drops an interrupted last line. Creates `Dir` if needed.
+    /// table, and drops an interrupted last line (raising `InvalidDataException` naming the file
+    /// for a line that does not parse). Creates `Dir` if needed.
     let openWith (options: MetricsOptions) : MetricsLog =
         let names = options.Columns |> List.map (fun c -> c.Name)
         let table = empty names
@@ -382,7 +383,18 @@ module Metrics =
             )
 
         if exists then
-            let read = readCsv path
+            let read =
+                try
+                    readCsv path
+                with
+                | :? FormatException
+                | :? ArgumentException as e ->
+                    raise (
+                        InvalidDataException(
+                            $"{path} is damaged ({e.Message}); the run was not resumed: repair or remove that line, then resume again",
+                            e
+                        )
+                    )
 
             let old =
                 match options.KeepUpToStep with
@@ -511,16 +523,19 @@ module Metrics =
                 | None -> t.Data.Count
 
         t.Data.Add row
-        log.Csv.Write(csvLine (Array.map formatValue row))
-        log.Csv.Flush()
+
+        Files.writing (Path.Combine(log.Options.Dir, CsvFile)) (fun () ->
+            log.Csv.Write(csvLine (Array.map formatValue row))
+            log.Csv.Flush())
 
         if log.Options.TensorBoard then
-            let w = writerFor log seed
+            Files.writing (Path.Combine(log.Options.Dir, "events.out.tfevents.*")) (fun () ->
+                let w = writerFor log seed
 
-            for c, v in Seq.zip log.Options.Columns row do
-                match c.Tag with
-                | Some tag when Double.IsFinite v -> w.add_scalar (tag, float32 v, step)
-                | _ -> ()
+                for c, v in Seq.zip log.Options.Columns row do
+                    match c.Tag with
+                    | Some tag when Double.IsFinite v -> w.add_scalar (tag, float32 v, step)
+                    | _ -> ())
 
     /// Logs one row given as `(column name or tag, value)` pairs (missing columns are NaN): appends it to the
     /// table, writes and flushes a CSV line, and writes each tagged finite value as a TensorBoard

@@ -414,6 +414,13 @@ module PpoConfig =
     let validate (c: PpoConfig) =
         Config.checkVectorization c.VectorizationMode c.Run.Device
 
+        // the batch (num_envs * num_steps) must be an int: every size below is one
+        Config.check
+            (int64 c.NumEnvs * int64 c.NumSteps <= int64 Int32.MaxValue)
+            "num_steps"
+            (string c.NumSteps)
+            $"num_envs * num_steps <= {Int32.MaxValue} (num_envs = {c.NumEnvs})"
+
         if c.NumMinibatches > 0 then
             Config.check
                 (c.BatchSize % c.NumMinibatches = 0)

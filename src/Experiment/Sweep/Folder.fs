@@ -94,6 +94,7 @@ module Folder =
             w.WriteEndObject()
 
         Files.writeBytesAtomic (Path.Combine(dir, SpecFile)) (ms.ToArray())
+        Files.writeChecksum (Path.Combine(dir, SpecFile))
 
     /// Reads `<dir>/points.json`. Raises `ConfigError` (key `sweep_dir`) when the folder has none or
     /// it cannot be read.
@@ -110,6 +111,10 @@ module Folder =
                     $"no {SpecFile} in it"
                 )
             )
+
+        match Files.checksumProblem path with
+        | Some problem -> raise (ConfigError("sweep", "sweep_dir", dir, $"a readable {SpecFile}", problem))
+        | None -> ()
 
         try
             use doc = Text.Json.JsonDocument.Parse(File.ReadAllText path)

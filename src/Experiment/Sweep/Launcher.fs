@@ -254,7 +254,11 @@ module Launcher =
 
         if launch.Workers <= 1 then
             for i in todo do
-                Point.runPoint cancel dir i |> ignore
+                try
+                    Point.runPoint cancel dir i |> ignore
+                with RunLock.Refused _ as e ->
+                    // another process trains this point: leave it to that one, go on with the rest
+                    eprintfn "[point %d/%d] %s: skipped: %s" i grid.Length (Grid.pointName grid[i]) e.Message
         else
             let results = Workers.runWorkers cancel command workDir dir launch.Workers todo
 
@@ -304,9 +308,13 @@ module Launcher =
     /// Local: every point runs in its own folder `<sweep_dir>/<pointName>/` (a point with a
     /// checkpoint but no summary.json is resumed, `Point.runPoint`), one after another in this process
     /// (`workers=1`) or `workers` at once as separate processes; then `summary.csv` and `report.html`
-    /// (`Collect.collect`). `cancel` stops the current runs at their next update boundary after a checkpoint
-    /// and raises `OperationCanceledException`. Slurm: writes points.json and sweep.sbatch, submits
-    /// it with `sbatch --parsable`, records the job id in slurm-jobs.txt and prints how to follow it.
+    /// (`Collect.collect`). A point that another live process trains (it holds the point's lock, see
+    /// `Point.runPoint`) is not trained twice: with `workers=1` it is skipped with a line, a worker
+    /// process or Slurm task given it is refused (exit code 2, the reason in its log); either way it is
+    /// listed among the points without a finished run. `cancel` stops the current runs at their next
+    /// update boundary after a checkpoint and raises `OperationCanceledException`. Slurm: writes
+    /// points.json and sweep.sbatch, submits it with `sbatch --parsable`, records the job id in
+    /// slurm-jobs.txt and prints how to follow it.
     let sweep
         (cancel: Threading.CancellationToken)
         (command: string list)

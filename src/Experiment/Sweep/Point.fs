@@ -27,8 +27,11 @@ module Point =
     /// are deleted and the point starts afresh with its overrides and the spec's task overrides.
     /// `cancel` stops the run at the next update boundary after writing its checkpoint (the run then
     /// raises an `OperationCanceledException`, `Train.RunStoppedException`). Writes the point's
-    /// state file (running, then done, stopped or failed with the reason). Returns the finished run
-    /// folder. Raises `ConfigError` for an index outside the grid.
+    /// state file (running, then done, stopped or failed with the reason). The point's folder is
+    /// locked (`RunLock`, `<point>/run.lock`) while it is trained, so two processes never train one
+    /// point at once. Returns the finished run folder. Raises `ConfigError` for an index outside the
+    /// grid, and (source "run lock", `RunLock.Refused`) when another live process trains the point:
+    /// then nothing is written, not even the point's state file.
     let runPoint (cancel: Threading.CancellationToken) (dir: string) (index: int) : string =
         let dir = Path.GetFullPath dir
         let spec = Folder.readSpec dir
@@ -55,6 +58,11 @@ module Point =
             writeState dir index $"done {d}"
             d
         | None ->
+            // one process per point: a second sweep, worker or Slurm task given a point that another
+            // live process trains is refused here, before it deletes, starts or writes anything
+            Directory.CreateDirectory pointDir |> ignore
+            use _lock = RunLock.acquire pointDir
+
             let args =
                 match Folder.resumableRun pointDir with
                 | Some run ->
