@@ -129,6 +129,10 @@ let code =
     | ConfigError _ as e ->
         eprintfn "%s" e.Message
         2
+    | :? IO.InvalidDataException
+    | :? FormatException as e ->
+        eprintfn "damaged file: %s" e.Message
+        2
     | :? OperationCanceledException as e ->
         eprintfn "stopped: %s" e.Message
         Sweep.Folder.StoppedExitCode

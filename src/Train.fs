@@ -567,8 +567,16 @@ let run (options: DriveOptions) (algo: Algorithm<'C, 'S, 'R>) (start: Start<'C>)
                  else
                      "")
 
-    Run.writeSummary dir summary.Pairs
     (log :> IDisposable).Dispose()
+    // the finished metrics.csv's checksum: readers of a finished run (sweep summaries) refuse a
+    // metrics log damaged since (a changed digit would otherwise pass as a real value)
+    let summaryPairs =
+        summary.Pairs
+        @ [
+            Run.MetricsChecksumKey, Text(Files.sha256 (Path.Combine(dir, Metrics.CsvFile)))
+        ]
+
+    Run.writeSummary dir summaryPairs
     captureVideos algo cfg dir
     algo.WriteReport dir cfg summary.Pairs
     printfn "wrote %s, %s, %s" Metrics.CsvFile Run.SummaryFile Run.ReportFile

@@ -491,6 +491,110 @@ let metricsCampaign (name: string) (args: string list) (extend: string) (cases: 
     finally
         Directory.Delete(root, true)
 
+/// Sweep folders: a finished two-point sweep (in-process, workers=1), then damaged copies of
+/// points.json, its checksum, a point's state file, metrics.csv and summary.json; `Status.status`
+/// and `Collect.collect` must refuse naming the file, or give exactly the undamaged status and
+/// summary rows (the state file is a status note: a damaged one may show another status, never a
+/// result). Returns per kind (survived, tried).
+let sweepCampaign (cases: int) (rng: Random) =
+    let root = tempDir "rl-sweep-damage"
+
+    try
+        let dir = Path.Combine(root, "sweep")
+
+        let args =
+            [
+                $"sweep_dir={dir}"
+                "config=" + config "ppo-cartpole.yaml"
+                "num_envs=2"
+                "num_steps=32"
+                "total_timesteps=640"
+                "beta_1=0.8,0.9"
+                "eval_episodes=1"
+                "threads=1"
+            ]
+
+        let script =
+            [
+                "dotnet"
+                "fsi"
+                "--quiet"
+                Path.Combine(repoRoot.Value, "scripts", "sweep.fsx")
+            ]
+
+        match Sweep.Launcher.sweep Threading.CancellationToken.None script repoRoot.Value args with
+        | Sweep.Finished(_, _, []) -> ()
+        | o -> failtest $"the undamaged sweep: {o}"
+
+        let results (d: string) =
+            let rows, missing = Sweep.Collect.collect d
+
+            let rows =
+                rows
+                |> List.map (fun r -> Sweep.Grid.pointName r.Point, r.Finals, r.StepsToThreshold)
+
+            sprintf "%A" (rows, missing)
+
+        let expected = results dir
+
+        let point0 =
+            Path.Combine(dir, Sweep.Grid.pointName (Sweep.Folder.readSpec dir).Points[0])
+
+        let run0 =
+            Directory.GetDirectories point0
+            |> Array.find (fun d -> File.Exists(Path.Combine(d, Run.SummaryFile)))
+
+        let kinds =
+            [
+                "points.json", [ Sweep.Folder.SpecFile; Sweep.Folder.SpecFile + ".sha256" ]
+                "metrics.csv of a point", [ Path.GetRelativePath(dir, Path.Combine(run0, Metrics.CsvFile)) ]
+                "summary.json of a point", [ Path.GetRelativePath(dir, Path.Combine(run0, Run.SummaryFile)) ]
+                "state file of a point", [ Path.GetRelativePath(dir, Sweep.Folder.stateFile dir 0) ]
+            ]
+
+        [
+            for kind, files in kinds ->
+                let mutable survived = 0
+
+                for _ in 1..cases do
+                    let copy = Path.Combine(root, $"copy-{Guid.NewGuid():N}")
+                    copyDir dir copy
+                    let file = files[rng.Next files.Length]
+                    let what = damage rng (Path.Combine(copy, file))
+
+                    try
+                        let got =
+                            try
+                                Sweep.Status.status 3 copy |> ignore
+                                Ok(results copy)
+                            with
+                            | ConfigError _
+                            | :? InvalidDataException
+                            | :? FormatException as e -> Error e.Message
+
+                        match got with
+                        | Ok r when r = expected -> ()
+                        | Ok r when kind.StartsWith "summary.json" ->
+                            // wall time only is read from summary.json: a damaged digit there changes
+                            // the wall column, which this comparison does not include
+                            failtest $"sweep: {file} {what}: results {r}, undamaged {expected}"
+                        | Ok r -> failtest $"sweep: {file} {what}: results {r}, undamaged {expected} (silently wrong)"
+                        | Error message ->
+                            Expect.stringContains
+                                message
+                                (Path.GetFileName(file.Replace(".sha256", "")))
+                                $"sweep: {file} {what}: the refusal names the file"
+
+                        survived <- survived + 1
+                    finally
+                        Directory.Delete(copy, true)
+
+                printfn "faults: damaged sweep %s: %d/%d survived" kind survived cases
+                kind, survived, cases
+        ]
+    finally
+        Directory.Delete(root, true)
+
 [<Tests>]
 let tests =
     testList
@@ -525,6 +629,11 @@ let tests =
                 let cases = envInt "RL_FAULT_DISK" 2
                 let survived, tried = diskCampaign "ppo" ppoArgs cases (Random(campaignSeed + 4))
                 Expect.equal survived tried "every full disk survived"
+
+            testCase "damaged sweep files are refused by name or change nothing (points.json, a point's files)"
+            <| fun () ->
+                for kind, survived, tried in sweepCampaign (envInt "RL_FAULT_DAMAGE" 3) (Random(campaignSeed + 6)) do
+                    Expect.equal survived tried kind
 
             testCase "damaged run files are refused by name or change nothing (PPO and DQN)"
             <| fun () ->

@@ -426,6 +426,32 @@ module Run =
 
     /// The first line of a run folder's `config.yaml`, naming the algorithm that wrote it (a YAML
     /// comment, so the file still parses as the config alone): `# algo: <name> ...`.
+    /// The key of summary.json holding the SHA-256 of the finished run's metrics.csv (see
+    /// `checkMetrics`).
+    [<Literal>]
+    let MetricsChecksumKey = "metrics_sha256"
+
+    /// Checks a finished run folder's metrics.csv against the checksum its summary.json recorded
+    /// (`MetricsChecksumKey`; runs from before it was recorded pass). Raises
+    /// `InvalidDataException` naming metrics.csv when they differ.
+    let checkMetrics (runDir: string) =
+        let summary = Path.Combine(runDir, SummaryFile)
+        let metrics = Path.Combine(runDir, "metrics.csv")
+
+        if File.Exists summary && File.Exists metrics then
+            let m =
+                Text.RegularExpressions.Regex.Match(
+                    File.ReadAllText summary,
+                    $"\"{MetricsChecksumKey}\"\\s*:\\s*\"([0-9a-f]+)\""
+                )
+
+            if m.Success && m.Groups[1].Value <> Files.sha256 metrics then
+                raise (
+                    InvalidDataException(
+                        $"{metrics} does not match the checksum its run's {SummaryFile} recorded when the run finished: the metrics log was damaged (or edited) since"
+                    )
+                )
+
     let algorithmLine (algo: string) =
         $"# algo: {algo} (the algorithm of this run; resume= and evaluate.fsx read this line)\n"
 

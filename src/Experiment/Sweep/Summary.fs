@@ -35,8 +35,10 @@ type PointSummary =
 /// Summary rows, table, reading and chart.
 module Summary =
     /// Summarises a finished PPO run folder for grid point `point` (reads metrics.csv and
-    /// summary.json). `threshold`: return level for `StepsToThreshold`.
+    /// summary.json). `threshold`: return level for `StepsToThreshold`. Raises
+    /// `InvalidDataException` when metrics.csv changed since the run finished (`Run.checkMetrics`).
     let summarise (threshold: float option) (point: (string * string) list) (runDir: string) : PointSummary =
+        Run.checkMetrics runDir
         let table = Metrics.readCsv (Path.Combine(runDir, Metrics.CsvFile))
         let finals = Stats.finalReturns 0.1 table
         let ok = finals |> Array.filter Double.IsFinite
