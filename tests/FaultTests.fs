@@ -173,11 +173,11 @@ let killCampaign (name: string) (args: string list) (kills: int) (rng: Random) =
                     p.Kill true
                     p.WaitForExit()
                     made <- made + 1
-                    chain <- chain + 1
 
                     match runFolder cutRuns with
                     | None -> survived <- survived + 1 // killed before the run folder existed: nothing to lose
                     | Some dir ->
+                        chain <- chain + 1
                         let c, m = leftovers dir
 
                         if c then
@@ -288,6 +288,8 @@ let diskCampaign (name: string) (args: string list) (cases: int) (rng: Random) =
                     Expect.isTrue (file.StartsWith dir) $"{name}, {kb} KiB: names a file of the run ({file})"
                     named.Add(Path.GetRelativePath(dir, file)) |> ignore
                     Expect.isFalse (out.Contains "   at ") $"{name}, {kb} KiB: no stack trace: {out}"
+                    let _, halfRow = leftovers dir
+                    Expect.isFalse halfRow $"{name}, {kb} KiB: metrics.csv ends with a whole row"
 
                     if File.Exists(Path.Combine(dir, Run.CheckpointDir, Checkpoint.ManifestFile)) then
                         Cli.evaluate dir None (Some 1) |> ignore // the last checkpoint loads

@@ -520,7 +520,9 @@ let private yamlProperty (dir: string) =
         if invalidUtf8 then
             File.WriteAllBytes(path, Array.append (Text.Encoding.UTF8.GetBytes doc) [| 0xFFuy; 0xC3uy; 0x28uy |])
         else
-            File.WriteAllText(path, doc)
+            // Encoding.UTF8 writes a lone surrogate (half of a generated emoji) as U+FFFD, where
+            // File.WriteAllText's encoder throws
+            File.WriteAllBytes(path, Text.Encoding.UTF8.GetBytes doc)
 
         match attempt (fun () -> a.Resolve (Some path) []) with
         | Ok accepted -> checkAccepted a accepted

@@ -119,7 +119,8 @@ type MetricsLog =
         {
             Options: MetricsOptions
             LogTable: MetricsTable
-            Csv: StreamWriter
+            /// metrics.csv, unbuffered: every row reaches the file whole, or (a failed write) not at all.
+            Csv: FileStream
             Writers: Dictionary<int, Modules.SummaryWriter>
             Lookup: Dictionary<string, int>
             StepIndex: int option
@@ -365,6 +366,24 @@ module Metrics =
         "|param|value|\n|-|-|\n"
         + String.Join("\n", pairs |> List.map (fun (k, v) -> sprintf "|%s|%s|" (esc k) (esc v)))
 
+    /// Appends `line` to the unbuffered stream `csv` of the file `path`: the whole line, or, when the
+    /// write fails (a full disk), nothing: the file is cut back to its length before the write, so
+    /// metrics.csv never ends in a half row, and `Files.WriteFailedException` names the file.
+    let private appendLine (path: string) (csv: FileStream) (line: string) =
+        let before = csv.Length
+        let bytes = Files.utf8.GetBytes line
+
+        Files.writing path (fun () ->
+            try
+                csv.Write(bytes, 0, bytes.Length)
+            with _ ->
+                (try
+                    csv.SetLength before
+                 with _ ->
+                     ())
+
+                reraise ())
+
     /// Opens a metrics log as `options` says. A fresh log creates `metrics.csv` with the header
     /// (raising `IOException` if one exists and `Append` is false); an appending log checks the
     /// existing header (raising `InvalidDataException` if it differs), loads its rows into the
@@ -423,19 +442,18 @@ module Metrics =
             // Rewrite without a possibly interrupted last line, so appends start on a fresh line.
             writeCsv path old
 
-        let stream =
+        // unbuffered (buffer size 0), so that `appendLine` can cut a failed row back off
+        let csv =
             new FileStream(
                 path,
                 (if exists then FileMode.Append else FileMode.CreateNew),
                 FileAccess.Write,
-                FileShare.Read
+                FileShare.Read,
+                0
             )
 
-        let csv = new StreamWriter(stream, Files.utf8)
-
         if not exists then
-            csv.Write(csvLine names)
-            csv.Flush()
+            appendLine path csv (csvLine names)
 
         let indexOf name = names |> List.tryFindIndex ((=) name)
 
@@ -524,9 +542,7 @@ module Metrics =
 
         t.Data.Add row
 
-        Files.writing (Path.Combine(log.Options.Dir, CsvFile)) (fun () ->
-            log.Csv.Write(csvLine (Array.map formatValue row))
-            log.Csv.Flush())
+        appendLine (Path.Combine(log.Options.Dir, CsvFile)) log.Csv (csvLine (Array.map formatValue row))
 
         if log.Options.TensorBoard then
             Files.writing (Path.Combine(log.Options.Dir, "events.out.tfevents.*")) (fun () ->
