@@ -97,7 +97,8 @@ let env =
         "RL_PROGRESS", "off"
     ]
 
-let code, lines =
+/// Runs one test list of the suite with the campaign's sizes; returns its exit code and lines.
+let testList (name: string) =
     run
         "dotnet"
         [
@@ -108,27 +109,12 @@ let code, lines =
             "0"
             "--no-spinner"
             "--filter-test-list"
-            "Fault"
+            name
         ]
         env
 
-let others =
-    [
-        for list in [ "HostileInput"; "Lock" ] ->
-            run
-                "dotnet"
-                [
-                    "tests/bin/Release/net10.0/Rl.Tests.dll"
-                    "--sequenced"
-                    "--summary"
-                    "--colours"
-                    "0"
-                    "--no-spinner"
-                    "--filter-test-list"
-                    list
-                ]
-                env
-    ]
+let code, lines = testList "Fault"
+let others = [ testList "HostileInput"; testList "Lock" ]
 
 let otherCodes = others |> List.map fst
 

@@ -728,7 +728,12 @@ let evaluateRun (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int opti
 /// `best/seed_<s>/`) `path`, restored with the run's own config. Raises `FileNotFoundException`
 /// without `config.yaml`, `CheckpointError` for a missing or damaged checkpoint, `ConfigError` when
 /// the algorithm keeps no policy to export.
-let loadPolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) : PolicyExport.LoadedPolicy =
+let rec loadPolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) : PolicyExport.LoadedPolicy =
+    snd (restorePolicy algo path "export")
+
+/// The config and deterministic policy of `path` (see `loadPolicy`); `usage` says what the policy
+/// was wanted for in the refusal of an algorithm without one.
+and private restorePolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) (usage: string) =
     let cfg, state =
         restoreSaved
             algo
@@ -736,24 +741,15 @@ let loadPolicy (algo: Algorithm<'C, 'S, 'R>) (path: string) : PolicyExport.Loade
             ""
             algo.Policy.IsSome
             "a run folder of an algorithm that keeps a policy (ppo, dqn)"
-            $"{algo.Name} runs keep no policy to export"
+            $"{algo.Name} runs keep no policy to {usage}"
 
-    algo.Policy.Value cfg state
+    cfg, algo.Policy.Value cfg state
 
 /// `evaluate.fsx video=true`: records `episodes` deterministic episodes per seed of the policy
 /// saved in run folder (or checkpoint folder) `path` (see `recordVideosOf`) into the run folder's
 /// `videos/`; returns the paths written. Raises as `loadPolicy`, and `Video.VideoError`.
 let recordVideos (algo: Algorithm<'C, 'S, 'R>) (path: string) (episodes: int) : string list =
-    let cfg, state =
-        restoreSaved
-            algo
-            path
-            ""
-            algo.Policy.IsSome
-            "a run folder of an algorithm that keeps a policy (ppo, dqn)"
-            $"{algo.Name} runs keep no policy to record"
-
-    let policy = algo.Policy.Value cfg state
+    let cfg, policy = restorePolicy algo path "record"
 
     try
         recordVideosOf algo cfg policy (runDirOf path) episodes

@@ -53,6 +53,7 @@ let main argv =
 
     if argv.Length > 0 && argv[0] = "--train" then
         exit (Rl.Cli.main (List.ofArray argv[1..]))
+
     let summaryFile = Environment.GetEnvironmentVariable "RL_TEST_SUMMARY"
     let printer = defaultConfig.printer
 

@@ -94,7 +94,8 @@ let children (pid: int) : int list =
             let f = Path.Combine(t, "children")
 
             if File.Exists f then
-                File.ReadAllText(f).Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Seq.map int
+                File.ReadAllText(f).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                |> Seq.map int
             else
                 Seq.empty)
         |> List.ofSeq
@@ -110,7 +111,10 @@ let trainingPid (launcher: int) : int option =
         match pids with
         | [] -> None
         | p :: rest ->
-            if (cmdline p).Contains "fsi.dll" then Some p else walk (rest @ children p)
+            if (cmdline p).Contains "fsi.dll" then
+                Some p
+            else
+                walk (rest @ children p)
 
     walk [ launcher ]
 
@@ -294,7 +298,9 @@ let measure (out: string) (name: string) (args: string list) : Result<bool, stri
 
     let t0 = defaultArg o.TrainStart 0.0
     let t1 = defaultArg o.TrainEnd o.Wall
-    let window = o.Samples |> List.filter (fun s -> s.Time >= t0 && s.Time <= t1) |> Array.ofList
+
+    let window =
+        o.Samples |> List.filter (fun s -> s.Time >= t0 && s.Time <= t1) |> Array.ofList
 
     if o.Code <> 0 then
         Error $"{name}: training exited with code {o.Code} (see {logPath})"
@@ -373,7 +379,9 @@ let main (argv: string[]) : int =
     let opts = parseArgs argv
     let ppoSteps = intOption opts "ppo_steps" 2_000_000L
     let dqnSteps = intOption opts "dqn_steps" 1_000_000L
-    let out = Path.GetFullPath(opts.TryFind "out" |> Option.defaultValue "/tmp/rl-memory")
+
+    let out =
+        Path.GetFullPath(opts.TryFind "out" |> Option.defaultValue "/tmp/rl-memory")
 
     let ppoConfig =
         opts.TryFind "ppo_config"
@@ -398,7 +406,11 @@ let main (argv: string[]) : int =
 
     let results = jobs |> List.map (fun (name, args) -> name, measure out name args)
 
-    printfn "== summary (bounds: RSS growth <= %.0f MB and <= %.0f %% of the first tenth; fds growth <= %.0f)" maxRssGrowthMb (100.0 * maxRssGrowthFraction) maxFdGrowth
+    printfn
+        "== summary (bounds: RSS growth <= %.0f MB and <= %.0f %% of the first tenth; fds growth <= %.0f)"
+        maxRssGrowthMb
+        (100.0 * maxRssGrowthFraction)
+        maxFdGrowth
 
     for name, r in results do
         match r with
@@ -406,8 +418,11 @@ let main (argv: string[]) : int =
         | Ok false -> printfn "   %s: GROWS beyond the bound" name
         | Error e -> printfn "   %s: %s" name e
 
-    if results |> List.exists (fun (_, r) -> Result.isError r) then 2
-    elif results |> List.forall (fun (_, r) -> r = Ok true) then 0
-    else 1
+    if results |> List.exists (fun (_, r) -> Result.isError r) then
+        2
+    elif results |> List.forall (fun (_, r) -> r = Ok true) then
+        0
+    else
+        1
 
 exit (main (fsi.CommandLineArgs |> Array.skip 1))
