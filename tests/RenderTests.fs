@@ -19,6 +19,15 @@ let private framesDir () =
 let private index =
     lazy (JsonDocument.Parse(File.ReadAllText(Path.Combine(framesDir (), "frames.json"))).RootElement)
 
+/// Property `name` of `r` read with `read`, None when it is JSON null (Python's None).
+let private optional (r: JsonElement) (name: string) (read: JsonElement -> 'T) : 'T option =
+    let e = r.GetProperty name
+
+    if e.ValueKind = JsonValueKind.Null then
+        None
+    else
+        Some(read e)
+
 /// The env of a reference record with the record's state set (and Pendulum's last torque,
 /// FrozenLake's last action), reset first so that it may be drawn.
 let private envOf (r: JsonElement) : IEnv =
@@ -42,25 +51,12 @@ let private envOf (r: JsonElement) : IEnv =
     match env with
     | :? FrozenLake.Env as lake ->
         lake.S <- state.GetInt32()
-        let a = r.GetProperty "lastaction"
-
-        lake.LastAction <-
-            if a.ValueKind = JsonValueKind.Null then
-                None
-            else
-                Some(a.GetInt32())
+        lake.LastAction <- optional r "lastaction" (fun a -> a.GetInt32())
     | :? ClassicEnv as c ->
         c.State <- [| for x in state.EnumerateArray() -> x.GetDouble() |]
 
         match env with
-        | :? Pendulum.Env as p ->
-            let u = r.GetProperty "last_u"
-
-            p.LastU <-
-                if u.ValueKind = JsonValueKind.Null then
-                    None
-                else
-                    Some(u.GetDouble())
+        | :? Pendulum.Env as p -> p.LastU <- optional r "last_u" (fun u -> u.GetDouble())
         | _ -> ()
     | _ -> failtest $"unexpected env {id}"
 
@@ -421,13 +417,7 @@ let tests =
                     env.Reset(Some 0L) |> ignore
                     let lake = env :?> FrozenLake.Env
                     lake.S <- r.GetProperty("s").GetInt32()
-                    let a = r.GetProperty "lastaction"
-
-                    lake.LastAction <-
-                        if a.ValueKind = JsonValueKind.Null then
-                            None
-                        else
-                            Some(a.GetInt32())
+                    lake.LastAction <- optional r "lastaction" (fun a -> a.GetInt32())
 
                     match Envs.render env with
                     | Envs.Rendered.Ansi text ->
