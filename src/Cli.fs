@@ -98,7 +98,7 @@ let main (args: string list) : int =
         2
     | :? IOException as e ->
         // a full disk, a file-size limit, a failing device: the checkpoints are written atomically,
-        // so the last complete one is intact; metrics.csv may end in a half row, dropped on resume
+        // so the last complete one is intact, and a failed metrics row is cut back off
         eprintfn
             "I/O error: %s (the last complete checkpoint is intact: free space and resume the run with resume=<run folder>)"
             e.Message

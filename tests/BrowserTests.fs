@@ -13,17 +13,8 @@ open Plotly.NET
 open Rl
 open Rl.Tests.TestPaths
 
-/// ffmpeg: /usr/bin/ffmpeg or on PATH.
-let private ffmpeg () =
-    let path =
-        Environment.GetEnvironmentVariable "PATH"
-        |> Option.ofObj
-        |> Option.defaultValue ""
-
-    "/usr/bin" :: List.ofArray (path.Split ':')
-    |> List.filter (fun d -> d <> "")
-    |> List.map (fun d -> Path.Combine(d, "ffmpeg"))
-    |> List.tryFind File.Exists
+/// ffmpeg as the library finds it (`RL_FFMPEG`, else on PATH).
+let private ffmpeg = Video.ffmpeg
 
 /// Runs `exe` with `argv` in `cwd`, output captured; fails after `timeoutS` seconds. Returns the
 /// exit code and the output (stdout then stderr).

@@ -26,7 +26,7 @@
 //   dotnet fsi scripts/faults/memory.fsx                                  # 2M PPO + 1M DQN, ~15 min
 //   dotnet fsi scripts/faults/memory.fsx ppo_steps=100000 dqn_steps=100000 out=/tmp/rl-memory-quick
 // Options (key=value): ppo_steps= (0 skips PPO), dqn_steps= (0 skips DQN), out= (default
-// /tmp/rl-memory), ppo_config= (default scripts/configs/ppo-cartpole.yaml).
+// <temp folder>/rl-memory), ppo_config= (default scripts/configs/ppo-cartpole.yaml).
 // Exit code: 0 when every bound holds, 1 when one is broken, 2 for bad arguments or a failed run.
 // Run at most one such script at a time on a shared machine: each training takes a core.
 
@@ -381,7 +381,10 @@ let main (argv: string[]) : int =
     let dqnSteps = intOption opts "dqn_steps" 1_000_000L
 
     let out =
-        Path.GetFullPath(opts.TryFind "out" |> Option.defaultValue "/tmp/rl-memory")
+        Path.GetFullPath(
+            opts.TryFind "out"
+            |> Option.defaultValue (Path.Combine(Path.GetTempPath(), "rl-memory"))
+        )
 
     let ppoConfig =
         opts.TryFind "ppo_config"

@@ -463,10 +463,9 @@ module Config =
         let text = text.Replace("\r\n", "\n")
 
         let sealedStart =
-            text.StartsWith SealedMarker
-            || text.Split('\n')
-               |> Array.truncate 3
-               |> Array.exists (fun l -> l.StartsWith "# sealed:")
+            text.Split('\n')
+            |> Array.truncate 3
+            |> Array.exists (fun l -> l.StartsWith "# sealed:")
 
         if sealedStart then
             let trimmed = text.TrimEnd '\n'

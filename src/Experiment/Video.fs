@@ -261,16 +261,10 @@ let writePngs (dir: string) (frames: Frame list) =
     frames
     |> List.iteri (fun i f -> File.WriteAllBytes(Path.Combine(dir, $"frame-{i:D5}.png"), Render.toPng f))
 
-/// Saves an episode as `dir/{prefix}-episode-{episode}.mp4` with ffmpeg, or, without ffmpeg, as
-/// PNG frames in the folder `dir/{prefix}-episode-{episode}/` (printing `howToGetFfmpeg` once per
-/// call). Returns the path written. Raises `VideoError` when ffmpeg fails.
-let rec save (dir: string) (prefix: string) (episodeId: int) (fps: int) (episode: Episode) : string =
-    saveAs (Path.Combine(dir, fileName prefix episodeId)) fps episode
-
 /// Saves an episode as the MP4 file `path` with ffmpeg, or, without ffmpeg, as PNG frames in the
 /// folder `path` without its extension (printing `howToGetFfmpeg`). Returns the path written.
 /// Raises `VideoError` when ffmpeg fails.
-and saveAs (path: string) (fps: int) (episode: Episode) : string =
+let saveAs (path: string) (fps: int) (episode: Episode) : string =
     match ffmpeg () with
     | Some program ->
         writeMp4 program fps path episode.Frames
@@ -280,6 +274,12 @@ and saveAs (path: string) (fps: int) (episode: Episode) : string =
         writePngs folder episode.Frames
         eprintfn "video: %s; the %d frames were written as PNG files in %s" howToGetFfmpeg episode.Frames.Length folder
         folder
+
+/// Saves an episode as `dir/{prefix}-episode-{episode}.mp4` with ffmpeg, or, without ffmpeg, as
+/// PNG frames in the folder `dir/{prefix}-episode-{episode}/` (printing `howToGetFfmpeg` once per
+/// call). Returns the path written. Raises `VideoError` when ffmpeg fails.
+let save (dir: string) (prefix: string) (episodeId: int) (fps: int) (episode: Episode) : string =
+    saveAs (Path.Combine(dir, fileName prefix episodeId)) fps episode
 
 /// The index of a run's videos, `videos/episodes.csv`: one row per recorded episode.
 [<Literal>]
